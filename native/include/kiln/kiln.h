@@ -1,0 +1,225 @@
+/*
+ * kiln.h — the one public header of Kiln's native core, and the only door into native code.
+ *
+ * Overview
+ * --------
+ * Kiln's native library is a flat C ABI: opaque values, plain C types, and a `kiln_status` returned
+ * by every fallible call. When a call fails it returns a non-zero status and leaves a message for
+ * the calling thread in `kiln_last_error()` naming the check and the values, e.g.
+ *   "kiln_binary_f32: shape[1] is -3: dimensions must be >= 0".
+ * Out-parameters are set to a neutral value (NULL / 0) before any check, so a failed call never
+ * leaves garbage behind. Native code never aborts, prints or throws across this boundary.
+ *
+ * Memory is the caller's: buffers come from `kiln_alloc` (64-byte aligned, accounted) or from
+ * anywhere else the caller owns; ops read and write raw addresses. Sizes are `int64_t`.
+ * Tensors are described by (ndim, shape, strides) with strides in ELEMENTS; a stride of 0 repeats
+ * an element (broadcasting); negative strides are refused.
+ *
+ * Worked example (error handling elided once, shown once):
+ *
+ *     float *a, *b;
+ *     kiln_alloc(4 * sizeof(float), (void**)&a);
+ *     kiln_alloc(4 * sizeof(float), (void**)&b);
+ *     int64_t shape[1] = {4}, unit[1] = {1};
+ *     ... fill a and b ...
+ *     if (kiln_binary_f32(KILN_BINARY_ADD, 1, shape, a, unit, b, unit, b, unit) != KILN_OK)
+ *         fprintf(stderr, "%s\n", kiln_last_error());
+ *     double s; kiln_sum_f32(1, shape, b, unit, &s);
+ *     kiln_free(a); kiln_free(b);
+ *
+ * Sections: status and errors · library info and CPU dispatch · memory · threads · data ops.
+ * The header compiles as C99 and as C++; it uses no C++ types.
+ */
+#ifndef KILN_KILN_H
+#define KILN_KILN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#  define KILN_API __declspec(dllexport)
+#else
+#  define KILN_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ============================================================================================
+ * Status and errors
+ * ========================================================================================== */
+
+/** Returned by every fallible call. Java maps each to `dev.kiln.KilnException.Status`. */
+typedef enum kiln_status {
+    KILN_OK = 0,
+    KILN_ERR_INVALID_ARGUMENT = 1, /* NULL where a pointer is needed, negative size, bad enum … */
+    KILN_ERR_OUT_OF_MEMORY = 2,    /* the allocator could not provide the bytes asked for */
+    KILN_ERR_UNSUPPORTED = 3,      /* a valid request this build or CPU cannot serve */
+    KILN_ERR_SHAPE_MISMATCH = 4,   /* shapes that do not broadcast or do not fit together */
+    KILN_ERR_DTYPE_MISMATCH = 5,   /* an element type the op does not take */
+    KILN_ERR_OVERFLOW = 6,         /* a size whose byte count overflows int64 */
+    KILN_ERR_INTERNAL = 7          /* a bug in Kiln: please report the message */
+} kiln_status;
+
+/** Text of the last failure on the calling thread ("" if none). Valid until the thread's next
+ *  failing call; never NULL; owned by Kiln. */
+KILN_API const char* kiln_last_error(void);
+
+/** Stable name of a status ("KILN_ERR_SHAPE_MISMATCH"); "KILN_ERR_UNKNOWN" for other values. */
+KILN_API const char* kiln_status_name(int32_t status);
+
+/* ============================================================================================
+ * Library information and CPU dispatch
+ * ========================================================================================== */
+
+/** Version string "MAJOR.MINOR.PATCH" of the native library; static storage. */
+KILN_API const char* kiln_version(void);
+
+/** CPU feature bits, detected once when the library loads (CPUID + XGETBV: a feature counts only
+ *  when the OS saves its registers). */
+typedef enum kiln_cpu_feature {
+    KILN_CPU_SSE42 = 1 << 0,
+    KILN_CPU_AVX = 1 << 1,
+    KILN_CPU_AVX2 = 1 << 2,
+    KILN_CPU_FMA = 1 << 3,
+    KILN_CPU_F16C = 1 << 4,
+    KILN_CPU_AVX512F = 1 << 5,
+    KILN_CPU_AVX512BW = 1 << 6,
+    KILN_CPU_AVX512DQ = 1 << 7,
+    KILN_CPU_AVX512VL = 1 << 8,
+    KILN_CPU_AVX512VNNI = 1 << 9,
+    KILN_CPU_AVX512BF16 = 1 << 10,
+    KILN_CPU_AMX = 1 << 11
+} kiln_cpu_feature;
+
+/** Writes the feature bits of this CPU (an OR of `kiln_cpu_feature`) into *out. */
+KILN_API kiln_status kiln_cpu_features(uint64_t* out);
+
+/** Instruction-set levels the kernels are built for, best last. */
+typedef enum kiln_isa {
+    KILN_ISA_PORTABLE = 0, /* plain C++, any x86-64 (and the twin of every test reference) */
+    KILN_ISA_AVX2 = 1,     /* AVX2 + FMA + F16C */
+    KILN_ISA_AVX512 = 2    /* AVX-512 F/BW/DQ/VL */
+} kiln_isa;
+
+/** The best ISA this CPU supports. */
+KILN_API kiln_status kiln_isa_best(int32_t* out);
+/** The ISA the dispatch tables use now. */
+KILN_API kiln_status kiln_isa_get(int32_t* out);
+/** Forces the dispatch tables to `isa` (for tests and for working around a CPU bug).
+ *  KILN_ERR_UNSUPPORTED if this CPU lacks it: Kiln never runs an instruction the CPU lacks.
+ *  The environment variable KILN_ISA=portable|avx2|avx512 does the same when the library loads.
+ *  Meant for start-up: calls already running finish on the table they started with. */
+KILN_API kiln_status kiln_isa_set(int32_t isa);
+/** "portable", "avx2", "avx512"; "unknown" for other values. */
+KILN_API const char* kiln_isa_name(int32_t isa);
+
+/* ============================================================================================
+ * Memory
+ * ========================================================================================== */
+
+/** Accounting of everything allocated through kiln_alloc. */
+typedef struct kiln_memory_stats {
+    int64_t bytes_in_use;      /* requested bytes not yet freed */
+    int64_t peak_bytes_in_use; /* high-water mark of bytes_in_use */
+    int64_t live_allocations;  /* allocations not yet freed */
+    int64_t total_allocations; /* allocations ever made */
+} kiln_memory_stats;
+
+/** Allocates `bytes` (>= 0) zero-filled bytes aligned to 64. *out is NULL on failure.
+ *  A request of 0 bytes returns a valid, unique pointer that must be freed too. */
+KILN_API kiln_status kiln_alloc(int64_t bytes, void** out);
+/** Frees memory from kiln_alloc. NULL is a no-op. A pointer Kiln did not allocate, or one freed
+ *  already, is detected (its header is checked) and refused with KILN_ERR_INVALID_ARGUMENT. */
+KILN_API kiln_status kiln_free(void* ptr);
+/** Fills *out with the current accounting. */
+KILN_API kiln_status kiln_memory_stats_get(kiln_memory_stats* out);
+
+/* ============================================================================================
+ * Threads
+ * ========================================================================================== */
+
+/** Sets the size of Kiln's fixed thread pool (1 .. 1024; the calling thread counts as one).
+ *  Default: the number of cores, or KILN_NUM_THREADS from the environment at load.
+ *  Do not call while ops run on other threads. */
+KILN_API kiln_status kiln_threads_set(int32_t n);
+/** Writes the pool size into *out. */
+KILN_API kiln_status kiln_threads_get(int32_t* out);
+
+/* ============================================================================================
+ * Element types and data ops
+ *
+ * Shape and strides: `ndim` in 0..KILN_MAX_DIMS (0 = a scalar); `shape[i] >= 0`; strides in
+ * elements, >= 0. Arrays may be NULL when ndim is 0. Outputs must not partially overlap inputs
+ * (exact aliasing, an in-place op, is fine).
+ * ========================================================================================== */
+
+#define KILN_MAX_DIMS 8
+
+typedef enum kiln_dtype {
+    KILN_DTYPE_F32 = 0,
+    KILN_DTYPE_BF16 = 1,
+    KILN_DTYPE_F16 = 2,
+    KILN_DTYPE_I8 = 3,
+    KILN_DTYPE_U8 = 4,
+    KILN_DTYPE_I32 = 5,
+    KILN_DTYPE_I4 = 6 /* two signed 4-bit values per byte, element 2k in the low nibble */
+} kiln_dtype;
+
+typedef enum kiln_binary_op {
+    KILN_BINARY_ADD = 0,
+    KILN_BINARY_SUB = 1,
+    KILN_BINARY_MUL = 2,
+    KILN_BINARY_DIV = 3,
+    KILN_BINARY_MAX = 4,
+    KILN_BINARY_MIN = 5
+} kiln_binary_op;
+
+/** out = a (op) b elementwise over `shape`; a and b may broadcast through zero strides. */
+KILN_API kiln_status kiln_binary_f32(int32_t op, int32_t ndim, const int64_t* shape,
+                                     const float* a, const int64_t* a_strides,
+                                     const float* b, const int64_t* b_strides,
+                                     float* out, const int64_t* out_strides);
+
+/** out = alpha * a elementwise. */
+KILN_API kiln_status kiln_scale_f32(int32_t ndim, const int64_t* shape,
+                                    const float* a, const int64_t* a_strides, float alpha,
+                                    float* out, const int64_t* out_strides);
+
+/** *out = the sum of all elements of a, accumulated in blocks of float lanes whose partial sums
+ *  are added in double, in an order fixed by the shape (not the thread count). 0 for no elements. */
+KILN_API kiln_status kiln_sum_f32(int32_t ndim, const int64_t* shape,
+                                  const float* a, const int64_t* a_strides, double* out);
+
+/** Copies elements of `elem_size` bytes (1, 2, 4 or 8) from src to dst laid out by their strides. */
+KILN_API kiln_status kiln_copy_strided(int32_t elem_size, int32_t ndim, const int64_t* shape,
+                                       const void* src, const int64_t* src_strides,
+                                       void* dst, const int64_t* dst_strides);
+
+/** Writes the `elem_size`-byte pattern at `pattern` into every element of dst. */
+KILN_API kiln_status kiln_fill_pattern(int32_t elem_size, int32_t ndim, const int64_t* shape,
+                                       void* dst, const int64_t* dst_strides, const void* pattern);
+
+typedef enum kiln_random_kind {
+    KILN_RANDOM_UNIFORM = 0, /* a = low, b = high: values in [low, high) */
+    KILN_RANDOM_NORMAL = 1   /* a = mean, b = standard deviation (>= 0) */
+} kiln_random_kind;
+
+/** Fills a F32, BF16 or F16 tensor with seeded random values. Element i of the logical
+ *  (row-major) order gets a value computed from (seed, i) alone by a counter-based generator,
+ *  so the result depends on neither the strides nor the thread count nor the ISA. */
+KILN_API kiln_status kiln_fill_random(int32_t dtype, int32_t kind, int32_t ndim,
+                                      const int64_t* shape, void* dst, const int64_t* dst_strides,
+                                      double a, double b, uint64_t seed);
+
+/** Converts n contiguous elements from src_dtype to dst_dtype. Supported pairs: F32 <-> BF16,
+ *  F32 <-> F16 (round to nearest even; NaN stays NaN). */
+KILN_API kiln_status kiln_convert(int32_t src_dtype, const void* src, int32_t dst_dtype, void* dst,
+                                  int64_t n);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* KILN_KILN_H */

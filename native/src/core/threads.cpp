@@ -1,0 +1,150 @@
+#include "threads.hpp"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "error.hpp"
+
+namespace kiln {
+namespace {
+
+int default_threads() {
+    if (const char* env = std::getenv("KILN_NUM_THREADS")) {
+        char* end = nullptr;
+        const long v = std::strtol(env, &end, 10);
+        if (end != env && *end == '\0' && v >= 1 && v <= 1024) return int(v);
+    }
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
+class Pool {
+public:
+    explicit Pool(int threads) : threads_(threads) {
+        for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
+    }
+    ~Pool() {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            stop_ = true;
+        }
+        wake_.notify_all();
+        for (auto& t : workers_) t.join();
+    }
+    int threads() const { return threads_; }
+
+    // Returns false (and runs nothing) when another thread owns the pool.
+    bool try_run(int64_t n, int64_t chunks, RangeFn fn, void* ctx) {
+        std::unique_lock<std::mutex> owner(owner_mu_, std::try_to_lock);
+        if (!owner.owns_lock()) return false;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            fn_ = fn;
+            ctx_ = ctx;
+            n_ = n;
+            chunks_ = chunks;
+            next_ = 0;
+            pending_ = chunks;
+            ++generation_;
+        }
+        wake_.notify_all();
+        work();  // the caller takes chunks too
+        std::unique_lock<std::mutex> lock(mu_);
+        done_.wait(lock, [this] { return pending_ == 0; });
+        fn_ = nullptr;
+        return true;
+    }
+
+private:
+    // Takes and runs chunks of the current job until none is left.
+    void work() {
+        for (;;) {
+            int64_t c, chunks, n;
+            RangeFn fn;
+            void* ctx;
+            {
+                std::lock_guard<std::mutex> lock(mu_);
+                if (fn_ == nullptr || next_ >= chunks_) return;
+                c = next_++;
+                chunks = chunks_;
+                n = n_;
+                fn = fn_;
+                ctx = ctx_;
+            }
+            const int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+            fn(ctx, begin, end);
+            std::lock_guard<std::mutex> lock(mu_);
+            if (--pending_ == 0) done_.notify_all();
+        }
+    }
+
+    void worker_loop() {
+        uint64_t seen = 0;
+        for (;;) {
+            {
+                std::unique_lock<std::mutex> lock(mu_);
+                wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+                if (stop_) return;
+                seen = generation_;
+            }
+            work();
+        }
+    }
+
+    const int threads_;
+    std::vector<std::thread> workers_;
+    std::mutex owner_mu_;  // one job at a time
+    std::mutex mu_;
+    std::condition_variable wake_, done_;
+    bool stop_ = false;
+    uint64_t generation_ = 0;
+    RangeFn fn_ = nullptr;
+    void* ctx_ = nullptr;
+    int64_t n_ = 0, chunks_ = 0, next_ = 0, pending_ = 0;
+};
+
+std::mutex g_pool_mu;  // guards replacing the pool
+std::shared_ptr<Pool> g_pool;
+
+std::shared_ptr<Pool> pool() {
+    std::lock_guard<std::mutex> lock(g_pool_mu);
+    if (!g_pool) g_pool = std::make_shared<Pool>(default_threads());
+    return g_pool;
+}
+
+}  // namespace
+
+int pool_threads() { return pool()->threads(); }
+
+void parallel_for_raw(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
+    if (n <= 0) return;
+    grain = std::max<int64_t>(grain, 1);
+    const auto p = pool();
+    const int64_t chunks = std::min<int64_t>(p->threads(), (n + grain - 1) / grain);
+    if (chunks <= 1 || !p->try_run(n, chunks, fn, ctx)) fn(ctx, 0, n);
+}
+
+}  // namespace kiln
+
+extern "C" KILN_API kiln_status kiln_threads_set(int32_t n) {
+    if (n < 1 || n > 1024)
+        return kiln::fail(KILN_ERR_INVALID_ARGUMENT, "kiln_threads_set: n is %d: must be in 1..1024", n);
+    auto fresh = std::make_shared<kiln::Pool>(n);
+    std::lock_guard<std::mutex> lock(kiln::g_pool_mu);
+    kiln::g_pool = std::move(fresh);  // the old pool ends when its last user lets go
+    return KILN_OK;
+}
+
+extern "C" KILN_API kiln_status kiln_threads_get(int32_t* out) {
+    if (out == nullptr) return kiln::fail(KILN_ERR_INVALID_ARGUMENT, "kiln_threads_get: out is NULL");
+    *out = kiln::pool_threads();
+    return KILN_OK;
+}

@@ -1,0 +1,48 @@
+#include <atomic>
+#include <thread>
+
+#include "core/threads.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+TEST(Threads, ParallelForCoversEveryIndexOnce) {
+    for (int64_t n : {0, 1, 7, 1000, 100000}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        kiln::parallel_for(n, 10, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) hits[size_t(i)].fetch_add(1);
+        });
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[size_t(i)].load(), 1) << "n=" << n << " i=" << i;
+    }
+}
+
+TEST(Threads, ConcurrentCallersBothFinish) {
+    std::atomic<int64_t> total{0};
+    auto job = [&] {
+        for (int rep = 0; rep < 200; ++rep)
+            kiln::parallel_for(10000, 100, [&](int64_t b, int64_t e) { total.fetch_add(e - b); });
+    };
+    std::thread t1(job), t2(job), t3(job);
+    t1.join();
+    t2.join();
+    t3.join();
+    EXPECT_EQ(total.load(), 3 * 200 * 10000);
+}
+
+TEST(Threads, PoolSizeCanBeChanged) {
+    int32_t before = 0;
+    ASSERT_EQ(kiln_threads_get(&before), KILN_OK);
+    EXPECT_GE(before, 1);
+    ASSERT_EQ(kiln_threads_set(3), KILN_OK);
+    int32_t now = 0;
+    kiln_threads_get(&now);
+    EXPECT_EQ(now, 3);
+    std::atomic<int64_t> sum{0};
+    kiln::parallel_for(1000, 1, [&](int64_t b, int64_t e) { sum.fetch_add(e - b); });
+    EXPECT_EQ(sum.load(), 1000);
+    EXPECT_EQ(kiln_threads_set(0), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_threads_set(5000), KILN_ERR_INVALID_ARGUMENT);
+    ASSERT_EQ(kiln_threads_set(before), KILN_OK);
+}
+
+}  // namespace
