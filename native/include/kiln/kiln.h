@@ -182,6 +182,29 @@ KILN_API kiln_status kiln_binary_f32(int32_t op, int32_t ndim, const int64_t* sh
                                      const float* b, const int64_t* b_strides,
                                      float* out, const int64_t* out_strides);
 
+typedef enum kiln_unary_op {
+    KILN_UNARY_IDENTITY = 0,
+    KILN_UNARY_RELU = 1,       /* max(x, 0); NaN stays NaN */
+    KILN_UNARY_LEAKY_RELU = 2, /* x < 0 ? alpha * x : x */
+    KILN_UNARY_GELU = 3,       /* x/2 (1 + erf(x / sqrt 2)), erf to 1.5e-7 absolute */
+    KILN_UNARY_SIGMOID = 4,
+    KILN_UNARY_TANH = 5,
+    KILN_UNARY_EXP = 6,
+    KILN_UNARY_LOG = 7,
+    KILN_UNARY_SQRT = 8,
+    KILN_UNARY_NEG = 9,
+    KILN_UNARY_ABS = 10,
+    KILN_UNARY_SQUARE = 11,
+    KILN_UNARY_GELU_TANH = 12  /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+} kiln_unary_op;
+
+/** out = op(a) elementwise; `alpha` is LeakyReLU's negative slope (ignored by other ops).
+ *  Vector versions agree with the scalar definitions to about 2e-6 relative (documented per op in
+ *  the tests); out may be a itself. */
+KILN_API kiln_status kiln_unary_f32(int32_t op, float alpha, int32_t ndim, const int64_t* shape,
+                                    const float* a, const int64_t* a_strides,
+                                    float* out, const int64_t* out_strides);
+
 /** out = alpha * a elementwise. */
 KILN_API kiln_status kiln_scale_f32(int32_t ndim, const int64_t* shape,
                                     const float* a, const int64_t* a_strides, float alpha,
@@ -217,6 +240,50 @@ KILN_API kiln_status kiln_fill_random(int32_t dtype, int32_t kind, int32_t ndim,
  *  F32 <-> F16 (round to nearest even; NaN stays NaN). */
 KILN_API kiln_status kiln_convert(int32_t src_dtype, const void* src, int32_t dst_dtype, void* dst,
                                   int64_t n);
+
+/* ============================================================================================
+ * GEMM (fp32 and bf16), row-major: C = alpha * op(A) * op(B) + beta * C, then the epilogue.
+ *
+ * op(A) is M x K: A itself (trans_a = 0, element [i][k] at a[i*lda + k]) or the transpose of a
+ * K x M matrix (trans_a = 1, element at a[k*lda + i]); likewise op(B) is K x N. Leading dimensions
+ * must be >= the row length they step over. beta = 0 never reads C (it may hold NaN). C must not
+ * overlap A or B. Large products run on Kiln's pool; products with M <= 16 run on the calling thread.
+ * ========================================================================================== */
+
+/** Applied to each tile of C after the last accumulation, while it is in L1:
+ *    C[i][j] = act(C[i][j] + bias[j]) + residual[i * ld_residual + j]
+ *  bias and residual may be NULL; activation is a kiln_unary_op (IDENTITY for none). */
+typedef struct kiln_epilogue {
+    const float* bias;
+    int32_t activation;
+    float activation_alpha;
+    const float* residual;
+    int64_t ld_residual;
+} kiln_epilogue;
+
+/** fp32 GEMM. `epilogue` may be NULL. */
+KILN_API kiln_status kiln_sgemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k,
+                                float alpha, const float* a, int64_t lda,
+                                const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                                const kiln_epilogue* epilogue);
+
+/** B packed once for the ISA in use (weights at plan-compile time), reused by every call. */
+typedef struct kiln_packed_b kiln_packed_b;
+
+/** Packs op(B) (K x N) into a new kiln_packed_b (*out; NULL on failure). The packed copy is
+ *  independent of b afterwards. Free with kiln_packed_b_destroy. */
+KILN_API kiln_status kiln_sgemm_pack_b(int32_t trans_b, int64_t k, int64_t n, const float* b,
+                                       int64_t ldb, kiln_packed_b** out);
+/** Frees a packed B (NULL is a no-op). */
+KILN_API kiln_status kiln_packed_b_destroy(kiln_packed_b* packed);
+/** K and N of a packed B, and the bytes it holds. */
+KILN_API kiln_status kiln_packed_b_info(const kiln_packed_b* packed, int64_t* k, int64_t* n,
+                                        int64_t* bytes);
+/** fp32 GEMM with a pre-packed B: C (M x N) = alpha * op(A) * B + beta * C, then the epilogue.
+ *  Uses the kernels B was packed for, whatever the dispatch level is now. */
+KILN_API kiln_status kiln_sgemm_packed(int32_t trans_a, int64_t m, float alpha, const float* a,
+                                       int64_t lda, const kiln_packed_b* b, float beta, float* c,
+                                       int64_t ldc, const kiln_epilogue* epilogue);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -141,3 +141,37 @@ extern "C" KILN_API kiln_status kiln_sum_f32(int32_t ndim, const int64_t* shape,
     *out = total;
     return KILN_OK;
 }
+
+extern "C" KILN_API kiln_status kiln_unary_f32(int32_t op, float alpha, int32_t ndim,
+                                               const int64_t* shape, const float* a,
+                                               const int64_t* a_strides, float* out,
+                                               const int64_t* out_strides) {
+    static const char* fn = "kiln_unary_f32";
+    if (op < KILN_UNARY_IDENTITY || op > KILN_UNARY_GELU_TANH)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: op is %d: not a kiln_unary_op", fn, op);
+    const int64_t* strides[2] = {a_strides, out_strides};
+    const void* ptrs[2] = {a, out};
+    const char* names[2] = {"a", "out"};
+    Layout l;
+    if (kiln_status st = make_layout(fn, ndim, shape, 2, strides, ptrs, names, 4, &l)) return st;
+    if (kiln_status st = check_no_partial_overlap(fn, l, 1, out, 0, a, 4, "out", "a")) return st;
+    if (l.numel == 0) return KILN_OK;
+    const EltwiseKernels& k = select_kernel(kTable);
+    const int last = l.ndim - 1;
+    const int64_t sa = l.strides[0][last], so = l.strides[1][last];
+    for_each_run(l, [&](int64_t r, int64_t begin, int64_t end) {
+        const float* pa = a + l.row_offset(0, r) + begin * sa;
+        float* po = out + l.row_offset(1, r) + begin * so;
+        if (sa == 1 && so == 1) {
+            k.unary(op, pa, po, end - begin, alpha);
+        } else {
+            for (int64_t i = 0; i < end - begin; ++i) po[i * so] = unary_scalar(op, pa[i * sa], alpha);
+        }
+    });
+    return KILN_OK;
+}
+
+namespace kiln {
+// Used by the GEMM epilogue: the eltwise table of the current ISA.
+const EltwiseKernels& eltwise_kernels() { return select_kernel(kTable); }
+}  // namespace kiln

@@ -87,7 +87,87 @@ double sum_avx2(const float* a, int64_t n) {
 
 }  // namespace
 
+void unary_avx2(int op, const float* a, float* out, int64_t n, float alpha);
+
 const EltwiseKernels kEltwiseAvx2 = {KILN_ISA_AVX2, "eltwise_f32_avx2", binary_avx2, scale_avx2,
-                                     sum_avx2};
+                                     sum_avx2, unary_avx2};
+
+}  // namespace kiln
+
+// ---- unary ops -------------------------------------------------------------------------------
+#include "vmath_avx2.hpp"
+
+namespace kiln {
+namespace {
+
+inline __m256 sign_bit() { return _mm256_castsi256_ps(_mm256_set1_epi32(int(0x80000000u))); }
+
+inline __m256 tanh256(__m256 x) {
+    const __m256 ax = _mm256_andnot_ps(sign_bit(), x);
+    const __m256 e = vmath256::exp(_mm256_add_ps(ax, ax));
+    const __m256 big = _mm256_sub_ps(_mm256_set1_ps(1.0f),
+                                     _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
+    const __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 small = _mm256_fmadd_ps(_mm256_set1_ps(2.0f / 15), x2, _mm256_set1_ps(-1.0f / 3));
+    small = _mm256_fmadd_ps(small, _mm256_mul_ps(x2, ax), ax);
+    const __m256 y = _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.0625f), _CMP_LT_OQ));
+    return _mm256_or_ps(y, _mm256_and_ps(x, sign_bit()));
+}
+
+template <int OP>
+inline __m256 unary_vec(__m256 x, float alpha) {
+    if constexpr (OP == KILN_UNARY_IDENTITY) return x;
+    if constexpr (OP == KILN_UNARY_RELU) return _mm256_max_ps(_mm256_setzero_ps(), x);
+    if constexpr (OP == KILN_UNARY_LEAKY_RELU)
+        return _mm256_blendv_ps(x, _mm256_mul_ps(x, _mm256_set1_ps(alpha)),
+                                _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+    if constexpr (OP == KILN_UNARY_GELU) {
+        const __m256 e = vmath256::erf(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)));
+        return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    }
+    if constexpr (OP == KILN_UNARY_GELU_TANH) {
+        const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+        const __m256 u = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
+        return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), tanh256(u)));
+    }
+    if constexpr (OP == KILN_UNARY_SIGMOID)
+        return _mm256_div_ps(_mm256_set1_ps(1.0f),
+                             _mm256_add_ps(_mm256_set1_ps(1.0f), vmath256::exp(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+    if constexpr (OP == KILN_UNARY_TANH) return tanh256(x);
+    if constexpr (OP == KILN_UNARY_EXP) return vmath256::exp(x);
+    if constexpr (OP == KILN_UNARY_SQRT) return _mm256_sqrt_ps(x);
+    if constexpr (OP == KILN_UNARY_NEG) return _mm256_xor_ps(x, sign_bit());
+    if constexpr (OP == KILN_UNARY_ABS) return _mm256_andnot_ps(sign_bit(), x);
+    if constexpr (OP == KILN_UNARY_SQUARE) return _mm256_mul_ps(x, x);
+    return x;
+}
+
+template <int OP>
+void unary_op(const float* a, float* out, int64_t n, float alpha) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, unary_vec<OP>(_mm256_loadu_ps(a + i), alpha));
+    for (; i < n; ++i) out[i] = unary_scalar(OP, a[i], alpha);
+}
+
+}  // namespace
+
+void unary_avx2(int op, const float* a, float* out, int64_t n, float alpha) {
+    switch (op) {
+        case KILN_UNARY_IDENTITY: return unary_op<KILN_UNARY_IDENTITY>(a, out, n, alpha);
+        case KILN_UNARY_RELU: return unary_op<KILN_UNARY_RELU>(a, out, n, alpha);
+        case KILN_UNARY_LEAKY_RELU: return unary_op<KILN_UNARY_LEAKY_RELU>(a, out, n, alpha);
+        case KILN_UNARY_GELU: return unary_op<KILN_UNARY_GELU>(a, out, n, alpha);
+        case KILN_UNARY_GELU_TANH: return unary_op<KILN_UNARY_GELU_TANH>(a, out, n, alpha);
+        case KILN_UNARY_SIGMOID: return unary_op<KILN_UNARY_SIGMOID>(a, out, n, alpha);
+        case KILN_UNARY_TANH: return unary_op<KILN_UNARY_TANH>(a, out, n, alpha);
+        case KILN_UNARY_EXP: return unary_op<KILN_UNARY_EXP>(a, out, n, alpha);
+        case KILN_UNARY_SQRT: return unary_op<KILN_UNARY_SQRT>(a, out, n, alpha);
+        case KILN_UNARY_NEG: return unary_op<KILN_UNARY_NEG>(a, out, n, alpha);
+        case KILN_UNARY_ABS: return unary_op<KILN_UNARY_ABS>(a, out, n, alpha);
+        case KILN_UNARY_SQUARE: return unary_op<KILN_UNARY_SQUARE>(a, out, n, alpha);
+        default:
+            for (int64_t i = 0; i < n; ++i) out[i] = unary_scalar(op, a[i], alpha);
+    }
+}
 
 }  // namespace kiln

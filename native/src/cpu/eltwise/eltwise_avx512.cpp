@@ -99,7 +99,89 @@ double sum_avx512(const float* a, int64_t n) {
 
 }  // namespace
 
+void unary_avx512(int op, const float* a, float* out, int64_t n, float alpha);
+
 const EltwiseKernels kEltwiseAvx512 = {KILN_ISA_AVX512, "eltwise_f32_avx512", binary_avx512,
-                                       scale_avx512, sum_avx512};
+                                       scale_avx512, sum_avx512, unary_avx512};
+
+}  // namespace kiln
+
+// ---- unary ops -------------------------------------------------------------------------------
+#include "vmath_avx512.hpp"
+
+namespace kiln {
+namespace {
+
+inline __m512 tanh512(__m512 x) {
+    const __m512 ax = _mm512_abs_ps(x);
+    // 1 - 2 / (exp(2|x|) + 1), and an odd series below 0.0625 where that formula cancels.
+    const __m512 e = vmath512::exp(_mm512_add_ps(ax, ax));
+    __m512 big = _mm512_sub_ps(_mm512_set1_ps(1.0f),
+                               _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
+    const __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 small = _mm512_fmadd_ps(_mm512_set1_ps(2.0f / 15), x2, _mm512_set1_ps(-1.0f / 3));
+    small = _mm512_fmadd_ps(small, _mm512_mul_ps(x2, ax), ax);
+    const __m512 y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.0625f), _CMP_LT_OQ), big, small);
+    return _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(y), _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u)))));
+}
+
+template <int OP>
+inline __m512 unary_vec(__m512 x, float alpha) {
+    if constexpr (OP == KILN_UNARY_IDENTITY) return x;
+    if constexpr (OP == KILN_UNARY_RELU) return _mm512_max_ps(_mm512_setzero_ps(), x);  // NaN stays NaN
+    if constexpr (OP == KILN_UNARY_LEAKY_RELU)
+        return _mm512_mask_mul_ps(x, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), x, _mm512_set1_ps(alpha));
+    if constexpr (OP == KILN_UNARY_GELU) {
+        const __m512 e = vmath512::erf(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f)));
+        return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    }
+    if constexpr (OP == KILN_UNARY_GELU_TANH) {
+        const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+        const __m512 u = _mm512_mul_ps(_mm512_set1_ps(0.7978845608028654f), _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), x3, x));
+        return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(_mm512_set1_ps(1.0f), tanh512(u)));
+    }
+    if constexpr (OP == KILN_UNARY_SIGMOID)
+        return _mm512_div_ps(_mm512_set1_ps(1.0f),
+                             _mm512_add_ps(_mm512_set1_ps(1.0f), vmath512::exp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+    if constexpr (OP == KILN_UNARY_TANH) return tanh512(x);
+    if constexpr (OP == KILN_UNARY_EXP) return vmath512::exp(x);
+    if constexpr (OP == KILN_UNARY_SQRT) return _mm512_sqrt_ps(x);
+    if constexpr (OP == KILN_UNARY_NEG) return _mm512_sub_ps(_mm512_setzero_ps(), x);
+    if constexpr (OP == KILN_UNARY_ABS) return _mm512_abs_ps(x);
+    if constexpr (OP == KILN_UNARY_SQUARE) return _mm512_mul_ps(x, x);
+    return x;
+}
+
+template <int OP>
+void unary_op(const float* a, float* out, int64_t n, float alpha) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, unary_vec<OP>(_mm512_loadu_ps(a + i), alpha));
+    if (i < n) {
+        const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(out + i, m, unary_vec<OP>(_mm512_maskz_loadu_ps(m, a + i), alpha));
+    }
+}
+
+}  // namespace
+
+void unary_avx512(int op, const float* a, float* out, int64_t n, float alpha) {
+    switch (op) {
+        case KILN_UNARY_IDENTITY: return unary_op<KILN_UNARY_IDENTITY>(a, out, n, alpha);
+        case KILN_UNARY_RELU: return unary_op<KILN_UNARY_RELU>(a, out, n, alpha);
+        case KILN_UNARY_LEAKY_RELU: return unary_op<KILN_UNARY_LEAKY_RELU>(a, out, n, alpha);
+        case KILN_UNARY_GELU: return unary_op<KILN_UNARY_GELU>(a, out, n, alpha);
+        case KILN_UNARY_GELU_TANH: return unary_op<KILN_UNARY_GELU_TANH>(a, out, n, alpha);
+        case KILN_UNARY_SIGMOID: return unary_op<KILN_UNARY_SIGMOID>(a, out, n, alpha);
+        case KILN_UNARY_TANH: return unary_op<KILN_UNARY_TANH>(a, out, n, alpha);
+        case KILN_UNARY_EXP: return unary_op<KILN_UNARY_EXP>(a, out, n, alpha);
+        case KILN_UNARY_SQRT: return unary_op<KILN_UNARY_SQRT>(a, out, n, alpha);
+        case KILN_UNARY_NEG: return unary_op<KILN_UNARY_NEG>(a, out, n, alpha);
+        case KILN_UNARY_ABS: return unary_op<KILN_UNARY_ABS>(a, out, n, alpha);
+        case KILN_UNARY_SQUARE: return unary_op<KILN_UNARY_SQUARE>(a, out, n, alpha);
+        default:  // LOG: no vector version yet; scalar libm
+            for (int64_t i = 0; i < n; ++i) out[i] = unary_scalar(op, a[i], alpha);
+    }
+}
 
 }  // namespace kiln

@@ -16,6 +16,8 @@ namespace kiln {
 using BinaryF32Fn = void (*)(int op, const float* a, int64_t a_step, const float* b, int64_t b_step,
                              float* out, int64_t n);
 using ScaleF32Fn = void (*)(const float* a, float alpha, float* out, int64_t n);
+// Unary op (kiln_unary_op) over n contiguous elements; alpha is LeakyReLU's slope. out may be a.
+using UnaryF32Fn = void (*)(int op, const float* a, float* out, int64_t n, float alpha);
 // Sum of n contiguous elements (n <= kSumBlock): float lanes, result returned in double.
 using SumF32Fn = double (*)(const float* a, int64_t n);
 
@@ -29,6 +31,7 @@ struct EltwiseKernels {
     BinaryF32Fn binary;
     ScaleF32Fn scale;
     SumF32Fn sum;
+    UnaryF32Fn unary;
 };
 
 extern const EltwiseKernels kEltwiseAvx512;
@@ -48,5 +51,8 @@ inline float binary_scalar(int op, float a, float b) {
         default: return 0.0f;
     }
 }
+
+// Scalar definition of each unary op: the reference, and the tail path of the vector kernels.
+float unary_scalar(int op, float x, float alpha);
 
 }  // namespace kiln

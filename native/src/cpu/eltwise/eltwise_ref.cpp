@@ -1,5 +1,7 @@
 // Portable elementwise kernels: the reference every ISA variant is tested against, and the path
 // for CPUs without AVX2.
+#include <cmath>
+
 #include "eltwise_kernels.hpp"
 
 namespace kiln {
@@ -20,9 +22,35 @@ double sum_ref(const float* a, int64_t n) {
     return s;
 }
 
+void unary_ref(int op, const float* a, float* out, int64_t n, float alpha) {
+    for (int64_t i = 0; i < n; ++i) out[i] = unary_scalar(op, a[i], alpha);
+}
+
 }  // namespace
 
+float unary_scalar(int op, float x, float alpha) {
+    switch (op) {
+        case KILN_UNARY_IDENTITY: return x;
+        case KILN_UNARY_RELU: return x < 0.0f ? 0.0f : x;
+        case KILN_UNARY_LEAKY_RELU: return x < 0.0f ? alpha * x : x;
+        case KILN_UNARY_GELU: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
+        case KILN_UNARY_GELU_TANH: {
+            const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+            return 0.5f * x * (1.0f + std::tanh(u));
+        }
+        case KILN_UNARY_SIGMOID: return 1.0f / (1.0f + std::exp(-x));
+        case KILN_UNARY_TANH: return std::tanh(x);
+        case KILN_UNARY_EXP: return std::exp(x);
+        case KILN_UNARY_LOG: return std::log(x);
+        case KILN_UNARY_SQRT: return std::sqrt(x);
+        case KILN_UNARY_NEG: return -x;
+        case KILN_UNARY_ABS: return std::fabs(x);
+        case KILN_UNARY_SQUARE: return x * x;
+        default: return x;
+    }
+}
+
 const EltwiseKernels kEltwiseRef = {KILN_ISA_PORTABLE, "eltwise_f32_ref", binary_ref, scale_ref,
-                                    sum_ref};
+                                    sum_ref, unary_ref};
 
 }  // namespace kiln

@@ -1,0 +1,309 @@
+// fp32 GEMM driver: validation, blocking, packing, threading and the fused epilogue; the ISA
+// micro-kernels are in gemm_<isa>.cpp.
+//
+// Loop nest (per thread, over its block of C):
+//   for jc in N step NC              B block of kc x NC in L2 (NC = 512: 512 KiB at kc = 256)
+//     for pc in K step KC            pack B block (unless pre-packed), pack A rows x kc
+//       for ir in M step MR          A micro-panel MR x kc in L1 (14 KiB at kc = 256)
+//         for jr in NC step NR       micro-kernel: C tile += A panel * B panel
+//                                    (+ epilogue on the last pc, while the tile is in L1)
+// Threads split C into stripes: along N when N is wide enough (each thread packs only its own B
+// columns), else along M. Products with M <= 16 (batch-1 .. small-batch inference) run on the
+// caller's thread with kc = K, so each weight panel streams once with no C reloads.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "../../core/cpu.hpp"
+#include "../../core/error.hpp"
+#include "../../core/threads.hpp"
+#include "../eltwise/eltwise_kernels.hpp"
+#include "gemm_kernels.hpp"
+
+struct kiln_packed_b {
+    const kiln::GemmKernels* kern;
+    int64_t k, n;
+    float* data;  // from kiln_alloc (accounted)
+    int64_t bytes;
+};
+
+namespace kiln {
+
+const EltwiseKernels& eltwise_kernels();
+
+namespace {
+
+const GemmKernels kTable[] = {kGemmAvx512, kGemmAvx2, kGemmRef};
+
+// Per-thread packing buffers, grown on demand and kept: no allocation in steady state.
+struct PackBuffer {
+    float* p = nullptr;
+    size_t cap = 0;  // floats
+    ~PackBuffer() { std::free(p); }
+    float* get(size_t floats) {
+        if (floats <= cap) return p;
+        std::free(p);
+        const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+        p = static_cast<float*>(std::aligned_alloc(64, bytes));
+        cap = p ? floats : 0;
+        return p;
+    }
+};
+thread_local PackBuffer t_pack_a;
+thread_local PackBuffer t_pack_b;
+
+struct Problem {
+    const GemmKernels* kern;
+    bool ta, tb;
+    int64_t m, n, k;
+    float alpha, beta;
+    const float* a;
+    int64_t lda;
+    const float* b;
+    int64_t ldb;
+    const float* packed_b;  // full-K panels, or nullptr
+    float* c;
+    int64_t ldc;
+    const kiln_epilogue* ep;
+};
+
+void apply_epilogue(const kiln_epilogue* ep, float* c, int64_t ldc, int rows, int cols, int64_t row0,
+                    int64_t col0) {
+    const EltwiseKernels& ek = eltwise_kernels();
+    for (int r = 0; r < rows; ++r) {
+        float* row = c + r * ldc;
+        if (ep->bias) ek.binary(KILN_BINARY_ADD, row, 1, ep->bias + col0, 1, row, cols);
+        if (ep->activation != KILN_UNARY_IDENTITY) ek.unary(ep->activation, row, row, cols, ep->activation_alpha);
+        if (ep->residual)
+            ek.binary(KILN_BINARY_ADD, row, 1, ep->residual + (row0 + r) * ep->ld_residual + col0, 1, row, cols);
+    }
+}
+
+// C[i0:i1, j0:j1] of the problem. j0 is a multiple of NR.
+kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    const GemmKernels& kn = *p.kern;
+    const int mr = kn.mr, nr = kn.nr;
+    const int64_t rows = i1 - i0;
+    // One row panel: take all of K at once (no C reloads; the panel of A is small).
+    const int64_t kc = (rows <= mr && p.k <= 4096) ? p.k : kn.kc;
+    const int64_t nc = kn.nc;
+    const int64_t row_panels = (rows + mr - 1) / mr;
+    float* abuf = t_pack_a.get(size_t(row_panels * mr * kc));
+    if (abuf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for packing A");
+    float* bbuf = nullptr;
+    if (p.packed_b == nullptr) {
+        bbuf = t_pack_b.get(size_t(((nc + nr - 1) / nr) * nr * kc));
+        if (bbuf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for packing B");
+    }
+    for (int64_t jc = j0; jc < j1; jc += nc) {
+        const int64_t ncur = (j1 - jc) < nc ? (j1 - jc) : nc;
+        for (int64_t pc = 0; pc < p.k; pc += kc) {
+            const int64_t kcur = (p.k - pc) < kc ? (p.k - pc) : kc;
+            const float* bblock;
+            int64_t panel_stride;
+            if (p.packed_b != nullptr) {
+                bblock = p.packed_b + (jc / nr) * p.k * nr + pc * nr;
+                panel_stride = p.k * nr;
+            } else {
+                pack_b(p.tb, p.b, p.ldb, jc, ncur, pc, kcur, nr, bbuf);
+                bblock = bbuf;
+                panel_stride = kcur * nr;
+            }
+            pack_a(p.ta, p.a, p.lda, i0, rows, pc, kcur, mr, abuf);
+            const bool first = pc == 0, last = pc + kcur >= p.k;
+            const float beta = first ? p.beta : 1.0f;
+            const bool load_c = !first || p.beta != 0.0f;
+            for (int64_t ir = 0; ir < rows; ir += mr) {
+                const int mcur = int((rows - ir) < mr ? (rows - ir) : mr);
+                const float* ap = abuf + ir * kcur;
+                const GemmUkernel uk = kn.ukernel[mcur];
+                for (int64_t jr = 0; jr < ncur; jr += nr) {
+                    const int ncol = int((ncur - jr) < nr ? (ncur - jr) : nr);
+                    float* cp = p.c + (i0 + ir) * p.ldc + jc + jr;
+                    uk(kcur, ap, bblock + (jr / nr) * panel_stride, cp, p.ldc, ncol, p.alpha, beta, load_c);
+                    if (last && p.ep) apply_epilogue(p.ep, cp, p.ldc, mcur, ncol, i0 + ir, jc + jr);
+                }
+            }
+        }
+    }
+    return KILN_OK;
+}
+
+kiln_status run(const Problem& p) {
+    if (p.m == 0 || p.n == 0) return KILN_OK;
+    if (p.k == 0) {  // C = beta * C, then the epilogue
+        for (int64_t i = 0; i < p.m; ++i) {
+            float* row = p.c + i * p.ldc;
+            for (int64_t j = 0; j < p.n; ++j) row[j] = p.beta == 0.0f ? 0.0f : p.beta * row[j];
+            if (p.ep) apply_epilogue(p.ep, row, p.ldc, 1, int(p.n), i, 0);
+        }
+        return KILN_OK;
+    }
+    const int mr = p.kern->mr, nr = p.kern->nr;
+    const int threads = pool_threads();
+    const double macs = double(p.m) * double(p.n) * double(p.k);
+    if (threads <= 1 || p.m <= 16 || macs < double(1 << 21)) return run_block(p, 0, p.m, 0, p.n);
+    const int64_t n_panels = (p.n + nr - 1) / nr, m_panels = (p.m + mr - 1) / mr;
+    const bool split_n = n_panels >= 2 * threads && (p.n >= p.m || m_panels < 2 * threads);
+    std::atomic<int> status{KILN_OK};
+    std::atomic<bool> failed{false};
+    char first_error[1024] = {0};
+    std::atomic<bool> error_taken{false};
+    parallel_for(threads, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+            kiln_status st;
+            if (split_n) {
+                const int64_t q0 = n_panels * t / threads, q1 = n_panels * (t + 1) / threads;
+                const int64_t j1 = q1 * nr < p.n ? q1 * nr : p.n;
+                st = q0 == q1 ? KILN_OK : run_block(p, 0, p.m, q0 * nr, j1);
+            } else {
+                const int64_t q0 = m_panels * t / threads, q1 = m_panels * (t + 1) / threads;
+                const int64_t i1 = q1 * mr < p.m ? q1 * mr : p.m;
+                st = q0 == q1 ? KILN_OK : run_block(p, q0 * mr, i1, 0, p.n);
+            }
+            if (st != KILN_OK && !error_taken.exchange(true)) {
+                std::strncpy(first_error, kiln_last_error(), sizeof first_error - 1);
+                status = st;
+                failed = true;
+            }
+        }
+    });
+    if (failed) return fail(kiln_status(status.load()), "%s", first_error);
+    return KILN_OK;
+}
+
+bool spans_overlap(const void* a, int64_t a_bytes, const void* b, int64_t b_bytes) {
+    const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+    return x < y + uintptr_t(b_bytes) && y < x + uintptr_t(a_bytes);
+}
+
+// Bytes spanned by a rows x cols row-major matrix with leading dimension ld.
+int64_t span_bytes(int64_t rows, int64_t cols, int64_t ld) {
+    if (rows == 0 || cols == 0) return 0;
+    return ((rows - 1) * ld + cols) * int64_t(sizeof(float));
+}
+
+kiln_status check_epilogue(const char* fn, const kiln_epilogue* ep, int64_t n) {
+    if (ep == nullptr) return KILN_OK;
+    if (ep->activation < KILN_UNARY_IDENTITY || ep->activation > KILN_UNARY_GELU_TANH)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: epilogue activation is %d: not a kiln_unary_op", fn,
+                    ep->activation);
+    if (ep->residual != nullptr && ep->ld_residual < n)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: epilogue ld_residual is %lld: must be >= n = %lld", fn,
+                    (long long)ep->ld_residual, (long long)n);
+    return KILN_OK;
+}
+
+kiln_status check_dims(const char* fn, int64_t m, int64_t n, int64_t k) {
+    if (m < 0 || n < 0 || k < 0)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: m, n, k are %lld, %lld, %lld: must be >= 0", fn,
+                    (long long)m, (long long)n, (long long)k);
+    const int64_t lim = int64_t(1) << 40;
+    if (m > lim || n > lim || k > lim)
+        return fail(KILN_ERR_OVERFLOW, "%s: m, n, k are %lld, %lld, %lld: each must be <= 2^40", fn,
+                    (long long)m, (long long)n, (long long)k);
+    return KILN_OK;
+}
+
+kiln_status check_matrix(const char* fn, const char* name, const void* p, int64_t rows, int64_t cols,
+                         int64_t ld) {
+    if (rows == 0 || cols == 0) return KILN_OK;
+    if (p == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, name);
+    if (ld < cols)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: ld%s is %lld: must be >= %lld (its row length)", fn, name,
+                    (long long)ld, (long long)cols);
+    if (ld > (INT64_MAX / 4) / rows)
+        return fail(KILN_ERR_OVERFLOW, "%s: %s's rows x ld overflows int64 bytes", fn, name);
+    return KILN_OK;
+}
+
+}  // namespace
+}  // namespace kiln
+
+using namespace kiln;
+
+extern "C" KILN_API kiln_status kiln_sgemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k,
+                                           float alpha, const float* a, int64_t lda, const float* b,
+                                           int64_t ldb, float beta, float* c, int64_t ldc,
+                                           const kiln_epilogue* epilogue) {
+    static const char* fn = "kiln_sgemm";
+    if ((trans_a != 0 && trans_a != 1) || (trans_b != 0 && trans_b != 1))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_a, trans_b are %d, %d: must be 0 or 1", fn, trans_a,
+                    trans_b);
+    if (kiln_status st = check_dims(fn, m, n, k)) return st;
+    const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
+    const int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
+    if (kiln_status st = check_matrix(fn, "a", a, a_rows, a_cols, lda)) return st;
+    if (kiln_status st = check_matrix(fn, "b", b, b_rows, b_cols, ldb)) return st;
+    if (kiln_status st = check_matrix(fn, "c", c, m, n, ldc)) return st;
+    if (kiln_status st = check_epilogue(fn, epilogue, n)) return st;
+    const int64_t c_bytes = span_bytes(m, n, ldc);
+    if (spans_overlap(c, c_bytes, a, span_bytes(a_rows, a_cols, lda)) ||
+        spans_overlap(c, c_bytes, b, span_bytes(b_rows, b_cols, ldb)))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: c overlaps a or b: write to a separate buffer", fn);
+    Problem p{&select_kernel(kTable), trans_a == 1, trans_b == 1, m, n, k, alpha, beta, a, lda, b, ldb,
+              nullptr, c, ldc, epilogue};
+    return run(p);
+}
+
+extern "C" KILN_API kiln_status kiln_sgemm_pack_b(int32_t trans_b, int64_t k, int64_t n, const float* b,
+                                                  int64_t ldb, kiln_packed_b** out) {
+    static const char* fn = "kiln_sgemm_pack_b";
+    if (out == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
+    *out = nullptr;
+    if (trans_b != 0 && trans_b != 1)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_b is %d: must be 0 or 1", fn, trans_b);
+    if (kiln_status st = check_dims(fn, 0, n, k)) return st;
+    if (kiln_status st = check_matrix(fn, "b", b, trans_b ? n : k, trans_b ? k : n, ldb)) return st;
+    const GemmKernels* kern = &select_kernel(kTable);
+    const int64_t panels = (n + kern->nr - 1) / kern->nr;
+    const int64_t floats = panels * kern->nr * k;
+    if (floats > (int64_t(1) << 60)) return fail(KILN_ERR_OVERFLOW, "%s: packed size overflows", fn);
+    auto* pb = new (std::nothrow) kiln_packed_b{kern, k, n, nullptr, floats * 4};
+    if (pb == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory", fn);
+    void* data = nullptr;
+    if (kiln_status st = kiln_alloc(floats * 4, &data)) {
+        delete pb;
+        return st;
+    }
+    pb->data = static_cast<float*>(data);
+    if (k > 0 && n > 0) pack_b(trans_b == 1, b, ldb, 0, n, 0, k, kern->nr, pb->data);
+    *out = pb;
+    return KILN_OK;
+}
+
+extern "C" KILN_API kiln_status kiln_packed_b_destroy(kiln_packed_b* packed) {
+    if (packed == nullptr) return KILN_OK;
+    const kiln_status st = kiln_free(packed->data);
+    delete packed;
+    return st;
+}
+
+extern "C" KILN_API kiln_status kiln_packed_b_info(const kiln_packed_b* packed, int64_t* k, int64_t* n,
+                                                   int64_t* bytes) {
+    if (packed == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_packed_b_info: packed is NULL");
+    if (k) *k = packed->k;
+    if (n) *n = packed->n;
+    if (bytes) *bytes = packed->bytes;
+    return KILN_OK;
+}
+
+extern "C" KILN_API kiln_status kiln_sgemm_packed(int32_t trans_a, int64_t m, float alpha, const float* a,
+                                                  int64_t lda, const kiln_packed_b* b, float beta, float* c,
+                                                  int64_t ldc, const kiln_epilogue* epilogue) {
+    static const char* fn = "kiln_sgemm_packed";
+    if (b == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: b is NULL", fn);
+    if (trans_a != 0 && trans_a != 1)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_a is %d: must be 0 or 1", fn, trans_a);
+    const int64_t k = b->k, n = b->n;
+    if (kiln_status st = check_dims(fn, m, n, k)) return st;
+    const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
+    if (kiln_status st = check_matrix(fn, "a", a, a_rows, a_cols, lda)) return st;
+    if (kiln_status st = check_matrix(fn, "c", c, m, n, ldc)) return st;
+    if (kiln_status st = check_epilogue(fn, epilogue, n)) return st;
+    if (spans_overlap(c, span_bytes(m, n, ldc), a, span_bytes(a_rows, a_cols, lda)))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: c overlaps a: write to a separate buffer", fn);
+    Problem p{b->kern, trans_a == 1, false, m, n, k, alpha, beta, a, lda, nullptr, 0, b->data, c, ldc, epilogue};
+    return run(p);
+}

@@ -1,0 +1,106 @@
+// AVX2+FMA fp32 GEMM micro-kernel: 6 x 16 register tile (12 ymm accumulators, 2 for B, 1 broadcast;
+// 15 of the 16 ymm registers). Ceiling: two 256-bit FMAs per cycle, 32 FLOP/cycle/core on Zen 4;
+// FMA latency 4 needs >= 8 independent accumulators, which the full tile has. m = 1 unrolls k by 4.
+#include <immintrin.h>
+
+#include "gemm_kernels.hpp"
+
+namespace kiln {
+namespace {
+
+constexpr int MR = 6;
+constexpr int NR = 16;
+
+inline __m256i tail_mask(int n) {  // lanes < n set (n in 0..8)
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
+}
+
+inline void store_tile_row(float* c, __m256 v0, __m256 v1, int nr, float alpha, float beta, bool load_c) {
+    const __m256 va = _mm256_set1_ps(alpha);
+    v0 = _mm256_mul_ps(v0, va);
+    v1 = _mm256_mul_ps(v1, va);
+    if (nr == NR) {
+        if (load_c) {
+            const __m256 vb = _mm256_set1_ps(beta);
+            v0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), v0);
+            v1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), v1);
+        }
+        _mm256_storeu_ps(c, v0);
+        _mm256_storeu_ps(c + 8, v1);
+        return;
+    }
+    const __m256i m0 = tail_mask(nr < 8 ? nr : 8), m1 = tail_mask(nr > 8 ? nr - 8 : 0);
+    if (load_c) {
+        const __m256 vb = _mm256_set1_ps(beta);
+        v0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(c, m0), v0);
+        v1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(c + 8, m1), v1);
+    }
+    _mm256_maskstore_ps(c, m0, v0);
+    _mm256_maskstore_ps(c + 8, m1, v1);
+}
+
+template <int M>
+void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
+             float beta, bool load_c) {
+    __m256 c0[M], c1[M];
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) {
+        c0[i] = _mm256_setzero_ps();
+        c1[i] = _mm256_setzero_ps();
+    }
+    for (int64_t k = 0; k < kc; ++k) {
+        const __m256 b0 = _mm256_load_ps(b);
+        const __m256 b1 = _mm256_load_ps(b + 8);
+        _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR), _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int i = 0; i < M; ++i) {
+            const __m256 ai = _mm256_broadcast_ss(a + i);
+            c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+        }
+        a += MR;
+        b += NR;
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) store_tile_row(c + i * ldc, c0[i], c1[i], nr, alpha, beta, load_c);
+}
+
+void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
+                float beta, bool load_c) {
+    __m256 s[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) s[i] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        _mm_prefetch(reinterpret_cast<const char*>(b + 16 * NR), _MM_HINT_T0);
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; ++u) {
+            const __m256 ai = _mm256_broadcast_ss(a + u * MR);
+            s[2 * u] = _mm256_fmadd_ps(ai, _mm256_load_ps(b + u * NR), s[2 * u]);
+            s[2 * u + 1] = _mm256_fmadd_ps(ai, _mm256_load_ps(b + u * NR + 8), s[2 * u + 1]);
+        }
+        a += 4 * MR;
+        b += 4 * NR;
+    }
+    for (; k < kc; ++k) {
+        const __m256 ai = _mm256_broadcast_ss(a);
+        s[0] = _mm256_fmadd_ps(ai, _mm256_load_ps(b), s[0]);
+        s[1] = _mm256_fmadd_ps(ai, _mm256_load_ps(b + 8), s[1]);
+        a += MR;
+        b += NR;
+    }
+    const __m256 v0 = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[4], s[6]));
+    const __m256 v1 = _mm256_add_ps(_mm256_add_ps(s[1], s[3]), _mm256_add_ps(s[5], s[7]));
+    store_tile_row(c, v0, v1, nr, alpha, beta, load_c);
+    (void)ldc;
+}
+
+}  // namespace
+
+const GemmKernels kGemmAvx2 = {
+    KILN_ISA_AVX2, "gemm_f32_avx2_6x16", MR, NR, /*kc=*/256, /*nc=*/512,
+    {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, nullptr,
+     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+}  // namespace kiln

@@ -1,0 +1,45 @@
+// fp32 GEMM micro-kernels, one table per ISA (gemm_ref.cpp, gemm_avx2.cpp, gemm_avx512.cpp), and the
+// shared packing formats. The driver (gemm.cpp) does blocking, packing, threading and epilogues.
+//
+// Packed formats (all zero-padded to whole panels):
+//   A block: row panels of MR rows; panel p holds kc steps of MR floats: a[p][k][i]
+//   B:       column panels of NR columns; panel q holds `k_total` steps of NR floats: b[q][k][j]
+//            (for a pre-packed B, k_total = K; for a B block packed per call, k_total = kc)
+// A micro-kernel computes an m x nr tile (m <= MR, nr <= NR) of C over kc steps:
+//   C = alpha * sum_k A[:, k] B[k, :]  (+ beta_eff * C when load_c)
+// reading A from a packed panel and B from a packed panel; rows/columns beyond m/nr are not stored.
+#pragma once
+
+#include <cstdint>
+
+#include "kiln/kiln.h"
+
+namespace kiln {
+
+using GemmUkernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                             int nr, float alpha, float beta, bool load_c);
+
+constexpr int kMaxMr = 16;
+
+struct GemmKernels {
+    kiln_isa isa;
+    const char* name;
+    int mr, nr;       // register tile
+    int64_t kc, nc;   // cache blocking: kc steps (A micro-panel in L1), nc columns (B block in L2)
+    GemmUkernel ukernel[kMaxMr + 1];  // ukernel[m] computes m rows, 1 <= m <= mr
+};
+
+extern const GemmKernels kGemmAvx512;
+extern const GemmKernels kGemmAvx2;
+extern const GemmKernels kGemmRef;
+
+// Packs rows [i0, i0+m) x steps [p0, p0+kc) of op(A) into MR-row panels at dst.
+// op(A)[i][k] = trans ? a[k*lda + i] : a[i*lda + k].
+void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int64_t p0, int64_t kc,
+            int mr, float* dst);
+// Packs columns [j0, j0+n) x steps [p0, p0+kc) of op(B) into NR-column panels at dst, each panel
+// holding kc steps. op(B)[k][j] = trans ? b[j*ldb + k] : b[k*ldb + j].
+void pack_b(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc,
+            int nr, float* dst);
+
+}  // namespace kiln

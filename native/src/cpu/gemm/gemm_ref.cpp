@@ -1,0 +1,80 @@
+// Portable fp32 GEMM micro-kernel (4 x 8 tile, plain C++), for CPUs without AVX2 and as the twin the
+// optimized kernels are tested against. Also the packing routines every ISA shares.
+#include <cstring>
+
+#include "gemm_kernels.hpp"
+
+namespace kiln {
+namespace {
+
+constexpr int MR = 4;
+constexpr int NR = 8;
+
+template <int M>
+void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
+             float beta, bool load_c) {
+    float acc[M][NR] = {};
+    for (int64_t k = 0; k < kc; ++k) {
+        for (int i = 0; i < M; ++i)
+            for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+        a += MR;
+        b += NR;
+    }
+    for (int i = 0; i < M; ++i)
+        for (int j = 0; j < nr; ++j) {
+            float v = alpha * acc[i][j];
+            if (load_c) v += beta * c[i * ldc + j];
+            c[i * ldc + j] = v;
+        }
+}
+
+}  // namespace
+
+const GemmKernels kGemmRef = {
+    KILN_ISA_PORTABLE, "gemm_f32_ref_4x8", MR, NR, /*kc=*/256, /*nc=*/512,
+    {nullptr, ukernel<1>, ukernel<2>, ukernel<3>, ukernel<4>, nullptr, nullptr, nullptr, nullptr,
+     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int64_t p0, int64_t kc,
+            int mr, float* dst) {
+    for (int64_t ip = 0; ip < m; ip += mr) {
+        const int rows = int(m - ip < mr ? m - ip : mr);
+        float* d = dst + ip * kc;  // panel ip/mr starts at (ip/mr) * kc * mr
+        if (!trans) {
+            for (int r = 0; r < rows; ++r) {
+                const float* src = a + (i0 + ip + r) * lda + p0;
+                for (int64_t k = 0; k < kc; ++k) d[k * mr + r] = src[k];
+            }
+        } else {
+            for (int64_t k = 0; k < kc; ++k)
+                std::memcpy(d + k * mr, a + (p0 + k) * lda + i0 + ip, sizeof(float) * size_t(rows));
+        }
+        if (rows < mr)
+            for (int64_t k = 0; k < kc; ++k)
+                for (int r = rows; r < mr; ++r) d[k * mr + r] = 0.0f;
+    }
+}
+
+void pack_b(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc,
+            int nr, float* dst) {
+    for (int64_t jp = 0; jp < n; jp += nr) {
+        const int cols = int(n - jp < nr ? n - jp : nr);
+        float* d = dst + jp * kc;  // panel jp/nr starts at (jp/nr) * kc * nr
+        if (!trans) {
+            for (int64_t k = 0; k < kc; ++k) {
+                const float* src = b + (p0 + k) * ldb + j0 + jp;
+                std::memcpy(d + k * nr, src, sizeof(float) * size_t(cols));
+                for (int j = cols; j < nr; ++j) d[k * nr + j] = 0.0f;
+            }
+        } else {
+            for (int j = 0; j < cols; ++j) {
+                const float* src = b + (j0 + jp + j) * ldb + p0;
+                for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = src[k];
+            }
+            for (int j = cols; j < nr; ++j)
+                for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = 0.0f;
+        }
+    }
+}
+
+}  // namespace kiln

@@ -1,0 +1,193 @@
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "test_support.hpp"
+
+namespace {
+
+using kiln_test::for_each_isa;
+using kiln_test::random_floats;
+
+struct Case {
+    int ta, tb;
+    int64_t m, n, k;
+    float alpha, beta;
+    int64_t pad;  // extra leading-dimension padding
+};
+
+// op(A) element [i][p] from storage.
+inline float opa(const Case& c, const std::vector<float>& a, int64_t lda, int64_t i, int64_t p) {
+    return c.ta ? a[size_t(p * lda + i)] : a[size_t(i * lda + p)];
+}
+inline float opb(const Case& c, const std::vector<float>& b, int64_t ldb, int64_t p, int64_t j) {
+    return c.tb ? b[size_t(j * ldb + p)] : b[size_t(p * ldb + j)];
+}
+
+double act_ref(int op, double x) {
+    switch (op) {
+        case KILN_UNARY_RELU: return x < 0 ? 0 : x;
+        case KILN_UNARY_GELU: return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+        case KILN_UNARY_SIGMOID: return 1 / (1 + std::exp(-x));
+        case KILN_UNARY_TANH: return std::tanh(x);
+        default: return x;
+    }
+}
+
+// Runs one case through kiln_sgemm (or the packed path) and checks every element against a
+// double-precision reference with a bound proportional to K * eps * sum |a||b|.
+void check_case(const Case& c, uint32_t seed, bool packed = false, const kiln_epilogue* ep = nullptr) {
+    const int64_t lda = (c.ta ? c.m : c.k) + c.pad, ldb = (c.tb ? c.k : c.n) + c.pad, ldc = c.n + c.pad;
+    const int64_t a_rows = c.ta ? c.k : c.m, b_rows = c.tb ? c.n : c.k;
+    auto a = random_floats(size_t(std::max<int64_t>(1, a_rows * lda)), seed);
+    auto b = random_floats(size_t(std::max<int64_t>(1, b_rows * ldb)), seed + 1);
+    auto c0 = random_floats(size_t(std::max<int64_t>(1, c.m * ldc)), seed + 2);
+    if (c.beta == 0.0f)  // beta = 0 must never read C
+        for (auto& v : c0) v = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> got = c0;
+    if (packed) {
+        kiln_packed_b* pb = nullptr;
+        ASSERT_EQ(kiln_sgemm_pack_b(c.tb, c.k, c.n, b.data(), ldb, &pb), KILN_OK) << kiln_last_error();
+        ASSERT_EQ(kiln_sgemm_packed(c.ta, c.m, c.alpha, a.data(), lda, pb, c.beta, got.data(), ldc, ep), KILN_OK)
+            << kiln_last_error();
+        kiln_packed_b_destroy(pb);
+    } else {
+        ASSERT_EQ(kiln_sgemm(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a.data(), lda, b.data(), ldb, c.beta,
+                             got.data(), ldc, ep), KILN_OK) << kiln_last_error();
+    }
+    for (int64_t i = 0; i < c.m; ++i) {
+        for (int64_t j = 0; j < c.n; ++j) {
+            double sum = 0, mag = 0;
+            for (int64_t p = 0; p < c.k; ++p) {
+                const double prod = double(opa(c, a, lda, i, p)) * opb(c, b, ldb, p, j);
+                sum += prod;
+                mag += std::fabs(prod);
+            }
+            double want = double(c.alpha) * sum;
+            if (c.beta != 0.0f) want += double(c.beta) * c0[size_t(i * ldc + j)];
+            double tol = (double(c.k) + 2) * 1.2e-7 * (std::fabs(c.alpha) * mag + std::fabs(c.beta) * 2) + 1e-6;
+            if (ep) {
+                if (ep->bias) want += ep->bias[j];
+                want = act_ref(ep->activation, want);
+                if (ep->residual) want += ep->residual[i * ep->ld_residual + j];
+                tol = tol * 1.5 + 4e-6 * std::fabs(want);
+            }
+            const float g = got[size_t(i * ldc + j)];
+            ASSERT_NEAR(g, want, tol) << "m=" << c.m << " n=" << c.n << " k=" << c.k << " ta=" << c.ta
+                                      << " tb=" << c.tb << " alpha=" << c.alpha << " beta=" << c.beta
+                                      << " at [" << i << "," << j << "] seed=" << seed;
+        }
+        // Padding columns of C are never written.
+        for (int64_t j = c.n; j < ldc; ++j) {
+            const float before = c0[size_t(i * ldc + j)], after = got[size_t(i * ldc + j)];
+            ASSERT_TRUE(std::memcmp(&before, &after, 4) == 0) << "padding written at [" << i << "," << j << "]";
+        }
+    }
+}
+
+TEST(Gemm, EverySizeOneToSeventyEveryTransposeEveryIsa) {
+    for_each_isa([](int32_t) {
+        // Every (m, n) pair in 1..70; k cycles through 1..70 and the transposes through all four.
+        for (int64_t m = 1; m <= 70; ++m) {
+            for (int64_t n = 1; n <= 70; ++n) {
+                const int64_t k = (m * 7 + n * 3) % 70 + 1;
+                const int t = int((m + n) % 4);
+                check_case({t & 1, (t >> 1) & 1, m, n, k, 1.0f, 0.0f, 0}, uint32_t(m * 100 + n));
+                if (HasFatalFailure()) return;
+            }
+        }
+    });
+}
+
+TEST(Gemm, OddSizesUpTo1031AndThreads) {
+    const Case cases[] = {
+        {0, 0, 1031, 517, 263, 1.0f, 0.0f, 0}, {1, 0, 263, 1031, 129, 1.0f, 0.5f, 3},
+        {0, 1, 129, 263, 1031, -1.0f, 1.0f, 0}, {1, 1, 517, 129, 517, 0.5f, 0.0f, 1},
+        {0, 0, 15, 1031, 777, 1.0f, 0.0f, 0},  {0, 0, 1, 1031, 1031, 1.0f, 0.0f, 0},
+    };
+    for_each_isa([&](int32_t) {
+        for (const Case& c : cases) {
+            check_case(c, 7);
+            if (HasFatalFailure()) return;
+        }
+    });
+}
+
+TEST(Gemm, AlphaBetaAndLeadingDimensions) {
+    for_each_isa([](int32_t) {
+        for (float alpha : {1.0f, -0.5f, 2.0f})
+            for (float beta : {0.0f, 1.0f, 0.25f})
+                for (int t = 0; t < 4; ++t) {
+                    check_case({t & 1, t >> 1, 37, 45, 300, alpha, beta, 5}, 11);
+                    if (HasFatalFailure()) return;
+                }
+    });
+}
+
+TEST(Gemm, KZeroScalesC) {
+    std::vector<float> c = {1, 2, 3, 4};
+    ASSERT_EQ(kiln_sgemm(0, 0, 2, 2, 0, 1.0f, nullptr, 1, nullptr, 2, 0.5f, c.data(), 2, nullptr), KILN_OK);
+    EXPECT_EQ(c, (std::vector<float>{0.5f, 1, 1.5f, 2}));
+    ASSERT_EQ(kiln_sgemm(0, 0, 2, 2, 0, 1.0f, nullptr, 1, nullptr, 2, 0.0f, c.data(), 2, nullptr), KILN_OK);
+    EXPECT_EQ(c, (std::vector<float>{0, 0, 0, 0}));
+}
+
+TEST(Gemm, PrePackedBMatchesOnEveryIsaAndSmallM) {
+    for_each_isa([](int32_t) {
+        for (int64_t m : {1, 2, 7, 8, 14, 15, 16, 32, 128})
+            for (int ta = 0; ta < 2; ++ta)
+                for (int tb = 0; tb < 2; ++tb) {
+                    check_case({ta, tb, m, 515, 784, 1.0f, 0.0f, 0}, uint32_t(m), true);
+                    if (HasFatalFailure()) return;
+                }
+    });
+}
+
+TEST(Gemm, FusedEpilogueBiasActivationResidual) {
+    auto bias = random_floats(200, 3);
+    auto residual = random_floats(size_t(33 * 210), 4);
+    for_each_isa([&](int32_t) {
+        for (int act : {KILN_UNARY_IDENTITY, KILN_UNARY_RELU, KILN_UNARY_GELU, KILN_UNARY_SIGMOID, KILN_UNARY_TANH}) {
+            kiln_epilogue ep{bias.data(), act, 0.0f, residual.data(), 210};
+            check_case({0, 0, 33, 200, 97, 1.0f, 0.0f, 0}, 5, false, &ep);
+            check_case({0, 1, 33, 200, 97, 1.0f, 0.5f, 0}, 6, true, &ep);
+            kiln_epilogue bias_only{bias.data(), act, 0.0f, nullptr, 0};
+            check_case({0, 0, 1, 200, 784, 1.0f, 0.0f, 0}, 8, true, &bias_only);
+            if (HasFatalFailure()) return;
+        }
+    });
+}
+
+TEST(Gemm, ResultDoesNotDependOnThreadCount) {
+    const int64_t m = 300, n = 400, k = 500;
+    auto a = random_floats(size_t(m * k), 1), b = random_floats(size_t(k * n), 2);
+    std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
+    int32_t threads = 0;
+    kiln_threads_get(&threads);
+    kiln_threads_set(1);
+    ASSERT_EQ(kiln_sgemm(0, 0, m, n, k, 1, a.data(), k, b.data(), n, 0, c1.data(), n, nullptr), KILN_OK);
+    kiln_threads_set(3);
+    ASSERT_EQ(kiln_sgemm(0, 0, m, n, k, 1, a.data(), k, b.data(), n, 0, c2.data(), n, nullptr), KILN_OK);
+    kiln_threads_set(threads);
+    EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4));
+}
+
+TEST(Gemm, BadArgumentsAreRefused) {
+    std::vector<float> x(100);
+    float* p = x.data();
+    EXPECT_EQ(kiln_sgemm(2, 0, 2, 2, 2, 1, p, 2, p + 10, 2, 0, p + 20, 2, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_sgemm(0, 0, -1, 2, 2, 1, p, 2, p + 10, 2, 0, p + 20, 2, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_sgemm(0, 0, 2, 2, 3, 1, p, 2, p + 10, 2, 0, p + 20, 2, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::strstr(kiln_last_error(), "lda is 2: must be >= 3"), nullptr) << kiln_last_error();
+    EXPECT_EQ(kiln_sgemm(0, 0, 2, 2, 2, 1, nullptr, 2, p + 10, 2, 0, p + 20, 2, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_sgemm(0, 0, 2, 2, 2, 1, p, 2, p + 10, 2, 0, p + 1, 2, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::strstr(kiln_last_error(), "overlaps"), nullptr);
+    kiln_epilogue bad{nullptr, 77, 0, nullptr, 0};
+    EXPECT_EQ(kiln_sgemm(0, 0, 2, 2, 2, 1, p, 2, p + 10, 2, 0, p + 20, 2, &bad), KILN_ERR_INVALID_ARGUMENT);
+    kiln_packed_b* pb = reinterpret_cast<kiln_packed_b*>(0x1);
+    EXPECT_EQ(kiln_sgemm_pack_b(0, -3, 2, p, 2, &pb), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(pb, nullptr);
+    EXPECT_EQ(kiln_sgemm_packed(0, 2, 1, p, 2, nullptr, 0, p + 20, 2, nullptr), KILN_ERR_INVALID_ARGUMENT);
+}
+
+}  // namespace

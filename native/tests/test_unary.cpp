@@ -1,0 +1,85 @@
+#include <cmath>
+#include <cstring>
+
+#include "cpu/eltwise/eltwise_kernels.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using kiln_test::for_each_isa;
+
+double ref_unary(int op, double x, double alpha) {
+    switch (op) {
+        case KILN_UNARY_IDENTITY: return x;
+        case KILN_UNARY_RELU: return x < 0 ? 0 : x;
+        case KILN_UNARY_LEAKY_RELU: return x < 0 ? alpha * x : x;
+        case KILN_UNARY_GELU: return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+        case KILN_UNARY_GELU_TANH: return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+        case KILN_UNARY_SIGMOID: return 1 / (1 + std::exp(-x));
+        case KILN_UNARY_TANH: return std::tanh(x);
+        case KILN_UNARY_EXP: return std::exp(x);
+        case KILN_UNARY_LOG: return std::log(x);
+        case KILN_UNARY_SQRT: return std::sqrt(x);
+        case KILN_UNARY_NEG: return -x;
+        case KILN_UNARY_ABS: return std::fabs(x);
+        default: return x * x;
+    }
+}
+
+// Documented accuracy of the vector versions against double precision.
+double tolerance(int op, double want) {
+    switch (op) {
+        case KILN_UNARY_GELU:
+        case KILN_UNARY_GELU_TANH: return 2e-6 * std::fabs(want) + 1e-6;
+        case KILN_UNARY_SIGMOID:
+        case KILN_UNARY_TANH: return 2e-6 * std::fabs(want) + 2e-7;
+        case KILN_UNARY_EXP: return 3e-7 * std::fabs(want);
+        default: return 1.2e-7 * std::fabs(want) + 1e-30;
+    }
+}
+
+TEST(Unary, EveryOpMatchesDoubleReferenceOnEveryIsa) {
+    for_each_isa([](int32_t) {
+        for (int op = KILN_UNARY_IDENTITY; op <= KILN_UNARY_GELU_TANH; ++op) {
+            const bool positive = op == KILN_UNARY_LOG || op == KILN_UNARY_SQRT;
+            const float lo = positive ? 1e-3f : (op == KILN_UNARY_EXP ? -80.0f : -12.0f);
+            const float hi = op == KILN_UNARY_EXP ? 80.0f : 12.0f;
+            for (int64_t n : {1, 15, 16, 17, 1000, 70001}) {
+                auto a = kiln_test::random_floats(size_t(n), uint32_t(op * 1000 + n), lo, hi);
+                if (n > 100) {  // include tiny magnitudes, where tanh/gelu cancel
+                    for (int i = 0; i < 50; ++i) a[size_t(i)] = (positive ? 1.0f : (i % 2 ? -1.0f : 1.0f)) * std::ldexp(1.0f, -i / 3);
+                }
+                std::vector<float> out(static_cast<size_t>(n));
+                int64_t shape[1] = {n}, unit[1] = {1};
+                ASSERT_EQ(kiln_unary_f32(op, 0.1f, 1, shape, a.data(), unit, out.data(), unit), KILN_OK) << kiln_last_error();
+                for (int64_t i = 0; i < n; ++i) {
+                    const double want = ref_unary(op, a[size_t(i)], 0.1f);
+                    ASSERT_NEAR(out[size_t(i)], want, tolerance(op, want)) << "op " << op << " x=" << a[size_t(i)];
+                }
+            }
+        }
+    });
+}
+
+TEST(Unary, NaNAndInfinities) {
+    for_each_isa([](int32_t) {
+        const float in[4] = {NAN, INFINITY, -INFINITY, 0.0f};
+        float out[4];
+        int64_t shape[1] = {4}, unit[1] = {1};
+        ASSERT_EQ(kiln_unary_f32(KILN_UNARY_RELU, 0, 1, shape, in, unit, out, unit), KILN_OK);
+        EXPECT_TRUE(std::isnan(out[0]));
+        EXPECT_EQ(out[1], INFINITY);
+        EXPECT_EQ(out[2], 0.0f);
+        ASSERT_EQ(kiln_unary_f32(KILN_UNARY_SIGMOID, 0, 1, shape, in, unit, out, unit), KILN_OK);
+        EXPECT_EQ(out[1], 1.0f);
+        EXPECT_NEAR(out[2], 0.0f, 1e-37f);  // exp's input is clamped at 88.72: 1/(1+3.4e38)
+        EXPECT_EQ(out[3], 0.5f);
+        ASSERT_EQ(kiln_unary_f32(KILN_UNARY_TANH, 0, 1, shape, in, unit, out, unit), KILN_OK);
+        EXPECT_EQ(out[1], 1.0f);
+        EXPECT_EQ(out[2], -1.0f);
+        EXPECT_EQ(out[3], 0.0f);
+        EXPECT_EQ(kiln_unary_f32(99, 0, 1, shape, in, unit, out, unit), KILN_ERR_INVALID_ARGUMENT);
+    });
+}
+
+}  // namespace
