@@ -2,8 +2,8 @@
 // micro-kernels are in gemm_<isa>.cpp.
 //
 // Loop nest (per thread, over its block of C):
-//   for jc in N step NC              B block of kc x NC in L2 (NC = 512: 512 KiB at kc = 256)
-//     for pc in K step KC            pack B block (unless pre-packed), pack A rows x kc
+//   for pc in K step KC              pack A rows x kc once per k block
+//     for jc in N step NC            pack B block kc x NC (unless pre-packed): L2 (512 KiB at kc = 256)
 //       for ir in M step MR          A micro-panel MR x kc in L1 (14 KiB at kc = 256)
 //         for jr in NC step NR       micro-kernel: C tile += A panel * B panel
 //                                    (+ epilogue on the last pc, while the tile is in L1)
@@ -96,10 +96,15 @@ kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int6
         bbuf = t_pack_b.get(size_t(((nc + nr - 1) / nr) * nr * kc));
         if (bbuf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for packing B");
     }
-    for (int64_t jc = j0; jc < j1; jc += nc) {
-        const int64_t ncur = (j1 - jc) < nc ? (j1 - jc) : nc;
-        for (int64_t pc = 0; pc < p.k; pc += kc) {
-            const int64_t kcur = (p.k - pc) < kc ? (p.k - pc) : kc;
+    for (int64_t pc = 0; pc < p.k; pc += kc) {
+        const int64_t kcur = (p.k - pc) < kc ? (p.k - pc) : kc;
+        // A is packed once per k block and reused for every column block.
+        pack_a(p.ta, p.a, p.lda, i0, rows, pc, kcur, mr, abuf);
+        const bool first = pc == 0, last = pc + kcur >= p.k;
+        const float beta = first ? p.beta : 1.0f;
+        const bool load_c = !first || p.beta != 0.0f;
+        for (int64_t jc = j0; jc < j1; jc += nc) {
+            const int64_t ncur = (j1 - jc) < nc ? (j1 - jc) : nc;
             const float* bblock;
             int64_t panel_stride;
             if (p.packed_b != nullptr) {
@@ -110,10 +115,6 @@ kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int6
                 bblock = bbuf;
                 panel_stride = kcur * nr;
             }
-            pack_a(p.ta, p.a, p.lda, i0, rows, pc, kcur, mr, abuf);
-            const bool first = pc == 0, last = pc + kcur >= p.k;
-            const float beta = first ? p.beta : 1.0f;
-            const bool load_c = !first || p.beta != 0.0f;
             for (int64_t ir = 0; ir < rows; ir += mr) {
                 const int mcur = int((rows - ir) < mr ? (rows - ir) : mr);
                 const float* ap = abuf + ir * kcur;

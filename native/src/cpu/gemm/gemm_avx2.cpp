@@ -52,7 +52,7 @@ void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, 
     for (int64_t k = 0; k < kc; ++k) {
         const __m256 b0 = _mm256_load_ps(b);
         const __m256 b1 = _mm256_load_ps(b + 8);
-        _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR), _MM_HINT_T0);  // one 64-byte line per step
 #pragma GCC unroll 8
         for (int i = 0; i < M; ++i) {
             const __m256 ai = _mm256_broadcast_ss(a + i);
@@ -73,21 +73,23 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
     for (int i = 0; i < 8; ++i) s[i] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 4 <= kc; k += 4) {
-        _mm_prefetch(reinterpret_cast<const char*>(b + 16 * NR), _MM_HINT_T0);
+#pragma GCC unroll 4
+        for (int l = 0; l < 4; ++l)  // the 4 cache lines of four k steps
+            _mm_prefetch(reinterpret_cast<const char*>(b + 48 * NR + 16 * l), _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int u = 0; u < 4; ++u) {
-            const __m256 ai = _mm256_broadcast_ss(a + u * MR);
+            const __m256 ai = _mm256_broadcast_ss(a + u);
             s[2 * u] = _mm256_fmadd_ps(ai, _mm256_load_ps(b + u * NR), s[2 * u]);
             s[2 * u + 1] = _mm256_fmadd_ps(ai, _mm256_load_ps(b + u * NR + 8), s[2 * u + 1]);
         }
-        a += 4 * MR;
+        a += 4;
         b += 4 * NR;
     }
     for (; k < kc; ++k) {
         const __m256 ai = _mm256_broadcast_ss(a);
         s[0] = _mm256_fmadd_ps(ai, _mm256_load_ps(b), s[0]);
         s[1] = _mm256_fmadd_ps(ai, _mm256_load_ps(b + 8), s[1]);
-        a += MR;
+        a += 1;
         b += NR;
     }
     const __m256 v0 = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[4], s[6]));

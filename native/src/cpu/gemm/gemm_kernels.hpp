@@ -2,7 +2,8 @@
 // shared packing formats. The driver (gemm.cpp) does blocking, packing, threading and epilogues.
 //
 // Packed formats (all zero-padded to whole panels):
-//   A block: row panels of MR rows; panel p holds kc steps of MR floats: a[p][k][i]
+//   A block: row panels of MR rows; panel p holds kc steps of MR floats: a[p][k][i]; a panel with
+//            a single row (the last one when rows % MR == 1, or M = 1) is contiguous: a[p][k]
 //   B:       column panels of NR columns; panel q holds `k_total` steps of NR floats: b[q][k][j]
 //            (for a pre-packed B, k_total = K; for a B block packed per call, k_total = kc)
 // A micro-kernel computes an m x nr tile (m <= MR, nr <= NR) of C over kc steps:

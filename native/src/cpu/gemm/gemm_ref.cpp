@@ -10,6 +10,7 @@ namespace {
 constexpr int MR = 4;
 constexpr int NR = 8;
 
+// A single-row panel is packed contiguously (stride 1), wider ones with stride MR.
 template <int M>
 void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
              float beta, bool load_c) {
@@ -17,7 +18,7 @@ void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, 
     for (int64_t k = 0; k < kc; ++k) {
         for (int i = 0; i < M; ++i)
             for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
-        a += MR;
+        a += M == 1 ? 1 : MR;
         b += NR;
     }
     for (int i = 0; i < M; ++i)
@@ -40,6 +41,11 @@ void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int6
     for (int64_t ip = 0; ip < m; ip += mr) {
         const int rows = int(m - ip < mr ? m - ip : mr);
         float* d = dst + ip * kc;  // panel ip/mr starts at (ip/mr) * kc * mr
+        if (rows == 1) {  // a one-row panel is packed contiguously: the m = 1 kernels read a[k]
+            for (int64_t k = 0; k < kc; ++k)
+                d[k] = trans ? a[(p0 + k) * lda + i0 + ip] : a[(i0 + ip) * lda + p0 + k];
+            continue;
+        }
         if (!trans) {
             for (int r = 0; r < rows; ++r) {
                 const float* src = a + (i0 + ip + r) * lda + p0;
