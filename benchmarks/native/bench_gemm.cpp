@@ -117,35 +117,45 @@ void set_threads(int t) {
 
 // ---- machine ceilings -------------------------------------------------------------------------
 
+// 12 independent FMA chains (latency 4 x throughput 1-2 per cycle needs >= 8), named so that
+// they stay in registers.
+#define KILN_FMA12(FMA)                                                                          \
+    a0 = FMA(a0, x, y); a1 = FMA(a1, x, y); a2 = FMA(a2, x, y); a3 = FMA(a3, x, y);               \
+    a4 = FMA(a4, x, y); a5 = FMA(a5, x, y); a6 = FMA(a6, x, y); a7 = FMA(a7, x, y);               \
+    a8 = FMA(a8, x, y); a9 = FMA(a9, x, y); a10 = FMA(a10, x, y); a11 = FMA(a11, x, y);
+
 __attribute__((target("avx512f"))) double fma_peak_avx512_once(int64_t iters) {
-    __m512 acc[12];
-    for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(float(i));
+    __m512 a0 = _mm512_set1_ps(0), a1 = _mm512_set1_ps(1), a2 = _mm512_set1_ps(2), a3 = _mm512_set1_ps(3),
+           a4 = _mm512_set1_ps(4), a5 = _mm512_set1_ps(5), a6 = _mm512_set1_ps(6), a7 = _mm512_set1_ps(7),
+           a8 = _mm512_set1_ps(8), a9 = _mm512_set1_ps(9), a10 = _mm512_set1_ps(10), a11 = _mm512_set1_ps(11);
     const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
     const auto t0 = Clock::now();
-    for (int64_t n = 0; n < iters; ++n)
-        for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+    for (int64_t n = 0; n < iters; ++n) {
+        KILN_FMA12(_mm512_fmadd_ps)
+    }
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    float sink = 0;
-    for (int i = 0; i < 12; ++i) sink += _mm512_reduce_add_ps(acc[i]);
-    if (sink == 12345.0f) std::puts("");
+    const __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                                     _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)),
+                                                   _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11))));
+    if (_mm512_reduce_add_ps(sum) == 12345.0f) std::puts("");
     return double(iters) * 12 * 32 / s / 1e9;
 }
 
 __attribute__((target("avx2,fma"))) double fma_peak_avx2_once(int64_t iters) {
-    __m256 acc[12];
-    for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(float(i));
+    __m256 a0 = _mm256_set1_ps(0), a1 = _mm256_set1_ps(1), a2 = _mm256_set1_ps(2), a3 = _mm256_set1_ps(3),
+           a4 = _mm256_set1_ps(4), a5 = _mm256_set1_ps(5), a6 = _mm256_set1_ps(6), a7 = _mm256_set1_ps(7),
+           a8 = _mm256_set1_ps(8), a9 = _mm256_set1_ps(9), a10 = _mm256_set1_ps(10), a11 = _mm256_set1_ps(11);
     const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
     const auto t0 = Clock::now();
-    for (int64_t n = 0; n < iters; ++n)
-        for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    float sink = 0;
-    alignas(32) float lanes[8];
-    for (int i = 0; i < 12; ++i) {
-        _mm256_store_ps(lanes, acc[i]);
-        sink += lanes[0];
+    for (int64_t n = 0; n < iters; ++n) {
+        KILN_FMA12(_mm256_fmadd_ps)
     }
-    if (sink == 12345.0f) std::puts("");
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                                         _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)),
+                                                       _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)))));
+    if (lanes[0] == 12345.0f) std::puts("");
     return double(iters) * 12 * 16 / s / 1e9;
 }
 
@@ -168,39 +178,45 @@ double fma_peak(int threads) {
     return best;
 }
 
-// STREAM-style bandwidth in GB/s (best of 5): triad a = b + s*c, and read-only (sum).
+__attribute__((target("avx2,fma"))) void triad_range(float* a, const float* b, const float* c, size_t lo, size_t hi) {
+    const __m256 s = _mm256_set1_ps(3.0f);
+    for (size_t i = lo; i < hi; i += 8) _mm256_store_ps(a + i, _mm256_fmadd_ps(s, _mm256_load_ps(c + i), _mm256_load_ps(b + i)));
+}
+
+__attribute__((target("avx2"))) float read_range(const float* b, size_t lo, size_t hi) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = lo; i < hi; i += 32) {
+        s0 = _mm256_add_ps(s0, _mm256_load_ps(b + i));
+        s1 = _mm256_add_ps(s1, _mm256_load_ps(b + i + 8));
+        s2 = _mm256_add_ps(s2, _mm256_load_ps(b + i + 16));
+        s3 = _mm256_add_ps(s3, _mm256_load_ps(b + i + 24));
+    }
+    alignas(32) float l[8];
+    _mm256_store_ps(l, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    return l[0] + l[7];
+}
+
+// STREAM-style bandwidth in GB/s (best of 5): triad a = b + s*c, and read-only (sum); 64 MiB arrays.
 std::pair<double, double> stream(int threads) {
-    const size_t n = size_t(1) << 24;  // 64 MiB per array, far beyond L3
+    const size_t n = size_t(1) << 24;
     Aligned a(n), b(n), c(n);
     fill(b.p, n, 1);
     fill(c.p, n, 2);
     std::memset(a.p, 0, n * 4);
     double triad = 0, read = 0;
+    std::vector<float> sink(static_cast<size_t>(threads));
     for (int round = 0; round < 5; ++round) {
         auto run = [&](auto body) {
             std::vector<std::thread> ts;
             const auto t0 = Clock::now();
             for (int t = 0; t < threads; ++t)
-                ts.emplace_back([&, t] { body(n * size_t(t) / size_t(threads), n * size_t(t + 1) / size_t(threads)); });
+                ts.emplace_back([&, t] { body(t, n / 64 * size_t(t) / size_t(threads) * 64, n / 64 * size_t(t + 1) / size_t(threads) * 64); });
             for (auto& t : ts) t.join();
             return std::chrono::duration<double>(Clock::now() - t0).count();
         };
-        const double st = run([&](size_t lo, size_t hi) {
-            for (size_t i = lo; i < hi; ++i) a.p[i] = b.p[i] + 3.0f * c.p[i];
-        });
+        const double st = run([&](int, size_t lo, size_t hi) { triad_range(a.p, b.p, c.p, lo, hi); });
         triad = std::max(triad, 3.0 * 4 * double(n) / st / 1e9);
-        std::vector<float> sums(static_cast<size_t>(threads));
-        const double sr = run([&](size_t lo, size_t hi) {
-            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            size_t i = lo;
-            for (; i + 4 <= hi; i += 4) {
-                s0 += b.p[i];
-                s1 += b.p[i + 1];
-                s2 += b.p[i + 2];
-                s3 += b.p[i + 3];
-            }
-            sums[0] += s0 + s1 + s2 + s3;
-        });
+        const double sr = run([&](int t, size_t lo, size_t hi) { sink[size_t(t)] = read_range(b.p, lo, hi); });
         read = std::max(read, 4.0 * double(n) / sr / 1e9);
     }
     return {triad, read};

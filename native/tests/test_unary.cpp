@@ -78,6 +78,10 @@ TEST(Unary, NaNAndInfinities) {
         EXPECT_EQ(out[1], 1.0f);
         EXPECT_EQ(out[2], -1.0f);
         EXPECT_EQ(out[3], 0.0f);
+        for (int op : {KILN_UNARY_EXP, KILN_UNARY_SIGMOID, KILN_UNARY_TANH, KILN_UNARY_GELU, KILN_UNARY_GELU_TANH}) {
+            ASSERT_EQ(kiln_unary_f32(op, 0, 1, shape, in, unit, out, unit), KILN_OK);
+            EXPECT_TRUE(std::isnan(out[0])) << "op " << op << " must keep NaN";
+        }
         EXPECT_EQ(kiln_unary_f32(99, 0, 1, shape, in, unit, out, unit), KILN_ERR_INVALID_ARGUMENT);
     });
 }

@@ -242,6 +242,47 @@ KILN_API kiln_status kiln_convert(int32_t src_dtype, const void* src, int32_t ds
                                   int64_t n);
 
 /* ============================================================================================
+ * Row-wise and axis ops over contiguous f32 data.
+ *
+ * A contiguous tensor reduced along one axis is viewed as [outer, len, inner] (outer = product of
+ * the dims before the axis, inner = product of those after); the result is [outer, inner].
+ * Softmax, layer norm, argmax and top-k work on the last axis of [rows, cols]. Callers with
+ * strided data make a contiguous copy first (the Java API does).
+ * ========================================================================================== */
+
+typedef enum kiln_reduce_op {
+    KILN_REDUCE_SUM = 0,
+    KILN_REDUCE_MEAN = 1,
+    KILN_REDUCE_MAX = 2, /* NaN propagates */
+    KILN_REDUCE_MIN = 3  /* NaN propagates */
+} kiln_reduce_op;
+
+/** out[o][i] = op over r of a[o][r][i]. len = 0 gives 0 for SUM, NaN for MEAN, and is refused for
+ *  MAX/MIN. Sums accumulate in double. out must not overlap a. */
+KILN_API kiln_status kiln_reduce_f32(int32_t op, int64_t outer, int64_t len, int64_t inner,
+                                     const float* a, float* out);
+
+/** Softmax (log_softmax = 0) or log-softmax (1) of each row; y may be x. A row holding NaN, or
+ *  +Inf, becomes NaN. */
+KILN_API kiln_status kiln_softmax_f32(int32_t log_softmax, int64_t rows, int64_t cols, const float* x,
+                                      float* y);
+
+/** Layer norm of each row over its cols: y = (x - mean) / sqrt(var + eps) * gamma + beta, var
+ *  biased; gamma, beta (cols floats) may be NULL; mean and rstd (rows floats each, for the
+ *  backward pass) may be NULL. eps must be >= 0. y may be x. */
+KILN_API kiln_status kiln_layer_norm_f32(int64_t rows, int64_t cols, const float* x, const float* gamma,
+                                         const float* beta, float eps, float* y, float* mean, float* rstd);
+
+/** Index of the largest element of each row (the first on ties; a NaN counts as largest, the
+ *  first NaN wins, as NumPy). cols must be >= 1. */
+KILN_API kiln_status kiln_argmax_f32(int64_t rows, int64_t cols, const float* x, int32_t* out);
+
+/** The k largest elements of each row, largest first (ties: lower index first; NaN largest), with
+ *  their indices. 1 <= k <= cols. values and indices are rows x k. */
+KILN_API kiln_status kiln_topk_f32(int64_t rows, int64_t cols, int64_t k, const float* x, float* values,
+                                   int32_t* indices);
+
+/* ============================================================================================
  * GEMM (fp32 and bf16), row-major: C = alpha * op(A) * op(B) + beta * C, then the epilogue.
  *
  * op(A) is M x K: A itself (trans_a = 0, element [i][k] at a[i*lda + k]) or the transpose of a

@@ -2,6 +2,8 @@
 // Compiled with -mavx2 -mfma -mf16c only; dispatch calls it only when the CPU has AVX2.
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "eltwise_kernels.hpp"
 
 namespace kiln {
@@ -88,9 +90,13 @@ double sum_avx2(const float* a, int64_t n) {
 }  // namespace
 
 void unary_avx2(int op, const float* a, float* out, int64_t n, float alpha);
+void softmax_row_avx2(const float* x, float* y, int64_t n, bool log);
+void layer_norm_row_avx2(const float* x, float* y, int64_t n, const float* gamma, const float* beta, float eps,
+                          float* mean_out, float* rstd_out);
 
 const EltwiseKernels kEltwiseAvx2 = {KILN_ISA_AVX2, "eltwise_f32_avx2", binary_avx2, scale_avx2,
-                                     sum_avx2, unary_avx2};
+                                     sum_avx2, unary_avx2,
+                                       softmax_row_avx2, layer_norm_row_avx2};
 
 }  // namespace kiln
 
@@ -168,6 +174,119 @@ void unary_avx2(int op, const float* a, float* out, int64_t n, float alpha) {
         default:
             for (int64_t i = 0; i < n; ++i) out[i] = unary_scalar(op, a[i], alpha);
     }
+}
+
+}  // namespace kiln
+
+// ---- softmax and layer norm rows ---------------------------------------------------------------
+namespace kiln {
+
+namespace {
+inline float hmax(__m256 v) {
+    alignas(64) float l[8];
+    _mm256_store_ps(l, v);
+    float m = l[0];
+    for (int i = 1; i < 8; ++i) m = l[i] > m ? l[i] : m;
+    return m;
+}
+inline double hsum(__m256 v) {
+    alignas(64) float l[8];
+    _mm256_store_ps(l, v);
+    double s = 0;
+    for (int i = 0; i < 8; ++i) s += l[i];
+    return s;
+}
+}  // namespace
+
+void softmax_row_avx2(const float* x, float* y, int64_t n, bool log) {
+    if (n == 0) return;
+    // NaN anywhere makes the row NaN, as in the reference.
+    float mx = x[0];
+    __m256 vmax = _mm256_set1_ps(x[0]);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+    mx = hmax(vmax);
+    for (; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+    const __m256 vm = _mm256_set1_ps(mx);
+    __m256 vs = _mm256_setzero_ps();
+    double sum = 0;
+    i = 0;
+    if (log) {
+        for (; i + 8 <= n; i += 8) vs = _mm256_add_ps(vs, vmath256::exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
+        sum = hsum(vs);
+        for (; i < n; ++i) sum += std::exp(double(x[i] - mx));
+        if (sum != sum) {  // a NaN (or an infinity minus itself) in the row: the row is NaN
+            for (i = 0; i < n; ++i) y[i] = sum;
+            return;
+        }
+        const float shift = mx + float(std::log(sum));
+        const __m256 vshift = _mm256_set1_ps(shift);
+        i = 0;
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_sub_ps(_mm256_loadu_ps(x + i), vshift));
+        for (; i < n; ++i) y[i] = x[i] - shift;
+        return;
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = vmath256::exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(y + i, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    sum = hsum(vs);
+    for (; i < n; ++i) {
+        const float e = float(std::exp(double(x[i] - mx)));
+        y[i] = e;
+        sum += e;
+    }
+    if (sum != sum) {
+        for (i = 0; i < n; ++i) y[i] = float(sum);
+        return;
+    }
+    const __m256 inv = _mm256_set1_ps(float(1.0 / sum));
+    i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), inv));
+    for (; i < n; ++i) y[i] *= float(1.0 / sum);
+}
+
+void layer_norm_row_avx2(const float* x, float* y, int64_t n, const float* gamma, const float* beta, float eps,
+                          float* mean_out, float* rstd_out) {
+    double sum = 0;
+    {
+        __m256 s0 = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x + i));
+        sum = hsum(s0);
+        for (; i < n; ++i) sum += x[i];
+    }
+    const float mean = n > 0 ? float(sum / double(n)) : 0.0f;
+    const __m256 vmean = _mm256_set1_ps(mean);
+    double sq = 0;
+    {
+        __m256 s0 = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vmean);
+            s0 = _mm256_fmadd_ps(d, d, s0);
+        }
+        sq = hsum(s0);
+        for (; i < n; ++i) sq += double(x[i] - mean) * double(x[i] - mean);
+    }
+    const float rstd = float(1.0 / std::sqrt((n > 0 ? sq / double(n) : 0.0) + eps));
+    const __m256 vr = _mm256_set1_ps(rstd);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmean), vr);
+        if (gamma) v = _mm256_mul_ps(v, _mm256_loadu_ps(gamma + i));
+        if (beta) v = _mm256_add_ps(v, _mm256_loadu_ps(beta + i));
+        _mm256_storeu_ps(y + i, v);
+    }
+    for (; i < n; ++i) {
+        float v = (x[i] - mean) * rstd;
+        if (gamma) v *= gamma[i];
+        if (beta) v += beta[i];
+        y[i] = v;
+    }
+    if (mean_out) *mean_out = mean;
+    if (rstd_out) *rstd_out = rstd;
 }
 
 }  // namespace kiln

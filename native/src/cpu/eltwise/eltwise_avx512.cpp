@@ -3,6 +3,8 @@
 // On Zen 4 a zmm op costs two ymm ops, so the gain over AVX2 is the masked tail, not width.
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "eltwise_kernels.hpp"
 
 namespace kiln {
@@ -100,9 +102,13 @@ double sum_avx512(const float* a, int64_t n) {
 }  // namespace
 
 void unary_avx512(int op, const float* a, float* out, int64_t n, float alpha);
+void softmax_row_avx512(const float* x, float* y, int64_t n, bool log);
+void layer_norm_row_avx512(const float* x, float* y, int64_t n, const float* gamma, const float* beta, float eps,
+                          float* mean_out, float* rstd_out);
 
 const EltwiseKernels kEltwiseAvx512 = {KILN_ISA_AVX512, "eltwise_f32_avx512", binary_avx512,
-                                       scale_avx512, sum_avx512, unary_avx512};
+                                       scale_avx512, sum_avx512, unary_avx512,
+                                       softmax_row_avx512, layer_norm_row_avx512};
 
 }  // namespace kiln
 
@@ -182,6 +188,119 @@ void unary_avx512(int op, const float* a, float* out, int64_t n, float alpha) {
         default:  // LOG: no vector version yet; scalar libm
             for (int64_t i = 0; i < n; ++i) out[i] = unary_scalar(op, a[i], alpha);
     }
+}
+
+}  // namespace kiln
+
+// ---- softmax and layer norm rows ---------------------------------------------------------------
+namespace kiln {
+
+namespace {
+inline float hmax(__m512 v) {
+    alignas(64) float l[16];
+    _mm512_store_ps(l, v);
+    float m = l[0];
+    for (int i = 1; i < 16; ++i) m = l[i] > m ? l[i] : m;
+    return m;
+}
+inline double hsum(__m512 v) {
+    alignas(64) float l[16];
+    _mm512_store_ps(l, v);
+    double s = 0;
+    for (int i = 0; i < 16; ++i) s += l[i];
+    return s;
+}
+}  // namespace
+
+void softmax_row_avx512(const float* x, float* y, int64_t n, bool log) {
+    if (n == 0) return;
+    // NaN anywhere makes the row NaN, as in the reference.
+    float mx = x[0];
+    __m512 vmax = _mm512_set1_ps(x[0]);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
+    mx = hmax(vmax);
+    for (; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+    const __m512 vm = _mm512_set1_ps(mx);
+    __m512 vs = _mm512_setzero_ps();
+    double sum = 0;
+    i = 0;
+    if (log) {
+        for (; i + 16 <= n; i += 16) vs = _mm512_add_ps(vs, vmath512::exp(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm)));
+        sum = hsum(vs);
+        for (; i < n; ++i) sum += std::exp(double(x[i] - mx));
+        if (sum != sum) {  // a NaN (or an infinity minus itself) in the row: the row is NaN
+            for (i = 0; i < n; ++i) y[i] = sum;
+            return;
+        }
+        const float shift = mx + float(std::log(sum));
+        const __m512 vshift = _mm512_set1_ps(shift);
+        i = 0;
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_sub_ps(_mm512_loadu_ps(x + i), vshift));
+        for (; i < n; ++i) y[i] = x[i] - shift;
+        return;
+    }
+    for (; i + 16 <= n; i += 16) {
+        const __m512 e = vmath512::exp(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+        _mm512_storeu_ps(y + i, e);
+        vs = _mm512_add_ps(vs, e);
+    }
+    sum = hsum(vs);
+    for (; i < n; ++i) {
+        const float e = float(std::exp(double(x[i] - mx)));
+        y[i] = e;
+        sum += e;
+    }
+    if (sum != sum) {
+        for (i = 0; i < n; ++i) y[i] = float(sum);
+        return;
+    }
+    const __m512 inv = _mm512_set1_ps(float(1.0 / sum));
+    i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), inv));
+    for (; i < n; ++i) y[i] *= float(1.0 / sum);
+}
+
+void layer_norm_row_avx512(const float* x, float* y, int64_t n, const float* gamma, const float* beta, float eps,
+                          float* mean_out, float* rstd_out) {
+    double sum = 0;
+    {
+        __m512 s0 = _mm512_setzero_ps();
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) s0 = _mm512_add_ps(s0, _mm512_loadu_ps(x + i));
+        sum = hsum(s0);
+        for (; i < n; ++i) sum += x[i];
+    }
+    const float mean = n > 0 ? float(sum / double(n)) : 0.0f;
+    const __m512 vmean = _mm512_set1_ps(mean);
+    double sq = 0;
+    {
+        __m512 s0 = _mm512_setzero_ps();
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), vmean);
+            s0 = _mm512_fmadd_ps(d, d, s0);
+        }
+        sq = hsum(s0);
+        for (; i < n; ++i) sq += double(x[i] - mean) * double(x[i] - mean);
+    }
+    const float rstd = float(1.0 / std::sqrt((n > 0 ? sq / double(n) : 0.0) + eps));
+    const __m512 vr = _mm512_set1_ps(rstd);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmean), vr);
+        if (gamma) v = _mm512_mul_ps(v, _mm512_loadu_ps(gamma + i));
+        if (beta) v = _mm512_add_ps(v, _mm512_loadu_ps(beta + i));
+        _mm512_storeu_ps(y + i, v);
+    }
+    for (; i < n; ++i) {
+        float v = (x[i] - mean) * rstd;
+        if (gamma) v *= gamma[i];
+        if (beta) v += beta[i];
+        y[i] = v;
+    }
+    if (mean_out) *mean_out = mean;
+    if (rstd_out) *rstd_out = rstd;
 }
 
 }  // namespace kiln

@@ -25,6 +25,14 @@ using SumF32Fn = double (*)(const float* a, int64_t n);
 // the thread count.
 constexpr int64_t kSumBlock = 4096;
 
+// Row kernels over n contiguous elements (y may be x):
+//   softmax:    y = exp(x - max) / sum, or log-softmax y = x - max - log(sum)
+//   layer norm: y = (x - mean) * rstd * gamma + beta (gamma/beta may be null); returns mean and
+//               rstd = 1 / sqrt(var + eps), var the biased variance (two passes, sums in double)
+using SoftmaxRowFn = void (*)(const float* x, float* y, int64_t n, bool log);
+using LayerNormRowFn = void (*)(const float* x, float* y, int64_t n, const float* gamma, const float* beta,
+                                float eps, float* mean, float* rstd);
+
 struct EltwiseKernels {
     kiln_isa isa;
     const char* name;
@@ -32,6 +40,8 @@ struct EltwiseKernels {
     ScaleF32Fn scale;
     SumF32Fn sum;
     UnaryF32Fn unary;
+    SoftmaxRowFn softmax_row;
+    LayerNormRowFn layer_norm_row;
 };
 
 extern const EltwiseKernels kEltwiseAvx512;

@@ -26,6 +26,41 @@ void unary_ref(int op, const float* a, float* out, int64_t n, float alpha) {
     for (int64_t i = 0; i < n; ++i) out[i] = unary_scalar(op, a[i], alpha);
 }
 
+void softmax_row_ref(const float* x, float* y, int64_t n, bool log) {
+    if (n == 0) return;
+    float mx = x[0];
+    for (int64_t i = 1; i < n; ++i) mx = (x[i] > mx || x[i] != x[i]) ? x[i] : mx;
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += std::exp(double(x[i] - mx));
+    if (log) {
+        const float ls = float(std::log(sum));
+        for (int64_t i = 0; i < n; ++i) y[i] = x[i] - mx - ls;
+    } else {
+        const double inv = 1.0 / sum;
+        for (int64_t i = 0; i < n; ++i) y[i] = float(std::exp(double(x[i] - mx)) * inv);
+    }
+}
+
+void layer_norm_row_ref(const float* x, float* y, int64_t n, const float* gamma, const float* beta, float eps,
+                        float* mean_out, float* rstd_out) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += x[i];
+    const double mean = n > 0 ? sum / double(n) : 0.0;
+    double sq = 0;
+    for (int64_t i = 0; i < n; ++i) sq += (x[i] - mean) * (x[i] - mean);
+    const double var = n > 0 ? sq / double(n) : 0.0;
+    const float rstd = float(1.0 / std::sqrt(var + eps));
+    const float m = float(mean);
+    for (int64_t i = 0; i < n; ++i) {
+        float v = (x[i] - m) * rstd;
+        if (gamma) v *= gamma[i];
+        if (beta) v += beta[i];
+        y[i] = v;
+    }
+    if (mean_out) *mean_out = m;
+    if (rstd_out) *rstd_out = rstd;
+}
+
 }  // namespace
 
 float unary_scalar(int op, float x, float alpha) {
@@ -51,6 +86,7 @@ float unary_scalar(int op, float x, float alpha) {
 }
 
 const EltwiseKernels kEltwiseRef = {KILN_ISA_PORTABLE, "eltwise_f32_ref", binary_ref, scale_ref,
-                                    sum_ref, unary_ref};
+                                    sum_ref, unary_ref, softmax_row_ref,
+                                    layer_norm_row_ref};
 
 }  // namespace kiln

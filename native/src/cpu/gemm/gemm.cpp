@@ -8,8 +8,9 @@
 //         for jr in NC step NR       micro-kernel: C tile += A panel * B panel
 //                                    (+ epilogue on the last pc, while the tile is in L1)
 // Threads split C into stripes: along N when N is wide enough (each thread packs only its own B
-// columns), else along M. Products with M <= 16 (batch-1 .. small-batch inference) run on the
-// caller's thread with kc = K, so each weight panel streams once with no C reloads.
+// columns), else along M. Products with M <= 16 (batch-1 .. small-batch inference) take all of K
+// per row panel (kc = K), so each weight panel streams once with no C reloads; they split columns
+// across threads only when the product is large enough to pay for waking a worker.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -144,8 +145,11 @@ kiln_status run(const Problem& p) {
     const int mr = p.kern->mr, nr = p.kern->nr;
     const int threads = pool_threads();
     const double macs = double(p.m) * double(p.n) * double(p.k);
-    if (threads <= 1 || p.m <= 16 || macs < double(1 << 21)) return run_block(p, 0, p.m, 0, p.n);
     const int64_t n_panels = (p.n + nr - 1) / nr, m_panels = (p.m + mr - 1) / mr;
+    // Small products stay on the caller's thread. Small M with many columns (batch-1..16 inference
+    // on wide layers) splits the columns: each thread streams its own share of the weights.
+    if (threads <= 1 || macs < double(1 << 21) || (p.m <= 16 && n_panels < 2 * threads))
+        return run_block(p, 0, p.m, 0, p.n);
     const bool split_n = n_panels >= 2 * threads && (p.n >= p.m || m_panels < 2 * threads);
     std::atomic<int> status{KILN_OK};
     std::atomic<bool> failed{false};

@@ -108,7 +108,7 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
 }  // namespace
 
 const GemmKernels kGemmAvx512 = {
-    KILN_ISA_AVX512, "gemm_f32_avx512_14x32", MR, NR, /*kc=*/256, /*nc=*/512,
+    KILN_ISA_AVX512, "gemm_f32_avx512_14x32", MR, NR, /*kc=*/384, /*nc=*/512,
     {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, ukernel<7>,
      ukernel<8>, ukernel<9>, ukernel<10>, ukernel<11>, ukernel<12>, ukernel<13>, ukernel<14>,
      nullptr, nullptr}};
