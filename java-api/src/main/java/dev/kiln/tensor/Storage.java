@@ -29,11 +29,27 @@ final class Storage {
     private final AtomicInteger bufferViews = new AtomicInteger();
     private final AtomicBoolean freed = new AtomicBoolean();
 
+    /** What frees the address: kiln_free for tensor memory, kiln_packed_b_destroy for packed weights. */
+    enum Kind { MEMORY, PACKED_B }
+
+    private final Kind kind;
+
     private Storage(long address, long bytes, Device device, Throwable site) {
+        this(address, bytes, device, site, Kind.MEMORY);
+    }
+
+    private Storage(long address, long bytes, Device device, Throwable site, Kind kind) {
         this.address = address;
         this.bytes = bytes;
         this.device = device;
         this.allocationSite = site;
+        this.kind = kind;
+    }
+
+    /** Wraps a native kiln_packed_b handle (owned from now on). */
+    static Storage packedB(long handle, long bytes) {
+        return new Storage(handle, bytes, Device.CPU, DEBUG_LEAKS ? new Throwable("packed matrix made here") : null,
+                Kind.PACKED_B);
     }
 
     static final boolean DEBUG_LEAKS = Boolean.getBoolean("kiln.debugLeaks");
@@ -109,7 +125,7 @@ final class Storage {
     private void maybeFree() {
         if (state.get() == CLOSED && bufferViews.get() == 0 && freed.compareAndSet(false, true)) {
             if (address != 0L) {
-                Native.check(KilnNative.free(address));
+                Native.check(kind == Kind.MEMORY ? KilnNative.free(address) : KilnNative.packedBDestroy(address));
             }
         }
     }

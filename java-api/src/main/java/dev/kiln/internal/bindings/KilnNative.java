@@ -84,6 +84,49 @@ public final class KilnNative {
     public static native int convert(int srcDtype, @Cast("const void*") long src, int dstDtype,
             @Cast("void*") long dst, long n);
 
+    @Name("kiln_unary_f32")
+    public static native int unaryF32(int op, float alpha, int ndim, @Cast("const int64_t*") long shape,
+            @Cast("const float*") long a, @Cast("const int64_t*") long aStrides,
+            @Cast("float*") long out, @Cast("const int64_t*") long outStrides);
+
+    @Name("kiln_reduce_f32")
+    public static native int reduceF32(int op, long outer, long len, long inner, @Cast("const float*") long a,
+            @Cast("float*") long out);
+
+    @Name("kiln_softmax_f32")
+    public static native int softmaxF32(int log, long rows, long cols, @Cast("const float*") long x,
+            @Cast("float*") long y);
+
+    @Name("kiln_layer_norm_f32")
+    public static native int layerNormF32(long rows, long cols, @Cast("const float*") long x,
+            @Cast("const float*") long gamma, @Cast("const float*") long beta, float eps, @Cast("float*") long y,
+            @Cast("float*") long mean, @Cast("float*") long rstd);
+
+    @Name("kiln_argmax_f32")
+    public static native int argmaxF32(long rows, long cols, @Cast("const float*") long x, @Cast("int32_t*") long out);
+
+    @Name("kiln_topk_f32")
+    public static native int topkF32(long rows, long cols, long k, @Cast("const float*") long x,
+            @Cast("float*") long values, @Cast("int32_t*") long indices);
+
+    /** {@code epilogue} is the address of a {@code kiln_epilogue} or 0. */
+    @Name("kiln_sgemm")
+    public static native int sgemm(int transA, int transB, long m, long n, long k, float alpha,
+            @Cast("const float*") long a, long lda, @Cast("const float*") long b, long ldb, float beta,
+            @Cast("float*") long c, long ldc, @Cast("const kiln_epilogue*") long epilogue);
+
+    @Name("kiln_sgemm_pack_b")
+    public static native int sgemmPackB(int transB, long k, long n, @Cast("const float*") long b, long ldb,
+            @Cast("kiln_packed_b**") long[] out);
+
+    @Name("kiln_packed_b_destroy")
+    public static native int packedBDestroy(@Cast("kiln_packed_b*") long packed);
+
+    @Name("kiln_sgemm_packed")
+    public static native int sgemmPacked(int transA, long m, float alpha, @Cast("const float*") long a, long lda,
+            @Cast("const kiln_packed_b*") long b, float beta, @Cast("float*") long c, long ldc,
+            @Cast("const kiln_epilogue*") long epilogue);
+
     /** A JavaCPP pointer over a raw address, with no deallocator. */
     private static final class RawPointer extends Pointer {
         RawPointer(long address, long bytes) {

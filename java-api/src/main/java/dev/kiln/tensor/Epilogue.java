@@ -1,0 +1,70 @@
+package dev.kiln.tensor;
+
+import java.util.Objects;
+
+/**
+ * What a matrix product applies to each tile of its output while the tile is still in L1:
+ * {@code out = activation(out + bias) + residual}. Bias is a vector of N floats, residual an
+ * M x N tensor (both F32 on the CPU, any of them may be absent). Immutable; build once, reuse.
+ */
+public final class Epilogue {
+    /** No bias, no activation, no residual. */
+    public static final Epilogue NONE = new Epilogue(null, Activation.IDENTITY, 0f, null);
+
+    private final Tensor bias;
+    private final Activation activation;
+    private final float alpha;
+    private final Tensor residual;
+
+    private Epilogue(Tensor bias, Activation activation, float alpha, Tensor residual) {
+        this.bias = bias;
+        this.activation = activation;
+        this.alpha = alpha;
+        this.residual = residual;
+    }
+
+    public static Epilogue bias(Tensor bias) {
+        return NONE.withBias(bias);
+    }
+
+    public static Epilogue activation(Activation activation) {
+        return NONE.withActivation(activation);
+    }
+
+    public Epilogue withBias(Tensor bias) {
+        return new Epilogue(Objects.requireNonNull(bias, "bias"), activation, alpha, residual);
+    }
+
+    public Epilogue withActivation(Activation activation) {
+        return new Epilogue(bias, Objects.requireNonNull(activation, "activation"), alpha, residual);
+    }
+
+    /** LeakyReLU with negative slope {@code alpha}. */
+    public Epilogue withLeakyRelu(float alpha) {
+        return new Epilogue(bias, Activation.LEAKY_RELU, alpha, residual);
+    }
+
+    public Epilogue withResidual(Tensor residual) {
+        return new Epilogue(bias, activation, alpha, Objects.requireNonNull(residual, "residual"));
+    }
+
+    public Tensor bias() {
+        return bias;
+    }
+
+    public Activation activation() {
+        return activation;
+    }
+
+    public float activationAlpha() {
+        return alpha;
+    }
+
+    public Tensor residual() {
+        return residual;
+    }
+
+    boolean isNone() {
+        return bias == null && residual == null && activation == Activation.IDENTITY;
+    }
+}
