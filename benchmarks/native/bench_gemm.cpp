@@ -346,6 +346,40 @@ void case_packed(int64_t m, int64_t k, int64_t n, int threads) {
     kiln_packed_b_destroy(pb);
 }
 
+uint16_t bf16_of(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// bf16 MxKxN: bf16 inputs, f32 output; weights packed once on both sides (oneDNN matmul with
+// bf16 src/weights and f32 dst).
+void case_bf16(int64_t m, int64_t k, int64_t n, int threads) {
+    const std::string name = "bf16 " + std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n);
+    if (!selected(name)) return;
+    set_threads(threads);
+    Aligned a(size_t(m * k)), b(size_t(k * n)), c1(size_t(m * n)), c3(size_t(m * n));
+    fill(a.p, a.n, 6);
+    fill(b.p, b.n, 7);
+    std::vector<uint16_t> ah(a.n), bh(b.n);
+    for (size_t i = 0; i < a.n; ++i) ah[i] = bf16_of(a.p[i]);
+    for (size_t i = 0; i < b.n; ++i) bh[i] = bf16_of(b.p[i]);
+    kiln_packed_b* pb = nullptr;
+    check(kiln_gemm_bf16_pack_b(0, k, n, bh.data(), n, &pb), "kiln_gemm_bf16_pack_b");
+    DnnlMatmul mm(m, k, n, a.p, b.p, c3.p, dnnl::memory::data_type::bf16);
+    auto kiln = [&] { check(kiln_gemm_bf16_packed(0, m, 1.0f, ah.data(), k, pb, 0.0f, c1.p, n, nullptr), "kiln_gemm_bf16_packed"); };
+    auto dnnl = [&] { mm.run(); };
+    kiln(); dnnl();
+    expect_agree(name.c_str(), c1.p, c3.p, c1.n, 1e-3);
+    auto t = time_sides({kiln, dnnl});
+    const double flop = 2.0 * double(m) * double(n) * double(k) / 1e9;
+    auto g = [&](Stat s) { return Stat{flop / s.median, flop / s.max, flop / s.min}; };
+    Row r{name, threads, "GFLOP/s", true, g(t[0]), {{"onednn", g(t[1])}}};
+    print_row(r);
+    g_rows.push_back(r);
+    kiln_packed_b_destroy(pb);
+}
+
 // gemv 1x4096x4096 with the weights rotated through >= 256 MiB of copies: every call reads DRAM.
 void case_gemv_dram(int threads) {
     const std::string name = "gemv 1x4096x4096";
@@ -428,6 +462,10 @@ int main(int argc, char** argv) {
         for (int64_t m : {128, 256}) case_sgemm(m, 784, 512, t);
     }
     case_gemv_dram(1);
+    for (int t : {1, 2}) {
+        for (int64_t s : {256, 512, 1024, 2048}) case_bf16(s, s, s, t);
+        for (int64_t m : {1, 8, 32, 128, 256}) case_bf16(m, 784, 512, t);
+    }
 
     FILE* f = std::fopen(out_path.c_str(), "w");
     if (!f) {

@@ -191,3 +191,88 @@ TEST(Gemm, BadArgumentsAreRefused) {
 }
 
 }  // namespace
+
+namespace {
+
+uint16_t to_bf16(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+double from_bf16(uint16_t h) {
+    const uint32_t u = uint32_t(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+// bf16 GEMM against a double reference over the bf16 values: products are exact, accumulation f32,
+// so the fp32 bound applies.
+void check_bf16(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta, bool packed, uint32_t seed) {
+    const int64_t lda = ta ? m : k, ldb = tb ? k : n, ldc = n;
+    auto af = random_floats(size_t(std::max<int64_t>(1, m * k)), seed), bf = random_floats(size_t(std::max<int64_t>(1, k * n)), seed + 1);
+    std::vector<uint16_t> a(af.size()), b(bf.size());
+    for (size_t i = 0; i < af.size(); ++i) a[i] = to_bf16(af[i]);
+    for (size_t i = 0; i < bf.size(); ++i) b[i] = to_bf16(bf[i]);
+    auto c0 = random_floats(size_t(std::max<int64_t>(1, m * n)), seed + 2);
+    std::vector<float> c = c0;
+    if (packed) {
+        kiln_packed_b* pb = nullptr;
+        ASSERT_EQ(kiln_gemm_bf16_pack_b(tb, k, n, b.data(), ldb, &pb), KILN_OK) << kiln_last_error();
+        ASSERT_EQ(kiln_gemm_bf16_packed(ta, m, alpha, a.data(), lda, pb, beta, c.data(), ldc, nullptr), KILN_OK)
+            << kiln_last_error();
+        kiln_packed_b_destroy(pb);
+    } else {
+        ASSERT_EQ(kiln_gemm_bf16(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc, nullptr),
+                  KILN_OK) << kiln_last_error();
+    }
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+            double s = 0, mag = 0;
+            for (int64_t p = 0; p < k; ++p) {
+                const double x = from_bf16(ta ? a[size_t(p * lda + i)] : a[size_t(i * lda + p)]);
+                const double y = from_bf16(tb ? b[size_t(j * ldb + p)] : b[size_t(p * ldb + j)]);
+                s += x * y;
+                mag += std::fabs(x * y);
+            }
+            const double want = alpha * s + (beta != 0 ? beta * c0[size_t(i * ldc + j)] : 0.0);
+            ASSERT_NEAR(c[size_t(i * ldc + j)], want, (double(k) + 2) * 1.2e-7 * (std::fabs(alpha) * mag + 2) + 1e-6)
+                << "bf16 m=" << m << " n=" << n << " k=" << k << " ta=" << ta << " tb=" << tb << " packed=" << packed;
+        }
+}
+
+TEST(GemmBf16, SmallSizesOddKTransposesEveryIsa) {
+    for_each_isa([](int32_t) {
+        for (int64_t m = 1; m <= 30; m += 3)
+            for (int64_t n = 1; n <= 70; n += 7) {
+                const int64_t k = (m * 5 + n) % 41 + 1;  // odd and even k
+                const int t = int((m + n) % 4);
+                check_bf16(t & 1, t >> 1, m, n, k, 1.0f, 0.0f, false, uint32_t(m * 131 + n));
+                check_bf16(t & 1, t >> 1, m, n, k, 1.0f, 0.0f, true, uint32_t(m * 137 + n));
+                if (HasFatalFailure()) return;
+            }
+    });
+}
+
+TEST(GemmBf16, LargerShapesAlphaBetaAndSmallM) {
+    for_each_isa([](int32_t) {
+        check_bf16(0, 0, 129, 257, 1031, 1.0f, 0.0f, false, 1);
+        check_bf16(1, 1, 64, 100, 600, 0.5f, 1.0f, false, 2);
+        for (int64_t m : {1, 8, 16, 33}) check_bf16(0, 0, m, 515, 784, 1.0f, 0.0f, true, uint32_t(m));
+    });
+}
+
+TEST(GemmBf16, PackedDtypeMismatchIsRefused) {
+    std::vector<float> b(16, 1.0f), c(16);
+    std::vector<uint16_t> bh(16, 0x3f80), ah(16, 0x3f80);
+    kiln_packed_b* pf = nullptr;
+    kiln_packed_b* ph = nullptr;
+    ASSERT_EQ(kiln_sgemm_pack_b(0, 4, 4, b.data(), 4, &pf), KILN_OK);
+    ASSERT_EQ(kiln_gemm_bf16_pack_b(0, 4, 4, bh.data(), 4, &ph), KILN_OK);
+    EXPECT_EQ(kiln_gemm_bf16_packed(0, 4, 1, ah.data(), 4, pf, 0, c.data(), 4, nullptr), KILN_ERR_DTYPE_MISMATCH);
+    EXPECT_EQ(kiln_sgemm_packed(0, 4, 1, b.data(), 4, ph, 0, c.data(), 4, nullptr), KILN_ERR_DTYPE_MISMATCH);
+    kiln_packed_b_destroy(pf);
+    kiln_packed_b_destroy(ph);
+}
+
+}  // namespace

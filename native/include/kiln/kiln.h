@@ -326,6 +326,21 @@ KILN_API kiln_status kiln_sgemm_packed(int32_t trans_a, int64_t m, float alpha, 
                                        int64_t lda, const kiln_packed_b* b, float beta, float* c,
                                        int64_t ldc, const kiln_epilogue* epilogue);
 
+/** bf16 GEMM: A and B hold bf16 (raw 16-bit patterns), C is f32; products are exact and accumulate
+ *  in f32 (with AVX512_BF16: vdpbf16ps, pairs of k steps per instruction; elsewhere the operands are
+ *  converted to f32 while packing and the f32 kernels run). Same conventions as kiln_sgemm. */
+KILN_API kiln_status kiln_gemm_bf16(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k,
+                                    float alpha, const uint16_t* a, int64_t lda,
+                                    const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                                    const kiln_epilogue* epilogue);
+/** Packs a bf16 op(B) once for kiln_gemm_bf16_packed (free with kiln_packed_b_destroy). */
+KILN_API kiln_status kiln_gemm_bf16_pack_b(int32_t trans_b, int64_t k, int64_t n, const uint16_t* b,
+                                           int64_t ldb, kiln_packed_b** out);
+/** bf16 GEMM with a B packed by kiln_gemm_bf16_pack_b. */
+KILN_API kiln_status kiln_gemm_bf16_packed(int32_t trans_a, int64_t m, float alpha, const uint16_t* a,
+                                           int64_t lda, const kiln_packed_b* b, float beta, float* c,
+                                           int64_t ldc, const kiln_epilogue* epilogue);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

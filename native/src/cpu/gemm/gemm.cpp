@@ -25,8 +25,10 @@
 struct kiln_packed_b {
     const kiln::GemmKernels* kern;
     int64_t k, n;
-    float* data;  // from kiln_alloc (accounted)
+    float* data;  // from kiln_alloc (accounted); 32-bit units (f32, or bf16 pairs)
     int64_t bytes;
+    int32_t dtype;  // KILN_DTYPE_F32 or KILN_DTYPE_BF16 (the inputs it was packed from)
+    bool pairs;     // bf16 pairs packed for the bf16 kernels (else converted to f32)
 };
 
 namespace kiln {
@@ -54,20 +56,35 @@ struct PackBuffer {
 thread_local PackBuffer t_pack_a;
 thread_local PackBuffer t_pack_b;
 
+// Packing of op(A) / op(B) blocks into 32-bit units for the micro-kernels (see gemm_kernels.hpp).
+using PackFn = void (*)(bool trans, const void* src, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc,
+                        int r, float* dst);
+
+void pack_a_f32(bool t, const void* s, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc, int r, float* d) {
+    pack_a(t, static_cast<const float*>(s), ld, i0, m, p0, kc, r, d);
+}
+void pack_b_f32(bool t, const void* s, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc, int r, float* d) {
+    pack_b(t, static_cast<const float*>(s), ld, i0, m, p0, kc, r, d);
+}
+
 struct Problem {
     const GemmKernels* kern;
+    PackFn pack_a, pack_b;
+    bool pairs;  // units are bf16 pairs: a k block of kc steps is (kc + 1) / 2 units
     bool ta, tb;
     int64_t m, n, k;
     float alpha, beta;
-    const float* a;
+    const void* a;
     int64_t lda;
-    const float* b;
+    const void* b;
     int64_t ldb;
     const float* packed_b;  // full-K panels, or nullptr
     float* c;
     int64_t ldc;
     const kiln_epilogue* ep;
 };
+
+inline int64_t units(const Problem& p, int64_t k) { return p.pairs ? (k + 1) / 2 : k; }
 
 void apply_epilogue(const kiln_epilogue* ep, float* c, int64_t ldc, int rows, int cols, int64_t row0,
                     int64_t col0) {
@@ -90,17 +107,18 @@ kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int6
     const int64_t kc = (rows <= mr && p.k <= 4096) ? p.k : kn.kc;
     const int64_t nc = kn.nc;
     const int64_t row_panels = (rows + mr - 1) / mr;
-    float* abuf = t_pack_a.get(size_t(row_panels * mr * kc));
+    float* abuf = t_pack_a.get(size_t(row_panels * mr * units(p, kc)));
     if (abuf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for packing A");
     float* bbuf = nullptr;
     if (p.packed_b == nullptr) {
-        bbuf = t_pack_b.get(size_t(((nc + nr - 1) / nr) * nr * kc));
+        bbuf = t_pack_b.get(size_t(((nc + nr - 1) / nr) * nr * units(p, kc)));
         if (bbuf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for packing B");
     }
     for (int64_t pc = 0; pc < p.k; pc += kc) {
         const int64_t kcur = (p.k - pc) < kc ? (p.k - pc) : kc;
         // A is packed once per k block and reused for every column block.
-        pack_a(p.ta, p.a, p.lda, i0, rows, pc, kcur, mr, abuf);
+        const int64_t ucur = units(p, kcur);
+        p.pack_a(p.ta, p.a, p.lda, i0, rows, pc, kcur, mr, abuf);
         const bool first = pc == 0, last = pc + kcur >= p.k;
         const float beta = first ? p.beta : 1.0f;
         const bool load_c = !first || p.beta != 0.0f;
@@ -109,21 +127,21 @@ kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int6
             const float* bblock;
             int64_t panel_stride;
             if (p.packed_b != nullptr) {
-                bblock = p.packed_b + (jc / nr) * p.k * nr + pc * nr;
-                panel_stride = p.k * nr;
+                bblock = p.packed_b + (jc / nr) * units(p, p.k) * nr + units(p, pc) * nr;
+                panel_stride = units(p, p.k) * nr;
             } else {
-                pack_b(p.tb, p.b, p.ldb, jc, ncur, pc, kcur, nr, bbuf);
+                p.pack_b(p.tb, p.b, p.ldb, jc, ncur, pc, kcur, nr, bbuf);
                 bblock = bbuf;
-                panel_stride = kcur * nr;
+                panel_stride = ucur * nr;
             }
             for (int64_t ir = 0; ir < rows; ir += mr) {
                 const int mcur = int((rows - ir) < mr ? (rows - ir) : mr);
-                const float* ap = abuf + ir * kcur;
+                const float* ap = abuf + ir * ucur;
                 const GemmUkernel uk = kn.ukernel[mcur];
                 for (int64_t jr = 0; jr < ncur; jr += nr) {
                     const int ncol = int((ncur - jr) < nr ? (ncur - jr) : nr);
                     float* cp = p.c + (i0 + ir) * p.ldc + jc + jr;
-                    uk(kcur, ap, bblock + (jr / nr) * panel_stride, cp, p.ldc, ncol, p.alpha, beta, load_c);
+                    uk(ucur, ap, bblock + (jr / nr) * panel_stride, cp, p.ldc, ncol, p.alpha, beta, load_c);
                     if (last && p.ep) apply_epilogue(p.ep, cp, p.ldc, mcur, ncol, i0 + ir, jc + jr);
                 }
             }
@@ -247,8 +265,8 @@ extern "C" KILN_API kiln_status kiln_sgemm(int32_t trans_a, int32_t trans_b, int
     if (spans_overlap(c, c_bytes, a, span_bytes(a_rows, a_cols, lda)) ||
         spans_overlap(c, c_bytes, b, span_bytes(b_rows, b_cols, ldb)))
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: c overlaps a or b: write to a separate buffer", fn);
-    Problem p{&select_kernel(kTable), trans_a == 1, trans_b == 1, m, n, k, alpha, beta, a, lda, b, ldb,
-              nullptr, c, ldc, epilogue};
+    Problem p{&select_kernel(kTable), pack_a_f32, pack_b_f32, false, trans_a == 1, trans_b == 1, m, n, k,
+              alpha, beta, a, lda, b, ldb, nullptr, c, ldc, epilogue};
     return run(p);
 }
 
@@ -265,7 +283,7 @@ extern "C" KILN_API kiln_status kiln_sgemm_pack_b(int32_t trans_b, int64_t k, in
     const int64_t panels = (n + kern->nr - 1) / kern->nr;
     const int64_t floats = panels * kern->nr * k;
     if (floats > (int64_t(1) << 60)) return fail(KILN_ERR_OVERFLOW, "%s: packed size overflows", fn);
-    auto* pb = new (std::nothrow) kiln_packed_b{kern, k, n, nullptr, floats * 4};
+    auto* pb = new (std::nothrow) kiln_packed_b{kern, k, n, nullptr, floats * 4, KILN_DTYPE_F32, false};
     if (pb == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory", fn);
     void* data = nullptr;
     if (kiln_status st = kiln_alloc(floats * 4, &data)) {
@@ -299,6 +317,8 @@ extern "C" KILN_API kiln_status kiln_sgemm_packed(int32_t trans_a, int64_t m, fl
                                                   int64_t ldc, const kiln_epilogue* epilogue) {
     static const char* fn = "kiln_sgemm_packed";
     if (b == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: b is NULL", fn);
+    if (b->dtype != KILN_DTYPE_F32)
+        return fail(KILN_ERR_DTYPE_MISMATCH, "%s: b was packed from BF16: use kiln_gemm_bf16_packed", fn);
     if (trans_a != 0 && trans_a != 1)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_a is %d: must be 0 or 1", fn, trans_a);
     const int64_t k = b->k, n = b->n;
@@ -309,6 +329,196 @@ extern "C" KILN_API kiln_status kiln_sgemm_packed(int32_t trans_a, int64_t m, fl
     if (kiln_status st = check_epilogue(fn, epilogue, n)) return st;
     if (spans_overlap(c, span_bytes(m, n, ldc), a, span_bytes(a_rows, a_cols, lda)))
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: c overlaps a: write to a separate buffer", fn);
-    Problem p{b->kern, trans_a == 1, false, m, n, k, alpha, beta, a, lda, nullptr, 0, b->data, c, ldc, epilogue};
+    Problem p{b->kern, pack_a_f32, pack_b_f32, false, trans_a == 1, false, m, n, k, alpha, beta, a, lda, nullptr, 0,
+              b->data, c, ldc, epilogue};
+    return run(p);
+}
+
+// ---- bf16 inputs, f32 accumulation and output ----------------------------------------------------
+//
+// With AVX512_BF16 the operands are packed as bf16 pairs along k (one 32-bit unit holds steps 2u and
+// 2u+1) and the micro-kernel issues vdpbf16ps. Elsewhere the packing converts bf16 to f32 and the f32
+// kernels run: exact products, f32 accumulation either way.
+
+namespace kiln {
+namespace {
+
+inline uint32_t bf16_pair(uint16_t lo, uint16_t hi) { return uint32_t(lo) | (uint32_t(hi) << 16); }
+
+// op(X)[r][k] of a bf16 matrix: trans ? x[k*ld + r] : x[r*ld + k]
+inline uint16_t bf16_at(const uint16_t* x, bool trans, int64_t ld, int64_t r, int64_t k) {
+    return trans ? x[k * ld + r] : x[r * ld + k];
+}
+
+// A: MR-row panels of (kc+1)/2 pair units: unit [p][u][i] = (A[i][2u], A[i][2u+1]); one-row panels contiguous.
+void pack_a_bf16_pairs(bool t, const void* src, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc, int mr,
+                       float* dst) {
+    const auto* a = static_cast<const uint16_t*>(src);
+    const int64_t ku = (kc + 1) / 2;
+    auto* d32 = reinterpret_cast<uint32_t*>(dst);
+    for (int64_t ip = 0; ip < m; ip += mr) {
+        const int rows = int(m - ip < mr ? m - ip : mr);
+        uint32_t* d = d32 + ip * ku;
+        const int stride = rows == 1 ? 1 : mr;
+        for (int r = 0; r < (rows == 1 ? 1 : mr); ++r)
+            for (int64_t u = 0; u < ku; ++u) {
+                if (r >= rows) {
+                    d[u * stride + r] = 0;
+                    continue;
+                }
+                const int64_t i = i0 + ip + r, k = p0 + 2 * u;
+                const uint16_t lo = bf16_at(a, t, ld, i, k);
+                const uint16_t hi = 2 * u + 1 < kc ? bf16_at(a, t, ld, i, k + 1) : 0;
+                d[u * stride + r] = bf16_pair(lo, hi);
+            }
+    }
+}
+
+// B: NR-column panels of (kc+1)/2 pair units: unit [q][u][j] = (B[2u][j], B[2u+1][j]).
+void pack_b_bf16_pairs(bool t, const void* src, int64_t ld, int64_t j0, int64_t n, int64_t p0, int64_t kc, int nr,
+                       float* dst) {
+    const auto* b = static_cast<const uint16_t*>(src);
+    const int64_t ku = (kc + 1) / 2;
+    auto* d32 = reinterpret_cast<uint32_t*>(dst);
+    for (int64_t jp = 0; jp < n; jp += nr) {
+        const int cols = int(n - jp < nr ? n - jp : nr);
+        uint32_t* d = d32 + jp * ku;
+        for (int64_t u = 0; u < ku; ++u) {
+            const int64_t k = p0 + 2 * u;
+            for (int j = 0; j < nr; ++j) {
+                if (j >= cols) {
+                    d[u * nr + j] = 0;
+                    continue;
+                }
+                // op(B)[k][j] = trans ? b[j*ld + k] : b[k*ld + j]
+                const uint16_t lo = bf16_at(b, !t, ld, j0 + jp + j, k);
+                const uint16_t hi = 2 * u + 1 < kc ? bf16_at(b, !t, ld, j0 + jp + j, k + 1) : 0;
+                d[u * nr + j] = bf16_pair(lo, hi);
+            }
+        }
+    }
+}
+
+inline float bf16_f32(uint16_t h) {
+    const uint32_t u = uint32_t(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+// Fallback packers: bf16 converted to f32 in the f32 layouts.
+void pack_a_bf16_f32(bool t, const void* src, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc, int mr,
+                     float* dst) {
+    const auto* a = static_cast<const uint16_t*>(src);
+    for (int64_t ip = 0; ip < m; ip += mr) {
+        const int rows = int(m - ip < mr ? m - ip : mr);
+        float* d = dst + ip * kc;
+        const int stride = rows == 1 ? 1 : mr;
+        for (int r = 0; r < (rows == 1 ? 1 : mr); ++r)
+            for (int64_t k = 0; k < kc; ++k)
+                d[k * stride + r] = r < rows ? bf16_f32(bf16_at(a, t, ld, i0 + ip + r, p0 + k)) : 0.0f;
+    }
+}
+
+void pack_b_bf16_f32(bool t, const void* src, int64_t ld, int64_t j0, int64_t n, int64_t p0, int64_t kc, int nr,
+                     float* dst) {
+    const auto* b = static_cast<const uint16_t*>(src);
+    for (int64_t jp = 0; jp < n; jp += nr) {
+        const int cols = int(n - jp < nr ? n - jp : nr);
+        float* d = dst + jp * kc;
+        for (int64_t k = 0; k < kc; ++k)
+            for (int j = 0; j < nr; ++j)
+                d[k * nr + j] = j < cols ? bf16_f32(bf16_at(b, !t, ld, j0 + jp + j, p0 + k)) : 0.0f;
+    }
+}
+
+// The bf16 configuration for the current dispatch level.
+struct Bf16Config {
+    const GemmKernels* kern;
+    PackFn pack_a, pack_b;
+    bool pairs;
+};
+
+Bf16Config bf16_config() {
+    if (current_isa() >= KILN_ISA_AVX512 && (cpu_feature_bits() & KILN_CPU_AVX512BF16))
+        return {&kGemmBf16Avx512, pack_a_bf16_pairs, pack_b_bf16_pairs, true};
+    return {&select_kernel(kTable), pack_a_bf16_f32, pack_b_bf16_f32, false};
+}
+
+}  // namespace
+}  // namespace kiln
+
+extern "C" KILN_API kiln_status kiln_gemm_bf16(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k,
+                                               float alpha, const uint16_t* a, int64_t lda, const uint16_t* b,
+                                               int64_t ldb, float beta, float* c, int64_t ldc,
+                                               const kiln_epilogue* epilogue) {
+    static const char* fn = "kiln_gemm_bf16";
+    if ((trans_a != 0 && trans_a != 1) || (trans_b != 0 && trans_b != 1))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_a, trans_b are %d, %d: must be 0 or 1", fn, trans_a,
+                    trans_b);
+    if (kiln_status st = check_dims(fn, m, n, k)) return st;
+    const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
+    const int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
+    if (kiln_status st = check_matrix(fn, "a", a, a_rows, a_cols, lda)) return st;
+    if (kiln_status st = check_matrix(fn, "b", b, b_rows, b_cols, ldb)) return st;
+    if (kiln_status st = check_matrix(fn, "c", c, m, n, ldc)) return st;
+    if (kiln_status st = check_epilogue(fn, epilogue, n)) return st;
+    const int64_t c_bytes = span_bytes(m, n, ldc);
+    if (spans_overlap(c, c_bytes, a, span_bytes(a_rows, a_cols, lda) / 2) ||
+        spans_overlap(c, c_bytes, b, span_bytes(b_rows, b_cols, ldb) / 2))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: c overlaps a or b: write to a separate buffer", fn);
+    const Bf16Config cfg = bf16_config();
+    Problem p{cfg.kern, cfg.pack_a, cfg.pack_b, cfg.pairs, trans_a == 1, trans_b == 1, m, n, k, alpha, beta, a, lda,
+              b, ldb, nullptr, c, ldc, epilogue};
+    return run(p);
+}
+
+extern "C" KILN_API kiln_status kiln_gemm_bf16_pack_b(int32_t trans_b, int64_t k, int64_t n, const uint16_t* b,
+                                                      int64_t ldb, kiln_packed_b** out) {
+    static const char* fn = "kiln_gemm_bf16_pack_b";
+    if (out == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
+    *out = nullptr;
+    if (trans_b != 0 && trans_b != 1)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_b is %d: must be 0 or 1", fn, trans_b);
+    if (kiln_status st = check_dims(fn, 0, n, k)) return st;
+    if (kiln_status st = check_matrix(fn, "b", b, trans_b ? n : k, trans_b ? k : n, ldb)) return st;
+    const Bf16Config cfg = bf16_config();
+    const int64_t panels = (n + cfg.kern->nr - 1) / cfg.kern->nr;
+    const int64_t units = cfg.pairs ? (k + 1) / 2 : k;
+    const int64_t floats = panels * cfg.kern->nr * units;
+    if (floats > (int64_t(1) << 60)) return fail(KILN_ERR_OVERFLOW, "%s: packed size overflows", fn);
+    auto* pb = new (std::nothrow) kiln_packed_b{cfg.kern, k, n, nullptr, floats * 4, KILN_DTYPE_BF16, cfg.pairs};
+    if (pb == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory", fn);
+    void* data = nullptr;
+    if (kiln_status st = kiln_alloc(floats * 4, &data)) {
+        delete pb;
+        return st;
+    }
+    pb->data = static_cast<float*>(data);
+    if (k > 0 && n > 0) cfg.pack_b(trans_b == 1, b, ldb, 0, n, 0, k, cfg.kern->nr, pb->data);
+    *out = pb;
+    return KILN_OK;
+}
+
+extern "C" KILN_API kiln_status kiln_gemm_bf16_packed(int32_t trans_a, int64_t m, float alpha, const uint16_t* a,
+                                                      int64_t lda, const kiln_packed_b* b, float beta, float* c,
+                                                      int64_t ldc, const kiln_epilogue* epilogue) {
+    static const char* fn = "kiln_gemm_bf16_packed";
+    if (b == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: b is NULL", fn);
+    if (b->dtype != KILN_DTYPE_BF16)
+        return fail(KILN_ERR_DTYPE_MISMATCH, "%s: b was packed from F32: use kiln_sgemm_packed", fn);
+    if (trans_a != 0 && trans_a != 1)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_a is %d: must be 0 or 1", fn, trans_a);
+    const int64_t k = b->k, n = b->n;
+    if (kiln_status st = check_dims(fn, m, n, k)) return st;
+    const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
+    if (kiln_status st = check_matrix(fn, "a", a, a_rows, a_cols, lda)) return st;
+    if (kiln_status st = check_matrix(fn, "c", c, m, n, ldc)) return st;
+    if (kiln_status st = check_epilogue(fn, epilogue, n)) return st;
+    if (spans_overlap(c, span_bytes(m, n, ldc), a, span_bytes(a_rows, a_cols, lda) / 2))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: c overlaps a: write to a separate buffer", fn);
+    PackFn pa = b->pairs ? pack_a_bf16_pairs : pack_a_bf16_f32;
+    Problem p{b->kern, pa, nullptr, b->pairs, trans_a == 1, false, m, n, k, alpha, beta, a, lda, nullptr, 0, b->data, c,
+              ldc, epilogue};
     return run(p);
 }

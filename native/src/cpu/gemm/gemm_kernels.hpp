@@ -33,6 +33,7 @@ struct GemmKernels {
 extern const GemmKernels kGemmAvx512;
 extern const GemmKernels kGemmAvx2;
 extern const GemmKernels kGemmRef;
+extern const GemmKernels kGemmBf16Avx512;  // bf16 pairs; needs AVX512_BF16 (gemm_bf16_avx512.cpp)
 
 // Packs rows [i0, i0+m) x steps [p0, p0+kc) of op(A) into MR-row panels at dst.
 // op(A)[i][k] = trans ? a[k*lda + i] : a[i*lda + k].
