@@ -215,8 +215,7 @@ public final class Ops {
      */
     public static void gemm(float alpha, Tensor a, Tensor b, float beta, Tensor out, Epilogue epilogue) {
         Objects.requireNonNull(epilogue, "epilogue");
-        requireF32Cpu("matmul", "a", a);
-        requireF32Cpu("matmul", "b", b);
+        DType dt = requireGemmInputs("matmul", a, b);
         requireF32Cpu("matmul", "out", out);
         requireMatrix("matmul", "a", a);
         requireMatrix("matmul", "b", b);
@@ -251,9 +250,15 @@ public final class Ops {
                         try {
                             acquire(sres);
                             try {
-                                Native.check(KilnNative.sgemm(MatrixLayout.trans(fa), MatrixLayout.trans(fb), m, n, k,
-                                        alpha, ca.address(), MatrixLayout.ld(fa), cb.address(), MatrixLayout.ld(fb),
-                                        beta, out.address(), ldc, ep));
+                                if (dt == DType.F32) {
+                                    Native.check(KilnNative.sgemm(MatrixLayout.trans(fa), MatrixLayout.trans(fb), m, n,
+                                            k, alpha, ca.address(), MatrixLayout.ld(fa), cb.address(),
+                                            MatrixLayout.ld(fb), beta, out.address(), ldc, ep));
+                                } else {
+                                    Native.check(KilnNative.gemmBf16(MatrixLayout.trans(fa), MatrixLayout.trans(fb), m,
+                                            n, k, alpha, ca.address(), MatrixLayout.ld(fa), cb.address(),
+                                            MatrixLayout.ld(fb), beta, out.address(), ldc, ep));
+                                }
                             } finally {
                                 release(sres);
                             }
@@ -283,7 +288,11 @@ public final class Ops {
     public static void matmul(Tensor a, PackedMatrix b, Tensor out, Epilogue epilogue) {
         Objects.requireNonNull(b, "b");
         Objects.requireNonNull(epilogue, "epilogue");
-        requireF32Cpu("matmul", "a", a);
+        requireCpu("matmul", "a", a);
+        if (a.dtype() != b.dtype()) {
+            throw new IllegalArgumentException("matmul: a has dtype " + a.dtype() + " but b was packed from "
+                    + b.dtype() + ": they must match (F32 or BF16)");
+        }
         requireF32Cpu("matmul", "out", out);
         requireMatrix("matmul", "a", a);
         requireMatrix("matmul", "out", out);
@@ -316,8 +325,13 @@ public final class Ops {
                         try {
                             acquire(sres);
                             try {
-                                Native.check(KilnNative.sgemmPacked(MatrixLayout.trans(fa), m, 1f, ca.address(),
-                                        MatrixLayout.ld(fa), b.handle(), 0f, out.address(), ldc, ep));
+                                if (b.dtype() == DType.F32) {
+                                    Native.check(KilnNative.sgemmPacked(MatrixLayout.trans(fa), m, 1f, ca.address(),
+                                            MatrixLayout.ld(fa), b.handle(), 0f, out.address(), ldc, ep));
+                                } else {
+                                    Native.check(KilnNative.gemmBf16Packed(MatrixLayout.trans(fa), m, 1f, ca.address(),
+                                            MatrixLayout.ld(fa), b.handle(), 0f, out.address(), ldc, ep));
+                                }
                             } finally {
                                 release(sres);
                             }
@@ -337,6 +351,25 @@ public final class Ops {
             if (ca != a) {
                 ca.close();
             }
+        }
+    }
+
+    /** Checks a and b of a product (both F32, or both BF16, on the CPU) and returns their dtype. */
+    static DType requireGemmInputs(String op, Tensor a, Tensor b) {
+        requireCpu(op, "a", a);
+        requireCpu(op, "b", b);
+        if (a.dtype() != b.dtype() || (a.dtype() != DType.F32 && a.dtype() != DType.BF16)) {
+            throw new IllegalArgumentException(op + ": a is " + a.dtype() + " and b is " + b.dtype()
+                    + ": a product takes two F32 or two BF16 matrices (output F32)");
+        }
+        return a.dtype();
+    }
+
+    static void requireCpu(String op, String what, Tensor t) {
+        Objects.requireNonNull(t, what);
+        t.checkOpen(op);
+        if (t.device().kind() != Device.Kind.CPU) {
+            throw new IllegalArgumentException(op + ": " + what + " is on " + t.device() + " but this op runs on cpu");
         }
     }
 

@@ -19,19 +19,27 @@ public final class PackedMatrix implements AutoCloseable {
     private final Cleaner.Cleanable cleanable;
     private final long k;
     private final long n;
+    private final DType dtype;
 
-    private PackedMatrix(Storage storage, long k, long n) {
+    private PackedMatrix(Storage storage, long k, long n, DType dtype) {
         this.storage = storage;
+        this.dtype = dtype;
         this.k = k;
         this.n = n;
         Storage s = storage;
         this.cleanable = CLEANER.register(this, s::close);
     }
 
-    /** Packs a K x N F32 matrix (a plain or transposed 2-D view; other layouts are copied first). */
+    /**
+     * Packs a K x N F32 or BF16 matrix (a plain or transposed 2-D view; other layouts are copied
+     * first). A BF16 matrix is multiplied with BF16 inputs (f32 accumulation and output).
+     */
     public static PackedMatrix pack(Tensor b) {
         Objects.requireNonNull(b, "b");
-        Ops.requireF32Cpu("pack", "b", b);
+        Ops.requireCpu("pack", "b", b);
+        if (b.dtype() != DType.F32 && b.dtype() != DType.BF16) {
+            throw new IllegalArgumentException("pack: b has dtype " + b.dtype() + "; packed matrices take F32 or BF16");
+        }
         if (b.rank() != 2) {
             throw new IllegalArgumentException("pack: b is " + Arrays.toString(b.shapeRef()) + ": a matrix must be 2-D");
         }
@@ -43,17 +51,27 @@ public final class PackedMatrix implements AutoCloseable {
             Storage s = src.storage();
             s.acquire();
             try {
-                Native.check(KilnNative.sgemmPackB(Ops.MatrixLayout.trans(l), b.size(0), b.size(1), src.address(),
-                        Ops.MatrixLayout.ld(l), out));
+                if (b.dtype() == DType.F32) {
+                    Native.check(KilnNative.sgemmPackB(Ops.MatrixLayout.trans(l), b.size(0), b.size(1), src.address(),
+                            Ops.MatrixLayout.ld(l), out));
+                } else {
+                    Native.check(KilnNative.gemmBf16PackB(Ops.MatrixLayout.trans(l), b.size(0), b.size(1),
+                            src.address(), Ops.MatrixLayout.ld(l), out));
+                }
             } finally {
                 s.release();
             }
-            return new PackedMatrix(Storage.packedB(out[0], 4 * b.size(0) * b.size(1)), b.size(0), b.size(1));
+            return new PackedMatrix(Storage.packedB(out[0], b.byteSize()), b.size(0), b.size(1), b.dtype());
         } finally {
             if (src != b) {
                 src.close();
             }
         }
+    }
+
+    /** The dtype of the matrix it was packed from (F32 or BF16). */
+    public DType dtype() {
+        return dtype;
     }
 
     /** Rows (K). */
@@ -86,6 +104,6 @@ public final class PackedMatrix implements AutoCloseable {
 
     @Override
     public String toString() {
-        return "PackedMatrix[" + k + " x " + n + (isClosed() ? " closed" : "") + "]";
+        return "PackedMatrix[" + (dtype == DType.F32 ? "" : dtype + " ") + k + " x " + n + (isClosed() ? " closed" : "") + "]";
     }
 }

@@ -127,6 +127,25 @@ class MatmulTest {
     }
 
     @Test
+    void bf16ProductsAccumulateInF32() {
+        Random r = new Random(SEED + 4);
+        try (Tensor a32 = random(r, 13, 77); Tensor b32 = random(r, 77, 40); Tensor a = a32.to(DType.BF16);
+                Tensor b = b32.to(DType.BF16); Tensor aBack = a.to(DType.F32); Tensor bBack = b.to(DType.F32);
+                Tensor out = Tensor.zeros(DType.F32, 13, 40); PackedMatrix pb = PackedMatrix.pack(b)) {
+            Ops.matmul(a, b, out);
+            check(aBack, bBack, out, null, Activation.IDENTITY, null); // exact products of the bf16 values
+            out.fill(0);
+            Ops.matmul(a, pb, out, Epilogue.NONE);
+            check(aBack, bBack, out, null, Activation.IDENTITY, null);
+            assertEquals(DType.BF16, pb.dtype());
+            assertEquals("matmul: a is BF16 and b is F32: a product takes two F32 or two BF16 matrices (output F32)",
+                    assertThrows(IllegalArgumentException.class, () -> Ops.matmul(a, b32, out)).getMessage());
+            assertEquals("matmul: a has dtype F32 but b was packed from BF16: they must match (F32 or BF16)",
+                    assertThrows(IllegalArgumentException.class, () -> Ops.matmul(a32, pb, out, Epilogue.NONE)).getMessage());
+        }
+    }
+
+    @Test
     void misuseIsRefusedClearly() {
         try (Tensor a = Tensor.zeros(DType.F32, 3, 4); Tensor b = Tensor.zeros(DType.F32, 5, 6);
                 Tensor out = Tensor.zeros(DType.F32, 3, 6); Tensor v = Tensor.zeros(DType.F32, 4)) {

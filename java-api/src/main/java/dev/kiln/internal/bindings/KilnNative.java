@@ -127,6 +127,20 @@ public final class KilnNative {
             @Cast("const kiln_packed_b*") long b, float beta, @Cast("float*") long c, long ldc,
             @Cast("const kiln_epilogue*") long epilogue);
 
+    @Name("kiln_gemm_bf16")
+    public static native int gemmBf16(int transA, int transB, long m, long n, long k, float alpha,
+            @Cast("const uint16_t*") long a, long lda, @Cast("const uint16_t*") long b, long ldb, float beta,
+            @Cast("float*") long c, long ldc, @Cast("const kiln_epilogue*") long epilogue);
+
+    @Name("kiln_gemm_bf16_pack_b")
+    public static native int gemmBf16PackB(int transB, long k, long n, @Cast("const uint16_t*") long b, long ldb,
+            @Cast("kiln_packed_b**") long[] out);
+
+    @Name("kiln_gemm_bf16_packed")
+    public static native int gemmBf16Packed(int transA, long m, float alpha, @Cast("const uint16_t*") long a, long lda,
+            @Cast("const kiln_packed_b*") long b, float beta, @Cast("float*") long c, long ldc,
+            @Cast("const kiln_epilogue*") long epilogue);
+
     /** A JavaCPP pointer over a raw address, with no deallocator. */
     private static final class RawPointer extends Pointer {
         RawPointer(long address, long bytes) {
