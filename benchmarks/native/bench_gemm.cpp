@@ -459,6 +459,7 @@ int main(int argc, char** argv) {
         for (int64_t m : {1, 8, 32, 128, 256}) case_packed(m, 784, 512, t);
         for (int64_t m : {1, 32, 256}) case_packed(m, 512, 512, t);
         case_packed(16, 4096, 4096, t);
+        case_packed(1024, 1024, 1024, t);
         for (int64_t m : {128, 256}) case_sgemm(m, 784, 512, t);
     }
     case_gemv_dram(1);
