@@ -168,7 +168,10 @@ kiln_status run(const Problem& p) {
     // on wide layers) splits the columns: each thread streams its own share of the weights.
     if (threads <= 1 || macs < double(1 << 21) || (p.m <= 16 && n_panels < 2 * threads))
         return run_block(p, 0, p.m, 0, p.n);
-    const bool split_n = n_panels >= 2 * threads && (p.n >= p.m || m_panels < 2 * threads);
+    // Squares and tall products split rows (each thread packs only its own A rows and keeps its B
+    // block in its own L2); wide ones split columns. Measured on 1024^3 and 2048^3 at 2 threads:
+    // splitting rows is 5-10% faster than splitting columns.
+    const bool split_n = n_panels >= 2 * threads && (p.n > p.m || m_panels < 2 * threads);
     std::atomic<int> status{KILN_OK};
     std::atomic<bool> failed{false};
     char first_error[1024] = {0};
