@@ -159,6 +159,45 @@ __attribute__((target("avx2,fma"))) double fma_peak_avx2_once(int64_t iters) {
     return double(iters) * 12 * 16 / s / 1e9;
 }
 
+__attribute__((target("avx512f,avx512bf16"))) double bf16_peak_once(int64_t iters) {
+    __m512 a0 = _mm512_set1_ps(0), a1 = _mm512_set1_ps(1), a2 = _mm512_set1_ps(2), a3 = _mm512_set1_ps(3),
+           a4 = _mm512_set1_ps(4), a5 = _mm512_set1_ps(5), a6 = _mm512_set1_ps(6), a7 = _mm512_set1_ps(7),
+           a8 = _mm512_set1_ps(8), a9 = _mm512_set1_ps(9), a10 = _mm512_set1_ps(10), a11 = _mm512_set1_ps(11);
+    const __m512bh x = (__m512bh)_mm512_set1_epi32(0x3f803f80), y = (__m512bh)_mm512_set1_epi32(0x33d633d6);
+    const auto t0 = Clock::now();
+#define KILN_DP(acc, p, q) _mm512_dpbf16_ps(acc, p, q)
+    for (int64_t n = 0; n < iters; ++n) {
+        a0 = KILN_DP(a0, x, y); a1 = KILN_DP(a1, x, y); a2 = KILN_DP(a2, x, y); a3 = KILN_DP(a3, x, y);
+        a4 = KILN_DP(a4, x, y); a5 = KILN_DP(a5, x, y); a6 = KILN_DP(a6, x, y); a7 = KILN_DP(a7, x, y);
+        a8 = KILN_DP(a8, x, y); a9 = KILN_DP(a9, x, y); a10 = KILN_DP(a10, x, y); a11 = KILN_DP(a11, x, y);
+    }
+#undef KILN_DP
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                                     _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)),
+                                                   _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11))));
+    if (_mm512_reduce_add_ps(sum) == 12345.0f) std::puts("");
+    return double(iters) * 12 * 64 / s / 1e9;
+}
+
+// GFLOP/s of vdpbf16ps on `threads` threads (best of 5), 0 where the CPU lacks AVX512_BF16.
+double bf16_peak(int threads) {
+    uint64_t feats = 0;
+    kiln_cpu_features(&feats);
+    if (!(feats & KILN_CPU_AVX512BF16)) return 0;
+    double best = 0;
+    for (int round = 0; round < 5; ++round) {
+        std::vector<double> r(static_cast<size_t>(threads));
+        std::vector<std::thread> ts;
+        for (int t = 0; t < threads; ++t) ts.emplace_back([&, t] { r[size_t(t)] = bf16_peak_once(20000000); });
+        for (auto& t : ts) t.join();
+        double sum = 0;
+        for (double v : r) sum += v;
+        best = std::max(best, sum);
+    }
+    return best;
+}
+
 // GFLOP/s of fp32 FMA on `threads` threads: best of 5 rounds (the peak is a ceiling, not a median).
 double fma_peak(int threads) {
     uint64_t feats = 0;
@@ -448,8 +487,9 @@ int main(int argc, char** argv) {
     kiln_isa_get(&isa);
     std::printf("kiln %s, isa %s; openblas core %s; onednn %d.%d.%d\n", kiln_version(), kiln_isa_name(isa),
                 openblas_get_corename(), dnnl_version()->major, dnnl_version()->minor, dnnl_version()->patch);
-    const double peak1 = fma_peak(1), peak2 = fma_peak(2);
+    const double peak1 = fma_peak(1), peak2 = fma_peak(2), bpeak1 = bf16_peak(1), bpeak2 = bf16_peak(2);
     const auto s1 = stream(1), s2 = stream(2);
+    std::printf("bf16 vdpbf16ps peak: %.1f GFLOP/s (1T), %.1f (2T)\n", bpeak1, bpeak2);
     std::printf("FMA peak: %.1f GFLOP/s (1T), %.1f (2T); STREAM triad %.1f GB/s (1T) %.1f (2T), read %.1f (1T) %.1f (2T)\n",
                 peak1, peak2, s1.first, s2.first, s1.second, s2.second);
 
@@ -476,7 +516,7 @@ int main(int argc, char** argv) {
     std::fprintf(f, "{\n  \"suite\": \"gemm\",\n  \"machine\": {\"isa\": \"%s\", \"openblas_core\": \"%s\", "
                  "\"peak_gflops_t1\": %.1f, \"peak_gflops_t2\": %.1f, \"stream_gbps_t1\": %.1f, \"stream_gbps_t2\": %.1f, "
                  "\"stream_read_gbps_t1\": %.1f, \"stream_read_gbps_t2\": %.1f},\n  \"rows\": [\n",
-                 kiln_isa_name(isa), openblas_get_corename(), peak1, peak2, s1.first, s2.first, s1.second, s2.second);
+                 kiln_isa_name(isa), openblas_get_corename(), peak1, peak2, bpeak1, bpeak2, s1.first, s2.first, s1.second, s2.second);
     for (size_t i = 0; i < g_rows.size(); ++i) {
         const Row& r = g_rows[i];
         std::fprintf(f, "    {\"case\": \"%s\", \"threads\": %d, \"metric\": \"%s\", \"higher_is_better\": %s, "
