@@ -514,7 +514,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     std::fprintf(f, "{\n  \"suite\": \"gemm\",\n  \"machine\": {\"isa\": \"%s\", \"openblas_core\": \"%s\", "
-                 "\"peak_gflops_t1\": %.1f, \"peak_gflops_t2\": %.1f, \"stream_gbps_t1\": %.1f, \"stream_gbps_t2\": %.1f, "
+                 "\"peak_gflops_t1\": %.1f, \"peak_gflops_t2\": %.1f, \"peak_bf16_gflops_t1\": %.1f, \"peak_bf16_gflops_t2\": %.1f, \"stream_gbps_t1\": %.1f, \"stream_gbps_t2\": %.1f, "
                  "\"stream_read_gbps_t1\": %.1f, \"stream_read_gbps_t2\": %.1f},\n  \"rows\": [\n",
                  kiln_isa_name(isa), openblas_get_corename(), peak1, peak2, bpeak1, bpeak2, s1.first, s2.first, s1.second, s2.second);
     for (size_t i = 0; i < g_rows.size(); ++i) {
