@@ -26,7 +26,7 @@ class KilnCommandTest {
 
     @Test
     void everyCommandHasHelp() {
-        for (String[] args : new String[][] {{"--help"}, {"info", "--help"}, {"demo", "--help"}}) {
+        for (String[] args : new String[][] {{"--help"}, {"info", "--help"}, {"demo", "--help"}, {"eval", "--help"}}) {
             Result r = run(args);
             assertEquals(0, r.code, String.join(" ", args));
             assertTrue(r.out.contains("Usage: kiln"), r.out);
@@ -47,6 +47,44 @@ class KilnCommandTest {
         assertEquals(0, r.code, r.err);
         assertTrue(r.out.contains("\"native_bytes_in_use_after\":0"), r.out);
         assertTrue(r.out.contains("\"zero_copy_delta\":1000.0"), r.out);
+    }
+
+    @Test
+    void evalPrintsScikitLearnNamedMetrics(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        java.nio.file.Path labels = dir.resolve("labels.csv");
+        java.nio.file.Path scores = dir.resolve("scores.csv");
+        java.nio.file.Files.writeString(labels, "label\n0\n1\n1\n0\n1\n");
+        java.nio.file.Files.writeString(scores, "p\n0.1\n0.8\n0.4\n0.3\n0.9\n");
+        Result r = run("eval", "--labels", labels.toString(), "--scores", scores.toString());
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.startsWith("{\"task\":\"binary\",\"samples\":5,\"accuracy\":0.8"), r.out);
+        for (String key : new String[] {"balanced_accuracy", "precision", "recall", "f1", "precision_macro", "f1_micro",
+                "recall_weighted", "roc_auc", "average_precision", "log_loss", "confusion_matrix"}) {
+            assertTrue(r.out.contains("\"" + key + "\":"), key + " in " + r.out);
+        }
+        assertTrue(r.out.contains("\"roc_auc\":1.0"), r.out);
+        assertTrue(r.out.contains("\"confusion_matrix\":[[2,0],[1,2]]"), r.out);
+
+        java.nio.file.Files.writeString(labels, "0\n1\n2\n2\n");
+        java.nio.file.Files.writeString(scores, "0.7,0.2,0.1\n0.1,0.6,0.3\n0.2,0.3,0.5\n0.5,0.1,0.4\n");
+        r = run("eval", "--labels", labels.toString(), "--scores", scores.toString());
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("\"task\":\"multiclass\""), r.out);
+        assertTrue(r.out.contains("\"accuracy\":0.75") && r.out.contains("\"roc_auc_ovr\":") && r.out.contains("\"top_k_accuracy\":1.0"), r.out);
+
+        java.nio.file.Files.writeString(labels, "1.5\n2.5\n");
+        java.nio.file.Files.writeString(scores, "1.0\n3.0\n");
+        r = run("eval", "--labels", labels.toString(), "--scores", scores.toString());
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("\"r2\":0.0") && r.out.contains("\"mean_absolute_error\":0.5"), r.out);
+
+        r = run("eval", "--labels", dir.resolve("missing.csv").toString(), "--scores", scores.toString());
+        assertEquals(1, r.code);
+        assertTrue(r.err.startsWith("kiln eval: labels file ") && r.err.trim().endsWith("does not exist"), r.err);
+        java.nio.file.Files.writeString(scores, "1.0\n");
+        r = run("eval", "--labels", labels.toString(), "--scores", scores.toString());
+        assertEquals(1, r.code);
+        assertTrue(r.err.contains("has 2 rows but"), r.err);
     }
 
     @Test
