@@ -42,7 +42,7 @@ TEST(Reduce, EveryOpEveryAxisLayoutMatchesDouble) {
 
 TEST(Reduce, NaNPropagatesAndEmptyAxes) {
     std::vector<float> a = {1, NAN, 3, 4};
-    float out[2];
+    float out[4];
     ASSERT_EQ(kiln_reduce_f32(KILN_REDUCE_MAX, 1, 4, 1, a.data(), out), KILN_OK);
     EXPECT_TRUE(std::isnan(out[0]));
     ASSERT_EQ(kiln_reduce_f32(KILN_REDUCE_MIN, 2, 1, 2, a.data(), out), KILN_OK);
