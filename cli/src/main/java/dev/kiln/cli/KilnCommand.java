@@ -11,7 +11,8 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "kiln", mixinStandardHelpOptions = true, versionProvider = KilnCommand.Version.class,
         description = "Kiln: train, compile and serve neural networks from the JVM over native kernels.",
-        subcommands = {InfoCommand.class, DemoCommand.class, EvalCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {InfoCommand.class, DemoCommand.class, EvalCommand.class, ReportCommand.class,
+                CommandLine.HelpCommand.class})
 public final class KilnCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

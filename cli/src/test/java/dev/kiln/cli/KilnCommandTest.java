@@ -26,7 +26,7 @@ class KilnCommandTest {
 
     @Test
     void everyCommandHasHelp() {
-        for (String[] args : new String[][] {{"--help"}, {"info", "--help"}, {"demo", "--help"}, {"eval", "--help"}}) {
+        for (String[] args : new String[][] {{"--help"}, {"info", "--help"}, {"demo", "--help"}, {"eval", "--help"}, {"report", "--help"}}) {
             Result r = run(args);
             assertEquals(0, r.code, String.join(" ", args));
             assertTrue(r.out.contains("Usage: kiln"), r.out);
@@ -85,6 +85,25 @@ class KilnCommandTest {
         r = run("eval", "--labels", labels.toString(), "--scores", scores.toString());
         assertEquals(1, r.code);
         assertTrue(r.err.contains("has 2 rows but"), r.err);
+    }
+
+    @Test
+    void reportWritesOneHtmlFile(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        java.nio.file.Path labels = dir.resolve("l.csv"), scores = dir.resolve("s.csv"), hist = dir.resolve("h.csv");
+        java.nio.file.Path lat = dir.resolve("lat.txt"), out = dir.resolve("r.html");
+        java.nio.file.Files.writeString(labels, "0\n1\n2\n2\n1\n0\n");
+        java.nio.file.Files.writeString(scores, "0.7,0.2,0.1\n0.1,0.6,0.3\n0.2,0.3,0.5\n0.5,0.1,0.4\n0.3,0.4,0.3\n0.6,0.3,0.1\n");
+        java.nio.file.Files.writeString(hist, "epoch,loss,accuracy\n1,0.9,0.6\n2,0.7,0.7\n3,0.6,0.75\n");
+        java.nio.file.Files.writeString(lat, "15000\n18000\n22000\n19000\n");
+        Result r = run("report", "--out", out.toString(), "--labels", labels.toString(), "--scores", scores.toString(),
+                "--history", hist.toString(), "--latencies", lat.toString(), "--title", "CLI report");
+        assertEquals(0, r.code, r.err);
+        String html = java.nio.file.Files.readString(out);
+        assertTrue(html.contains("<h1>CLI report</h1>") && html.contains("Confusion matrix") && html.contains("Loss per epoch")
+                && html.contains("Latency histogram"), html.substring(0, Math.min(300, html.length())));
+        Result none = run("report", "--out", out.toString());
+        assertEquals(2, none.code);
+        assertTrue(none.err.contains("give at least one of"), none.err);
     }
 
     @Test
