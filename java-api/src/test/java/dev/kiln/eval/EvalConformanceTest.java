@@ -233,6 +233,15 @@ class EvalConformanceTest {
     }
 
     @Test
+    void metricsOverOffHeapTensors() {
+        try (dev.kiln.tensor.Tensor y = dev.kiln.tensor.Tensor.of(new int[] {0, 1, 1, 0}, 4);
+                dev.kiln.tensor.Tensor s = dev.kiln.tensor.Tensor.of(new float[] {0.1f, 0.9f, 0.4f, 0.6f}, 4)) {
+            assertEquals(0.75, Ranking.rocAuc(TensorInputs.labels(y), TensorInputs.values(s)), 1e-12);
+            assertThrows(IllegalArgumentException.class, () -> TensorInputs.labels(s));
+        }
+    }
+
+    @Test
     void emptyInputIsRefused() {
         assertThrows(IllegalArgumentException.class, () -> Classification.accuracy(new int[0], new int[0]));
         assertThrows(IllegalArgumentException.class, () -> Regression.r2(new double[0], new double[0]));
