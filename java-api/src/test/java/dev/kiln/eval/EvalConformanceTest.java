@@ -233,6 +233,47 @@ class EvalConformanceTest {
     }
 
     @Test
+    void descendingOrderIsNumpysReversedStableArgsort() {
+        java.util.Random r = new java.util.Random(3);
+        double[] score = new double[10_000];
+        for (int i = 0; i < score.length; i++) {
+            score[i] = Math.round(r.nextDouble() * 50) / 50.0; // many ties
+        }
+        Integer[] ref = new Integer[score.length];
+        for (int i = 0; i < ref.length; i++) {
+            ref[i] = i;
+        }
+        java.util.Arrays.sort(ref, (p, q) -> {
+            int c = Double.compare(score[q], score[p]);
+            return c != 0 ? c : Integer.compare(q, p);
+        });
+        int[] got = Ranking.descendingOrder(score);
+        for (int i = 0; i < ref.length; i++) {
+            assertEquals((int) ref[i], got[i], "position " + i);
+        }
+    }
+
+    @Test
+    void millionsOfRows() {
+        int n = 2_000_000;
+        int[] y = new int[n];
+        double[] s = new double[n];
+        java.util.Random r = new java.util.Random(5);
+        for (int i = 0; i < n; i++) {
+            y[i] = r.nextInt(2);
+            s[i] = r.nextDouble() + 0.5 * y[i];
+        }
+        long t0 = System.nanoTime();
+        double auc = Ranking.rocAuc(y, s);
+        double ap = Ranking.averagePrecision(y, s);
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        // scores uniform on [0,1) and [0.5,1.5): AUC = 1 - 0.5 * 0.5 * 0.5 = 0.875
+        assertEquals(0.875, auc, 0.002);
+        assertTrue(ap > 0.8 && ap < 1, "ap " + ap);
+        System.out.println("roc_auc + average_precision over " + n + " rows: " + ms + " ms");
+    }
+
+    @Test
     void metricsOverOffHeapTensors() {
         try (dev.kiln.tensor.Tensor y = dev.kiln.tensor.Tensor.of(new int[] {0, 1, 1, 0}, 4);
                 dev.kiln.tensor.Tensor s = dev.kiln.tensor.Tensor.of(new float[] {0.1f, 0.9f, 0.4f, 0.6f}, 4)) {
