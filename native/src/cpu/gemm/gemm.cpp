@@ -244,16 +244,10 @@ kiln_status check_matrix(const char* fn, const char* name, const void* p, int64_
     return KILN_OK;
 }
 
-}  // namespace
-}  // namespace kiln
-
-using namespace kiln;
-
-extern "C" KILN_API kiln_status kiln_sgemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k,
-                                           float alpha, const float* a, int64_t lda, const float* b,
-                                           int64_t ldb, float beta, float* c, int64_t ldc,
-                                           const kiln_epilogue* epilogue) {
-    static const char* fn = "kiln_sgemm";
+// Arguments of an unpacked GEMM (elem_bytes: 4 for f32 inputs, 2 for bf16).
+kiln_status check_gemm(const char* fn, int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k,
+                       const void* a, int64_t lda, const void* b, int64_t ldb, const float* c, int64_t ldc,
+                       const kiln_epilogue* ep, int64_t elem_bytes) {
     if ((trans_a != 0 && trans_a != 1) || (trans_b != 0 && trans_b != 1))
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_a, trans_b are %d, %d: must be 0 or 1", fn, trans_a,
                     trans_b);
@@ -263,30 +257,49 @@ extern "C" KILN_API kiln_status kiln_sgemm(int32_t trans_a, int32_t trans_b, int
     if (kiln_status st = check_matrix(fn, "a", a, a_rows, a_cols, lda)) return st;
     if (kiln_status st = check_matrix(fn, "b", b, b_rows, b_cols, ldb)) return st;
     if (kiln_status st = check_matrix(fn, "c", c, m, n, ldc)) return st;
-    if (kiln_status st = check_epilogue(fn, epilogue, n)) return st;
+    if (kiln_status st = check_epilogue(fn, ep, n)) return st;
     const int64_t c_bytes = span_bytes(m, n, ldc);
-    if (spans_overlap(c, c_bytes, a, span_bytes(a_rows, a_cols, lda)) ||
-        spans_overlap(c, c_bytes, b, span_bytes(b_rows, b_cols, ldb)))
+    if (spans_overlap(c, c_bytes, a, span_bytes(a_rows, a_cols, lda) / 4 * elem_bytes) ||
+        spans_overlap(c, c_bytes, b, span_bytes(b_rows, b_cols, ldb) / 4 * elem_bytes))
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: c overlaps a or b: write to a separate buffer", fn);
-    Problem p{&select_kernel(kTable), pack_a_f32, pack_b_f32, false, trans_a == 1, trans_b == 1, m, n, k,
-              alpha, beta, a, lda, b, ldb, nullptr, c, ldc, epilogue};
-    return run(p);
+    return KILN_OK;
 }
 
-extern "C" KILN_API kiln_status kiln_sgemm_pack_b(int32_t trans_b, int64_t k, int64_t n, const float* b,
-                                                  int64_t ldb, kiln_packed_b** out) {
-    static const char* fn = "kiln_sgemm_pack_b";
+// Arguments of a GEMM with a pre-packed B that must have been packed from `dtype`.
+kiln_status check_packed_gemm(const char* fn, int32_t trans_a, int64_t m, const void* a, int64_t lda,
+                              const kiln_packed_b* b, const float* c, int64_t ldc, const kiln_epilogue* ep,
+                              int32_t dtype, const char* other_fn) {
+    if (b == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: b is NULL", fn);
+    if (b->dtype != dtype)
+        return fail(KILN_ERR_DTYPE_MISMATCH, "%s: b was packed from %s: use %s", fn,
+                    b->dtype == KILN_DTYPE_BF16 ? "BF16" : "F32", other_fn);
+    if (trans_a != 0 && trans_a != 1)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_a is %d: must be 0 or 1", fn, trans_a);
+    if (kiln_status st = check_dims(fn, m, b->n, b->k)) return st;
+    const int64_t a_rows = trans_a ? b->k : m, a_cols = trans_a ? m : b->k;
+    if (kiln_status st = check_matrix(fn, "a", a, a_rows, a_cols, lda)) return st;
+    if (kiln_status st = check_matrix(fn, "c", c, m, b->n, ldc)) return st;
+    if (kiln_status st = check_epilogue(fn, ep, b->n)) return st;
+    const int64_t elem_bytes = dtype == KILN_DTYPE_BF16 ? 2 : 4;
+    if (spans_overlap(c, span_bytes(m, b->n, ldc), a, span_bytes(a_rows, a_cols, lda) / 4 * elem_bytes))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: c overlaps a: write to a separate buffer", fn);
+    return KILN_OK;
+}
+
+// Packs op(B) into a new kiln_packed_b for `kern` (units: f32 steps, or bf16 pairs).
+kiln_status make_packed_b(const char* fn, int32_t trans_b, int64_t k, int64_t n, const void* b, int64_t ldb,
+                          const GemmKernels* kern, PackFn pack, bool pairs, int32_t dtype, kiln_packed_b** out) {
     if (out == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
     *out = nullptr;
     if (trans_b != 0 && trans_b != 1)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_b is %d: must be 0 or 1", fn, trans_b);
     if (kiln_status st = check_dims(fn, 0, n, k)) return st;
     if (kiln_status st = check_matrix(fn, "b", b, trans_b ? n : k, trans_b ? k : n, ldb)) return st;
-    const GemmKernels* kern = &select_kernel(kTable);
     const int64_t panels = (n + kern->nr - 1) / kern->nr;
-    const int64_t floats = panels * kern->nr * k;
+    const int64_t units = pairs ? (k + 1) / 2 : k;
+    const int64_t floats = panels * kern->nr * units;
     if (floats > (int64_t(1) << 60)) return fail(KILN_ERR_OVERFLOW, "%s: packed size overflows", fn);
-    auto* pb = new (std::nothrow) kiln_packed_b{kern, k, n, nullptr, floats * 4, KILN_DTYPE_F32, false};
+    auto* pb = new (std::nothrow) kiln_packed_b{kern, k, n, nullptr, floats * 4, dtype, pairs};
     if (pb == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory", fn);
     void* data = nullptr;
     if (kiln_status st = kiln_alloc(floats * 4, &data)) {
@@ -294,9 +307,31 @@ extern "C" KILN_API kiln_status kiln_sgemm_pack_b(int32_t trans_b, int64_t k, in
         return st;
     }
     pb->data = static_cast<float*>(data);
-    if (k > 0 && n > 0) pack_b(trans_b == 1, b, ldb, 0, n, 0, k, kern->nr, pb->data);
+    if (k > 0 && n > 0) pack(trans_b == 1, b, ldb, 0, n, 0, k, kern->nr, pb->data);
     *out = pb;
     return KILN_OK;
+}
+
+}  // namespace
+}  // namespace kiln
+
+using namespace kiln;
+
+extern "C" KILN_API kiln_status kiln_sgemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k,
+                                           float alpha, const float* a, int64_t lda, const float* b,
+                                           int64_t ldb, float beta, float* c, int64_t ldc,
+                                           const kiln_epilogue* epilogue) {
+    if (kiln_status st = check_gemm("kiln_sgemm", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, epilogue, 4))
+        return st;
+    Problem p{&select_kernel(kTable), pack_a_f32, pack_b_f32, false, trans_a == 1, trans_b == 1, m, n, k,
+              alpha, beta, a, lda, b, ldb, nullptr, c, ldc, epilogue};
+    return run(p);
+}
+
+extern "C" KILN_API kiln_status kiln_sgemm_pack_b(int32_t trans_b, int64_t k, int64_t n, const float* b,
+                                                  int64_t ldb, kiln_packed_b** out) {
+    return make_packed_b("kiln_sgemm_pack_b", trans_b, k, n, b, ldb, &select_kernel(kTable), pack_b_f32, false,
+                         KILN_DTYPE_F32, out);
 }
 
 extern "C" KILN_API kiln_status kiln_packed_b_destroy(kiln_packed_b* packed) {
@@ -318,22 +353,11 @@ extern "C" KILN_API kiln_status kiln_packed_b_info(const kiln_packed_b* packed, 
 extern "C" KILN_API kiln_status kiln_sgemm_packed(int32_t trans_a, int64_t m, float alpha, const float* a,
                                                   int64_t lda, const kiln_packed_b* b, float beta, float* c,
                                                   int64_t ldc, const kiln_epilogue* epilogue) {
-    static const char* fn = "kiln_sgemm_packed";
-    if (b == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: b is NULL", fn);
-    if (b->dtype != KILN_DTYPE_F32)
-        return fail(KILN_ERR_DTYPE_MISMATCH, "%s: b was packed from BF16: use kiln_gemm_bf16_packed", fn);
-    if (trans_a != 0 && trans_a != 1)
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_a is %d: must be 0 or 1", fn, trans_a);
-    const int64_t k = b->k, n = b->n;
-    if (kiln_status st = check_dims(fn, m, n, k)) return st;
-    const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
-    if (kiln_status st = check_matrix(fn, "a", a, a_rows, a_cols, lda)) return st;
-    if (kiln_status st = check_matrix(fn, "c", c, m, n, ldc)) return st;
-    if (kiln_status st = check_epilogue(fn, epilogue, n)) return st;
-    if (spans_overlap(c, span_bytes(m, n, ldc), a, span_bytes(a_rows, a_cols, lda)))
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: c overlaps a: write to a separate buffer", fn);
-    Problem p{b->kern, pack_a_f32, pack_b_f32, false, trans_a == 1, false, m, n, k, alpha, beta, a, lda, nullptr, 0,
-              b->data, c, ldc, epilogue};
+    if (kiln_status st = check_packed_gemm("kiln_sgemm_packed", trans_a, m, a, lda, b, c, ldc, epilogue,
+                                           KILN_DTYPE_F32, "kiln_gemm_bf16_packed"))
+        return st;
+    Problem p{b->kern, pack_a_f32, pack_b_f32, false, trans_a == 1, false, m, b->n, b->k, alpha, beta, a, lda,
+              nullptr, 0, b->data, c, ldc, epilogue};
     return run(p);
 }
 
@@ -455,21 +479,8 @@ extern "C" KILN_API kiln_status kiln_gemm_bf16(int32_t trans_a, int32_t trans_b,
                                                float alpha, const uint16_t* a, int64_t lda, const uint16_t* b,
                                                int64_t ldb, float beta, float* c, int64_t ldc,
                                                const kiln_epilogue* epilogue) {
-    static const char* fn = "kiln_gemm_bf16";
-    if ((trans_a != 0 && trans_a != 1) || (trans_b != 0 && trans_b != 1))
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_a, trans_b are %d, %d: must be 0 or 1", fn, trans_a,
-                    trans_b);
-    if (kiln_status st = check_dims(fn, m, n, k)) return st;
-    const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
-    const int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
-    if (kiln_status st = check_matrix(fn, "a", a, a_rows, a_cols, lda)) return st;
-    if (kiln_status st = check_matrix(fn, "b", b, b_rows, b_cols, ldb)) return st;
-    if (kiln_status st = check_matrix(fn, "c", c, m, n, ldc)) return st;
-    if (kiln_status st = check_epilogue(fn, epilogue, n)) return st;
-    const int64_t c_bytes = span_bytes(m, n, ldc);
-    if (spans_overlap(c, c_bytes, a, span_bytes(a_rows, a_cols, lda) / 2) ||
-        spans_overlap(c, c_bytes, b, span_bytes(b_rows, b_cols, ldb) / 2))
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: c overlaps a or b: write to a separate buffer", fn);
+    if (kiln_status st = check_gemm("kiln_gemm_bf16", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, epilogue, 2))
+        return st;
     const Bf16Config cfg = bf16_config();
     Problem p{cfg.kern, cfg.pack_a, cfg.pack_b, cfg.pairs, trans_a == 1, trans_b == 1, m, n, k, alpha, beta, a, lda,
               b, ldb, nullptr, c, ldc, epilogue};
@@ -478,50 +489,20 @@ extern "C" KILN_API kiln_status kiln_gemm_bf16(int32_t trans_a, int32_t trans_b,
 
 extern "C" KILN_API kiln_status kiln_gemm_bf16_pack_b(int32_t trans_b, int64_t k, int64_t n, const uint16_t* b,
                                                       int64_t ldb, kiln_packed_b** out) {
-    static const char* fn = "kiln_gemm_bf16_pack_b";
-    if (out == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
-    *out = nullptr;
-    if (trans_b != 0 && trans_b != 1)
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_b is %d: must be 0 or 1", fn, trans_b);
-    if (kiln_status st = check_dims(fn, 0, n, k)) return st;
-    if (kiln_status st = check_matrix(fn, "b", b, trans_b ? n : k, trans_b ? k : n, ldb)) return st;
     const Bf16Config cfg = bf16_config();
-    const int64_t panels = (n + cfg.kern->nr - 1) / cfg.kern->nr;
-    const int64_t units = cfg.pairs ? (k + 1) / 2 : k;
-    const int64_t floats = panels * cfg.kern->nr * units;
-    if (floats > (int64_t(1) << 60)) return fail(KILN_ERR_OVERFLOW, "%s: packed size overflows", fn);
-    auto* pb = new (std::nothrow) kiln_packed_b{cfg.kern, k, n, nullptr, floats * 4, KILN_DTYPE_BF16, cfg.pairs};
-    if (pb == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory", fn);
-    void* data = nullptr;
-    if (kiln_status st = kiln_alloc(floats * 4, &data)) {
-        delete pb;
-        return st;
-    }
-    pb->data = static_cast<float*>(data);
-    if (k > 0 && n > 0) cfg.pack_b(trans_b == 1, b, ldb, 0, n, 0, k, cfg.kern->nr, pb->data);
-    *out = pb;
-    return KILN_OK;
+    return make_packed_b("kiln_gemm_bf16_pack_b", trans_b, k, n, b, ldb, cfg.kern, cfg.pack_b, cfg.pairs,
+                         KILN_DTYPE_BF16, out);
 }
 
 extern "C" KILN_API kiln_status kiln_gemm_bf16_packed(int32_t trans_a, int64_t m, float alpha, const uint16_t* a,
                                                       int64_t lda, const kiln_packed_b* b, float beta, float* c,
                                                       int64_t ldc, const kiln_epilogue* epilogue) {
-    static const char* fn = "kiln_gemm_bf16_packed";
-    if (b == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: b is NULL", fn);
-    if (b->dtype != KILN_DTYPE_BF16)
-        return fail(KILN_ERR_DTYPE_MISMATCH, "%s: b was packed from F32: use kiln_sgemm_packed", fn);
-    if (trans_a != 0 && trans_a != 1)
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trans_a is %d: must be 0 or 1", fn, trans_a);
-    const int64_t k = b->k, n = b->n;
-    if (kiln_status st = check_dims(fn, m, n, k)) return st;
-    const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
-    if (kiln_status st = check_matrix(fn, "a", a, a_rows, a_cols, lda)) return st;
-    if (kiln_status st = check_matrix(fn, "c", c, m, n, ldc)) return st;
-    if (kiln_status st = check_epilogue(fn, epilogue, n)) return st;
-    if (spans_overlap(c, span_bytes(m, n, ldc), a, span_bytes(a_rows, a_cols, lda) / 2))
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: c overlaps a: write to a separate buffer", fn);
+    if (kiln_status st = check_packed_gemm("kiln_gemm_bf16_packed", trans_a, m, a, lda, b, c, ldc, epilogue,
+                                           KILN_DTYPE_BF16, "kiln_sgemm_packed"))
+        return st;
     PackFn pa = b->pairs ? pack_a_bf16_pairs : pack_a_bf16_f32;
-    Problem p{b->kern, pa, nullptr, b->pairs, trans_a == 1, false, m, n, k, alpha, beta, a, lda, nullptr, 0, b->data, c,
-              ldc, epilogue};
+    Problem p{b->kern, pa, nullptr, b->pairs, trans_a == 1, false, m, b->n, b->k, alpha, beta, a, lda, nullptr, 0,
+              b->data, c, ldc, epilogue};
     return run(p);
 }
+

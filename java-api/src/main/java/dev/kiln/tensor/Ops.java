@@ -61,23 +61,12 @@ public final class Ops {
         checkOverlap(name, out, out.stridesRef(), b, sb, "b");
         Scratch s = Scratch.get();
         Storage ma = a.storage(), mb = b.storage(), mo = out.storage();
-        ma.acquire();
+        acquireAll(ma, mb, mo, null, null);
         try {
-            mb.acquire();
-            try {
-                mo.acquire();
-                try {
-                    Native.check(KilnNative.binaryF32(op.ordinal(), shape.length, s.put(0, shape),
-                            a.address(), s.put(1, sa), b.address(), s.put(2, sb),
-                            out.address(), s.put(3, out.stridesRef())));
-                } finally {
-                    mo.release();
-                }
-            } finally {
-                mb.release();
-            }
+            Native.check(KilnNative.binaryF32(op.ordinal(), shape.length, s.put(0, shape), a.address(), s.put(1, sa),
+                    b.address(), s.put(2, sb), out.address(), s.put(3, out.stridesRef())));
         } finally {
-            ma.release();
+            releaseAll(ma, mb, mo, null, null);
         }
     }
 
@@ -240,39 +229,19 @@ public final class Ops {
             Storage sa = ca.storage(), sb = cb.storage(), so = out.storage();
             Storage sbias = epilogue.bias() == null ? null : epilogue.bias().storage();
             Storage sres = epilogue.residual() == null ? null : epilogue.residual().storage();
-            sa.acquire();
+            acquireAll(sa, sb, so, sbias, sres);
             try {
-                sb.acquire();
-                try {
-                    so.acquire();
-                    try {
-                        acquire(sbias);
-                        try {
-                            acquire(sres);
-                            try {
-                                if (dt == DType.F32) {
-                                    Native.check(KilnNative.sgemm(MatrixLayout.trans(fa), MatrixLayout.trans(fb), m, n,
-                                            k, alpha, ca.address(), MatrixLayout.ld(fa), cb.address(),
-                                            MatrixLayout.ld(fb), beta, out.address(), ldc, ep));
-                                } else {
-                                    Native.check(KilnNative.gemmBf16(MatrixLayout.trans(fa), MatrixLayout.trans(fb), m,
-                                            n, k, alpha, ca.address(), MatrixLayout.ld(fa), cb.address(),
-                                            MatrixLayout.ld(fb), beta, out.address(), ldc, ep));
-                                }
-                            } finally {
-                                release(sres);
-                            }
-                        } finally {
-                            release(sbias);
-                        }
-                    } finally {
-                        so.release();
-                    }
-                } finally {
-                    sb.release();
+                if (dt == DType.F32) {
+                    Native.check(KilnNative.sgemm(MatrixLayout.trans(fa), MatrixLayout.trans(fb), m, n, k, alpha,
+                            ca.address(), MatrixLayout.ld(fa), cb.address(), MatrixLayout.ld(fb), beta, out.address(),
+                            ldc, ep));
+                } else {
+                    Native.check(KilnNative.gemmBf16(MatrixLayout.trans(fa), MatrixLayout.trans(fb), m, n, k, alpha,
+                            ca.address(), MatrixLayout.ld(fa), cb.address(), MatrixLayout.ld(fb), beta, out.address(),
+                            ldc, ep));
                 }
             } finally {
-                sa.release();
+                releaseAll(sa, sb, so, sbias, sres);
             }
         } finally {
             if (ca != a) {
@@ -315,37 +284,17 @@ public final class Ops {
             Storage sa = ca.storage(), sb = b.storage(), so = out.storage();
             Storage sbias = epilogue.bias() == null ? null : epilogue.bias().storage();
             Storage sres = epilogue.residual() == null ? null : epilogue.residual().storage();
-            sa.acquire();
+            acquireAll(sa, sb, so, sbias, sres);
             try {
-                sb.acquire();
-                try {
-                    so.acquire();
-                    try {
-                        acquire(sbias);
-                        try {
-                            acquire(sres);
-                            try {
-                                if (b.dtype() == DType.F32) {
-                                    Native.check(KilnNative.sgemmPacked(MatrixLayout.trans(fa), m, 1f, ca.address(),
-                                            MatrixLayout.ld(fa), b.handle(), 0f, out.address(), ldc, ep));
-                                } else {
-                                    Native.check(KilnNative.gemmBf16Packed(MatrixLayout.trans(fa), m, 1f, ca.address(),
-                                            MatrixLayout.ld(fa), b.handle(), 0f, out.address(), ldc, ep));
-                                }
-                            } finally {
-                                release(sres);
-                            }
-                        } finally {
-                            release(sbias);
-                        }
-                    } finally {
-                        so.release();
-                    }
-                } finally {
-                    sb.release();
+                if (b.dtype() == DType.F32) {
+                    Native.check(KilnNative.sgemmPacked(MatrixLayout.trans(fa), m, 1f, ca.address(), MatrixLayout.ld(fa),
+                            b.handle(), 0f, out.address(), ldc, ep));
+                } else {
+                    Native.check(KilnNative.gemmBf16Packed(MatrixLayout.trans(fa), m, 1f, ca.address(),
+                            MatrixLayout.ld(fa), b.handle(), 0f, out.address(), ldc, ep));
                 }
             } finally {
-                sa.release();
+                releaseAll(sa, sb, so, sbias, sres);
             }
         } finally {
             if (ca != a) {
@@ -442,6 +391,46 @@ public final class Ops {
             return;
         }
         throw new IllegalArgumentException(op + ": out overlaps " + inName + ": write to a separate tensor");
+    }
+
+    /**
+     * Marks up to five storages (nulls skipped) as used by a native call; if one is closed, releases
+     * those already taken and throws. Pair with {@link #releaseAll}.
+     */
+    static void acquireAll(Storage a, Storage b, Storage c, Storage d, Storage e) {
+        acquire(a);
+        try {
+            acquire(b);
+            try {
+                acquire(c);
+                try {
+                    acquire(d);
+                    try {
+                        acquire(e);
+                    } catch (RuntimeException x) {
+                        release(d);
+                        throw x;
+                    }
+                } catch (RuntimeException x) {
+                    release(c);
+                    throw x;
+                }
+            } catch (RuntimeException x) {
+                release(b);
+                throw x;
+            }
+        } catch (RuntimeException x) {
+            release(a);
+            throw x;
+        }
+    }
+
+    static void releaseAll(Storage a, Storage b, Storage c, Storage d, Storage e) {
+        release(e);
+        release(d);
+        release(c);
+        release(b);
+        release(a);
     }
 
     private static void acquire(Storage s) {
