@@ -341,6 +341,47 @@ KILN_API kiln_status kiln_gemm_bf16_packed(int32_t trans_a, int64_t m, float alp
                                            int64_t lda, const kiln_packed_b* b, float beta, float* c,
                                            int64_t ldc, const kiln_epilogue* epilogue);
 
+/* ============================================================================================
+ * Inference plans: a sequence of layers compiled once (weights packed, Dense + activation fused,
+ * workspace sized for a maximum batch) and run with one call per forward pass.
+ *
+ *     kiln_plan* p;  kiln_plan_create(784, 256, &p);            // input features, max batch
+ *     kiln_plan_add_dense(p, 512, w1, b1, KILN_UNARY_RELU, 0);  // w1: 784 x 512 row-major
+ *     kiln_plan_add_dense(p, 10, w2, b2, KILN_UNARY_IDENTITY, 0);
+ *     kiln_plan_add_softmax(p, 0);
+ *     kiln_plan_compile(p);
+ *     int64_t ws; kiln_plan_workspace_bytes(p, &ws);            // per concurrent caller
+ *     kiln_plan_run(p, batch, x, y, workspace, ws);             // x: batch x 784, y: batch x 10
+ *
+ * Layers copy (and pack) their parameters when added: the caller's arrays may be freed after.
+ * A compiled plan is immutable and may run on many threads at once, each with its own workspace.
+ * ========================================================================================== */
+
+typedef struct kiln_plan kiln_plan;
+
+/** A new, empty plan for inputs of `input_features` per row and batches of at most `max_batch`. */
+KILN_API kiln_status kiln_plan_create(int64_t input_features, int64_t max_batch, kiln_plan** out);
+/** Dense layer: y = activation(x W + b); W is in_features x out_features row-major, b may be NULL. */
+KILN_API kiln_status kiln_plan_add_dense(kiln_plan* plan, int64_t out_features, const float* weight,
+                                         const float* bias, int32_t activation, float activation_alpha);
+/** Elementwise activation (a kiln_unary_op); fused into a preceding Dense at compile time. */
+KILN_API kiln_status kiln_plan_add_activation(kiln_plan* plan, int32_t activation, float activation_alpha);
+/** Softmax (log_softmax = 0) or log-softmax (1) over the features of each row. */
+KILN_API kiln_status kiln_plan_add_softmax(kiln_plan* plan, int32_t log_softmax);
+/** Layer norm over the features of each row; gamma and beta (features floats) may be NULL. */
+KILN_API kiln_status kiln_plan_add_layer_norm(kiln_plan* plan, const float* gamma, const float* beta, float eps);
+/** Freezes the plan: fuses, sizes the workspace. No layer may be added afterwards. */
+KILN_API kiln_status kiln_plan_compile(kiln_plan* plan);
+/** Input and output features, maximum batch and workspace bytes of a compiled plan (any may be NULL). */
+KILN_API kiln_status kiln_plan_info(const kiln_plan* plan, int64_t* input_features, int64_t* output_features,
+                                    int64_t* max_batch, int64_t* workspace_bytes);
+/** One forward pass of `batch` rows (1..max_batch): input batch x in, output batch x out (both
+ *  contiguous), `workspace` of at least workspace_bytes, 64-byte aligned, owned by this caller. */
+KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t batch, const float* input, float* output,
+                                   void* workspace, int64_t workspace_bytes);
+/** Frees a plan (NULL is a no-op). */
+KILN_API kiln_status kiln_plan_destroy(kiln_plan* plan);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

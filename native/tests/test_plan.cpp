@@ -1,0 +1,132 @@
+#include <cmath>
+#include <cstring>
+#include <thread>
+
+#include "test_support.hpp"
+
+namespace {
+
+using kiln_test::random_floats;
+
+// Double-precision forward of: dense(in->h, relu) -> layer norm -> dense(h->out) -> softmax
+std::vector<double> reference(const std::vector<float>& x, int64_t batch, int64_t in, int64_t h, int64_t out,
+                              const std::vector<float>& w1, const std::vector<float>& b1, const std::vector<float>& g,
+                              const std::vector<float>& be, const std::vector<float>& w2, const std::vector<float>& b2) {
+    std::vector<double> y(static_cast<size_t>(batch * out));
+    for (int64_t r = 0; r < batch; ++r) {
+        std::vector<double> a(static_cast<size_t>(h));
+        for (int64_t j = 0; j < h; ++j) {
+            double s = b1[size_t(j)];
+            for (int64_t p = 0; p < in; ++p) s += double(x[size_t(r * in + p)]) * w1[size_t(p * h + j)];
+            a[size_t(j)] = s < 0 ? 0 : s;
+        }
+        double m = 0, v = 0;
+        for (double t : a) m += t;
+        m /= double(h);
+        for (double t : a) v += (t - m) * (t - m);
+        v /= double(h);
+        for (int64_t j = 0; j < h; ++j) a[size_t(j)] = (a[size_t(j)] - m) / std::sqrt(v + 1e-5) * g[size_t(j)] + be[size_t(j)];
+        double mx = -1e300;
+        std::vector<double> z(static_cast<size_t>(out));
+        for (int64_t k = 0; k < out; ++k) {
+            double s = b2[size_t(k)];
+            for (int64_t j = 0; j < h; ++j) s += a[size_t(j)] * w2[size_t(j * out + k)];
+            z[size_t(k)] = s;
+            mx = std::max(mx, s);
+        }
+        double sum = 0;
+        for (double& t : z) sum += (t = std::exp(t - mx));
+        for (int64_t k = 0; k < out; ++k) y[size_t(r * out + k)] = z[size_t(k)] / sum;
+    }
+    return y;
+}
+
+TEST(Plan, ForwardMatchesReferenceAtEveryBatchSize) {
+    const int64_t in = 37, h = 50, out = 10, max_batch = 33;
+    auto w1 = random_floats(size_t(in * h), 1, -0.3f, 0.3f), b1 = random_floats(size_t(h), 2);
+    auto g = random_floats(size_t(h), 3, 0.5f, 1.5f), be = random_floats(size_t(h), 4);
+    auto w2 = random_floats(size_t(h * out), 5, -0.3f, 0.3f), b2 = random_floats(size_t(out), 6);
+    kiln_plan* p = nullptr;
+    ASSERT_EQ(kiln_plan_create(in, max_batch, &p), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_dense(p, h, w1.data(), b1.data(), KILN_UNARY_IDENTITY, 0), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_activation(p, KILN_UNARY_RELU, 0), KILN_OK);  // fused into the dense
+    ASSERT_EQ(kiln_plan_add_layer_norm(p, g.data(), be.data(), 1e-5f), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_dense(p, out, w2.data(), b2.data(), KILN_UNARY_IDENTITY, 0), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_softmax(p, 0), KILN_OK);
+    // Parameters were copied: clobbering the caller's arrays must not matter.
+    auto w1_saved = w1;
+    std::fill(w1.begin(), w1.end(), 99.0f);
+    ASSERT_EQ(kiln_plan_compile(p), KILN_OK) << kiln_last_error();
+    int64_t fin = 0, fout = 0, mb = 0, ws = 0;
+    ASSERT_EQ(kiln_plan_info(p, &fin, &fout, &mb, &ws), KILN_OK);
+    EXPECT_EQ(fin, in);
+    EXPECT_EQ(fout, out);
+    EXPECT_EQ(mb, max_batch);
+    void* workspace = nullptr;
+    ASSERT_EQ(kiln_alloc(ws, &workspace), KILN_OK);
+    for (int64_t batch : {1, 2, 7, 32, 33}) {
+        auto x = random_floats(size_t(batch * in), uint32_t(batch));
+        std::vector<float> y(static_cast<size_t>(batch * out));
+        ASSERT_EQ(kiln_plan_run(p, batch, x.data(), y.data(), workspace, ws), KILN_OK) << kiln_last_error();
+        auto want = reference(x, batch, in, h, out, w1_saved, b1, g, be, w2, b2);
+        for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], want[i], 2e-5 + 2e-5 * want[i]) << "batch " << batch << " i " << i;
+    }
+    kiln_free(workspace);
+    kiln_plan_destroy(p);
+}
+
+TEST(Plan, ManyThreadsShareOnePlan) {
+    const int64_t in = 64, out = 16;
+    auto w = random_floats(size_t(in * out), 7);
+    kiln_plan* p = nullptr;
+    ASSERT_EQ(kiln_plan_create(in, 4, &p), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_dense(p, out, w.data(), nullptr, KILN_UNARY_TANH, 0), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_dense(p, out, w.data(), nullptr, KILN_UNARY_IDENTITY, 0), KILN_OK);
+    ASSERT_EQ(kiln_plan_compile(p), KILN_OK);
+    int64_t ws = 0;
+    kiln_plan_info(p, nullptr, nullptr, nullptr, &ws);
+    auto x = random_floats(size_t(4 * in), 8);
+    std::vector<float> want(4 * out);
+    void* w0 = nullptr;
+    kiln_alloc(ws, &w0);
+    ASSERT_EQ(kiln_plan_run(p, 4, x.data(), want.data(), w0, ws), KILN_OK);
+    kiln_free(w0);
+    std::vector<std::thread> threads;
+    std::vector<int> bad(8, 0);
+    for (int t = 0; t < 8; ++t)
+        threads.emplace_back([&, t] {
+            void* mine = nullptr;
+            kiln_alloc(ws, &mine);
+            std::vector<float> y(4 * out);
+            for (int i = 0; i < 2000; ++i) {
+                if (kiln_plan_run(p, 4, x.data(), y.data(), mine, ws) != KILN_OK || y != want) ++bad[size_t(t)];
+            }
+            kiln_free(mine);
+        });
+    for (auto& th : threads) th.join();
+    for (int t = 0; t < 8; ++t) EXPECT_EQ(bad[size_t(t)], 0) << "thread " << t;
+    kiln_plan_destroy(p);
+}
+
+TEST(Plan, MisuseIsRefused) {
+    kiln_plan* p = nullptr;
+    EXPECT_EQ(kiln_plan_create(0, 4, &p), KILN_ERR_INVALID_ARGUMENT);
+    ASSERT_EQ(kiln_plan_create(4, 2, &p), KILN_OK);
+    EXPECT_EQ(kiln_plan_compile(p), KILN_ERR_INVALID_ARGUMENT);  // no layers
+    float w[8] = {1, 0, 0, 1, 1, 0, 0, 1}, x[8] = {}, y[4];
+    EXPECT_EQ(kiln_plan_add_dense(p, 2, nullptr, nullptr, 0, 0), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_plan_add_dense(p, 2, w, nullptr, 42, 0), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_plan_run(p, 1, x, y, nullptr, 0), KILN_ERR_INVALID_ARGUMENT);  // not compiled
+    ASSERT_EQ(kiln_plan_add_dense(p, 2, w, nullptr, 0, 0), KILN_OK);
+    ASSERT_EQ(kiln_plan_compile(p), KILN_OK);
+    EXPECT_EQ(kiln_plan_add_softmax(p, 0), KILN_ERR_INVALID_ARGUMENT);  // compiled
+    EXPECT_EQ(kiln_plan_run(p, 3, x, y, nullptr, 0), KILN_ERR_SHAPE_MISMATCH);
+    EXPECT_NE(std::strstr(kiln_last_error(), "batch is 3: must be in 1..2"), nullptr) << kiln_last_error();
+    EXPECT_EQ(kiln_plan_run(p, 0, x, y, nullptr, 0), KILN_ERR_SHAPE_MISMATCH);
+    EXPECT_EQ(kiln_plan_run(p, 1, nullptr, y, nullptr, 0), KILN_ERR_INVALID_ARGUMENT);
+    ASSERT_EQ(kiln_plan_run(p, 2, x, y, nullptr, 0), KILN_OK);  // one layer: no workspace needed
+    kiln_plan_destroy(p);
+    EXPECT_EQ(kiln_plan_destroy(nullptr), KILN_OK);
+}
+
+}  // namespace
