@@ -141,6 +141,38 @@ public final class KilnNative {
             @Cast("const kiln_packed_b*") long b, float beta, @Cast("float*") long c, long ldc,
             @Cast("const kiln_epilogue*") long epilogue);
 
+    // --- inference plans ---
+    @Name("kiln_plan_create")
+    public static native int planCreate(long inputFeatures, long maxBatch, @Cast("kiln_plan**") long[] out);
+
+    @Name("kiln_plan_add_dense")
+    public static native int planAddDense(@Cast("kiln_plan*") long plan, long outFeatures, @Cast("const float*") long weight,
+            @Cast("const float*") long bias, int activation, float alpha);
+
+    @Name("kiln_plan_add_activation")
+    public static native int planAddActivation(@Cast("kiln_plan*") long plan, int activation, float alpha);
+
+    @Name("kiln_plan_add_softmax")
+    public static native int planAddSoftmax(@Cast("kiln_plan*") long plan, int log);
+
+    @Name("kiln_plan_add_layer_norm")
+    public static native int planAddLayerNorm(@Cast("kiln_plan*") long plan, @Cast("const float*") long gamma,
+            @Cast("const float*") long beta, float eps);
+
+    @Name("kiln_plan_compile")
+    public static native int planCompile(@Cast("kiln_plan*") long plan);
+
+    @Name("kiln_plan_info")
+    public static native int planInfo(@Cast("const kiln_plan*") long plan, @Cast("int64_t*") long[] in,
+            @Cast("int64_t*") long[] out, @Cast("int64_t*") long[] maxBatch, @Cast("int64_t*") long[] workspace);
+
+    @Name("kiln_plan_run")
+    public static native int planRun(@Cast("const kiln_plan*") long plan, long batch, @Cast("const float*") long input,
+            @Cast("float*") long output, @Cast("void*") long workspace, long workspaceBytes);
+
+    @Name("kiln_plan_destroy")
+    public static native int planDestroy(@Cast("kiln_plan*") long plan);
+
     /** A JavaCPP pointer over a raw address, with no deallocator. */
     private static final class RawPointer extends Pointer {
         RawPointer(long address, long bytes) {

@@ -1,0 +1,266 @@
+package dev.kiln.nn;
+
+import dev.kiln.infer.InferenceSession;
+import dev.kiln.tensor.Activation;
+import dev.kiln.tensor.DType;
+import dev.kiln.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * A feed-forward model: layers applied in order to rows of {@code inputFeatures} floats. Parameters
+ * are tensors the model owns (close the model to free them); read or set them through
+ * {@link Layer#weight()}, {@link Layer#bias()} and friends. {@link #compile(int)} freezes a copy into
+ * an {@link InferenceSession}.
+ *
+ * <pre>{@code
+ * try (Sequential model = Sequential.builder(784)
+ *          .dense(512, Init.HE, 1).relu()
+ *          .dense(10, Init.XAVIER, 2).softmax()
+ *          .build();
+ *      InferenceSession session = model.compile(256)) {
+ *     session.run(x, y);     // x: [batch, 784], y: [batch, 10]
+ * }
+ * }</pre>
+ */
+public final class Sequential implements AutoCloseable {
+    /** One layer and its parameters (null where the layer has none). */
+    public static final class Layer {
+        public enum Kind { DENSE, ACTIVATION, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, DROPOUT }
+
+        final Kind kind;
+        final long in;
+        final long out;
+        final Tensor weight;
+        final Tensor bias;
+        final Tensor gamma;
+        final Tensor beta;
+        final Activation activation;
+        final float alpha;
+        final float eps;
+
+        Layer(Kind kind, long in, long out, Tensor weight, Tensor bias, Tensor gamma, Tensor beta,
+                Activation activation, float alpha, float eps) {
+            this.kind = kind;
+            this.in = in;
+            this.out = out;
+            this.weight = weight;
+            this.bias = bias;
+            this.gamma = gamma;
+            this.beta = beta;
+            this.activation = activation;
+            this.alpha = alpha;
+            this.eps = eps;
+        }
+
+        public Kind kind() {
+            return kind;
+        }
+
+        public long inFeatures() {
+            return in;
+        }
+
+        public long outFeatures() {
+            return out;
+        }
+
+        /** Dense: [in, out] weights (row-major: y = x W + b). */
+        public Tensor weight() {
+            return weight;
+        }
+
+        /** Dense: [out] bias. */
+        public Tensor bias() {
+            return bias;
+        }
+
+        /** Layer norm: [features] scale. */
+        public Tensor gamma() {
+            return gamma;
+        }
+
+        /** Layer norm: [features] shift. */
+        public Tensor beta() {
+            return beta;
+        }
+
+        public Activation activation() {
+            return activation;
+        }
+
+        public float activationAlpha() {
+            return alpha;
+        }
+
+        public float eps() {
+            return eps;
+        }
+    }
+
+    private final long inputFeatures;
+    private final List<Layer> layers;
+    private volatile boolean closed;
+
+    private Sequential(long inputFeatures, List<Layer> layers) {
+        this.inputFeatures = inputFeatures;
+        this.layers = Collections.unmodifiableList(layers);
+    }
+
+    public static Builder builder(long inputFeatures) {
+        if (inputFeatures < 1) {
+            throw new IllegalArgumentException("inputFeatures is " + inputFeatures + ": must be >= 1");
+        }
+        return new Builder(inputFeatures);
+    }
+
+    public long inputFeatures() {
+        return inputFeatures;
+    }
+
+    public long outputFeatures() {
+        return layers.isEmpty() ? inputFeatures : layers.get(layers.size() - 1).out;
+    }
+
+    public List<Layer> layers() {
+        return layers;
+    }
+
+    /**
+     * Compiles the model into an immutable native plan for batches of up to {@code maxBatch} rows:
+     * weights are copied and packed, Dense + activation fused, buffers sized. Later changes to the
+     * model's parameters do not affect the session.
+     */
+    public InferenceSession compile(int maxBatch) {
+        if (closed) {
+            throw new IllegalStateException("compile: the model is closed");
+        }
+        return InferenceSession.compile(this, maxBatch);
+    }
+
+    /** Frees every parameter tensor. Sessions compiled from the model keep working. */
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        for (Layer l : layers) {
+            for (Tensor t : new Tensor[] {l.weight, l.bias, l.gamma, l.beta}) {
+                if (t != null) {
+                    t.close();
+                }
+            }
+        }
+    }
+
+    /** Builds a {@link Sequential}; each call appends a layer to the current width. */
+    public static final class Builder {
+        private final long inputFeatures;
+        private final List<Layer> layers = new ArrayList<>();
+        private long features;
+        private boolean built;
+
+        private Builder(long inputFeatures) {
+            this.inputFeatures = inputFeatures;
+            this.features = inputFeatures;
+        }
+
+        /** Dense layer of {@code out} features with weights from {@code init} (seeded) and zero bias. */
+        public Builder dense(long out, Init init, long seed) {
+            Objects.requireNonNull(init, "init");
+            if (out < 1) {
+                throw new IllegalArgumentException("dense: out is " + out + ": must be >= 1");
+            }
+            Tensor w = Tensor.zeros(DType.F32, features, out);
+            Tensor b = Tensor.zeros(DType.F32, out);
+            switch (init) {
+                case HE:
+                    w.fillNormal(0, Math.sqrt(2.0 / features), seed);
+                    break;
+                case XAVIER:
+                    double a = Math.sqrt(6.0 / (features + out));
+                    w.fillUniform(-a, a, seed);
+                    break;
+                default:
+                    break;
+            }
+            layers.add(new Layer(Layer.Kind.DENSE, features, out, w, b, null, null, Activation.IDENTITY, 0, 0));
+            features = out;
+            return this;
+        }
+
+        public Builder activation(Activation f) {
+            return activation(f, 0f);
+        }
+
+        public Builder activation(Activation f, float alpha) {
+            Objects.requireNonNull(f, "activation");
+            layers.add(new Layer(Layer.Kind.ACTIVATION, features, features, null, null, null, null, f, alpha, 0));
+            return this;
+        }
+
+        public Builder relu() {
+            return activation(Activation.RELU);
+        }
+
+        public Builder leakyRelu(float slope) {
+            return activation(Activation.LEAKY_RELU, slope);
+        }
+
+        public Builder gelu() {
+            return activation(Activation.GELU);
+        }
+
+        public Builder sigmoid() {
+            return activation(Activation.SIGMOID);
+        }
+
+        public Builder tanh() {
+            return activation(Activation.TANH);
+        }
+
+        public Builder softmax() {
+            layers.add(new Layer(Layer.Kind.SOFTMAX, features, features, null, null, null, null, null, 0, 0));
+            return this;
+        }
+
+        public Builder logSoftmax() {
+            layers.add(new Layer(Layer.Kind.LOG_SOFTMAX, features, features, null, null, null, null, null, 0, 0));
+            return this;
+        }
+
+        /** Layer norm with gamma = 1 and beta = 0 (set them through the layer's tensors). */
+        public Builder layerNorm(float eps) {
+            if (!(eps >= 0) || Float.isInfinite(eps)) {
+                throw new IllegalArgumentException("layerNorm: eps is " + eps + ": must be finite and >= 0");
+            }
+            Tensor g = Tensor.zeros(DType.F32, features).fill(1);
+            Tensor b = Tensor.zeros(DType.F32, features);
+            layers.add(new Layer(Layer.Kind.LAYER_NORM, features, features, null, null, g, b, null, 0, eps));
+            return this;
+        }
+
+        /** Dropout with drop probability p: the identity at inference (it acts only in training). */
+        public Builder dropout(double p) {
+            if (!(p >= 0 && p < 1)) {
+                throw new IllegalArgumentException("dropout: p is " + p + ": must be in [0, 1)");
+            }
+            layers.add(new Layer(Layer.Kind.DROPOUT, features, features, null, null, null, null, null, (float) p, 0));
+            return this;
+        }
+
+        public Sequential build() {
+            if (built) {
+                throw new IllegalStateException("build: already built");
+            }
+            if (layers.isEmpty()) {
+                throw new IllegalStateException("build: the model has no layers");
+            }
+            built = true;
+            return new Sequential(inputFeatures, new ArrayList<>(layers));
+        }
+    }
+}

@@ -1,0 +1,25 @@
+package dev.kiln.tensor;
+
+/**
+ * For Kiln's own packages (inference, training) that pass tensors to native code: marks a tensor's
+ * memory as in use by a native call and gives its address. Not API: applications use
+ * {@link Ops} and the session classes.
+ */
+public final class NativeAccess {
+    private NativeAccess() {}
+
+    /** Throws if the tensor is closed; otherwise its memory stays allocated until {@link #release}. */
+    public static void acquire(Tensor t) {
+        t.checkData("native call");
+        t.storage().acquire();
+    }
+
+    public static void release(Tensor t) {
+        t.storage().release();
+    }
+
+    /** Address of the first element (call between acquire and release). */
+    public static long address(Tensor t) {
+        return t.address();
+    }
+}

@@ -1,0 +1,176 @@
+package dev.kiln.infer;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import dev.kiln.Kiln;
+import dev.kiln.nn.Init;
+import dev.kiln.nn.Sequential;
+import dev.kiln.tensor.Activation;
+import dev.kiln.tensor.DType;
+import dev.kiln.tensor.Epilogue;
+import dev.kiln.tensor.Ops;
+import dev.kiln.tensor.Tensor;
+import dev.kiln.tensor.TensorScope;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.Test;
+
+class InferenceSessionTest {
+    private static Sequential mlp() {
+        return Sequential.builder(40).dense(64, Init.HE, 1).relu().dense(32, Init.HE, 2).gelu().layerNorm(1e-5f)
+                .dropout(0.1).dense(10, Init.XAVIER, 3).softmax().build();
+    }
+
+    /** The same forward pass through the op-by-op Java API. */
+    private static float[] reference(Sequential model, Tensor x) {
+        try (TensorScope scope = new TensorScope()) {
+            Tensor cur = x;
+            for (Sequential.Layer l : model.layers()) {
+                long rows = x.size(0);
+                switch (l.kind()) {
+                    case DENSE: {
+                        Tensor next = scope.zeros(DType.F32, rows, l.outFeatures());
+                        Ops.matmul(cur, l.weight(), next, Epilogue.bias(l.bias()));
+                        cur = next;
+                        break;
+                    }
+                    case ACTIVATION: {
+                        Tensor next = scope.zeros(DType.F32, rows, l.outFeatures());
+                        Ops.unary(l.activation(), l.activationAlpha(), cur, next);
+                        cur = next;
+                        break;
+                    }
+                    case LAYER_NORM: {
+                        Tensor next = scope.zeros(DType.F32, rows, l.outFeatures());
+                        Ops.layerNorm(cur, l.gamma(), l.beta(), l.eps(), next);
+                        cur = next;
+                        break;
+                    }
+                    case SOFTMAX: {
+                        Tensor next = scope.zeros(DType.F32, rows, l.outFeatures());
+                        Ops.softmax(cur, next);
+                        cur = next;
+                        break;
+                    }
+                    default:
+                        break;
+                }
+            }
+            return cur.toFloatArray();
+        }
+    }
+
+    @Test
+    void forwardEqualsTheOpByOpComputationAtEveryBatch() {
+        try (Sequential model = mlp(); InferenceSession s = model.compile(64)) {
+            for (Sequential.Layer l : model.layers()) {
+                if (l.kind() == Sequential.Layer.Kind.DENSE) {
+                    l.bias().fillUniform(-0.5, 0.5, 9); // biases that matter (compiled into s2 below)
+                }
+            }
+            assertEquals(40, s.inputFeatures());
+            assertEquals(10, s.outputFeatures());
+            try (InferenceSession s2 = model.compile(64)) {
+                for (int batch : new int[] {1, 3, 17, 64}) {
+                    try (Tensor x = Tensor.zeros(DType.F32, batch, 40).fillNormal(0, 1, batch);
+                            Tensor y = Tensor.zeros(DType.F32, batch, 10)) {
+                        s2.run(x, y);
+                        float[] want = reference(model, x);
+                        float[] got = y.toFloatArray();
+                        for (int i = 0; i < want.length; i++) {
+                            assertEquals(want[i], got[i], 1e-5 + 1e-5 * Math.abs(want[i]), "batch " + batch + " i " + i);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void theSessionKeepsItsOwnCopyOfTheWeights() {
+        try (Sequential model = Sequential.builder(4).dense(3, Init.XAVIER, 5).build(); InferenceSession s = model.compile(2);
+                Tensor x = Tensor.zeros(DType.F32, 2, 4).fill(1); Tensor y1 = Tensor.zeros(DType.F32, 2, 3);
+                Tensor y2 = Tensor.zeros(DType.F32, 2, 3)) {
+            s.run(x, y1);
+            model.layers().get(0).weight().fill(0);
+            s.run(x, y2);
+            assertArrayEquals(y1.toFloatArray(), y2.toFloatArray());
+        }
+    }
+
+    @Test
+    void eightThreadsShareOneSessionAndGetTheSingleThreadedResults() throws Exception {
+        try (Sequential model = mlp(); InferenceSession s = model.compile(4)) {
+            int threads = 8, perThread = 5000;
+            List<float[]> inputs = new ArrayList<>();
+            List<float[]> expected = new ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                try (Tensor x = Tensor.zeros(DType.F32, 4, 40).fillNormal(0, 1, 100 + t); Tensor y = Tensor.zeros(DType.F32, 4, 10)) {
+                    s.run(x, y);
+                    inputs.add(x.toFloatArray());
+                    expected.add(y.toFloatArray());
+                }
+            }
+            AtomicInteger mismatches = new AtomicInteger();
+            List<Thread> workers = new ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                final int id = t;
+                Thread w = new Thread(() -> {
+                    try (Tensor x = Tensor.of(inputs.get(id), 4, 40); Tensor y = Tensor.zeros(DType.F32, 4, 10)) {
+                        float[] out = new float[40];
+                        for (int i = 0; i < perThread; i++) {
+                            s.run(x, y);
+                            y.copyTo(out);
+                            if (!java.util.Arrays.equals(out, expected.get(id))) {
+                                mismatches.incrementAndGet();
+                            }
+                        }
+                    }
+                });
+                w.start();
+                workers.add(w);
+            }
+            for (Thread w : workers) {
+                w.join();
+            }
+            assertEquals(0, mismatches.get());
+        }
+    }
+
+    @Test
+    void badInputIsRefusedClearly() {
+        long before = Kiln.memoryStats().bytesInUse();
+        try (Sequential model = mlp()) {
+            InferenceSession s = model.compile(8);
+            try (Tensor x9 = Tensor.zeros(DType.F32, 9, 40); Tensor y9 = Tensor.zeros(DType.F32, 9, 10);
+                    Tensor xWrong = Tensor.zeros(DType.F32, 2, 41); Tensor y2 = Tensor.zeros(DType.F32, 2, 10);
+                    Tensor x2 = Tensor.zeros(DType.F32, 2, 40); Tensor xi = Tensor.zeros(DType.I32, 2, 40);
+                    Tensor y3 = Tensor.zeros(DType.F32, 3, 10)) {
+                assertEquals("run: batch 9 is above the compiled maximum 8: compile with a larger maxBatch or split the batch",
+                        assertThrows(IllegalArgumentException.class, () -> s.run(x9, y9)).getMessage());
+                assertEquals("run: input is [2, 41] but must be [batch, 40]",
+                        assertThrows(IllegalArgumentException.class, () -> s.run(xWrong, y2)).getMessage());
+                assertEquals("run: output is [3, 10] but must be [2, 10]",
+                        assertThrows(IllegalArgumentException.class, () -> s.run(x2, y3)).getMessage());
+                assertEquals("run: input has dtype I32; the model takes F32",
+                        assertThrows(IllegalArgumentException.class, () -> s.run(xi, y2)).getMessage());
+                s.run(x2, y2);
+                s.close();
+                assertEquals("run: the session is closed", assertThrows(IllegalStateException.class, () -> s.run(x2, y2)).getMessage());
+                x2.close();
+                try (InferenceSession s2 = model.compile(8)) {
+                    assertThrows(IllegalStateException.class, () -> s2.run(x2, y2));
+                }
+            }
+            assertEquals("compile: maxBatch is 0: must be >= 1",
+                    assertThrows(IllegalArgumentException.class, () -> model.compile(0)).getMessage());
+        }
+        assertEquals(before, Kiln.memoryStats().bytesInUse(), "plans, workspaces and parameters all freed");
+        assertThrows(IllegalStateException.class, () -> Sequential.builder(3).build());
+        Activation unused = Activation.RELU;
+        assertEquals(Activation.RELU, unused);
+    }
+}
