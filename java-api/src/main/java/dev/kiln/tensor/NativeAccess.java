@@ -18,6 +18,22 @@ public final class NativeAccess {
         t.storage().release();
     }
 
+    /**
+     * A ByteBuffer over a contiguous tensor's bytes for Kiln's own bulk I/O, valid only between
+     * acquire and release; it must not escape (unlike {@link Tensor#byteView()}, it does not keep the
+     * memory alive).
+     */
+    public static java.nio.ByteBuffer rawBytes(Tensor t) {
+        if (!t.isContiguous()) {
+            throw new IllegalArgumentException("rawBytes: " + t + " is not contiguous");
+        }
+        long bytes = t.byteSize();
+        if (bytes > Integer.MAX_VALUE) {
+            throw new UnsupportedOperationException("rawBytes: " + bytes + " bytes exceed one ByteBuffer");
+        }
+        return Tensor.rawBuffer(t.address(), bytes);
+    }
+
     /** Address of the first element (call between acquire and release). */
     public static long address(Tensor t) {
         return t.address();
