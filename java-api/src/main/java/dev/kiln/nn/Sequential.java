@@ -140,6 +140,54 @@ public final class Sequential implements AutoCloseable {
         return InferenceSession.compile(this, maxBatch);
     }
 
+    /**
+     * The parameters by name: {@code "<layer index>.weight"}, {@code ".bias"} (Dense, weight
+     * [in, out]), {@code ".gamma"}, {@code ".beta"} (layer norm). The tensors are the model's own
+     * (not copies): write them with {@link dev.kiln.io.SafeTensors#write}.
+     */
+    public java.util.Map<String, Tensor> parameters() {
+        java.util.Map<String, Tensor> out = new java.util.LinkedHashMap<>();
+        for (int i = 0; i < layers.size(); i++) {
+            Layer l = layers.get(i);
+            if (l.weight != null) {
+                out.put(i + ".weight", l.weight);
+                out.put(i + ".bias", l.bias);
+            }
+            if (l.gamma != null) {
+                out.put(i + ".gamma", l.gamma);
+                out.put(i + ".beta", l.beta);
+            }
+        }
+        return java.util.Collections.unmodifiableMap(out);
+    }
+
+    /**
+     * Copies parameters into this model by the names of {@link #parameters()} (for example from
+     * {@link dev.kiln.io.SafeTensors#read}). Every parameter must be present with the same dtype and
+     * shape; nothing is changed when one is missing or mismatched.
+     */
+    public void loadParameters(java.util.Map<String, Tensor> source) {
+        Objects.requireNonNull(source, "source");
+        if (closed) {
+            throw new IllegalStateException("loadParameters: the model is closed");
+        }
+        java.util.Map<String, Tensor> mine = parameters();
+        for (java.util.Map.Entry<String, Tensor> e : mine.entrySet()) {
+            Tensor src = source.get(e.getKey());
+            if (src == null) {
+                throw new IllegalArgumentException("loadParameters: no tensor named '" + e.getKey() + "'");
+            }
+            if (src.dtype() != e.getValue().dtype() || !java.util.Arrays.equals(src.shape(), e.getValue().shape())) {
+                throw new IllegalArgumentException("loadParameters: '" + e.getKey() + "' is " + src.dtype()
+                        + java.util.Arrays.toString(src.shape()) + " but the model needs " + e.getValue().dtype()
+                        + java.util.Arrays.toString(e.getValue().shape()));
+            }
+        }
+        for (java.util.Map.Entry<String, Tensor> e : mine.entrySet()) {
+            dev.kiln.tensor.Ops.copy(source.get(e.getKey()), e.getValue());
+        }
+    }
+
     /** Frees every parameter tensor. Sessions compiled from the model keep working. */
     @Override
     public void close() {

@@ -141,6 +141,30 @@ class InferenceSessionTest {
     }
 
     @Test
+    void parametersRoundTripThroughSafetensors(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        java.nio.file.Path file = dir.resolve("mlp.safetensors");
+        try (Sequential a = mlp(); Sequential b = Sequential.builder(40).dense(64, Init.ZEROS, 0).relu().dense(32, Init.ZEROS, 0)
+                .gelu().layerNorm(1e-5f).dropout(0.1).dense(10, Init.ZEROS, 0).softmax().build()) {
+            dev.kiln.io.SafeTensors.write(file, a.parameters(), java.util.Map.of("model", "mlp"));
+            try (dev.kiln.io.TensorSet saved = dev.kiln.io.SafeTensors.read(file)) {
+                b.loadParameters(saved.tensors());
+            }
+            try (InferenceSession sa = a.compile(2); InferenceSession sb = b.compile(2);
+                    Tensor x = Tensor.zeros(DType.F32, 2, 40).fillNormal(0, 1, 4); Tensor ya = Tensor.zeros(DType.F32, 2, 10);
+                    Tensor yb = Tensor.zeros(DType.F32, 2, 10)) {
+                sa.run(x, ya);
+                sb.run(x, yb);
+                assertArrayEquals(ya.toFloatArray(), yb.toFloatArray(), "the loaded model computes the same");
+            }
+            try (Sequential small = Sequential.builder(40).dense(8, Init.ZEROS, 0).build();
+                    dev.kiln.io.TensorSet saved = dev.kiln.io.SafeTensors.read(file)) {
+                assertEquals("loadParameters: '0.weight' is F32[40, 64] but the model needs F32[40, 8]",
+                        assertThrows(IllegalArgumentException.class, () -> small.loadParameters(saved.tensors())).getMessage());
+            }
+        }
+    }
+
+    @Test
     void badInputIsRefusedClearly() {
         long before = Kiln.memoryStats().bytesInUse();
         try (Sequential model = mlp()) {
