@@ -166,7 +166,7 @@ class InferenceSessionTest {
 
     @Test
     void badInputIsRefusedClearly() {
-        long before = Kiln.memoryStats().bytesInUse();
+        long before = dev.kiln.tensor.NativeMemory.settledBytesInUse();
         try (Sequential model = mlp()) {
             InferenceSession s = model.compile(8);
             try (Tensor x9 = Tensor.zeros(DType.F32, 9, 40); Tensor y9 = Tensor.zeros(DType.F32, 9, 10);

@@ -42,10 +42,15 @@ class SafeTensorsTest {
 
     private static byte[] bytes(Tensor t) {
         try (Tensor c = t.copy()) {
-            java.nio.ByteBuffer b = c.byteView();
-            byte[] out = new byte[b.remaining()];
-            b.get(out);
-            return out;
+            dev.kiln.tensor.NativeAccess.acquire(c);
+            try {
+                java.nio.ByteBuffer b = dev.kiln.tensor.NativeAccess.rawBytes(c);
+                byte[] out = new byte[b.remaining()];
+                b.get(out);
+                return out;
+            } finally {
+                dev.kiln.tensor.NativeAccess.release(c);
+            }
         }
     }
 
@@ -93,7 +98,7 @@ class SafeTensorsTest {
 
     @Test
     void hostileFilesAreRefusedWithTheRuleTheyBreak() {
-        long before = Kiln.memoryStats().bytesInUse();
+        long before = dev.kiln.tensor.NativeMemory.settledBytesInUse();
         String ok = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
         try (TensorSet s = SafeTensors.read(file(ok, 8))) {
             assertEquals(2, s.get("a").numel());
@@ -149,7 +154,7 @@ class SafeTensorsTest {
         } finally {
             in.values().forEach(Tensor::close);
         }
-        long before = Kiln.memoryStats().bytesInUse();
+        long before = dev.kiln.tensor.NativeMemory.settledBytesInUse();
         Random r = new Random(20261129);
         int accepted = 0;
         long t0 = System.nanoTime();

@@ -15,6 +15,7 @@ import org.junit.jupiter.api.parallel.Isolated;
 class LifetimeTest {
     @Test
     void aMillionTensorsCreatedAndClosedLeaveNoNativeBytes() {
+        NativeMemory.settledBytesInUse();
         Kiln.MemoryStats before = Kiln.memoryStats();
         for (int i = 0; i < 1_000_000; i++) {
             try (Tensor t = Tensor.zeros(DType.F32, 1 + (i % 64))) {
@@ -32,8 +33,8 @@ class LifetimeTest {
 
     @Test
     void cleanerReclaimsUnclosedTensorsAndCountsThem() throws InterruptedException {
+        long bytesBefore = NativeMemory.settledBytesInUse();
         long reclaimedBefore = Tensor.reclaimedByCleaner();
-        long bytesBefore = Kiln.memoryStats().bytesInUse();
         for (int i = 0; i < 100; i++) {
             Tensor.zeros(DType.F32, 1024); // never closed
         }
@@ -64,7 +65,7 @@ class LifetimeTest {
 
     @Test
     void aBufferViewKeepsMemoryValidAfterClose() throws InterruptedException {
-        long bytesBefore = Kiln.memoryStats().bytesInUse();
+        long bytesBefore = NativeMemory.settledBytesInUse();
         Tensor t = Tensor.zeros(DType.F32, 256);
         FloatBuffer view = t.floatView();
         t.close();
@@ -83,7 +84,7 @@ class LifetimeTest {
 
     @Test
     void scopeClosesEverythingItTracks() {
-        long bytesBefore = Kiln.memoryStats().bytesInUse();
+        long bytesBefore = NativeMemory.settledBytesInUse();
         Tensor a;
         Tensor b;
         try (TensorScope scope = new TensorScope()) {
