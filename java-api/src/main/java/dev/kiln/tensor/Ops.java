@@ -81,17 +81,12 @@ public final class Ops {
         checkOverlap("scale", out, out.stridesRef(), a, a.stridesRef(), "a");
         Scratch s = Scratch.get();
         Storage ma = a.storage(), mo = out.storage();
-        ma.acquire();
+        acquireAll(ma, mo, null, null, null);
         try {
-            mo.acquire();
-            try {
-                Native.check(KilnNative.scaleF32(a.rank(), s.put(0, a.shapeRef()), a.address(),
-                        s.put(1, a.stridesRef()), alpha, out.address(), s.put(2, out.stridesRef())));
-            } finally {
-                mo.release();
-            }
+            Native.check(KilnNative.scaleF32(a.rank(), s.put(0, a.shapeRef()), a.address(),
+                    s.put(1, a.stridesRef()), alpha, out.address(), s.put(2, out.stridesRef())));
         } finally {
-            ma.release();
+            releaseAll(ma, mo, null, null, null);
         }
     }
 
@@ -129,27 +124,22 @@ public final class Ops {
         }
         Scratch s = Scratch.get();
         Storage ms = src.storage(), md = dst.storage();
-        ms.acquire();
+        acquireAll(ms, md, null, null, null);
         try {
-            md.acquire();
-            try {
-                if (src.dtype().isPacked()) {
-                    // I4 views are contiguous (enforced): copy the packed bytes.
-                    long bytes = src.byteSize();
-                    long[] one = {bytes};
-                    long[] unit = {1};
-                    Native.check(KilnNative.copyStrided(1, 1, s.put(0, one), src.address(), s.put(1, unit),
-                            dst.address(), s.put(2, unit)));
-                } else {
-                    Native.check(KilnNative.copyStrided(src.dtype().byteSize(), src.rank(),
-                            s.put(0, src.shapeRef()), src.address(), s.put(1, src.stridesRef()),
-                            dst.address(), s.put(2, dst.stridesRef())));
-                }
-            } finally {
-                md.release();
+            if (src.dtype().isPacked()) {
+                // I4 views are contiguous (enforced): copy the packed bytes.
+                long bytes = src.byteSize();
+                long[] one = {bytes};
+                long[] unit = {1};
+                Native.check(KilnNative.copyStrided(1, 1, s.put(0, one), src.address(), s.put(1, unit),
+                        dst.address(), s.put(2, unit)));
+            } else {
+                Native.check(KilnNative.copyStrided(src.dtype().byteSize(), src.rank(),
+                        s.put(0, src.shapeRef()), src.address(), s.put(1, src.stridesRef()),
+                        dst.address(), s.put(2, dst.stridesRef())));
             }
         } finally {
-            ms.release();
+            releaseAll(ms, md, null, null, null);
         }
     }
 
@@ -467,17 +457,12 @@ public final class Ops {
         checkOverlap(name, out, out.stridesRef(), a, a.stridesRef(), "a");
         Scratch s = Scratch.get();
         Storage ma = a.storage(), mo = out.storage();
-        ma.acquire();
+        acquireAll(ma, mo, null, null, null);
         try {
-            mo.acquire();
-            try {
-                Native.check(KilnNative.unaryF32(f.nativeCode(), alpha, a.rank(), s.put(0, a.shapeRef()), a.address(),
-                        s.put(1, a.stridesRef()), out.address(), s.put(2, out.stridesRef())));
-            } finally {
-                mo.release();
-            }
+            Native.check(KilnNative.unaryF32(f.nativeCode(), alpha, a.rank(), s.put(0, a.shapeRef()), a.address(),
+                    s.put(1, a.stridesRef()), out.address(), s.put(2, out.stridesRef())));
         } finally {
-            ma.release();
+            releaseAll(ma, mo, null, null, null);
         }
     }
 
@@ -597,16 +582,11 @@ public final class Ops {
         Tensor co = out.isContiguous() ? out : Tensor.zeros(DType.F32, want);
         try {
             Storage sa = ca.storage(), so = co.storage();
-            sa.acquire();
+            acquireAll(sa, so, null, null, null);
             try {
-                so.acquire();
-                try {
-                    Native.check(KilnNative.reduceF32(op.ordinal(), o, len, in, ca.address(), co.address()));
-                } finally {
-                    so.release();
-                }
+                Native.check(KilnNative.reduceF32(op.ordinal(), o, len, in, ca.address(), co.address()));
             } finally {
-                sa.release();
+                releaseAll(sa, so, null, null, null);
             }
             if (co != out) {
                 copyInto(co, out);
@@ -643,16 +623,11 @@ public final class Ops {
         Tensor cx = x.isContiguous() ? x : x.copy();
         try {
             Storage sx = cx.storage(), so = out.storage();
-            sx.acquire();
+            acquireAll(sx, so, null, null, null);
             try {
-                so.acquire();
-                try {
-                    Native.check(KilnNative.argmaxF32(rows, cols, cx.address(), out.address()));
-                } finally {
-                    so.release();
-                }
+                Native.check(KilnNative.argmaxF32(rows, cols, cx.address(), out.address()));
             } finally {
-                sx.release();
+                releaseAll(sx, so, null, null, null);
             }
         } finally {
             if (cx != x) {
@@ -690,21 +665,16 @@ public final class Ops {
         Tensor cx = x.isContiguous() ? x : x.copy();
         try {
             Storage sx = cx.storage(), sv = values.storage(), si = indices.storage();
-            sx.acquire();
+            acquireAll(sx, sv, null, null, null);
             try {
-                sv.acquire();
+                si.acquire();
                 try {
-                    si.acquire();
-                    try {
-                        Native.check(KilnNative.topkF32(rows, cols, k, cx.address(), values.address(), indices.address()));
-                    } finally {
-                        si.release();
-                    }
+                    Native.check(KilnNative.topkF32(rows, cols, k, cx.address(), values.address(), indices.address()));
                 } finally {
-                    sv.release();
+                    si.release();
                 }
             } finally {
-                sx.release();
+                releaseAll(sx, sv, null, null, null);
             }
         } finally {
             if (cx != x) {
@@ -723,16 +693,11 @@ public final class Ops {
         Tensor co = out.isContiguous() ? out : Tensor.zeros(DType.F32, out.shapeRef());
         try {
             Storage sx = cx.storage(), so = co.storage();
-            sx.acquire();
+            acquireAll(sx, so, null, null, null);
             try {
-                so.acquire();
-                try {
-                    kernel.run(cx.address(), co.address());
-                } finally {
-                    so.release();
-                }
+                kernel.run(cx.address(), co.address());
             } finally {
-                sx.release();
+                releaseAll(sx, so, null, null, null);
             }
             if (co != out) {
                 copyInto(co, out);
