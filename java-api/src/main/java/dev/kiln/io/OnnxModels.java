@@ -1,0 +1,564 @@
+package dev.kiln.io;
+
+import com.google.protobuf.ByteString;
+import com.google.protobuf.InvalidProtocolBufferException;
+import dev.kiln.internal.onnx.Onnx.AttributeProto;
+import dev.kiln.internal.onnx.Onnx.GraphProto;
+import dev.kiln.internal.onnx.Onnx.ModelProto;
+import dev.kiln.internal.onnx.Onnx.NodeProto;
+import dev.kiln.internal.onnx.Onnx.OperatorSetIdProto;
+import dev.kiln.internal.onnx.Onnx.TensorProto;
+import dev.kiln.internal.onnx.Onnx.TensorShapeProto;
+import dev.kiln.internal.onnx.Onnx.TypeProto;
+import dev.kiln.internal.onnx.Onnx.ValueInfoProto;
+import dev.kiln.nn.Init;
+import dev.kiln.nn.Sequential;
+import dev.kiln.tensor.Activation;
+import dev.kiln.tensor.DType;
+import dev.kiln.tensor.Tensor;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * ONNX import and export of {@link Sequential} models, for the subset Kiln runs: Gemm, MatMul (+ Add
+ * of a bias), Relu, LeakyRelu, Gelu, Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax,
+ * LayerNormalization, Dropout, Identity, and Flatten/Reshape that keep rows 2-D. Graphs must be a
+ * chain from the one input to the one output (residual branches and Gather/Embedding are not
+ * supported yet). An unsupported op, attribute or graph shape is refused with
+ * IllegalArgumentException naming the op and the node.
+ *
+ * <p>Export writes opset 20 (Gelu), IR version 9, weights as initializers in raw little-endian
+ * floats; the batch dimension is symbolic ("N").
+ */
+public final class OnnxModels {
+    /** The opset Kiln writes. */
+    public static final int OPSET = 20;
+
+    private OnnxModels() {}
+
+    // ---- export -----------------------------------------------------------------------------------
+
+    public static void save(Sequential model, Path file) throws IOException {
+        Objects.requireNonNull(file, "file");
+        byte[] bytes = toBytes(model);
+        Path tmp = Files.createTempFile(file.toAbsolutePath().getParent(), ".kiln-onnx", ".tmp");
+        try {
+            Files.write(tmp, bytes);
+            Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        } finally {
+            Files.deleteIfExists(tmp);
+        }
+    }
+
+    public static byte[] toBytes(Sequential model) {
+        Objects.requireNonNull(model, "model");
+        GraphProto.Builder g = GraphProto.newBuilder().setName("kiln");
+        String cur = "input";
+        List<Sequential.Layer> layers = model.layers();
+        for (int i = 0; i < layers.size(); i++) {
+            Sequential.Layer l = layers.get(i);
+            String out = i == layers.size() - 1 ? "output" : "t" + i;
+            String node = l.kind().name().toLowerCase(java.util.Locale.ROOT) + "_" + i;
+            NodeProto.Builder n = NodeProto.newBuilder().setName(node).addInput(cur).addOutput(out);
+            switch (l.kind()) {
+                case DENSE:
+                    g.addInitializer(floats(i + ".weight", l.weight()));
+                    g.addInitializer(floats(i + ".bias", l.bias()));
+                    n.setOpType("Gemm").addInput(i + ".weight").addInput(i + ".bias");
+                    break;
+                case ACTIVATION:
+                    activationNode(n, l.activation(), l.activationAlpha(), cur);
+                    break;
+                case SOFTMAX:
+                    n.setOpType("Softmax").addAttribute(intAttr("axis", -1));
+                    break;
+                case LOG_SOFTMAX:
+                    n.setOpType("LogSoftmax").addAttribute(intAttr("axis", -1));
+                    break;
+                case LAYER_NORM:
+                    g.addInitializer(floats(i + ".gamma", l.gamma()));
+                    g.addInitializer(floats(i + ".beta", l.beta()));
+                    n.setOpType("LayerNormalization").addInput(i + ".gamma").addInput(i + ".beta")
+                            .addAttribute(intAttr("axis", -1)).addAttribute(floatAttr("epsilon", l.eps()));
+                    break;
+                case DROPOUT:
+                    g.addInitializer(TensorProto.newBuilder().setName(i + ".ratio").setDataType(TensorProto.DataType.FLOAT_VALUE)
+                            .setRawData(ByteString.copyFrom(ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN)
+                                    .putFloat(0, l.activationAlpha()).array())));
+                    n.setOpType("Dropout").addInput(i + ".ratio");
+                    break;
+                default:
+                    throw new AssertionError(l.kind());
+            }
+            g.addNode(n);
+            cur = out;
+        }
+        g.addInput(valueInfo("input", model.inputFeatures()));
+        g.addOutput(valueInfo("output", model.outputFeatures()));
+        return ModelProto.newBuilder().setIrVersion(9).setProducerName("kiln").setProducerVersion(dev.kiln.Kiln.version())
+                .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(OPSET)).setGraph(g).build()
+                .toByteArray();
+    }
+
+    private static void activationNode(NodeProto.Builder n, Activation f, float alpha, String input) {
+        switch (f) {
+            case IDENTITY: n.setOpType("Identity"); break;
+            case RELU: n.setOpType("Relu"); break;
+            case LEAKY_RELU: n.setOpType("LeakyRelu").addAttribute(floatAttr("alpha", alpha)); break;
+            case GELU: n.setOpType("Gelu"); break;
+            case GELU_TANH: n.setOpType("Gelu").addAttribute(AttributeProto.newBuilder().setName("approximate")
+                    .setType(AttributeProto.AttributeType.STRING).setS(ByteString.copyFromUtf8("tanh"))); break;
+            case SIGMOID: n.setOpType("Sigmoid"); break;
+            case TANH: n.setOpType("Tanh"); break;
+            case EXP: n.setOpType("Exp"); break;
+            case LOG: n.setOpType("Log"); break;
+            case SQRT: n.setOpType("Sqrt"); break;
+            case NEG: n.setOpType("Neg"); break;
+            case ABS: n.setOpType("Abs"); break;
+            case SQUARE: n.setOpType("Mul").addInput(input); break;
+            default: throw new AssertionError(f);
+        }
+    }
+
+    private static ValueInfoProto valueInfo(String name, long features) {
+        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
+                TypeProto.Tensor.newBuilder().setElemType(TensorProto.DataType.FLOAT_VALUE).setShape(TensorShapeProto.newBuilder()
+                        .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("N"))
+                        .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(features))))).build();
+    }
+
+    private static TensorProto floats(String name, Tensor t) {
+        float[] v = t.toFloatArray();
+        ByteBuffer b = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
+        for (float f : v) {
+            b.putFloat(f);
+        }
+        TensorProto.Builder p = TensorProto.newBuilder().setName(name).setDataType(TensorProto.DataType.FLOAT_VALUE)
+                .setRawData(ByteString.copyFrom(b.array()));
+        for (long d : t.shape()) {
+            p.addDims(d);
+        }
+        return p.build();
+    }
+
+    private static AttributeProto intAttr(String name, long v) {
+        return AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.INT).setI(v).build();
+    }
+
+    private static AttributeProto floatAttr(String name, float v) {
+        return AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.FLOAT).setF(v).build();
+    }
+
+    // ---- import -----------------------------------------------------------------------------------
+
+    public static Sequential load(Path file) throws IOException {
+        return fromBytes(Files.readAllBytes(file));
+    }
+
+    /** One layer being imported, and its parameters (as float arrays with shapes). */
+    private static final class Pending {
+        String kind;
+        long out;
+        Activation activation = Activation.IDENTITY;
+        float alpha;
+        float eps;
+        float[] weight;
+        float[] bias;
+        float[] gamma;
+        float[] beta;
+    }
+
+    public static Sequential fromBytes(byte[] bytes) {
+        Objects.requireNonNull(bytes, "bytes");
+        ModelProto m;
+        try {
+            m = ModelProto.parseFrom(bytes);
+        } catch (InvalidProtocolBufferException e) {
+            throw new IllegalArgumentException("onnx: not a valid ONNX model (" + e.getMessage() + ")");
+        }
+        if (!m.hasGraph()) {
+            throw new IllegalArgumentException("onnx: the model has no graph");
+        }
+        for (OperatorSetIdProto o : m.getOpsetImportList()) {
+            if ((o.getDomain().isEmpty() || o.getDomain().equals("ai.onnx")) && (o.getVersion() < 13 || o.getVersion() > 23)) {
+                throw new IllegalArgumentException("onnx: opset " + o.getVersion() + " is not supported (13..23)");
+            }
+        }
+        GraphProto g = m.getGraph();
+        Map<String, TensorProto> inits = new HashMap<>();
+        for (TensorProto t : g.getInitializerList()) {
+            inits.put(t.getName(), t);
+        }
+        List<ValueInfoProto> inputs = new ArrayList<>();
+        for (ValueInfoProto v : g.getInputList()) {
+            if (!inits.containsKey(v.getName())) {
+                inputs.add(v);
+            }
+        }
+        if (inputs.size() != 1 || g.getOutputCount() != 1) {
+            throw new IllegalArgumentException("onnx: the graph has " + inputs.size() + " inputs and " + g.getOutputCount()
+                    + " outputs: Kiln imports models with one input and one output");
+        }
+        long features = inputFeatures(inputs.get(0));
+        String cur = inputs.get(0).getName();
+        long width = features;
+        List<Pending> layers = new ArrayList<>();
+        for (NodeProto n : g.getNodeList()) {
+            String op = n.getOpType(), name = n.getName().isEmpty() ? "(unnamed " + op + ")" : n.getName();
+            if (!n.getDomain().isEmpty() && !n.getDomain().equals("ai.onnx")) {
+                throw unsupported(op, name, "domain '" + n.getDomain() + "'");
+            }
+            if (n.getInputCount() == 0 || !n.getInput(0).equals(cur)) {
+                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") does not read the previous result '"
+                        + cur + "': Kiln imports chains of layers (no branches yet)");
+            }
+            if (n.getOutputCount() < 1) {
+                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") has no output");
+            }
+            Pending p = new Pending();
+            switch (op) {
+                case "Gemm": {
+                    checkAttrs(n, name, "alpha", "beta", "transA", "transB");
+                    if (floatAttr(n, "alpha", 1f) != 1f || floatAttr(n, "beta", 1f) != 1f || intAttr(n, "transA", 0) != 0) {
+                        throw unsupported(op, name, "alpha, beta other than 1 or transA = 1");
+                    }
+                    TensorProto w = initializer(inits, n, 1, name, op);
+                    boolean transB = intAttr(n, "transB", 0) != 0;
+                    dense(p, w, transB, width, name, op);
+                    if (n.getInputCount() > 2) {
+                        p.bias = vector(initializer(inits, n, 2, name, op), p.out, name, op);
+                    }
+                    break;
+                }
+                case "MatMul": {
+                    checkAttrs(n, name);
+                    dense(p, initializer(inits, n, 1, name, op), false, width, name, op);
+                    break;
+                }
+                case "Add": {
+                    checkAttrs(n, name);
+                    Pending last = layers.isEmpty() ? null : layers.get(layers.size() - 1);
+                    if (last == null || !last.kind.equals("dense") || last.bias != null || last.activation != Activation.IDENTITY) {
+                        throw unsupported(op, name, "an Add that is not the bias of a MatMul (residual adds are not supported yet)");
+                    }
+                    last.bias = vector(initializer(inits, n, 1, name, op), last.out, name, op);
+                    cur = n.getOutput(0);
+                    continue;
+                }
+                case "Relu": case "Sigmoid": case "Tanh": case "Exp": case "Log": case "Sqrt": case "Neg": case "Abs": {
+                    checkAttrs(n, name);
+                    p.kind = "activation";
+                    p.activation = Activation.valueOf(op.toUpperCase(java.util.Locale.ROOT));
+                    break;
+                }
+                case "LeakyRelu":
+                    checkAttrs(n, name, "alpha");
+                    p.kind = "activation";
+                    p.activation = Activation.LEAKY_RELU;
+                    p.alpha = floatAttr(n, "alpha", 0.01f);
+                    break;
+                case "Gelu": {
+                    checkAttrs(n, name, "approximate");
+                    String approx = stringAttr(n, "approximate", "none");
+                    if (!approx.equals("none") && !approx.equals("tanh")) {
+                        throw unsupported(op, name, "approximate = '" + approx + "'");
+                    }
+                    p.kind = "activation";
+                    p.activation = approx.equals("tanh") ? Activation.GELU_TANH : Activation.GELU;
+                    break;
+                }
+                case "Softmax": case "LogSoftmax": {
+                    checkAttrs(n, name, "axis");
+                    long axis = intAttr(n, "axis", -1);
+                    if (axis != -1 && axis != 1) {
+                        throw unsupported(op, name, "axis = " + axis + " (rows are 2-D: the axis must be -1 or 1)");
+                    }
+                    p.kind = op.equals("Softmax") ? "softmax" : "logsoftmax";
+                    break;
+                }
+                case "LayerNormalization": {
+                    checkAttrs(n, name, "axis", "epsilon", "stash_type");
+                    long axis = intAttr(n, "axis", -1);
+                    if (axis != -1 && axis != 1) {
+                        throw unsupported(op, name, "axis = " + axis);
+                    }
+                    p.kind = "layernorm";
+                    p.eps = floatAttr(n, "epsilon", 1e-5f);
+                    p.gamma = vector(initializer(inits, n, 1, name, op), width, name, op);
+                    p.beta = n.getInputCount() > 2 ? vector(initializer(inits, n, 2, name, op), width, name, op) : new float[(int) width];
+                    break;
+                }
+                case "Dropout": {
+                    checkAttrs(n, name, "seed");
+                    p.kind = "dropout";
+                    p.alpha = n.getInputCount() > 1 && !n.getInput(1).isEmpty()
+                            ? vector(initializer(inits, n, 1, name, op), 1, name, op)[0] : 0.5f;
+                    if (!(p.alpha >= 0 && p.alpha < 1)) {
+                        throw unsupported(op, name, "ratio " + p.alpha);
+                    }
+                    break;
+                }
+                case "Identity":
+                    checkAttrs(n, name);
+                    cur = n.getOutput(0);
+                    continue;
+                case "Flatten": {
+                    checkAttrs(n, name, "axis");
+                    if (intAttr(n, "axis", 1) != 1) {
+                        throw unsupported(op, name, "axis = " + intAttr(n, "axis", 1));
+                    }
+                    cur = n.getOutput(0);
+                    continue;
+                }
+                case "Reshape": {
+                    checkAttrs(n, name, "allowzero");
+                    TensorProto shape = initializer(inits, n, 1, name, op);
+                    long[] s = longs(shape, name, op);
+                    if (s.length != 2 || (s[0] != -1 && s[0] != 0) || (s[1] != width && s[1] != -1)) {
+                        throw unsupported(op, name, "a shape other than [-1, " + width + "] (rows stay 2-D)");
+                    }
+                    cur = n.getOutput(0);
+                    continue;
+                }
+                default:
+                    throw unsupported(op, name, "the op");
+            }
+            if (p.kind.equals("dense")) {
+                width = p.out;
+            } else {
+                p.out = width;
+            }
+            layers.add(p);
+            cur = n.getOutput(0);
+        }
+        if (!cur.equals(g.getOutput(0).getName())) {
+            throw new IllegalArgumentException("onnx: the graph output '" + g.getOutput(0).getName()
+                    + "' is not the last node's result '" + cur + "'");
+        }
+        if (layers.isEmpty()) {
+            throw new IllegalArgumentException("onnx: the graph has no layer Kiln can run");
+        }
+        return build(features, layers);
+    }
+
+    private static Sequential build(long features, List<Pending> layers) {
+        Sequential.Builder b = Sequential.builder(features);
+        for (Pending p : layers) {
+            switch (p.kind) {
+                case "dense": b.dense(p.out, Init.ZEROS, 0); break;
+                case "activation": b.activation(p.activation, p.alpha); break;
+                case "softmax": b.softmax(); break;
+                case "logsoftmax": b.logSoftmax(); break;
+                case "layernorm": b.layerNorm(p.eps); break;
+                case "dropout": b.dropout(p.alpha); break;
+                default: throw new AssertionError(p.kind);
+            }
+        }
+        Sequential model = b.build();
+        Map<String, Tensor> params = new LinkedHashMap<>();
+        try {
+            for (int i = 0; i < layers.size(); i++) {
+                Pending p = layers.get(i);
+                Sequential.Layer l = model.layers().get(i);
+                if (p.weight != null) {
+                    params.put(i + ".weight", Tensor.of(p.weight, l.inFeatures(), l.outFeatures()));
+                    params.put(i + ".bias", Tensor.of(p.bias != null ? p.bias : new float[(int) p.out], p.out));
+                }
+                if (p.gamma != null) {
+                    params.put(i + ".gamma", Tensor.of(p.gamma, p.out));
+                    params.put(i + ".beta", Tensor.of(p.beta, p.out));
+                }
+            }
+            model.loadParameters(params);
+        } catch (RuntimeException e) {
+            model.close();
+            throw e;
+        } finally {
+            params.values().forEach(Tensor::close);
+        }
+        return model;
+    }
+
+    private static void dense(Pending p, TensorProto w, boolean transB, long width, String name, String op) {
+        long[] dims = dims(w, name, op);
+        if (dims.length != 2) {
+            throw unsupported(op, name, "a weight of rank " + dims.length);
+        }
+        long k = transB ? dims[1] : dims[0], n = transB ? dims[0] : dims[1];
+        if (k != width) {
+            throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") multiplies " + width
+                    + " features by a weight of " + k + " rows");
+        }
+        float[] v = floatData(w, dims, name, op);
+        if (transB) {
+            float[] t = new float[v.length];
+            for (int i = 0; i < n; i++) {
+                for (int j = 0; j < k; j++) {
+                    t[(int) (j * n + i)] = v[(int) (i * k + j)];
+                }
+            }
+            v = t;
+        }
+        p.kind = "dense";
+        p.out = n;
+        p.weight = v;
+    }
+
+    private static float[] vector(TensorProto t, long n, String name, String op) {
+        long[] dims = dims(t, name, op);
+        long count = 1;
+        for (long d : dims) {
+            count *= d;
+        }
+        if (count != n) {
+            throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + "): initializer '" + t.getName() + "' has "
+                    + count + " values, expected " + n);
+        }
+        return floatData(t, dims, name, op);
+    }
+
+    private static long[] dims(TensorProto t, String name, String op) {
+        long[] d = new long[t.getDimsCount()];
+        long count = 1;
+        for (int i = 0; i < d.length; i++) {
+            d[i] = t.getDims(i);
+            if (d[i] < 0 || d[i] > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + "): initializer '" + t.getName()
+                        + "' has dimension " + d[i]);
+            }
+            count *= d[i];
+            if (count > Integer.MAX_VALUE / 4) {
+                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + "): initializer '" + t.getName()
+                        + "' is too large");
+            }
+        }
+        return d;
+    }
+
+    private static float[] floatData(TensorProto t, long[] dims, String name, String op) {
+        if (t.getDataType() != TensorProto.DataType.FLOAT_VALUE) {
+            throw unsupported(op, name, "initializer '" + t.getName() + "' of data type " + t.getDataType() + " (FLOAT only)");
+        }
+        if (t.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
+            throw unsupported(op, name, "external data for '" + t.getName() + "'");
+        }
+        int count = 1;
+        for (long d : dims) {
+            count *= (int) d;
+        }
+        // Check the data really holds `count` floats before allocating anything for it.
+        if (t.hasRawData()) {
+            ByteBuffer b = t.getRawData().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
+            if (b.remaining() != 4L * count) {
+                throw new IllegalArgumentException("onnx: initializer '" + t.getName() + "' holds " + b.remaining()
+                        + " bytes for " + count + " floats");
+            }
+            float[] out = new float[count];
+            b.asFloatBuffer().get(out);
+            return out;
+        }
+        if (t.getFloatDataCount() != count) {
+            throw new IllegalArgumentException("onnx: initializer '" + t.getName() + "' holds " + t.getFloatDataCount()
+                    + " floats, its shape needs " + count);
+        }
+        float[] out = new float[count];
+        for (int i = 0; i < count; i++) {
+            out[i] = t.getFloatData(i);
+        }
+        return out;
+    }
+
+    private static long[] longs(TensorProto t, String name, String op) {
+        if (t.getDataType() != TensorProto.DataType.INT64_VALUE) {
+            throw unsupported(op, name, "a shape initializer that is not INT64");
+        }
+        if (t.hasRawData()) {
+            ByteBuffer b = t.getRawData().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
+            long[] out = new long[b.remaining() / 8];
+            b.asLongBuffer().get(out);
+            return out;
+        }
+        long[] out = new long[t.getInt64DataCount()];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = t.getInt64Data(i);
+        }
+        return out;
+    }
+
+    private static TensorProto initializer(Map<String, TensorProto> inits, NodeProto n, int index, String name, String op) {
+        if (n.getInputCount() <= index) {
+            throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") lacks input " + index);
+        }
+        TensorProto t = inits.get(n.getInput(index));
+        if (t == null) {
+            throw unsupported(op, name, "input '" + n.getInput(index) + "' that is not an initializer (weights must be constants)");
+        }
+        return t;
+    }
+
+    private static long inputFeatures(ValueInfoProto v) {
+        if (!v.hasType() || !v.getType().hasTensorType()) {
+            throw new IllegalArgumentException("onnx: input '" + v.getName() + "' is not a tensor");
+        }
+        TypeProto.Tensor t = v.getType().getTensorType();
+        if (t.getElemType() != TensorProto.DataType.FLOAT_VALUE) {
+            throw new IllegalArgumentException("onnx: input '" + v.getName() + "' has element type " + t.getElemType()
+                    + ": Kiln takes FLOAT inputs");
+        }
+        if (!t.hasShape() || t.getShape().getDimCount() != 2 || !t.getShape().getDim(1).hasDimValue()
+                || t.getShape().getDim(1).getDimValue() < 1) {
+            throw new IllegalArgumentException("onnx: input '" + v.getName() + "' must be [batch, features] with known features");
+        }
+        return t.getShape().getDim(1).getDimValue();
+    }
+
+    private static void checkAttrs(NodeProto n, String name, String... allowed) {
+        for (AttributeProto a : n.getAttributeList()) {
+            boolean ok = false;
+            for (String s : allowed) {
+                ok |= s.equals(a.getName());
+            }
+            if (!ok) {
+                throw unsupported(n.getOpType(), name, "attribute '" + a.getName() + "'");
+            }
+        }
+    }
+
+    private static AttributeProto attr(NodeProto n, String key) {
+        for (AttributeProto a : n.getAttributeList()) {
+            if (a.getName().equals(key)) {
+                return a;
+            }
+        }
+        return null;
+    }
+
+    private static long intAttr(NodeProto n, String key, long dflt) {
+        AttributeProto a = attr(n, key);
+        return a == null ? dflt : a.getI();
+    }
+
+    private static float floatAttr(NodeProto n, String key, float dflt) {
+        AttributeProto a = attr(n, key);
+        return a == null ? dflt : a.getF();
+    }
+
+    private static String stringAttr(NodeProto n, String key, String dflt) {
+        AttributeProto a = attr(n, key);
+        return a == null ? dflt : a.getS().toStringUtf8();
+    }
+
+    private static IllegalArgumentException unsupported(String op, String node, String what) {
+        return new IllegalArgumentException("onnx: unsupported " + what + " in op " + op + " at node '" + node + "'");
+    }
+}

@@ -1,0 +1,180 @@
+package dev.kiln.io;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.google.protobuf.ByteString;
+import dev.kiln.infer.InferenceSession;
+import dev.kiln.internal.onnx.Onnx.AttributeProto;
+import dev.kiln.internal.onnx.Onnx.GraphProto;
+import dev.kiln.internal.onnx.Onnx.ModelProto;
+import dev.kiln.internal.onnx.Onnx.NodeProto;
+import dev.kiln.internal.onnx.Onnx.OperatorSetIdProto;
+import dev.kiln.internal.onnx.Onnx.TensorProto;
+import dev.kiln.internal.onnx.Onnx.TensorShapeProto;
+import dev.kiln.internal.onnx.Onnx.TypeProto;
+import dev.kiln.internal.onnx.Onnx.ValueInfoProto;
+import dev.kiln.nn.Init;
+import dev.kiln.nn.Sequential;
+import dev.kiln.tensor.DType;
+import dev.kiln.tensor.Epilogue;
+import dev.kiln.tensor.Ops;
+import dev.kiln.tensor.Tensor;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+class OnnxModelsTest {
+    static Sequential sample() {
+        Sequential m = Sequential.builder(12).dense(20, Init.HE, 1).relu().dense(16, Init.HE, 2).gelu().layerNorm(1e-5f)
+                .dropout(0.2).dense(8, Init.XAVIER, 3).leakyRelu(0.05f).dense(5, Init.XAVIER, 4).softmax().build();
+        int i = 0;
+        for (Map.Entry<String, Tensor> e : m.parameters().entrySet()) {
+            e.getValue().fillUniform(-0.5, 0.5, 100 + i++);
+        }
+        return m;
+    }
+
+    private static float[] run(Sequential m, Tensor x) {
+        try (InferenceSession s = m.compile((int) x.size(0)); Tensor y = Tensor.zeros(DType.F32, x.size(0), m.outputFeatures())) {
+            s.run(x, y);
+            return y.toFloatArray();
+        }
+    }
+
+    @Test
+    void exportThenImportIsExact() {
+        try (Sequential a = sample(); Sequential b = OnnxModels.fromBytes(OnnxModels.toBytes(a));
+                Tensor x = Tensor.zeros(DType.F32, 3, 12).fillNormal(0, 1, 7)) {
+            assertEquals(a.layers().size(), b.layers().size());
+            for (Map.Entry<String, Tensor> e : a.parameters().entrySet()) {
+                assertArrayEquals(e.getValue().toFloatArray(), b.parameters().get(e.getKey()).toFloatArray(), e.getKey());
+            }
+            assertEquals(0.2f, b.layers().get(5).activationAlpha());
+            assertArrayEquals(run(a, x), run(b, x));
+        }
+    }
+
+    private static TensorProto init(String name, float[] v, long... dims) {
+        ByteBuffer b = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
+        for (float f : v) {
+            b.putFloat(f);
+        }
+        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(1).setRawData(ByteString.copyFrom(b.array()));
+        for (long d : dims) {
+            t.addDims(d);
+        }
+        return t.build();
+    }
+
+    private static ValueInfoProto io(String name, long f) {
+        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
+                .setElemType(1).setShape(TensorShapeProto.newBuilder().addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("b"))
+                        .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(f))))).build();
+    }
+
+    private static float[] rnd(Random r, int n) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+            v[i] = (float) (r.nextDouble() - 0.5);
+        }
+        return v;
+    }
+
+    /** A file built with the protobuf API alone (not Kiln's exporter): MatMul+Add, Relu, Flatten, Gemm(transB), Identity, Softmax. */
+    private static ModelProto.Builder handBuilt(float[] w1, float[] b1, float[] w2t, float[] b2) {
+        GraphProto.Builder g = GraphProto.newBuilder().setName("hand")
+                .addInitializer(init("W1", w1, 6, 4)).addInitializer(init("B1", b1, 4))
+                .addInitializer(init("W2t", w2t, 3, 4)).addInitializer(init("B2", b2, 3))
+                .addNode(NodeProto.newBuilder().setName("mm").setOpType("MatMul").addInput("x").addInput("W1").addOutput("a"))
+                .addNode(NodeProto.newBuilder().setName("bias").setOpType("Add").addInput("a").addInput("B1").addOutput("b"))
+                .addNode(NodeProto.newBuilder().setName("act").setOpType("Relu").addInput("b").addOutput("c"))
+                .addNode(NodeProto.newBuilder().setName("flat").setOpType("Flatten").addInput("c").addOutput("d"))
+                .addNode(NodeProto.newBuilder().setName("fc").setOpType("Gemm").addInput("d").addInput("W2t").addInput("B2")
+                        .addAttribute(AttributeProto.newBuilder().setName("transB").setType(AttributeProto.AttributeType.INT).setI(1))
+                        .addOutput("e"))
+                .addNode(NodeProto.newBuilder().setName("id").setOpType("Identity").addInput("e").addOutput("f"))
+                .addNode(NodeProto.newBuilder().setName("sm").setOpType("Softmax").addInput("f").addOutput("y")
+                        .addAttribute(AttributeProto.newBuilder().setName("axis").setType(AttributeProto.AttributeType.INT).setI(1)))
+                .addInput(io("x", 6)).addOutput(io("y", 3));
+        return ModelProto.newBuilder().setIrVersion(8).addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(17)).setGraph(g);
+    }
+
+    @Test
+    void importsAnIndependentlyBuiltFile() {
+        Random r = new Random(3);
+        float[] w1 = rnd(r, 24), b1 = rnd(r, 4), w2t = rnd(r, 12), b2 = rnd(r, 3);
+        try (Sequential m = OnnxModels.fromBytes(handBuilt(w1, b1, w2t, b2).build().toByteArray());
+                Tensor x = Tensor.zeros(DType.F32, 2, 6).fillNormal(0, 1, 1);
+                Tensor tw1 = Tensor.of(w1, 6, 4); Tensor tb1 = Tensor.of(b1, 4); Tensor tw2 = Tensor.of(w2t, 3, 4);
+                Tensor tb2 = Tensor.of(b2, 3); Tensor h = Tensor.zeros(DType.F32, 2, 4); Tensor z = Tensor.zeros(DType.F32, 2, 3)) {
+            Ops.matmul(x, tw1, h, Epilogue.bias(tb1).withActivation(dev.kiln.tensor.Activation.RELU));
+            Ops.matmul(h, tw2.transpose(0, 1), z, Epilogue.bias(tb2));
+            Ops.softmax(z, z);
+            float[] want = z.toFloatArray(), got = run(m, x);
+            for (int i = 0; i < want.length; i++) {
+                assertEquals(want[i], got[i], 1e-6);
+            }
+        }
+    }
+
+    @Test
+    void unsupportedContentIsNamedInTheError() {
+        float[] w = new float[24], b = new float[4], w2 = new float[12], b2 = new float[3];
+        ModelProto.Builder conv = handBuilt(w, b, w2, b2);
+        conv.getGraphBuilder().getNodeBuilder(2).setOpType("Conv");
+        assertEquals("onnx: unsupported the op in op Conv at node 'act'",
+                assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(conv.build().toByteArray())).getMessage());
+        ModelProto.Builder transA = handBuilt(w, b, w2, b2);
+        transA.getGraphBuilder().getNodeBuilder(4).addAttribute(AttributeProto.newBuilder().setName("transA").setI(1));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(transA.build().toByteArray()))
+                .getMessage().contains("at node 'fc'"));
+        ModelProto.Builder odd = handBuilt(w, b, w2, b2);
+        odd.getGraphBuilder().getNodeBuilder(2).addAttribute(AttributeProto.newBuilder().setName("weird").setI(1));
+        assertEquals("onnx: unsupported attribute 'weird' in op Relu at node 'act'",
+                assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(odd.build().toByteArray())).getMessage());
+        ModelProto.Builder branch = handBuilt(w, b, w2, b2);
+        branch.getGraphBuilder().getNodeBuilder(3).setInput(0, "a");
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(branch.build().toByteArray()))
+                .getMessage().contains("does not read the previous result"));
+        byte[] good = handBuilt(w, b, w2, b2).build().toByteArray();
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(java.util.Arrays.copyOf(good, good.length / 2)))
+                .getMessage().startsWith("onnx:"));
+    }
+
+    @Test
+    void mutatedFilesNeverCrash() {
+        byte[] seed;
+        try (Sequential a = sample()) {
+            seed = OnnxModels.toBytes(a);
+        }
+        long before = dev.kiln.tensor.NativeMemory.settledBytesInUse();
+        Random r = new Random(11);
+        int accepted = 0;
+        for (int iter = 0; iter < 100_000; iter++) {
+            byte[] f = seed.clone();
+            int kind = r.nextInt(3);
+            if (kind == 0) {
+                for (int k = 0, n = 1 + r.nextInt(3); k < n; k++) {
+                    f[r.nextInt(f.length)] ^= (byte) (1 << r.nextInt(8));
+                }
+            } else if (kind == 1) {
+                f = java.util.Arrays.copyOf(f, r.nextInt(f.length));
+            } else {
+                f[r.nextInt(f.length)] = (byte) r.nextInt(256);
+            }
+            try (Sequential m = OnnxModels.fromBytes(f)) {
+                accepted++;
+                assertTrue(m.layers().size() <= 20);
+            } catch (IllegalArgumentException | IllegalStateException expected) {
+                // refused with a message
+            }
+        }
+        assertTrue(accepted < 100_000, "accepted " + accepted);
+        assertEquals(before, dev.kiln.Kiln.memoryStats().bytesInUse(), "no native memory left behind");
+    }
+}
