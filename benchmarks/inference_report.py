@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Turns the JMH JSON of InferenceVsOnnxRuntime into benchmarks/results/inference.json (the format of
+BENCHMARKS.md) and the inference table of docs/performance.md. Called by benchmarks/run inference."""
+import datetime
+import json
+import os
+import re
+import sys
+
+raw, root, command = sys.argv[1:4]
+runs = json.load(open(raw))
+by = {}
+for r in runs:
+    side = r["benchmark"].rsplit(".", 1)[1]
+    p = r["params"]
+    key = (p["model"], int(p["batch"]), int(p["threads"]))
+    pm = r["primaryMetric"]
+    pct = pm.get("scorePercentiles", {})
+    alloc = r.get("secondaryMetrics", {}).get("gc.alloc.rate.norm", {}).get("score")
+    by.setdefault(key, {})[side] = {
+        "mean_us": pm["score"], "p50": pct.get("50.0"), "p99": pct.get("99.0"), "p999": pct.get("99.9"),
+        "alloc": alloc, "iterations": r.get("measurementIterations"),
+    }
+
+rows = []
+peer_names = {"onnxruntime": "onnxruntime", "onnxruntimeUsual": "onnxruntime_usual"}
+for (model, batch, threads), sides in sorted(by.items()):
+    if "kiln" not in sides:
+        continue
+    k = sides["kiln"]
+    def peers(metric, fn):
+        return {peer_names[s]: fn(v) for s, v in sides.items() if s != "kiln" and fn(v) is not None}
+    base = f"{model} b{batch}"
+    rows.append({"case": f"{base} p50", "threads": threads, "metric": "us", "higher_is_better": False,
+                 "kiln": k["p50"], "peers": peers("p50", lambda v: v["p50"]), "reps": k["iterations"]})
+    rows.append({"case": f"{base} p99", "threads": threads, "metric": "us", "higher_is_better": False,
+                 "kiln": k["p99"], "peers": peers("p99", lambda v: v["p99"]), "reps": k["iterations"]})
+    rows.append({"case": f"{base} throughput", "threads": threads, "metric": "samples/s", "higher_is_better": True,
+                 "kiln": batch * 1e6 / k["mean_us"], "peers": peers("t", lambda v: batch * 1e6 / v["mean_us"]),
+                 "reps": k["iterations"]})
+    rows.append({"case": f"{base} alloc", "threads": threads, "metric": "B/op", "higher_is_better": False,
+                 "kiln": k["alloc"], "peers": peers("a", lambda v: v["alloc"]), "reps": k["iterations"]})
+
+cpu = "unknown"
+for line in open("/proc/cpuinfo"):
+    if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+out = {"suite": "inference", "date": date, "command": command,
+       "machine": {"cpu": cpu, "cores": os.cpu_count(), "jvm": "JMH SampleTime, 1 fork, -prof gc"}, "rows": rows}
+json.dump(out, open(os.path.join(root, "benchmarks", "results", "inference.json"), "w"), indent=2)
+
+def fmt(v, metric):
+    if v is None:
+        return "–"
+    return f"{v:,.0f}" if metric == "samples/s" else (f"{v:.2f}" if v < 100 else f"{v:,.0f}")
+
+lines = ["## inference", "",
+         f"Command: `{command}` — {date}, {cpu}, {os.cpu_count()} cores. JMH SampleTime (1 fork; 2-thread results vary "
+         "between forks) with -prof gc. Same weights on both sides: Kiln exports the model to ONNX and ONNX Runtime "
+         "loads that file; outputs are checked equal before timing. `onnxruntime` = its fastest Java path (input tensor "
+         "created once, outputs pinned); `onnxruntime_usual` = new input tensor per call, output copied out. "
+         "Throughput = batch / mean latency. Ratio = Kiln / peer (for µs and B/op, lower is better).", "",
+         "| case | threads | metric | Kiln | onnxruntime (ratio) | onnxruntime_usual (ratio) |", "|---|---:|---|---:|---|---|"]
+for r in rows:
+    cells = []
+    for peer in ("onnxruntime", "onnxruntime_usual"):
+        v = r["peers"].get(peer)
+        ratio = (r["kiln"] / v) if (v and r["kiln"] is not None and v != 0) else None
+        cells.append(f"{fmt(v, r['metric'])}" + (f" (x{ratio:.2f})" if ratio is not None else ""))
+    lines.append(f"| {r['case']} | {r['threads']} | {r['metric']} | {fmt(r['kiln'], r['metric'])} | {cells[0]} | {cells[1]} |")
+section = "\n".join(lines) + "\n"
+perf = os.path.join(root, "docs", "performance.md")
+text = open(perf).read() if os.path.exists(perf) else "# Performance\n\n"
+pattern = re.compile(r"^## inference\n.*?(?=^## |\Z)", re.S | re.M)
+text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+open(perf, "w").write(text)
+print("wrote benchmarks/results/inference.json and the inference table in docs/performance.md")
