@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kiln/kiln.h"
+#include "threads.hpp"
 
 namespace kiln {
 
@@ -40,5 +41,24 @@ void byte_span(const Layout& l, int op, const void* base, int64_t elem_size, uin
 kiln_status check_no_partial_overlap(const char* fn, const Layout& l, int out_op, const void* out,
                                      int in_op, const void* in, int64_t elem_size,
                                      const char* out_name, const char* in_name);
+
+// Elements per parallel task for memory-bound strided ops: 32K floats (128 KiB) amortise waking a
+// worker (~10 us).
+constexpr int64_t kStridedGrain = int64_t(1) << 15;
+
+// Runs body(row, begin, end) over every contiguous run of the layout (positions begin..end of row
+// `row`), in parallel: split along the run when there is one row, else by rows.
+template <typename Body>
+void for_each_run(const Layout& l, Body&& body) {
+    const int64_t rows = l.rows(), inner = l.inner();
+    if (rows == 1) {
+        parallel_for(inner, kStridedGrain, [&](int64_t b, int64_t e) { body(0, b, e); });
+    } else {
+        const int64_t grain = inner >= kStridedGrain ? 1 : kStridedGrain / (inner > 0 ? inner : 1);
+        parallel_for(rows, grain, [&](int64_t rb, int64_t re) {
+            for (int64_t r = rb; r < re; ++r) body(r, 0, inner);
+        });
+    }
+}
 
 }  // namespace kiln

@@ -13,23 +13,6 @@ namespace {
 
 const EltwiseKernels kTable[] = {kEltwiseAvx512, kEltwiseAvx2, kEltwiseRef};
 
-// 32K floats (128 KiB) per task: enough to amortise waking a worker (~10 µs).
-constexpr int64_t kGrain = int64_t(1) << 15;
-
-// Runs body(row, begin, end) over every contiguous run of the layout, in parallel.
-template <typename Body>
-void for_each_run(const Layout& l, Body&& body) {
-    const int64_t rows = l.rows(), inner = l.inner();
-    if (rows == 1) {
-        parallel_for(inner, kGrain, [&](int64_t b, int64_t e) { body(0, b, e); });
-    } else {
-        const int64_t grain = inner >= kGrain ? 1 : kGrain / (inner > 0 ? inner : 1);
-        parallel_for(rows, grain, [&](int64_t rb, int64_t re) {
-            for (int64_t r = rb; r < re; ++r) body(r, 0, inner);
-        });
-    }
-}
-
 }  // namespace
 }  // namespace kiln
 
@@ -125,13 +108,13 @@ extern "C" KILN_API kiln_status kiln_sum_f32(int32_t ndim, const int64_t* shape,
     double total = 0.0;
     if (rows == 1) {
         std::vector<double> partial(size_t(blocks), 0.0);
-        parallel_for(blocks, kGrain / kSumBlock, [&](int64_t b0, int64_t b1) {
+        parallel_for(blocks, kStridedGrain / kSumBlock, [&](int64_t b0, int64_t b1) {
             for (int64_t blk = b0; blk < b1; ++blk) partial[size_t(blk)] = row_sum(a, blk, blk + 1);
         });
         for (double v : partial) total += v;
     } else {
         std::vector<double> partial(size_t(rows), 0.0);
-        const int64_t grain = inner >= kGrain ? 1 : kGrain / inner;
+        const int64_t grain = inner >= kStridedGrain ? 1 : kStridedGrain / inner;
         parallel_for(rows, grain, [&](int64_t rb, int64_t re) {
             for (int64_t r = rb; r < re; ++r)
                 partial[size_t(r)] = row_sum(a + l.row_offset(0, r), 0, blocks);

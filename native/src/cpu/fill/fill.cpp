@@ -14,8 +14,6 @@
 namespace kiln {
 namespace {
 
-constexpr int64_t kGrain = int64_t(1) << 15;
-
 inline uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -45,24 +43,6 @@ void fill_run(char* dst, int64_t ds, int64_t n, const void* pattern) {
     T* d = reinterpret_cast<T*>(dst);
     for (int64_t i = 0; i < n; ++i) d[i * ds] = v;
 }
-
-// Runs body(row, begin, end) over the contiguous-index runs of the layout, in parallel;
-// begin/end are positions in the row (the logical index is row * inner + position).
-template <typename Body>
-void for_each_run(const Layout& l, Body&& body) {
-    const int64_t rows = l.rows(), inner = l.inner();
-    if (rows == 1) {
-        parallel_for(inner, kGrain, [&](int64_t b, int64_t e) { body(0, b, e); });
-    } else {
-        const int64_t grain = inner >= kGrain ? 1 : kGrain / (inner > 0 ? inner : 1);
-        parallel_for(rows, grain, [&](int64_t rb, int64_t re) {
-            for (int64_t r = rb; r < re; ++r) body(r, 0, inner);
-        });
-    }
-}
-
-// Logical-order layout: unlike make_layout's coalescing this must keep row-major logical order,
-// which make_layout does (it merges only adjacent dims and never reorders them).
 
 }  // namespace
 }  // namespace kiln
