@@ -382,6 +382,105 @@ KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t batch, const f
 /** Frees a plan (NULL is a no-op). */
 KILN_API kiln_status kiln_plan_destroy(kiln_plan* plan);
 
+/* ============================================================================================
+ * Training: a sequence of layers with their parameters, gradients and optimizer state, compiled
+ * once; kiln_trainer_step runs forward, loss, backward and the optimizer update in one call over
+ * buffers preallocated for a maximum batch, with no allocation.
+ *
+ *     kiln_trainer* t;  kiln_trainer_create(784, 128, &t);
+ *     kiln_trainer_add_dense(t, 256, w1, b1);  kiln_trainer_add_activation(t, KILN_UNARY_RELU, 0);
+ *     kiln_trainer_add_dense(t, 10, w2, b2);
+ *     kiln_trainer_set_loss(t, KILN_LOSS_SOFTMAX_CROSS_ENTROPY, 0, NULL);
+ *     kiln_optimizer o = {KILN_OPT_ADAM, ...};  kiln_trainer_set_optimizer(t, &o);
+ *     kiln_trainer_compile(t);
+ *     kiln_trainer_step(t, batch, x, labels, NULL, 1e-3f, &loss);
+ *
+ * Parameters are copied in when layers are added and read back with kiln_trainer_param. A step is
+ * deterministic for a fixed seed and thread count. A trainer is used by one thread at a time.
+ * ========================================================================================== */
+
+typedef struct kiln_trainer kiln_trainer;
+
+typedef enum kiln_loss {
+    KILN_LOSS_SOFTMAX_CROSS_ENTROPY = 0, /* targets: int32 class ids; softmax fused */
+    KILN_LOSS_BCE_WITH_LOGITS = 1,       /* targets: float in [0, 1], one per output */
+    KILN_LOSS_MSE = 2,                   /* targets: float, one per output */
+    KILN_LOSS_HUBER = 3                  /* targets: float; delta is the quadratic zone's half-width */
+} kiln_loss;
+
+typedef enum kiln_optimizer_kind {
+    KILN_OPT_SGD = 0,     /* momentum, nesterov */
+    KILN_OPT_ADAM = 1,    /* beta1, beta2, eps */
+    KILN_OPT_ADAMW = 2,   /* Adam with decoupled weight_decay */
+    KILN_OPT_RMSPROP = 3  /* beta2 is the squared-gradient decay (alpha), eps */
+} kiln_optimizer_kind;
+
+typedef struct kiln_optimizer {
+    int32_t kind;
+    int32_t nesterov;
+    float momentum;
+    float beta1, beta2, eps;
+    float l2;           /* coupled L2: adds l2 * w to every weight gradient (biases, norms excluded) */
+    float weight_decay; /* decoupled: w -= lr * weight_decay * w each step (weights only) */
+    float clip_norm;    /* clip the global gradient norm to this (0: off) */
+} kiln_optimizer;
+
+KILN_API kiln_status kiln_trainer_create(int64_t input_features, int64_t max_batch, kiln_trainer** out);
+/** Dense y = x W + b, W in x out row-major (copied), b may be NULL (no bias). */
+KILN_API kiln_status kiln_trainer_add_dense(kiln_trainer* t, int64_t out_features, const float* weight,
+                                            const float* bias);
+/** RELU, LEAKY_RELU (alpha), GELU, GELU_TANH, SIGMOID, TANH or IDENTITY. */
+KILN_API kiln_status kiln_trainer_add_activation(kiln_trainer* t, int32_t activation, float alpha);
+/** Inverted dropout with drop probability p in [0, 1): the identity in evaluation. */
+KILN_API kiln_status kiln_trainer_add_dropout(kiln_trainer* t, float p);
+/** Layer norm (gamma, beta copied; NULL means 1 and 0, still trained). */
+KILN_API kiln_status kiln_trainer_add_layer_norm(kiln_trainer* t, const float* gamma, const float* beta, float eps);
+/** Softmax (0) or log-softmax (1) as a layer (for losses other than the fused cross-entropy). */
+KILN_API kiln_status kiln_trainer_add_softmax(kiln_trainer* t, int32_t log_softmax);
+/** Residual Add: the current value plus value `from` (0: the input, i: the output of layer i),
+ *  which must have the same width. */
+KILN_API kiln_status kiln_trainer_add_residual(kiln_trainer* t, int64_t from);
+/** The loss; class_weights (outputs floats, cross-entropy only) may be NULL. */
+KILN_API kiln_status kiln_trainer_set_loss(kiln_trainer* t, int32_t loss, float huber_delta,
+                                           const float* class_weights);
+KILN_API kiln_status kiln_trainer_set_optimizer(kiln_trainer* t, const kiln_optimizer* opt);
+/** Seed of the dropout masks (default 0). */
+KILN_API kiln_status kiln_trainer_set_seed(kiln_trainer* t, uint64_t seed);
+KILN_API kiln_status kiln_trainer_compile(kiln_trainer* t);
+/** One training step on `batch` rows: x batch x in; targets int32 class ids (cross-entropy) or
+ *  batch x out floats; sample_weights (batch floats) may be NULL. The loss is the weighted mean.
+ *  Returns KILN_ERR_INVALID_ARGUMENT, with nothing updated, when the targets are out of range or
+ *  the loss or a gradient is not finite. */
+KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch, const float* x, const void* targets,
+                                       const float* sample_weights, float lr, double* loss);
+/** Forward in evaluation mode (dropout off): adds the summed weighted loss, the summed weight and
+ *  (cross-entropy) the count of rows whose argmax equals the label to the three accumulators. */
+KILN_API kiln_status kiln_trainer_evaluate(kiln_trainer* t, int64_t batch, const float* x, const void* targets,
+                                           const float* sample_weights, double* loss_sum, double* weight_sum,
+                                           int64_t* correct);
+/** Forward in evaluation mode: the last layer's output (logits for cross-entropy) into y. */
+KILN_API kiln_status kiln_trainer_predict(kiln_trainer* t, int64_t batch, const float* x, float* y);
+/** Number of parameter tensors (Dense: weight then bias if any; layer norm: gamma then beta). */
+KILN_API kiln_status kiln_trainer_param_count(const kiln_trainer* t, int64_t* count);
+/** Copies parameter i out (into_trainer = 0) or in (1), or its gradient from the last step out (2);
+ *  n must equal its element count. */
+KILN_API kiln_status kiln_trainer_param(kiln_trainer* t, int64_t i, int32_t into_trainer, float* data, int64_t n);
+/** Element count and owning layer of parameter i. */
+KILN_API kiln_status kiln_trainer_param_info(const kiln_trainer* t, int64_t i, int64_t* n, int64_t* layer);
+/** Whole trainer state (parameters, optimizer moments, step count) as bytes, for checkpoints. */
+KILN_API kiln_status kiln_trainer_state_bytes(const kiln_trainer* t, int64_t* bytes);
+KILN_API kiln_status kiln_trainer_save_state(const kiln_trainer* t, void* dst, int64_t bytes);
+/** Restores a state saved from a trainer of the same structure (checked); nothing changes on error. */
+KILN_API kiln_status kiln_trainer_load_state(kiln_trainer* t, const void* src, int64_t bytes);
+/** Steps taken so far. */
+KILN_API kiln_status kiln_trainer_steps(const kiln_trainer* t, int64_t* steps);
+KILN_API kiln_status kiln_trainer_destroy(kiln_trainer* t);
+
+/** Copies rows: dst row r = src row index[r] (row_bytes each), n rows; every index must be in
+ *  0..src_rows-1. For gathering shuffled mini-batches without allocation. */
+KILN_API kiln_status kiln_gather_rows(int64_t n, const int32_t* index, int64_t src_rows, int64_t row_bytes,
+                                      const void* src, void* dst);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -1,0 +1,35 @@
+// Fused optimizer updates: one pass over a parameter's value, gradient and moments per step.
+// Each ISA has its own translation unit (update_ref.cpp, update_avx512.cpp); train.cpp picks one
+// through the dispatch table.
+#pragma once
+
+#include <cstdint>
+
+#include "kiln/kiln.h"
+
+namespace kiln::train {
+
+struct UpdateArgs {
+    int32_t kind;      // kiln_optimizer_kind
+    int32_t nesterov;
+    float lr;
+    float momentum;
+    float beta1, beta2, eps;
+    float l2;          // coupled, already 0 for non-weights
+    float decay;       // decoupled factor lr * weight_decay, already 0 for non-weights
+    float grad_scale;  // from global-norm clipping (1: none)
+    float step_size;     // Adam: lr / (1 - beta1^t), as PyTorch
+    float inv_sqrt_bc2;  // Adam: 1 / sqrt(1 - beta2^t)
+};
+
+// Updates value[0..n) from grad (read-only) and the moments m, v (either unused may be null).
+using UpdateFn = void (*)(const UpdateArgs& a, int64_t n, float* value, const float* grad, float* m, float* v);
+
+void update_ref(const UpdateArgs& a, int64_t n, float* value, const float* grad, float* m, float* v);
+void update_avx512(const UpdateArgs& a, int64_t n, float* value, const float* grad, float* m, float* v);
+
+// Sum of squares in double (for the global gradient norm).
+double sum_squares_ref(int64_t n, const float* x);
+double sum_squares_avx512(int64_t n, const float* x);
+
+}  // namespace kiln::train

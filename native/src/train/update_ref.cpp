@@ -1,0 +1,50 @@
+// Portable optimizer updates: the reference the vector kernels are tested against.
+#include <cmath>
+
+#include "update.hpp"
+
+namespace kiln::train {
+
+void update_ref(const UpdateArgs& a, int64_t n, float* value, const float* grad, float* m, float* v) {
+    for (int64_t i = 0; i < n; ++i) {
+        float w = value[i];
+        float g = grad[i] * a.grad_scale + a.l2 * w;
+        w -= a.decay * w;
+        switch (a.kind) {
+            case KILN_OPT_SGD:
+                if (a.momentum != 0.0f) {
+                    const float buf = a.momentum * m[i] + g;
+                    m[i] = buf;
+                    g = a.nesterov ? g + a.momentum * buf : buf;
+                }
+                w -= a.lr * g;
+                break;
+            case KILN_OPT_ADAM:
+            case KILN_OPT_ADAMW: {
+                const float mi = a.beta1 * m[i] + (1.0f - a.beta1) * g;
+                const float vi = a.beta2 * v[i] + (1.0f - a.beta2) * g * g;
+                m[i] = mi;
+                v[i] = vi;
+                w -= a.step_size * mi / (std::sqrt(vi) * a.inv_sqrt_bc2 + a.eps);
+                break;
+            }
+            case KILN_OPT_RMSPROP: {
+                const float vi = a.beta2 * v[i] + (1.0f - a.beta2) * g * g;
+                v[i] = vi;
+                w -= a.lr * g / (std::sqrt(vi) + a.eps);
+                break;
+            }
+            default:
+                break;
+        }
+        value[i] = w;
+    }
+}
+
+double sum_squares_ref(int64_t n, const float* x) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += double(x[i]) * double(x[i]);
+    return s;
+}
+
+}  // namespace kiln::train

@@ -1,0 +1,523 @@
+// Training: gradients against central finite differences of an independent double-precision
+// forward pass, optimizers against their formulas, determinism, state save/load, bad input.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kiln/kiln.h"
+
+namespace {
+
+struct Spec {
+    enum K { Dense, Act, LN, Softmax, Residual } k;
+    int64_t out = 0;      // Dense
+    int32_t act = 0;      // Act
+    float alpha = 0;
+    int32_t log = 0;      // Softmax
+    int64_t from = 0;     // Residual
+    bool bias = true;
+};
+
+// Double-precision reference of the trainer's forward pass and loss.
+struct Ref {
+    int64_t in;
+    std::vector<Spec> specs;
+    std::vector<std::vector<double>> params;  // same order as the trainer's
+    int32_t loss;
+    double delta = 1.0;
+    std::vector<double> cw;
+
+    static double act(int32_t a, double alpha, double x) {
+        switch (a) {
+            case KILN_UNARY_RELU: return x > 0 ? x : 0;
+            case KILN_UNARY_LEAKY_RELU: return x < 0 ? alpha * x : x;
+            case KILN_UNARY_SIGMOID: return 1 / (1 + std::exp(-x));
+            case KILN_UNARY_TANH: return std::tanh(x);
+            case KILN_UNARY_GELU: return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+            case KILN_UNARY_GELU_TANH:
+                return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+            default: return x;
+        }
+    }
+
+    double loss_of(int64_t batch, const std::vector<float>& x, const std::vector<int32_t>& labels,
+                   const std::vector<float>& targets, const std::vector<float>& sw) const {
+        std::vector<std::vector<double>> vals;
+        vals.emplace_back(x.begin(), x.end());
+        int64_t width = in;
+        std::vector<int64_t> widths{in};
+        size_t pi = 0;
+        for (const Spec& s : specs) {
+            const std::vector<double>& a = vals.back();
+            std::vector<double> y;
+            switch (s.k) {
+                case Spec::Dense: {
+                    const auto& w = params[pi++];
+                    const std::vector<double>* b = s.bias ? &params[pi++] : nullptr;
+                    y.assign(size_t(batch * s.out), 0.0);
+                    for (int64_t r = 0; r < batch; ++r)
+                        for (int64_t j = 0; j < s.out; ++j) {
+                            double acc = b ? (*b)[size_t(j)] : 0.0;
+                            for (int64_t k = 0; k < width; ++k) acc += a[size_t(r * width + k)] * w[size_t(k * s.out + j)];
+                            y[size_t(r * s.out + j)] = acc;
+                        }
+                    width = s.out;
+                    break;
+                }
+                case Spec::Act:
+                    for (double v : a) y.push_back(act(s.act, s.alpha, v));
+                    break;
+                case Spec::LN: {
+                    const auto& g = params[pi++];
+                    const auto& bt = params[pi++];
+                    y.resize(a.size());
+                    for (int64_t r = 0; r < batch; ++r) {
+                        double mu = 0, var = 0;
+                        for (int64_t j = 0; j < width; ++j) mu += a[size_t(r * width + j)];
+                        mu /= double(width);
+                        for (int64_t j = 0; j < width; ++j) var += std::pow(a[size_t(r * width + j)] - mu, 2);
+                        var /= double(width);
+                        for (int64_t j = 0; j < width; ++j)
+                            y[size_t(r * width + j)] =
+                                (a[size_t(r * width + j)] - mu) / std::sqrt(var + 1e-5) * g[size_t(j)] + bt[size_t(j)];
+                    }
+                    break;
+                }
+                case Spec::Softmax: {
+                    y.resize(a.size());
+                    for (int64_t r = 0; r < batch; ++r) {
+                        double mx = -1e300, se = 0;
+                        for (int64_t j = 0; j < width; ++j) mx = std::max(mx, a[size_t(r * width + j)]);
+                        for (int64_t j = 0; j < width; ++j) se += std::exp(a[size_t(r * width + j)] - mx);
+                        for (int64_t j = 0; j < width; ++j) {
+                            const double ls = a[size_t(r * width + j)] - mx - std::log(se);
+                            y[size_t(r * width + j)] = s.log ? ls : std::exp(ls);
+                        }
+                    }
+                    break;
+                }
+                case Spec::Residual: {
+                    const auto& o = vals[size_t(s.from)];
+                    for (size_t j = 0; j < a.size(); ++j) y.push_back(a[j] + o[j]);
+                    break;
+                }
+            }
+            vals.push_back(std::move(y));
+            widths.push_back(width);
+        }
+        const std::vector<double>& z = vals.back();
+        double total = 0, wsum = 0;
+        for (int64_t r = 0; r < batch; ++r) {
+            double w = sw.empty() ? 1.0 : sw[size_t(r)];
+            if (loss == KILN_LOSS_SOFTMAX_CROSS_ENTROPY) {
+                if (!cw.empty()) w *= cw[size_t(labels[size_t(r)])];
+                double mx = -1e300, se = 0;
+                for (int64_t j = 0; j < width; ++j) mx = std::max(mx, z[size_t(r * width + j)]);
+                for (int64_t j = 0; j < width; ++j) se += std::exp(z[size_t(r * width + j)] - mx);
+                total += w * (mx + std::log(se) - z[size_t(r * width + labels[size_t(r)])]);
+            } else {
+                double row = 0;
+                for (int64_t j = 0; j < width; ++j) {
+                    const double zk = z[size_t(r * width + j)], yk = targets[size_t(r * width + j)];
+                    if (loss == KILN_LOSS_BCE_WITH_LOGITS)
+                        row += std::max(zk, 0.0) - zk * yk + std::log1p(std::exp(-std::fabs(zk)));
+                    else if (loss == KILN_LOSS_MSE)
+                        row += (zk - yk) * (zk - yk);
+                    else {
+                        const double e = std::fabs(zk - yk);
+                        row += e <= delta ? 0.5 * e * e : delta * (e - 0.5 * delta);
+                    }
+                }
+                total += w * row / double(width);
+            }
+            wsum += w;
+        }
+        return total / wsum;
+    }
+};
+
+struct Case {
+    int64_t in, batch;
+    std::vector<Spec> specs;
+    int32_t loss;
+    bool class_weights = false, sample_weights = false;
+};
+
+kiln_trainer* build(const Case& c, Ref& ref, std::mt19937& rng) {
+    kiln_trainer* t = nullptr;
+    EXPECT_EQ(kiln_trainer_create(c.in, c.batch, &t), KILN_OK);
+    std::normal_distribution<float> nd(0.0f, 0.5f);
+    int64_t width = c.in;
+    for (const Spec& s : c.specs) {
+        switch (s.k) {
+            case Spec::Dense: {
+                std::vector<float> w(size_t(width * s.out)), b(size_t(s.out));
+                for (float& v : w) v = nd(rng);
+                for (float& v : b) v = nd(rng);
+                EXPECT_EQ(kiln_trainer_add_dense(t, s.out, w.data(), s.bias ? b.data() : nullptr), KILN_OK)
+                    << kiln_last_error();
+                ref.params.emplace_back(w.begin(), w.end());
+                if (s.bias) ref.params.emplace_back(b.begin(), b.end());
+                width = s.out;
+                break;
+            }
+            case Spec::Act:
+                EXPECT_EQ(kiln_trainer_add_activation(t, s.act, s.alpha), KILN_OK);
+                break;
+            case Spec::LN: {
+                std::vector<float> g(static_cast<size_t>(width)), b(static_cast<size_t>(width));
+                for (float& v : g) v = 1.0f + nd(rng);
+                for (float& v : b) v = nd(rng);
+                EXPECT_EQ(kiln_trainer_add_layer_norm(t, g.data(), b.data(), 1e-5f), KILN_OK);
+                ref.params.emplace_back(g.begin(), g.end());
+                ref.params.emplace_back(b.begin(), b.end());
+                break;
+            }
+            case Spec::Softmax:
+                EXPECT_EQ(kiln_trainer_add_softmax(t, s.log), KILN_OK);
+                break;
+            case Spec::Residual:
+                EXPECT_EQ(kiln_trainer_add_residual(t, s.from), KILN_OK) << kiln_last_error();
+                break;
+        }
+    }
+    std::vector<float> cw;
+    if (c.class_weights) {
+        for (int64_t j = 0; j < width; ++j) cw.push_back(0.5f + float(j % 3));
+        ref.cw.assign(cw.begin(), cw.end());
+    }
+    EXPECT_EQ(kiln_trainer_set_loss(t, c.loss, 0.7f, cw.empty() ? nullptr : cw.data()), KILN_OK);
+    ref.delta = 0.7f;
+    kiln_optimizer sgd{KILN_OPT_SGD, 0, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, 0.0f};
+    EXPECT_EQ(kiln_trainer_set_optimizer(t, &sgd), KILN_OK);
+    EXPECT_EQ(kiln_trainer_compile(t), KILN_OK) << kiln_last_error();
+    ref.in = c.in;
+    ref.specs = c.specs;
+    ref.loss = c.loss;
+    return t;
+}
+
+void gradient_check(const Case& c, uint32_t seed) {
+    std::mt19937 rng(seed);
+    Ref ref;
+    kiln_trainer* t = build(c, ref, rng);
+    const int64_t out = [&] {
+        int64_t w = c.in;
+        for (const Spec& s : c.specs)
+            if (s.k == Spec::Dense) w = s.out;
+        return w;
+    }();
+    std::vector<float> x(size_t(c.batch * c.in)), targets(size_t(c.batch * out)), sw;
+    std::vector<int32_t> labels(size_t(c.batch));
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::uniform_real_distribution<float> ud(0.0f, 1.0f);
+    for (float& v : x) v = nd(rng);
+    for (float& v : targets) v = c.loss == KILN_LOSS_BCE_WITH_LOGITS ? ud(rng) : 2.0f * nd(rng);
+    for (int32_t& v : labels) v = int32_t(rng() % uint32_t(out));
+    if (c.sample_weights)
+        for (int64_t r = 0; r < c.batch; ++r) sw.push_back(0.25f + ud(rng));
+    const void* tg = c.loss == KILN_LOSS_SOFTMAX_CROSS_ENTROPY ? static_cast<const void*>(labels.data())
+                                                               : static_cast<const void*>(targets.data());
+    double loss = 0;
+    ASSERT_EQ(kiln_trainer_step(t, c.batch, x.data(), tg, sw.empty() ? nullptr : sw.data(), 0.0f, &loss), KILN_OK)
+        << kiln_last_error();
+    EXPECT_NEAR(loss, ref.loss_of(c.batch, x, labels, targets, sw), 1e-4 * (1 + std::fabs(loss)));
+    int64_t count = 0;
+    ASSERT_EQ(kiln_trainer_param_count(t, &count), KILN_OK);
+    ASSERT_EQ(size_t(count), ref.params.size());
+    for (int64_t p = 0; p < count; ++p) {
+        std::vector<float> g(ref.params[size_t(p)].size());
+        ASSERT_EQ(kiln_trainer_param(t, p, 2, g.data(), int64_t(g.size())), KILN_OK);
+        for (size_t i = 0; i < g.size(); ++i) {
+            const double h = 1e-5, keep = ref.params[size_t(p)][i];
+            ref.params[size_t(p)][i] = keep + h;
+            const double lp = ref.loss_of(c.batch, x, labels, targets, sw);
+            ref.params[size_t(p)][i] = keep - h;
+            const double lm = ref.loss_of(c.batch, x, labels, targets, sw);
+            ref.params[size_t(p)][i] = keep;
+            const double fd = (lp - lm) / (2 * h);
+            ASSERT_NEAR(g[i], fd, 2e-3 * std::max(1.0, std::fabs(fd)))
+                << "parameter " << p << " element " << i;
+        }
+    }
+    kiln_trainer_destroy(t);
+}
+
+using S = Spec;
+
+TEST(Train, GradientsDenseActivationsCrossEntropy) {
+    for (int32_t a : {KILN_UNARY_RELU, KILN_UNARY_LEAKY_RELU, KILN_UNARY_SIGMOID, KILN_UNARY_TANH, KILN_UNARY_GELU,
+                      KILN_UNARY_GELU_TANH, KILN_UNARY_IDENTITY}) {
+        SCOPED_TRACE(a);
+        Case c{7, 5, {S{S::Dense, 9}, S{S::Act, 0, a, 0.1f}, S{S::Dense, 4}}, KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+        gradient_check(c, 1 + uint32_t(a));
+    }
+}
+
+TEST(Train, GradientsUnfusedActivationAfterActivation) {
+    // Two activations in a row: the second is not fused (its input is not a Dense's output).
+    Case c{5, 3, {S{S::Dense, 6}, S{S::Act, 0, KILN_UNARY_TANH}, S{S::Act, 0, KILN_UNARY_SIGMOID}, S{S::Dense, 3}},
+           KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+    gradient_check(c, 11);
+}
+
+TEST(Train, GradientsLossesAndWeights) {
+    for (int32_t loss : {KILN_LOSS_BCE_WITH_LOGITS, KILN_LOSS_MSE, KILN_LOSS_HUBER}) {
+        SCOPED_TRACE(loss);
+        Case c{6, 4, {S{S::Dense, 5}, S{S::Act, 0, KILN_UNARY_RELU}, S{S::Dense, 3}}, loss, false, true};
+        gradient_check(c, 20 + uint32_t(loss));
+    }
+    Case cw{6, 9, {S{S::Dense, 5, 0, 0, 0, 0, false}, S{S::Dense, 4}}, KILN_LOSS_SOFTMAX_CROSS_ENTROPY, true, true};
+    gradient_check(cw, 31);
+}
+
+TEST(Train, GradientsLayerNormSoftmaxResidual) {
+    Case ln{8, 3, {S{S::Dense, 11}, S{S::LN}, S{S::Act, 0, KILN_UNARY_GELU}, S{S::Dense, 3}},
+            KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+    gradient_check(ln, 41);
+    Case sm{5, 4, {S{S::Dense, 4}, S{S::Softmax}}, KILN_LOSS_MSE};
+    gradient_check(sm, 42);
+    Case lsm{5, 4, {S{S::Dense, 4}, S{S::Softmax, 0, 0, 0, 1}}, KILN_LOSS_HUBER};
+    gradient_check(lsm, 43);
+    // x -> Dense(7) -> relu -> Dense(7) -> + value 2 (relu output) -> tanh -> + value 1 -> Dense(3)
+    Case res{7, 4,
+             {S{S::Dense, 7}, S{S::Act, 0, KILN_UNARY_RELU}, S{S::Dense, 7}, S{S::Residual, 0, 0, 0, 0, 2},
+              S{S::Act, 0, KILN_UNARY_TANH}, S{S::Residual, 0, 0, 0, 0, 1}, S{S::Dense, 3}},
+             KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+    gradient_check(res, 44);
+    Case res0{6, 3, {S{S::Dense, 6}, S{S::Residual, 0, 0, 0, 0, 0}, S{S::Dense, 2}}, KILN_LOSS_MSE};
+    gradient_check(res0, 45);
+}
+
+TEST(Train, OddSizesGradients) {
+    for (int64_t n : {1, 17, 33}) {
+        Case c{n, 3, {S{S::Dense, n + 2}, S{S::Act, 0, KILN_UNARY_RELU}, S{S::Dense, 2}}, KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+        gradient_check(c, 50 + uint32_t(n));
+    }
+}
+
+// One parameter, one step of each optimizer against its formula (the update kernels of every ISA).
+TEST(Train, OptimizerFormulas) {
+    int32_t best;
+    ASSERT_EQ(kiln_isa_best(&best), KILN_OK);
+    for (int32_t isa : {int32_t(KILN_ISA_PORTABLE), best}) {
+        ASSERT_EQ(kiln_isa_set(isa), KILN_OK);
+        for (int32_t kind : {KILN_OPT_SGD, KILN_OPT_ADAM, KILN_OPT_ADAMW, KILN_OPT_RMSPROP}) {
+            SCOPED_TRACE(kind);
+            // y = x w (1 x 1 -> 1, no bias), MSE with target 0: dL/dw = 2 x^2 w.
+            const float w0 = 0.8f, xv = 1.5f, lr = 0.1f;
+            kiln_trainer* t;
+            ASSERT_EQ(kiln_trainer_create(1, 1, &t), KILN_OK);
+            ASSERT_EQ(kiln_trainer_add_dense(t, 1, &w0, nullptr), KILN_OK);
+            ASSERT_EQ(kiln_trainer_set_loss(t, KILN_LOSS_MSE, 1.0f, nullptr), KILN_OK);
+            kiln_optimizer o{kind, kind == KILN_OPT_SGD, 0.9f, 0.9f, 0.99f, 1e-8f, 0.01f, 0.05f, 0.0f};
+            if (kind != KILN_OPT_SGD) o.nesterov = 0;
+            ASSERT_EQ(kiln_trainer_set_optimizer(t, &o), KILN_OK) << kiln_last_error();
+            ASSERT_EQ(kiln_trainer_compile(t), KILN_OK);
+            double w = w0, m = 0, v = 0;
+            const float zero = 0.0f;
+            for (int step = 1; step <= 3; ++step) {
+                double loss;
+                ASSERT_EQ(kiln_trainer_step(t, 1, &xv, &zero, nullptr, lr, &loss), KILN_OK);
+                double g = 2.0 * xv * xv * w + 0.01 * w;  // + l2
+                w -= lr * 0.05 * w;                        // decoupled decay
+                if (kind == KILN_OPT_SGD) {
+                    m = 0.9 * m + g;
+                    w -= lr * (g + 0.9 * m);
+                } else if (kind == KILN_OPT_RMSPROP) {
+                    v = 0.99 * v + 0.01 * g * g;
+                    w -= lr * g / (std::sqrt(v) + 1e-8);
+                } else {
+                    m = 0.9 * m + 0.1 * g;
+                    v = 0.99 * v + 0.01 * g * g;
+                    w -= lr * (m / (1 - std::pow(0.9, step))) / (std::sqrt(v / (1 - std::pow(0.99, step))) + 1e-8);
+                }
+                float got;
+                ASSERT_EQ(kiln_trainer_param(t, 0, 0, &got, 1), KILN_OK);
+                ASSERT_NEAR(got, w, 1e-5 * std::max(1.0, std::fabs(w))) << "step " << step;
+            }
+            kiln_trainer_destroy(t);
+        }
+    }
+    kiln_isa_set(best);
+}
+
+TEST(Train, ClippingScalesTheGradientToTheNorm) {
+    const float w0[2] = {1.0f, -2.0f}, x[2] = {3.0f, 4.0f}, y = 0.0f;
+    kiln_trainer* t;
+    ASSERT_EQ(kiln_trainer_create(2, 1, &t), KILN_OK);
+    ASSERT_EQ(kiln_trainer_add_dense(t, 1, w0, nullptr), KILN_OK);
+    ASSERT_EQ(kiln_trainer_set_loss(t, KILN_LOSS_MSE, 1.0f, nullptr), KILN_OK);
+    kiln_optimizer o{KILN_OPT_SGD, 0, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, 0.5f};
+    ASSERT_EQ(kiln_trainer_set_optimizer(t, &o), KILN_OK);
+    ASSERT_EQ(kiln_trainer_compile(t), KILN_OK);
+    double loss;
+    ASSERT_EQ(kiln_trainer_step(t, 1, x, &y, nullptr, 1.0f, &loss), KILN_OK);
+    // z = 3 - 8 = -5; dL/dw = 2 z x = (-30, -40), norm 50 -> scaled to norm 0.5: (-0.3, -0.4)
+    float w[2];
+    ASSERT_EQ(kiln_trainer_param(t, 0, 0, w, 2), KILN_OK);
+    EXPECT_NEAR(w[0], 1.3f, 1e-5);
+    EXPECT_NEAR(w[1], -1.6f, 1e-5);
+    kiln_trainer_destroy(t);
+}
+
+kiln_trainer* mlp(uint64_t seed, float dropout) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.0f, 0.3f);
+    std::vector<float> w1(20 * 16), b1(16), w2(16 * 4), b2(4);
+    for (auto* v : {&w1, &b1, &w2, &b2})
+        for (float& f : *v) f = nd(rng);
+    kiln_trainer* t;
+    EXPECT_EQ(kiln_trainer_create(20, 32, &t), KILN_OK);
+    kiln_trainer_add_dense(t, 16, w1.data(), b1.data());
+    kiln_trainer_add_activation(t, KILN_UNARY_RELU, 0);
+    kiln_trainer_add_dropout(t, dropout);
+    kiln_trainer_add_dense(t, 4, w2.data(), b2.data());
+    kiln_trainer_set_loss(t, KILN_LOSS_SOFTMAX_CROSS_ENTROPY, 0, nullptr);
+    kiln_optimizer o{KILN_OPT_ADAM, 0, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, 0.0f};
+    kiln_trainer_set_optimizer(t, &o);
+    kiln_trainer_set_seed(t, seed);
+    EXPECT_EQ(kiln_trainer_compile(t), KILN_OK);
+    return t;
+}
+
+struct Data {
+    std::vector<float> x;
+    std::vector<int32_t> y;
+    Data() {
+        std::mt19937 rng(3);
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        for (int i = 0; i < 32 * 20; ++i) x.push_back(nd(rng));
+        for (int r = 0; r < 32; ++r) y.push_back(x[size_t(r * 20)] > 0 ? (x[size_t(r * 20 + 1)] > 0 ? 0 : 1) : 2 + (r % 2));
+    }
+};
+
+TEST(Train, LearnsAndIsDeterministicWithDropout) {
+    Data d;
+    std::vector<double> a, b;
+    for (auto* seq : {&a, &b}) {
+        kiln_trainer* t = mlp(5, 0.25f);
+        for (int s = 0; s < 200; ++s) {
+            double loss;
+            ASSERT_EQ(kiln_trainer_step(t, 32, d.x.data(), d.y.data(), nullptr, 1e-2f, &loss), KILN_OK);
+            seq->push_back(loss);
+        }
+        kiln_trainer_destroy(t);
+    }
+    EXPECT_EQ(a, b);  // bit-identical
+    EXPECT_LT(a.back(), 0.5 * a.front());
+    kiln_trainer* other = mlp(6, 0.25f);  // another dropout seed: another loss sequence
+    double l0;
+    ASSERT_EQ(kiln_trainer_step(other, 32, d.x.data(), d.y.data(), nullptr, 1e-2f, &l0), KILN_OK);
+    EXPECT_NE(l0, a[0]);
+    kiln_trainer_destroy(other);
+}
+
+TEST(Train, DropoutMaskKeepsTheExpectedFraction) {
+    // Dropout p = 0.5 straight on the input: with w = identity the gradient of each weight shows the mask.
+    const int64_t n = 64;
+    std::vector<float> w(size_t(n * n), 0.0f);
+    for (int64_t i = 0; i < n; ++i) w[size_t(i * n + i)] = 1.0f;
+    kiln_trainer* t;
+    ASSERT_EQ(kiln_trainer_create(n, 32, &t), KILN_OK);
+    ASSERT_EQ(kiln_trainer_add_dropout(t, 0.5f), KILN_OK);
+    ASSERT_EQ(kiln_trainer_add_dense(t, n, w.data(), nullptr), KILN_OK);
+    ASSERT_EQ(kiln_trainer_set_loss(t, KILN_LOSS_MSE, 1.0f, nullptr), KILN_OK);
+    ASSERT_EQ(kiln_trainer_compile(t), KILN_OK);
+    std::vector<float> x(size_t(32 * n), 1.0f), y(size_t(32 * n), 0.0f), out(size_t(32 * n));
+    double loss;
+    ASSERT_EQ(kiln_trainer_step(t, 32, x.data(), y.data(), nullptr, 0.0f, &loss), KILN_OK);
+    // z = x * mask (mask in {0, 2}): loss = mean(z^2) = 4 * kept fraction.
+    EXPECT_NEAR(loss / 4.0, 0.5, 0.05);
+    ASSERT_EQ(kiln_trainer_predict(t, 32, x.data(), out.data()), KILN_OK);  // evaluation: no dropout
+    for (float v : out) ASSERT_EQ(v, 1.0f);
+    kiln_trainer_destroy(t);
+}
+
+TEST(Train, StateRoundTripResumesExactly) {
+    Data d;
+    kiln_trainer* a = mlp(9, 0.1f);
+    kiln_trainer* b = mlp(9, 0.1f);
+    std::vector<double> straight, resumed;
+    int64_t bytes;
+    ASSERT_EQ(kiln_trainer_state_bytes(a, &bytes), KILN_OK);
+    std::vector<char> state(static_cast<size_t>(bytes));
+    for (int s = 0; s < 20; ++s) {
+        double l;
+        ASSERT_EQ(kiln_trainer_step(a, 32, d.x.data(), d.y.data(), nullptr, 1e-2f, &l), KILN_OK);
+        straight.push_back(l);
+        if (s == 9) {
+            ASSERT_EQ(kiln_trainer_save_state(a, state.data(), bytes), KILN_OK);
+        }
+    }
+    ASSERT_EQ(kiln_trainer_load_state(b, state.data(), bytes), KILN_OK);
+    int64_t steps;
+    ASSERT_EQ(kiln_trainer_steps(b, &steps), KILN_OK);
+    EXPECT_EQ(steps, 10);
+    for (int s = 10; s < 20; ++s) {
+        double l;
+        ASSERT_EQ(kiln_trainer_step(b, 32, d.x.data(), d.y.data(), nullptr, 1e-2f, &l), KILN_OK);
+        resumed.push_back(l);
+    }
+    EXPECT_EQ(resumed, std::vector<double>(straight.begin() + 10, straight.end()));
+    state[0] ^= 1;
+    EXPECT_EQ(kiln_trainer_load_state(b, state.data(), bytes), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_load_state(b, state.data(), bytes - 4), KILN_ERR_SHAPE_MISMATCH);
+    kiln_trainer_destroy(a);
+    kiln_trainer_destroy(b);
+}
+
+TEST(Train, BadInputIsRefusedAndNothingChanges) {
+    Data d;
+    kiln_trainer* t = mlp(1, 0.0f);
+    float before[4], after[4];
+    ASSERT_EQ(kiln_trainer_param(t, 3, 0, before, 4), KILN_OK);
+    double loss;
+    std::vector<int32_t> bad = d.y;
+    bad[5] = 4;
+    EXPECT_EQ(kiln_trainer_step(t, 32, d.x.data(), bad.data(), nullptr, 1e-2f, &loss), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("label of row 5 is 4"), std::string::npos) << kiln_last_error();
+    bad[5] = -1;
+    EXPECT_EQ(kiln_trainer_step(t, 32, d.x.data(), bad.data(), nullptr, 1e-2f, &loss), KILN_ERR_INVALID_ARGUMENT);
+    std::vector<float> nan = d.x;
+    nan[7] = std::nanf("");
+    EXPECT_EQ(kiln_trainer_step(t, 32, nan.data(), d.y.data(), nullptr, 1e-2f, &loss), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("at step 0"), std::string::npos) << kiln_last_error();
+    nan[7] = INFINITY;
+    EXPECT_EQ(kiln_trainer_step(t, 32, nan.data(), d.y.data(), nullptr, 1e-2f, &loss), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_step(t, 0, d.x.data(), d.y.data(), nullptr, 1e-2f, &loss), KILN_ERR_SHAPE_MISMATCH);
+    EXPECT_EQ(kiln_trainer_step(t, 33, d.x.data(), d.y.data(), nullptr, 1e-2f, &loss), KILN_ERR_SHAPE_MISMATCH);
+    EXPECT_EQ(kiln_trainer_step(t, 32, d.x.data(), d.y.data(), nullptr, NAN, &loss), KILN_ERR_INVALID_ARGUMENT);
+    ASSERT_EQ(kiln_trainer_param(t, 3, 0, after, 4), KILN_OK);
+    EXPECT_EQ(0, std::memcmp(before, after, sizeof before));
+    int64_t steps;
+    kiln_trainer_steps(t, &steps);
+    EXPECT_EQ(steps, 0);
+    EXPECT_EQ(kiln_trainer_add_dense(t, 3, before, nullptr), KILN_ERR_INVALID_ARGUMENT);  // compiled
+    kiln_trainer_destroy(t);
+
+    kiln_trainer* u;
+    ASSERT_EQ(kiln_trainer_create(4, 2, &u), KILN_OK);
+    EXPECT_EQ(kiln_trainer_add_activation(u, KILN_UNARY_EXP, 0), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_add_dropout(u, 1.0f), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_add_residual(u, 1), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_compile(u), KILN_ERR_INVALID_ARGUMENT);  // no layers
+    const float w[4] = {1, 2, 3, 4};
+    ASSERT_EQ(kiln_trainer_add_dense(u, 1, w, nullptr), KILN_OK);
+    EXPECT_EQ(kiln_trainer_compile(u), KILN_ERR_SHAPE_MISMATCH);  // cross-entropy needs 2 outputs
+    kiln_optimizer o{KILN_OPT_ADAM, 0, 0.0f, 1.0f, 0.999f, 1e-8f, 0.0f, 0.0f, 0.0f};
+    EXPECT_EQ(kiln_trainer_set_optimizer(u, &o), KILN_ERR_INVALID_ARGUMENT);  // beta1 = 1
+    kiln_trainer_destroy(u);
+
+    std::vector<int32_t> idx{0, 2, 5};
+    float src[8] = {0, 1, 2, 3, 4, 5, 6, 7}, dst[3];
+    EXPECT_EQ(kiln_gather_rows(3, idx.data(), 8, 4, src, dst), KILN_OK);
+    EXPECT_EQ(dst[2], 5.0f);
+    idx[1] = 8;
+    EXPECT_EQ(kiln_gather_rows(3, idx.data(), 8, 4, src, dst), KILN_ERR_INVALID_ARGUMENT);
+}
+
+}  // namespace
