@@ -222,7 +222,7 @@ void gradient_check(const Case& c, uint32_t seed) {
     const void* tg = c.loss == KILN_LOSS_SOFTMAX_CROSS_ENTROPY ? static_cast<const void*>(labels.data())
                                                                : static_cast<const void*>(targets.data());
     double loss = 0;
-    ASSERT_EQ(kiln_trainer_step(t, c.batch, x.data(), tg, sw.empty() ? nullptr : sw.data(), 0.0f, &loss), KILN_OK)
+    ASSERT_EQ(kiln_trainer_step(t, c.batch, x.data(), tg, sw.empty() ? nullptr : sw.data(), 0.0f, &loss, nullptr), KILN_OK)
         << kiln_last_error();
     EXPECT_NEAR(loss, ref.loss_of(c.batch, x, labels, targets, sw), 1e-4 * (1 + std::fabs(loss)));
     int64_t count = 0;
@@ -321,7 +321,7 @@ TEST(Train, OptimizerFormulas) {
             const float zero = 0.0f;
             for (int step = 1; step <= 3; ++step) {
                 double loss;
-                ASSERT_EQ(kiln_trainer_step(t, 1, &xv, &zero, nullptr, lr, &loss), KILN_OK);
+                ASSERT_EQ(kiln_trainer_step(t, 1, &xv, &zero, nullptr, lr, &loss, nullptr), KILN_OK);
                 double g = 2.0 * xv * xv * w + 0.01 * w;  // + l2
                 w -= lr * 0.05 * w;                        // decoupled decay
                 if (kind == KILN_OPT_SGD) {
@@ -355,7 +355,7 @@ TEST(Train, ClippingScalesTheGradientToTheNorm) {
     ASSERT_EQ(kiln_trainer_set_optimizer(t, &o), KILN_OK);
     ASSERT_EQ(kiln_trainer_compile(t), KILN_OK);
     double loss;
-    ASSERT_EQ(kiln_trainer_step(t, 1, x, &y, nullptr, 1.0f, &loss), KILN_OK);
+    ASSERT_EQ(kiln_trainer_step(t, 1, x, &y, nullptr, 1.0f, &loss, nullptr), KILN_OK);
     // z = 3 - 8 = -5; dL/dw = 2 z x = (-30, -40), norm 50 -> scaled to norm 0.5: (-0.3, -0.4)
     float w[2];
     ASSERT_EQ(kiln_trainer_param(t, 0, 0, w, 2), KILN_OK);
@@ -402,7 +402,7 @@ TEST(Train, LearnsAndIsDeterministicWithDropout) {
         kiln_trainer* t = mlp(5, 0.25f);
         for (int s = 0; s < 200; ++s) {
             double loss;
-            ASSERT_EQ(kiln_trainer_step(t, 32, d.x.data(), d.y.data(), nullptr, 1e-2f, &loss), KILN_OK);
+            ASSERT_EQ(kiln_trainer_step(t, 32, d.x.data(), d.y.data(), nullptr, 1e-2f, &loss, nullptr), KILN_OK);
             seq->push_back(loss);
         }
         kiln_trainer_destroy(t);
@@ -411,7 +411,7 @@ TEST(Train, LearnsAndIsDeterministicWithDropout) {
     EXPECT_LT(a.back(), 0.5 * a.front());
     kiln_trainer* other = mlp(6, 0.25f);  // another dropout seed: another loss sequence
     double l0;
-    ASSERT_EQ(kiln_trainer_step(other, 32, d.x.data(), d.y.data(), nullptr, 1e-2f, &l0), KILN_OK);
+    ASSERT_EQ(kiln_trainer_step(other, 32, d.x.data(), d.y.data(), nullptr, 1e-2f, &l0, nullptr), KILN_OK);
     EXPECT_NE(l0, a[0]);
     kiln_trainer_destroy(other);
 }
@@ -429,7 +429,7 @@ TEST(Train, DropoutMaskKeepsTheExpectedFraction) {
     ASSERT_EQ(kiln_trainer_compile(t), KILN_OK);
     std::vector<float> x(size_t(32 * n), 1.0f), y(size_t(32 * n), 0.0f), out(size_t(32 * n));
     double loss;
-    ASSERT_EQ(kiln_trainer_step(t, 32, x.data(), y.data(), nullptr, 0.0f, &loss), KILN_OK);
+    ASSERT_EQ(kiln_trainer_step(t, 32, x.data(), y.data(), nullptr, 0.0f, &loss, nullptr), KILN_OK);
     // z = x * mask (mask in {0, 2}): loss = mean(z^2) = 4 * kept fraction.
     EXPECT_NEAR(loss / 4.0, 0.5, 0.05);
     ASSERT_EQ(kiln_trainer_predict(t, 32, x.data(), out.data()), KILN_OK);  // evaluation: no dropout
@@ -447,7 +447,7 @@ TEST(Train, StateRoundTripResumesExactly) {
     std::vector<char> state(static_cast<size_t>(bytes));
     for (int s = 0; s < 20; ++s) {
         double l;
-        ASSERT_EQ(kiln_trainer_step(a, 32, d.x.data(), d.y.data(), nullptr, 1e-2f, &l), KILN_OK);
+        ASSERT_EQ(kiln_trainer_step(a, 32, d.x.data(), d.y.data(), nullptr, 1e-2f, &l, nullptr), KILN_OK);
         straight.push_back(l);
         if (s == 9) {
             ASSERT_EQ(kiln_trainer_save_state(a, state.data(), bytes), KILN_OK);
@@ -459,7 +459,7 @@ TEST(Train, StateRoundTripResumesExactly) {
     EXPECT_EQ(steps, 10);
     for (int s = 10; s < 20; ++s) {
         double l;
-        ASSERT_EQ(kiln_trainer_step(b, 32, d.x.data(), d.y.data(), nullptr, 1e-2f, &l), KILN_OK);
+        ASSERT_EQ(kiln_trainer_step(b, 32, d.x.data(), d.y.data(), nullptr, 1e-2f, &l, nullptr), KILN_OK);
         resumed.push_back(l);
     }
     EXPECT_EQ(resumed, std::vector<double>(straight.begin() + 10, straight.end()));
@@ -478,19 +478,19 @@ TEST(Train, BadInputIsRefusedAndNothingChanges) {
     double loss;
     std::vector<int32_t> bad = d.y;
     bad[5] = 4;
-    EXPECT_EQ(kiln_trainer_step(t, 32, d.x.data(), bad.data(), nullptr, 1e-2f, &loss), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_step(t, 32, d.x.data(), bad.data(), nullptr, 1e-2f, &loss, nullptr), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_NE(std::string(kiln_last_error()).find("label of row 5 is 4"), std::string::npos) << kiln_last_error();
     bad[5] = -1;
-    EXPECT_EQ(kiln_trainer_step(t, 32, d.x.data(), bad.data(), nullptr, 1e-2f, &loss), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_step(t, 32, d.x.data(), bad.data(), nullptr, 1e-2f, &loss, nullptr), KILN_ERR_INVALID_ARGUMENT);
     std::vector<float> nan = d.x;
     nan[7] = std::nanf("");
-    EXPECT_EQ(kiln_trainer_step(t, 32, nan.data(), d.y.data(), nullptr, 1e-2f, &loss), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_step(t, 32, nan.data(), d.y.data(), nullptr, 1e-2f, &loss, nullptr), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_NE(std::string(kiln_last_error()).find("at step 0"), std::string::npos) << kiln_last_error();
     nan[7] = INFINITY;
-    EXPECT_EQ(kiln_trainer_step(t, 32, nan.data(), d.y.data(), nullptr, 1e-2f, &loss), KILN_ERR_INVALID_ARGUMENT);
-    EXPECT_EQ(kiln_trainer_step(t, 0, d.x.data(), d.y.data(), nullptr, 1e-2f, &loss), KILN_ERR_SHAPE_MISMATCH);
-    EXPECT_EQ(kiln_trainer_step(t, 33, d.x.data(), d.y.data(), nullptr, 1e-2f, &loss), KILN_ERR_SHAPE_MISMATCH);
-    EXPECT_EQ(kiln_trainer_step(t, 32, d.x.data(), d.y.data(), nullptr, NAN, &loss), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_step(t, 32, nan.data(), d.y.data(), nullptr, 1e-2f, &loss, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_step(t, 0, d.x.data(), d.y.data(), nullptr, 1e-2f, &loss, nullptr), KILN_ERR_SHAPE_MISMATCH);
+    EXPECT_EQ(kiln_trainer_step(t, 33, d.x.data(), d.y.data(), nullptr, 1e-2f, &loss, nullptr), KILN_ERR_SHAPE_MISMATCH);
+    EXPECT_EQ(kiln_trainer_step(t, 32, d.x.data(), d.y.data(), nullptr, NAN, &loss, nullptr), KILN_ERR_INVALID_ARGUMENT);
     ASSERT_EQ(kiln_trainer_param(t, 3, 0, after, 4), KILN_OK);
     EXPECT_EQ(0, std::memcmp(before, after, sizeof before));
     int64_t steps;

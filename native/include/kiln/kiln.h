@@ -448,11 +448,12 @@ KILN_API kiln_status kiln_trainer_set_optimizer(kiln_trainer* t, const kiln_opti
 KILN_API kiln_status kiln_trainer_set_seed(kiln_trainer* t, uint64_t seed);
 KILN_API kiln_status kiln_trainer_compile(kiln_trainer* t);
 /** One training step on `batch` rows: x batch x in; targets int32 class ids (cross-entropy) or
- *  batch x out floats; sample_weights (batch floats) may be NULL. The loss is the weighted mean.
+ *  batch x out floats; sample_weights (batch floats) may be NULL. The loss is the weighted mean;
+ *  `correct` (may be NULL) gets the rows whose argmax equals the label (cross-entropy; else 0).
  *  Returns KILN_ERR_INVALID_ARGUMENT, with nothing updated, when the targets are out of range or
  *  the loss or a gradient is not finite. */
 KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch, const float* x, const void* targets,
-                                       const float* sample_weights, float lr, double* loss);
+                                       const float* sample_weights, float lr, double* loss, int64_t* correct);
 /** Forward in evaluation mode (dropout off): adds the summed weighted loss, the summed weight and
  *  (cross-entropy) the count of rows whose argmax equals the label to the three accumulators. */
 KILN_API kiln_status kiln_trainer_evaluate(kiln_trainer* t, int64_t batch, const float* x, const void* targets,

@@ -754,9 +754,11 @@ kiln_status check_batch(const char* fn, const kiln_trainer* t, int64_t batch, co
 }  // namespace
 
 extern "C" KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch, const float* x, const void* targets,
-                                                  const float* sample_weights, float lr, double* loss) {
+                                                  const float* sample_weights, float lr, double* loss,
+                                                  int64_t* correct) {
     static const char* fn = "kiln_trainer_step";
     if (loss != nullptr) *loss = 0;
+    if (correct != nullptr) *correct = 0;
     if (kiln_status st = check_ready(fn, t)) return st;
     if (kiln_status st = check_batch(fn, t, batch, x, targets)) return st;
     if (!(lr >= 0.0f) || std::isinf(lr))
@@ -764,7 +766,8 @@ extern "C" KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch
     double wsum;
     if (kiln_status st = row_weights(t, fn, batch, targets, sample_weights, &wsum)) return st;
     if (kiln_status st = forward(t, batch, x, true)) return st;
-    const double total = loss_and_grad(t, batch, targets, wsum, t->grad.back(), nullptr);
+    int64_t hits = 0;
+    const double total = loss_and_grad(t, batch, targets, wsum, t->grad.back(), &hits);
     const double mean = wsum > 0 ? total / wsum : 0.0;
     if (!std::isfinite(mean))
         return fail(KILN_ERR_INVALID_ARGUMENT,
@@ -805,6 +808,7 @@ extern "C" KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch
     }
     t->steps += 1;
     if (loss != nullptr) *loss = mean;
+    if (correct != nullptr) *correct = hits;
     return KILN_OK;
 }
 

@@ -36,7 +36,9 @@ void update_avx512(const UpdateArgs& a, int64_t n, float* value, const float* gr
                 const __m512 den = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vi), ibc2), eps);
                 // 1/den: rcp14 and one Newton step (about 1 ulp) instead of a division.
                 __m512 r = _mm512_rcp14_ps(den);
-                r = _mm512_mul_ps(r, _mm512_fnmadd_ps(den, r, _mm512_set1_ps(2.0f)));
+                // (den = +Inf: rcp14 gives 0 and the Newton step would make 0 * Inf = NaN; keep the 0.)
+                r = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(r, _mm512_setzero_ps(), _CMP_NEQ_OQ), r,
+                                        _mm512_fnmadd_ps(den, r, _mm512_set1_ps(2.0f)));
                 w = _mm512_sub_ps(w, _mm512_mul_ps(_mm512_mul_ps(ss, mi), r));
                 break;
             }

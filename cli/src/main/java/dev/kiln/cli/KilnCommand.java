@@ -11,7 +11,7 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "kiln", mixinStandardHelpOptions = true, versionProvider = KilnCommand.Version.class,
         description = "Kiln: train, compile and serve neural networks from the JVM over native kernels.",
-        subcommands = {InfoCommand.class, DemoCommand.class, EvalCommand.class, ReportCommand.class,
+        subcommands = {InfoCommand.class, DemoCommand.class, TrainCommand.class, EvalCommand.class, ReportCommand.class,
                 CommandLine.HelpCommand.class})
 public final class KilnCommand implements Callable<Integer> {
     @CommandLine.Spec

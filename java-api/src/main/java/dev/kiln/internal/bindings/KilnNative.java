@@ -195,4 +195,81 @@ public final class KilnNative {
     public static long addressOf(java.nio.Buffer direct) {
         return new Pointer(direct).address();
     }
+
+    // --- training (kiln_trainer*: an address; out-values through addresses of native scratch) ---
+    @Name("kiln_trainer_create")
+    public static native int trainerCreate(long inputFeatures, long maxBatch, @Cast("kiln_trainer**") long[] out);
+
+    @Name("kiln_trainer_add_dense")
+    public static native int trainerAddDense(@Cast("kiln_trainer*") long t, long outFeatures,
+            @Cast("const float*") long weight, @Cast("const float*") long bias);
+
+    @Name("kiln_trainer_add_activation")
+    public static native int trainerAddActivation(@Cast("kiln_trainer*") long t, int activation, float alpha);
+
+    @Name("kiln_trainer_add_dropout")
+    public static native int trainerAddDropout(@Cast("kiln_trainer*") long t, float p);
+
+    @Name("kiln_trainer_add_layer_norm")
+    public static native int trainerAddLayerNorm(@Cast("kiln_trainer*") long t, @Cast("const float*") long gamma,
+            @Cast("const float*") long beta, float eps);
+
+    @Name("kiln_trainer_add_softmax")
+    public static native int trainerAddSoftmax(@Cast("kiln_trainer*") long t, int log);
+
+    @Name("kiln_trainer_add_residual")
+    public static native int trainerAddResidual(@Cast("kiln_trainer*") long t, long from);
+
+    @Name("kiln_trainer_set_loss")
+    public static native int trainerSetLoss(@Cast("kiln_trainer*") long t, int loss, float huberDelta,
+            @Cast("const float*") long classWeights);
+
+    /** opt: address of a kiln_optimizer (see dev.kiln.train.Optimizer for the layout). */
+    @Name("kiln_trainer_set_optimizer")
+    public static native int trainerSetOptimizer(@Cast("kiln_trainer*") long t, @Cast("const kiln_optimizer*") long opt);
+
+    @Name("kiln_trainer_set_seed")
+    public static native int trainerSetSeed(@Cast("kiln_trainer*") long t, @Cast("uint64_t") long seed);
+
+    @Name("kiln_trainer_compile")
+    public static native int trainerCompile(@Cast("kiln_trainer*") long t);
+
+    @Name("kiln_trainer_step")
+    public static native int trainerStep(@Cast("kiln_trainer*") long t, long batch, @Cast("const float*") long x,
+            @Cast("const void*") long targets, @Cast("const float*") long sampleWeights, float lr,
+            @Cast("double*") long loss, @Cast("int64_t*") long correct);
+
+    @Name("kiln_trainer_evaluate")
+    public static native int trainerEvaluate(@Cast("kiln_trainer*") long t, long batch, @Cast("const float*") long x,
+            @Cast("const void*") long targets, @Cast("const float*") long sampleWeights,
+            @Cast("double*") long lossSum, @Cast("double*") long weightSum, @Cast("int64_t*") long correct);
+
+    @Name("kiln_trainer_predict")
+    public static native int trainerPredict(@Cast("kiln_trainer*") long t, long batch, @Cast("const float*") long x,
+            @Cast("float*") long y);
+
+    @Name("kiln_trainer_param_count")
+    public static native int trainerParamCount(@Cast("const kiln_trainer*") long t, @Cast("int64_t*") long[] count);
+
+    @Name("kiln_trainer_param")
+    public static native int trainerParam(@Cast("kiln_trainer*") long t, long i, int mode, @Cast("float*") long data, long n);
+
+    @Name("kiln_trainer_state_bytes")
+    public static native int trainerStateBytes(@Cast("const kiln_trainer*") long t, @Cast("int64_t*") long[] bytes);
+
+    @Name("kiln_trainer_save_state")
+    public static native int trainerSaveState(@Cast("const kiln_trainer*") long t, @Cast("void*") long dst, long bytes);
+
+    @Name("kiln_trainer_load_state")
+    public static native int trainerLoadState(@Cast("kiln_trainer*") long t, @Cast("const void*") long src, long bytes);
+
+    @Name("kiln_trainer_steps")
+    public static native int trainerSteps(@Cast("const kiln_trainer*") long t, @Cast("int64_t*") long steps);
+
+    @Name("kiln_trainer_destroy")
+    public static native int trainerDestroy(@Cast("kiln_trainer*") long t);
+
+    @Name("kiln_gather_rows")
+    public static native int gatherRows(long n, @Cast("const int32_t*") long index, long srcRows, long rowBytes,
+            @Cast("const void*") long src, @Cast("void*") long dst);
 }

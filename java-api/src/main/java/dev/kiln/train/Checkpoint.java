@@ -1,0 +1,128 @@
+package dev.kiln.train;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.zip.CRC32;
+
+/**
+ * Checkpoint file: {@code "KILNCKPT"}, u32 format version, the trainer's position (fixed
+ * little-endian fields), u64 state length, the native trainer state, and a CRC-32 of everything
+ * before it. Written to a temporary file, fsynced and renamed into place.
+ */
+final class Checkpoint {
+    static final int VERSION = 1;
+    private static final byte[] MAGIC = {'K', 'I', 'L', 'N', 'C', 'K', 'P', 'T'};
+
+    record State(int epoch, long batch, long seed, int batchSize, double lossSum, long correct, long seen, double best,
+                 int bad, int bestEpoch, double[] schedule) {}
+
+    record Loaded(State state, byte[] stateBytes) {}
+
+    private Checkpoint() {}
+
+    static void write(Path path, State s, ByteBuffer state) throws IOException {
+        int fixed = 8 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 8 * s.schedule().length + 8;
+        ByteBuffer head = ByteBuffer.allocate(fixed).order(ByteOrder.LITTLE_ENDIAN);
+        head.put(MAGIC).putInt(VERSION).putInt(s.epoch()).putLong(s.batch()).putLong(s.seed()).putInt(s.batchSize())
+                .putDouble(s.lossSum()).putLong(s.correct()).putLong(s.seen()).putDouble(s.best()).putInt(s.bad())
+                .putInt(s.bestEpoch()).putInt(s.schedule().length);
+        for (double d : s.schedule()) {
+            head.putDouble(d);
+        }
+        head.putLong(state.remaining());
+        head.flip();
+        CRC32 crc = new CRC32();
+        crc.update(head.duplicate());
+        crc.update(state.duplicate());
+        ByteBuffer tail = ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt((int) crc.getValue()).flip();
+        Path dir = path.toAbsolutePath().getParent();
+        Files.createDirectories(dir);
+        Path tmp = Files.createTempFile(dir, path.getFileName().toString(), ".tmp");
+        try {
+            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+                ByteBuffer st = state.duplicate();
+                while (head.hasRemaining()) {
+                    ch.write(head);
+                }
+                while (st.hasRemaining()) {
+                    ch.write(st);
+                }
+                while (tail.hasRemaining()) {
+                    ch.write(tail);
+                }
+                ch.force(true);
+            }
+            try {
+                Files.move(tmp, path, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } catch (AtomicMoveNotSupportedException e) {
+                Files.move(tmp, path, StandardCopyOption.REPLACE_EXISTING);
+            }
+            try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
+                d.force(true);
+            } catch (IOException ignored) {
+                // some file systems cannot sync a directory; the rename itself is atomic
+            }
+        } finally {
+            Files.deleteIfExists(tmp);
+        }
+    }
+
+    static Loaded read(Path path) throws IOException {
+        byte[] all = Files.readAllBytes(path);
+        ByteBuffer b = ByteBuffer.wrap(all).order(ByteOrder.LITTLE_ENDIAN);
+        if (all.length < 8 + 4 + 4 || !java.util.Arrays.equals(java.util.Arrays.copyOf(all, 8), MAGIC)) {
+            throw new IOException(path + ": not a Kiln checkpoint");
+        }
+        b.position(8);
+        int version = b.getInt();
+        if (version > VERSION) {
+            throw new IOException(path + ": checkpoint format " + version + " is newer than this Kiln reads (" + VERSION + ")");
+        }
+        if (version < 1) {
+            throw new IOException(path + ": checkpoint format " + version + " is not valid");
+        }
+        CRC32 crc = new CRC32();
+        crc.update(all, 0, all.length - 4);
+        int stored = ByteBuffer.wrap(all, all.length - 4, 4).order(ByteOrder.LITTLE_ENDIAN).getInt();
+        if ((int) crc.getValue() != stored) {
+            throw new IOException(path + ": checkpoint is corrupt (checksum mismatch): truncated or modified");
+        }
+        try {
+            int epoch = b.getInt();
+            long batch = b.getLong();
+            long seed = b.getLong();
+            int batchSize = b.getInt();
+            double lossSum = b.getDouble();
+            long correct = b.getLong();
+            long seen = b.getLong();
+            double best = b.getDouble();
+            int bad = b.getInt();
+            int bestEpoch = b.getInt();
+            int sched = b.getInt();
+            if (sched < 0 || sched > 16 || epoch < 0 || batch < 0) {
+                throw new IOException(path + ": checkpoint header is invalid");
+            }
+            double[] schedule = new double[sched];
+            for (int i = 0; i < sched; i++) {
+                schedule[i] = b.getDouble();
+            }
+            long len = b.getLong();
+            if (len < 0 || len != b.remaining() - 4) {
+                throw new IOException(path + ": checkpoint state length " + len + " does not match the file");
+            }
+            byte[] state = new byte[(int) len];
+            b.get(state);
+            return new Loaded(new State(epoch, batch, seed, batchSize, lossSum, correct, seen, best, bad, bestEpoch,
+                    schedule), state);
+        } catch (java.nio.BufferUnderflowException e) {
+            throw new IOException(path + ": checkpoint is truncated");
+        }
+    }
+}

@@ -1,0 +1,233 @@
+package dev.kiln.train;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.kiln.data.Dataset;
+import dev.kiln.metrics.EpochMetrics;
+import dev.kiln.nn.Init;
+import dev.kiln.nn.Sequential;
+import dev.kiln.tensor.DType;
+import dev.kiln.tensor.Tensor;
+import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class TrainerTest {
+    /** Three Gaussian blobs in 8 dimensions: learnable to ~100%. */
+    static Dataset blobs(int n, long seed) {
+        SplittableRandom r = new SplittableRandom(seed);
+        float[] x = new float[n * 8];
+        int[] y = new int[n];
+        for (int i = 0; i < n; i++) {
+            y[i] = r.nextInt(3);
+            for (int j = 0; j < 8; j++) {
+                x[i * 8 + j] = (float) (r.nextGaussian() * 0.7 + (j % 3 == y[i] ? 2.0 : 0.0));
+            }
+        }
+        return Dataset.classification(Tensor.of(x, n, 8), Tensor.of(y, n), 3);
+    }
+
+    static Sequential mlp(double dropout) {
+        return Sequential.builder(8).dense(16, Init.HE, 1).relu().dropout(dropout).dense(3, Init.XAVIER, 2).softmax().build();
+    }
+
+    @Test
+    void learnsAndWritesTheWeightsBackIntoTheModel() {
+        try (Dataset train = blobs(600, 1); Dataset test = blobs(300, 2); Sequential model = mlp(0.1)) {
+            float[] before = model.layers().get(0).weight().toFloatArray();
+            List<EpochMetrics> seen = new ArrayList<>();
+            History h;
+            try (Trainer t = Trainer.builder(model).optimizer(Optimizer.adam(1e-2)).batchSize(32).seed(3)
+                    .listener(seen::add).build()) {
+                h = t.fit(train, test, 8);
+                Evaluation e = t.evaluate(test);
+                assertTrue(e.accuracy() > 0.95, "test accuracy " + e.accuracy());
+                assertEquals(e.loss(), h.last().validationLoss(), 1e-12);
+                assertEquals(8 * 19, t.steps()); // ceil(600 / 32) = 19 steps per epoch
+            }
+            assertEquals(8, h.epochs().size());
+            assertEquals(h.epochs(), seen);
+            assertTrue(h.last().loss() < h.epochs().get(0).loss());
+            assertFalse(java.util.Arrays.equals(before, model.layers().get(0).weight().toFloatArray()));
+            // The model (with its softmax) now classifies: its compiled session agrees with the trainer.
+            try (var session = model.compile(300); Tensor out = Tensor.zeros(DType.F32, 300, 3);
+                 Tensor idx = Tensor.zeros(DType.I32, 300)) {
+                session.run(test.features(), out);
+                dev.kiln.tensor.Ops.argmax(out, idx);
+                int[] pred = idx.toIntArray(), truth = test.targets().toIntArray();
+                int hits = 0;
+                for (int i = 0; i < pred.length; i++) {
+                    hits += pred[i] == truth[i] ? 1 : 0;
+                }
+                assertEquals(h.last().validationAccuracy(), hits / 300.0, 1e-9);
+            }
+        }
+    }
+
+    private static List<Double> run(Path ckpt, long every, int epochs, Path resumeFrom) throws IOException {
+        List<Double> losses = new ArrayList<>();
+        try (Dataset train = blobs(200, 5); Sequential model = mlp(0.2)) {
+            Trainer.Builder b = Trainer.builder(model).optimizer(Optimizer.adam(5e-3)).batchSize(16).seed(9)
+                    .schedule(Schedule.cosine(5, 60, 0.1))
+                    .progress((ep, eps, batch, batches, step, loss, sec) -> losses.add(loss));
+            if (ckpt != null) {
+                b.checkpointEvery(every, ckpt);
+            }
+            try (Trainer t = b.build()) {
+                if (resumeFrom != null) {
+                    t.resume(resumeFrom);
+                }
+                t.fit(train, null, epochs);
+            }
+        }
+        return losses;
+    }
+
+    @Test
+    void resumedRunRepeatsTheUninterruptedLossSequence(@TempDir Path dir) throws IOException {
+        List<Double> straight = run(null, 0, 4, null); // 13 steps per epoch, 52 in all
+        Path ckpt = dir.resolve("run.ckpt");
+        List<Double> firstPart = run(ckpt, 20, 2, null); // checkpoint at step 20: epoch 2, batch 7
+        assertEquals(straight.subList(0, 26), firstPart);
+        List<Double> rest = run(null, 0, 4, ckpt);
+        assertEquals(straight.subList(20, 52), rest);
+    }
+
+    @Test
+    void earlyStoppingRestoresTheBestWeights() {
+        try (Dataset train = blobs(300, 1); Dataset val = blobs(100, 2); Sequential model = mlp(0)) {
+            // A learning rate far too high: the validation loss jumps around and stops improving.
+            try (Trainer t = Trainer.builder(model).optimizer(Optimizer.sgd(0.5).withMomentum(0.9, false)).batchSize(10)
+                    .seed(1).earlyStopping(2, true).build()) {
+                History h = t.fit(train, val, 40);
+                assertTrue(h.stoppedEarly());
+                double best = h.epochs().stream().mapToDouble(EpochMetrics::validationLoss).min().orElseThrow();
+                assertEquals(best, h.epochs().get(h.bestEpoch() - 1).validationLoss());
+                assertEquals(best, t.evaluate(val).loss(), 1e-9);
+            }
+        }
+    }
+
+    @Test
+    void regressionLossesTrainToo() {
+        SplittableRandom r = new SplittableRandom(4);
+        int n = 256;
+        float[] x = new float[n * 3], y = new float[n];
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < 3; j++) {
+                x[i * 3 + j] = (float) r.nextGaussian();
+            }
+            y[i] = 2 * x[i * 3] - x[i * 3 + 1] + 0.5f;
+        }
+        for (Loss loss : new Loss[] {Loss.mse(), Loss.huber(1f)}) {
+            try (Dataset d = Dataset.regression(Tensor.of(x, n, 3), Tensor.of(y, n, 1));
+                 Sequential model = Sequential.builder(3).dense(1, Init.XAVIER, 1).build();
+                 Trainer t = Trainer.builder(model).loss(loss).optimizer(Optimizer.sgd(0.05)).batchSize(16).build()) {
+                t.fit(d, null, 30);
+                assertTrue(t.evaluate(d).loss() < 1e-3, loss + " " + t.evaluate(d).loss());
+                float[] w = model.layers().get(0).weight().toFloatArray();
+                assertArrayEquals(new float[] {2, -1, 0}, w, 0.02f);
+            }
+        }
+    }
+
+    @Test
+    void badInputGetsClearExceptions() {
+        try (Sequential model = mlp(0); Trainer t = Trainer.builder(model).batchSize(8).build()) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> Dataset.classification(Tensor.of(new float[] {1, Float.NaN}, 1, 2), Tensor.of(new int[] {0}, 1)));
+            assertTrue(e.getMessage().contains("feature 1 of row 0 is NaN"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class,
+                    () -> Dataset.classification(Tensor.zeros(DType.F32, 0, 8), Tensor.zeros(DType.I32, 0)));
+            assertTrue(e.getMessage().contains("empty"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class,
+                    () -> Dataset.classification(Tensor.zeros(DType.F32, 2, 8), Tensor.of(new int[] {0, 5}, 2), 3));
+            assertTrue(e.getMessage().contains("label of row 1 is 5"), e.getMessage());
+            try (Dataset wrongWidth = Dataset.classification(Tensor.zeros(DType.F32, 4, 7), Tensor.zeros(DType.I32, 4));
+                 Dataset tooManyClasses = Dataset.classification(Tensor.zeros(DType.F32, 4, 8), Tensor.of(new int[] {0, 1, 2, 3}, 4))) {
+                e = assertThrows(IllegalArgumentException.class, () -> t.fit(wrongWidth, null, 1));
+                assertTrue(e.getMessage().contains("7 features but the model takes 8"), e.getMessage());
+                e = assertThrows(IllegalArgumentException.class, () -> t.fit(tooManyClasses, null, 1));
+                assertTrue(e.getMessage().contains("labels up to 3 but the model has 3 outputs"), e.getMessage());
+                try (Tensor x = Tensor.zeros(DType.F32, 2, 8); Tensor y = Tensor.of(new int[] {0, 3}, 2)) {
+                    e = assertThrows(IllegalArgumentException.class, () -> t.trainBatch(x, y, null));
+                    assertTrue(e.getMessage().contains("label of row 1 is 3"), e.getMessage());
+                }
+            }
+        }
+        assertThrows(IllegalArgumentException.class, () -> Trainer.builder(mlp(0)).batchSize(0));
+    }
+
+    @Test
+    void divergingRunNamesTheStepAndKeepsTheLastCheckpoint(@TempDir Path dir) throws IOException {
+        Path ckpt = dir.resolve("c.ckpt");
+        SplittableRandom r = new SplittableRandom(1);
+        float[] x = new float[64 * 2], y = new float[64];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) r.nextGaussian();
+        }
+        // Plain SGD at learning rate 10 on least squares: each step multiplies the error by ~ -20.
+        try (Sequential model = Sequential.builder(2).dense(1, Init.XAVIER, 1).build()) {
+            try (Dataset bad = Dataset.regression(Tensor.of(x, 64, 2), Tensor.of(y, 64, 1));
+                 Trainer t = Trainer.builder(model).loss(Loss.mse()).optimizer(Optimizer.sgd(10)).batchSize(4).seed(2)
+                         .checkpointEvery(1, ckpt).build()) {
+                TrainingDivergedException e = assertThrows(TrainingDivergedException.class, () -> t.fit(bad, null, 50));
+                assertTrue(e.getMessage().contains("diverged at step " + e.step()), e.getMessage());
+                assertTrue(e.step() > 3, e.getMessage());
+                assertEquals(e.step(), t.steps()); // the failing step did not count or update
+                byte[] good = Files.readAllBytes(ckpt);
+                try (Trainer again = Trainer.builder(model).loss(Loss.mse()).batchSize(4).seed(2).build()) {
+                    again.resume(ckpt);
+                    assertEquals(e.step(), again.steps());
+                }
+                good[good.length / 2] ^= 1;
+                Files.write(ckpt, good);
+                try (Trainer again = Trainer.builder(model).loss(Loss.mse()).batchSize(4).seed(2).build()) {
+                    IOException io = assertThrows(IOException.class, () -> again.resume(ckpt));
+                    assertTrue(io.getMessage().contains("corrupt"), io.getMessage());
+                }
+            }
+        }
+    }
+
+    @Test
+    void stepsAllocateNothingInSteadyState() {
+        var mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        try (Dataset d = blobs(64, 1); Sequential model = mlp(0.1);
+             Trainer t = Trainer.builder(model).batchSize(64).build()) {
+            for (int i = 0; i < 2000; i++) {
+                t.trainBatch(d.features(), d.targets(), null);
+            }
+            long tid = Thread.currentThread().getId();
+            long before = mx.getThreadAllocatedBytes(tid);
+            for (int i = 0; i < 10000; i++) {
+                t.trainBatch(d.features(), d.targets(), null);
+            }
+            long per = (mx.getThreadAllocatedBytes(tid) - before) / 10000;
+            assertEquals(0, per, "bytes allocated per step");
+        }
+    }
+
+    @Test
+    void differentSeedsGiveDifferentRunsAndTheSameSeedTheSame() throws IOException {
+        List<Double> a = run(null, 0, 1, null), b = run(null, 0, 1, null);
+        assertEquals(a, b);
+        try (Dataset train = blobs(200, 5); Sequential model = mlp(0.2);
+             Trainer t = Trainer.builder(model).optimizer(Optimizer.adam(5e-3)).batchSize(16).seed(10).build()) {
+            List<Double> c = new ArrayList<>();
+            t.fit(train, null, 1);
+            assertNotEquals(a.get(a.size() - 1), t.evaluate(train).loss());
+        }
+    }
+}
