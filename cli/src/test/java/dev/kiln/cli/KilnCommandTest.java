@@ -26,7 +26,7 @@ class KilnCommandTest {
 
     @Test
     void everyCommandHasHelp() {
-        for (String[] args : new String[][] {{"--help"}, {"info", "--help"}, {"demo", "--help"}, {"eval", "--help"}, {"report", "--help"}}) {
+        for (String[] args : new String[][] {{"--help"}, {"info", "--help"}, {"demo", "--help"}, {"train", "--help"}, {"eval", "--help"}, {"report", "--help"}}) {
             Result r = run(args);
             assertEquals(0, r.code, String.join(" ", args));
             assertTrue(r.out.contains("Usage: kiln"), r.out);
@@ -114,5 +114,34 @@ class KilnCommandTest {
         Result unknown = run("frobnicate");
         assertEquals(2, unknown.code);
         assertTrue(unknown.err.contains("Unmatched argument"), unknown.err);
+    }
+
+    @Test
+    void trainWithoutTheDatasetSaysHowToInstallIt(@org.junit.jupiter.api.io.TempDir java.nio.file.Path empty) {
+        Result r = run("train", "--data", empty.toString(), "--epochs", "1");
+        assertEquals(1, r.code, r.out);
+        assertTrue(r.err.contains("apt-get install dataset-fashion-mnist"), r.err);
+        assertEquals(1, r.err.strip().lines().count(), r.err);
+    }
+
+    @Test
+    void trainRefusesBadOptions() {
+        assertEquals(2, run("train", "--epochs", "0").code);
+        assertEquals(2, run("train", "--optimizer", "lbfgs").code);
+        assertEquals(2, run("train", "--lr", "-1").code);
+    }
+
+    @Test
+    void trainLearnsFashionMnistQuickly(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) {
+        org.junit.jupiter.api.Assumptions.assumeTrue(java.nio.file.Files.isDirectory(
+                java.nio.file.Path.of("/usr/share/datasets/fashion-mnist")), "dataset-fashion-mnist is not installed");
+        java.nio.file.Path onnx = dir.resolve("m.onnx");
+        Result r = run("train", "--limit", "6000", "--epochs", "2", "--json", "--no-progress", "--save", onnx.toString());
+        assertEquals(0, r.code, r.err);
+        var m = java.util.regex.Pattern.compile("\"test_accuracy\":([0-9.]+),\"test_loss\"").matcher(r.out);
+        assertTrue(m.find(), r.out);
+        double acc = Double.parseDouble(m.group(1));
+        assertTrue(acc > 0.75, "test accuracy " + acc);
+        assertTrue(java.nio.file.Files.isRegularFile(onnx));
     }
 }
