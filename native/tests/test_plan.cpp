@@ -130,3 +130,107 @@ TEST(Plan, MisuseIsRefused) {
 }
 
 }  // namespace
+
+namespace {
+
+// A small DAG, checked layer by layer against plain loops: every fusion case the compiler has.
+//   v1 = x W1 + b1; v2 = relu(v1); v3 = v2 W2 + b2; v4 = v3 + v2 (fused into W2's epilogue)
+//   v5 = tanh(v4); v6 = v5 + x (input residual); v7 = v6 W3; v8 = v7 + v6 (fused, no bias); v9 = relu(v8)
+//   v10 = v9 + v5 (not fusable: after an activation that follows a Dense with a fused residual)
+TEST(Plan, ResidualDagMatchesLoopsAndReusesBuffers) {
+    const int64_t batch = 5, d = 12;
+    auto w1 = random_floats(d * d, 1, -0.3f, 0.3f), b1 = random_floats(d, 2), w2 = random_floats(d * d, 3, -0.3f, 0.3f),
+         b2 = random_floats(d, 4), w3 = random_floats(d * d, 5, -0.3f, 0.3f), x = random_floats(batch * d, 6);
+    kiln_plan* p;
+    ASSERT_EQ(kiln_plan_create(d, batch, &p), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_dense(p, d, w1.data(), b1.data(), KILN_UNARY_IDENTITY, 0), KILN_OK);  // v1
+    ASSERT_EQ(kiln_plan_add_activation(p, KILN_UNARY_RELU, 0), KILN_OK);                          // v2
+    ASSERT_EQ(kiln_plan_add_dense(p, d, w2.data(), b2.data(), KILN_UNARY_IDENTITY, 0), KILN_OK);  // v3
+    ASSERT_EQ(kiln_plan_add_residual(p, 2), KILN_OK);                                             // v4
+    ASSERT_EQ(kiln_plan_add_activation(p, KILN_UNARY_TANH, 0), KILN_OK);                          // v5
+    ASSERT_EQ(kiln_plan_add_residual(p, 0), KILN_OK);                                             // v6
+    ASSERT_EQ(kiln_plan_add_dense(p, d, w3.data(), nullptr, KILN_UNARY_IDENTITY, 0), KILN_OK);    // v7
+    ASSERT_EQ(kiln_plan_add_residual(p, 6), KILN_OK);                                             // v8
+    ASSERT_EQ(kiln_plan_add_activation(p, KILN_UNARY_RELU, 0), KILN_OK);                          // v9
+    ASSERT_EQ(kiln_plan_add_residual(p, 5), KILN_OK);                                             // v10
+    EXPECT_EQ(kiln_plan_add_residual(p, 11), KILN_ERR_INVALID_ARGUMENT);
+    ASSERT_EQ(kiln_plan_compile(p), KILN_OK) << kiln_last_error();
+    int64_t ws_bytes;
+    ASSERT_EQ(kiln_plan_info(p, nullptr, nullptr, nullptr, &ws_bytes), KILN_OK);
+    const int64_t buf = (batch * d + 15) / 16 * 16 * 4;
+    EXPECT_LE(ws_bytes, 3 * buf);  // v2, v5, v6 alive at once at most
+    std::vector<float> y(size_t(batch * d));
+    void* ws;
+    ASSERT_EQ(kiln_alloc(ws_bytes, &ws), KILN_OK);
+    ASSERT_EQ(kiln_plan_run(p, batch, x.data(), y.data(), ws, ws_bytes), KILN_OK) << kiln_last_error();
+
+    auto dense = [&](const std::vector<double>& a, const std::vector<float>& w, const std::vector<float>* b) {
+        std::vector<double> o(size_t(batch * d));
+        for (int64_t r = 0; r < batch; ++r)
+            for (int64_t j = 0; j < d; ++j) {
+                double s = b ? (*b)[size_t(j)] : 0.0;
+                for (int64_t k = 0; k < d; ++k) s += a[size_t(r * d + k)] * w[size_t(k * d + j)];
+                o[size_t(r * d + j)] = s;
+            }
+        return o;
+    };
+    auto map = [](std::vector<double> a, double (*f)(double)) {
+        for (double& v : a) v = f(v);
+        return a;
+    };
+    auto add = [](std::vector<double> a, const std::vector<double>& b) {
+        for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
+        return a;
+    };
+    auto relu = [](double v) { return v > 0 ? v : 0.0; };
+    auto th = [](double v) { return std::tanh(v); };
+    std::vector<double> v0(x.begin(), x.end());
+    auto v2 = map(dense(v0, w1, &b1), relu);
+    auto v4 = add(dense(v2, w2, &b2), v2);
+    auto v5 = map(v4, th);
+    auto v6 = add(v5, v0);
+    auto v9 = map(add(dense(v6, w3, nullptr), v6), relu);
+    auto v10 = add(v9, v5);
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], v10[i], 1e-4 * (1 + std::fabs(v10[i]))) << i;
+    kiln_free(ws);
+    kiln_plan_destroy(p);
+}
+
+TEST(Plan, EmbeddingLooksUpRowsAndRefusesBadIds) {
+    const int64_t vocab = 7, dim = 3, seq = 4, batch = 2;
+    auto table = random_floats(vocab * dim, 9);
+    auto w = random_floats(seq * dim * 2, 10, -0.3f, 0.3f);
+    kiln_plan* p;
+    ASSERT_EQ(kiln_plan_create(seq, batch, &p), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_embedding(p, vocab, dim, table.data()), KILN_OK);
+    EXPECT_EQ(kiln_plan_add_embedding(p, vocab, dim, table.data()), KILN_ERR_INVALID_ARGUMENT);  // not first
+    ASSERT_EQ(kiln_plan_add_dense(p, 2, w.data(), nullptr, KILN_UNARY_IDENTITY, 0), KILN_OK);
+    ASSERT_EQ(kiln_plan_compile(p), KILN_OK);
+    int64_t in, out, ws_bytes;
+    ASSERT_EQ(kiln_plan_info(p, &in, &out, nullptr, &ws_bytes), KILN_OK);
+    EXPECT_EQ(in, seq);
+    EXPECT_EQ(out, 2);
+    void* ws;
+    ASSERT_EQ(kiln_alloc(ws_bytes, &ws), KILN_OK);
+    int32_t ids[batch * seq] = {0, 6, 3, 3, 1, 2, 5, 0};
+    float y[batch * 2];
+    ASSERT_EQ(kiln_plan_run(p, batch, ids, y, ws, ws_bytes), KILN_OK);
+    for (int64_t r = 0; r < batch; ++r)
+        for (int64_t j = 0; j < 2; ++j) {
+            double s = 0;
+            for (int64_t q = 0; q < seq; ++q)
+                for (int64_t c = 0; c < dim; ++c)
+                    s += double(table[size_t(ids[r * seq + q] * dim + c)]) * w[size_t((q * dim + c) * 2 + j)];
+            EXPECT_NEAR(y[r * 2 + j], s, 1e-5);
+        }
+    ids[5] = 7;
+    EXPECT_EQ(kiln_plan_run(p, batch, ids, y, ws, ws_bytes), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("token id 7 at row 1, position 1"), std::string::npos)
+        << kiln_last_error();
+    ids[5] = -1;
+    EXPECT_EQ(kiln_plan_run(p, batch, ids, y, ws, ws_bytes), KILN_ERR_INVALID_ARGUMENT);
+    kiln_free(ws);
+    kiln_plan_destroy(p);
+}
+
+}  // namespace

@@ -521,3 +521,59 @@ TEST(Train, BadInputIsRefusedAndNothingChanges) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Train, EmbeddingGradientsAndBadIds) {
+    const int64_t vocab = 5, dim = 3, seq = 4, batch = 3, out = 3;
+    std::mt19937 rng(77);
+    std::normal_distribution<float> nd(0.0f, 0.7f);
+    std::vector<float> table(size_t(vocab * dim)), w(size_t(seq * dim * out));
+    for (float& v : table) v = nd(rng);
+    for (float& v : w) v = nd(rng);
+    std::vector<int32_t> ids = {0, 4, 4, 2, 1, 1, 3, 0, 2, 2, 2, 4};  // id 4 twice in a row: gradients add
+    std::vector<int32_t> labels = {2, 0, 1};
+    kiln_trainer* t;
+    ASSERT_EQ(kiln_trainer_create(seq, batch, &t), KILN_OK);
+    ASSERT_EQ(kiln_trainer_add_embedding(t, vocab, dim, table.data()), KILN_OK);
+    ASSERT_EQ(kiln_trainer_add_dense(t, out, w.data(), nullptr), KILN_OK);
+    ASSERT_EQ(kiln_trainer_compile(t), KILN_OK);
+    double loss;
+    ASSERT_EQ(kiln_trainer_step(t, batch, ids.data(), labels.data(), nullptr, 0.0f, &loss, nullptr), KILN_OK)
+        << kiln_last_error();
+    std::vector<double> tab(table.begin(), table.end()), wd(w.begin(), w.end());
+    auto ref = [&]() {
+        double total = 0;
+        for (int64_t r = 0; r < batch; ++r) {
+            std::vector<double> z(size_t(out), 0.0);
+            for (int64_t q = 0; q < seq; ++q)
+                for (int64_t c = 0; c < dim; ++c)
+                    for (int64_t j = 0; j < out; ++j)
+                        z[size_t(j)] += tab[size_t(ids[size_t(r * seq + q)] * dim + c)] * wd[size_t((q * dim + c) * out + j)];
+            double mx = *std::max_element(z.begin(), z.end()), se = 0;
+            for (double v : z) se += std::exp(v - mx);
+            total += mx + std::log(se) - z[size_t(labels[size_t(r)])];
+        }
+        return total / double(batch);
+    };
+    EXPECT_NEAR(loss, ref(), 1e-5);
+    std::vector<float> g(table.size());
+    ASSERT_EQ(kiln_trainer_param(t, 0, 2, g.data(), int64_t(g.size())), KILN_OK);
+    for (size_t i = 0; i < tab.size(); ++i) {
+        const double keep = tab[i], h = 1e-5;
+        tab[i] = keep + h;
+        const double lp = ref();
+        tab[i] = keep - h;
+        const double lm = ref();
+        tab[i] = keep;
+        ASSERT_NEAR(g[i], (lp - lm) / (2 * h), 2e-4) << "table element " << i;
+    }
+    ids[6] = 5;
+    EXPECT_EQ(kiln_trainer_step(t, batch, ids.data(), labels.data(), nullptr, 0.0f, &loss, nullptr),
+              KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("token id 5 at row 1, position 2"), std::string::npos)
+        << kiln_last_error();
+    kiln_trainer_destroy(t);
+}
+
+}  // namespace

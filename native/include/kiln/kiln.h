@@ -370,14 +370,22 @@ KILN_API kiln_status kiln_plan_add_activation(kiln_plan* plan, int32_t activatio
 KILN_API kiln_status kiln_plan_add_softmax(kiln_plan* plan, int32_t log_softmax);
 /** Layer norm over the features of each row; gamma and beta (features floats) may be NULL. */
 KILN_API kiln_status kiln_plan_add_layer_norm(kiln_plan* plan, const float* gamma, const float* beta, float eps);
+/** Residual add: the current value plus value `from` (0: the input, i: the output of layer i, in
+ *  the order layers were added), of the same width. Fused into a Dense right before it. */
+KILN_API kiln_status kiln_plan_add_residual(kiln_plan* plan, int64_t from);
+/** Embedding lookup as the first layer: the plan's input is then int32 token ids (batch x
+ *  input_features positions) and this layer outputs input_features x dim floats per row (table:
+ *  vocab x dim, copied). An id outside 0..vocab-1 fails the run, naming the row and position. */
+KILN_API kiln_status kiln_plan_add_embedding(kiln_plan* plan, int64_t vocab, int64_t dim, const float* table);
 /** Freezes the plan: fuses, sizes the workspace. No layer may be added afterwards. */
 KILN_API kiln_status kiln_plan_compile(kiln_plan* plan);
 /** Input and output features, maximum batch and workspace bytes of a compiled plan (any may be NULL). */
 KILN_API kiln_status kiln_plan_info(const kiln_plan* plan, int64_t* input_features, int64_t* output_features,
                                     int64_t* max_batch, int64_t* workspace_bytes);
-/** One forward pass of `batch` rows (1..max_batch): input batch x in, output batch x out (both
- *  contiguous), `workspace` of at least workspace_bytes, 64-byte aligned, owned by this caller. */
-KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t batch, const float* input, float* output,
+/** One forward pass of `batch` rows (1..max_batch): input batch x in (floats, or int32 token ids
+ *  when the first layer is an embedding), output batch x out (both contiguous), `workspace` of
+ *  at least workspace_bytes, 64-byte aligned, owned by this caller. */
+KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t batch, const void* input, float* output,
                                    void* workspace, int64_t workspace_bytes);
 /** Frees a plan (NULL is a no-op). */
 KILN_API kiln_status kiln_plan_destroy(kiln_plan* plan);
@@ -440,6 +448,9 @@ KILN_API kiln_status kiln_trainer_add_softmax(kiln_trainer* t, int32_t log_softm
 /** Residual Add: the current value plus value `from` (0: the input, i: the output of layer i),
  *  which must have the same width. */
 KILN_API kiln_status kiln_trainer_add_residual(kiln_trainer* t, int64_t from);
+/** Embedding as the first layer: x is then int32 token ids (batch x input_features) and the layer
+ *  outputs input_features x dim floats per row; the table (vocab x dim, copied) is parameter 0. */
+KILN_API kiln_status kiln_trainer_add_embedding(kiln_trainer* t, int64_t vocab, int64_t dim, const float* table);
 /** The loss; class_weights (outputs floats, cross-entropy only) may be NULL. */
 KILN_API kiln_status kiln_trainer_set_loss(kiln_trainer* t, int32_t loss, float huber_delta,
                                            const float* class_weights);
@@ -447,20 +458,20 @@ KILN_API kiln_status kiln_trainer_set_optimizer(kiln_trainer* t, const kiln_opti
 /** Seed of the dropout masks (default 0). */
 KILN_API kiln_status kiln_trainer_set_seed(kiln_trainer* t, uint64_t seed);
 KILN_API kiln_status kiln_trainer_compile(kiln_trainer* t);
-/** One training step on `batch` rows: x batch x in; targets int32 class ids (cross-entropy) or
+/** One training step on `batch` rows: x batch x in (floats, or int32 ids after an embedding); targets int32 class ids (cross-entropy) or
  *  batch x out floats; sample_weights (batch floats) may be NULL. The loss is the weighted mean;
  *  `correct` (may be NULL) gets the rows whose argmax equals the label (cross-entropy; else 0).
  *  Returns KILN_ERR_INVALID_ARGUMENT, with nothing updated, when the targets are out of range or
  *  the loss or a gradient is not finite. */
-KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch, const float* x, const void* targets,
+KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch, const void* x, const void* targets,
                                        const float* sample_weights, float lr, double* loss, int64_t* correct);
 /** Forward in evaluation mode (dropout off): adds the summed weighted loss, the summed weight and
  *  (cross-entropy) the count of rows whose argmax equals the label to the three accumulators. */
-KILN_API kiln_status kiln_trainer_evaluate(kiln_trainer* t, int64_t batch, const float* x, const void* targets,
+KILN_API kiln_status kiln_trainer_evaluate(kiln_trainer* t, int64_t batch, const void* x, const void* targets,
                                            const float* sample_weights, double* loss_sum, double* weight_sum,
                                            int64_t* correct);
 /** Forward in evaluation mode: the last layer's output (logits for cross-entropy) into y. */
-KILN_API kiln_status kiln_trainer_predict(kiln_trainer* t, int64_t batch, const float* x, float* y);
+KILN_API kiln_status kiln_trainer_predict(kiln_trainer* t, int64_t batch, const void* x, float* y);
 /** Number of parameter tensors (Dense: weight then bias if any; layer norm: gamma then beta). */
 KILN_API kiln_status kiln_trainer_param_count(const kiln_trainer* t, int64_t* count);
 /** Copies parameter i out (into_trainer = 0) or in (1), or its gradient from the last step out (2);

@@ -1,9 +1,13 @@
 // Inference plans: an ordered list of layers over preallocated, caller-owned workspace.
 //
-// Build (kiln_plan_add_*) copies and packs parameters; compile fuses an activation into the Dense
-// before it (applied in the GEMM's store) and sizes the workspace: two ping-pong activation
-// buffers of max_batch x widest layer. kiln_plan_run then walks the layers with no allocation;
-// the plan is read-only, so any number of threads may run it, each with its own workspace.
+// Values: value 0 is the input, value i + 1 the output of layer i. A residual layer adds an
+// earlier value, which makes the plan a DAG. Build (kiln_plan_add_*) copies and packs parameters;
+// compile fuses an activation and/or a residual add into the Dense before it (applied in the GEMM's
+// store, in that order: act(x W + b) + r; the fused layer's value becomes an alias of the Dense's)
+// and assigns each remaining value a buffer of max_batch x widest floats, reusing a buffer once
+// its value has been read for the last time. kiln_plan_run then walks the layers with no
+// allocation; the plan is read-only, so any number of threads may run it, each with its own
+// workspace.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,7 +19,7 @@
 
 namespace {
 
-enum class Kind { Dense, Activation, Softmax, LayerNorm };
+enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding };
 
 struct Layer {
     Kind kind;
@@ -28,6 +32,12 @@ struct Layer {
     float* gamma = nullptr;
     float* beta = nullptr;
     float eps = 0;
+    int64_t from = -1;        // Residual: the value added; Dense: a fused residual (-1: none)
+    int64_t vocab = 0;        // Embedding: table rows
+    float* table = nullptr;   // Embedding: vocab x (out / in) floats
+    bool fused = false;       // folded into the Dense before it: its value aliases that Dense's
+    int64_t value = 0;        // compiled: the physical value this layer's output lives in
+    int32_t slot = -1;        // compiled: workspace buffer of that value (-1: the caller's output)
 };
 
 float* copy_floats(const float* src, int64_t n, kiln_status* st) {
@@ -45,8 +55,9 @@ void free_layer(Layer& l) {
     kiln_free(l.bias);
     kiln_free(l.gamma);
     kiln_free(l.beta);
+    kiln_free(l.table);
     l.weight = nullptr;
-    l.bias = l.gamma = l.beta = nullptr;
+    l.bias = l.gamma = l.beta = l.table = nullptr;
 }
 
 }  // namespace
@@ -55,8 +66,9 @@ struct kiln_plan {
     int64_t in_features = 0, max_batch = 0, features = 0;  // features: width after the last layer
     bool compiled = false;
     std::vector<Layer> layers;
-    int64_t buffer_floats = 0;  // per ping-pong buffer
+    int64_t buffer_floats = 0;  // per workspace buffer
     int64_t workspace_bytes = 0;
+    std::vector<int32_t> value_slot;  // compiled: buffer of each physical value (-1: input/output)
 };
 
 using kiln::fail;
@@ -171,28 +183,128 @@ extern "C" KILN_API kiln_status kiln_plan_add_layer_norm(kiln_plan* plan, const 
     return push(plan, std::move(l));
 }
 
+extern "C" KILN_API kiln_status kiln_plan_add_residual(kiln_plan* plan, int64_t from) {
+    static const char* fn = "kiln_plan_add_residual";
+    if (kiln_status st = check_open(fn, plan)) return st;
+    const int64_t current = int64_t(plan->layers.size());  // the value a new layer reads
+    if (from < 0 || from >= current)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: from is %lld: must name an earlier value, 0..%lld", fn,
+                    (long long)from, (long long)(current - 1));
+    const int64_t w = from == 0 ? plan->in_features : plan->layers[size_t(from - 1)].out;
+    if (w != plan->features)
+        return fail(KILN_ERR_SHAPE_MISMATCH, "%s: value %lld has %lld features but the current value has %lld", fn,
+                    (long long)from, (long long)w, (long long)plan->features);
+    Layer l;
+    l.kind = Kind::Residual;
+    l.in = l.out = plan->features;
+    l.from = from;
+    return push(plan, std::move(l));
+}
+
+extern "C" KILN_API kiln_status kiln_plan_add_embedding(kiln_plan* plan, int64_t vocab, int64_t dim,
+                                                        const float* table) {
+    static const char* fn = "kiln_plan_add_embedding";
+    if (kiln_status st = check_open(fn, plan)) return st;
+    if (!plan->layers.empty())
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: an embedding must be the first layer (its input is token ids)", fn);
+    if (vocab < 1 || dim < 1 || vocab > (int64_t(1) << 31) || dim > (int64_t(1) << 24))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: vocab %lld and dim %lld must be in 1..2^31 and 1..2^24", fn,
+                    (long long)vocab, (long long)dim);
+    if (table == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: table is NULL", fn);
+    if (plan->in_features * dim > (int64_t(1) << 31))
+        return fail(KILN_ERR_OVERFLOW, "%s: %lld positions x %lld dims is too wide", fn,
+                    (long long)plan->in_features, (long long)dim);
+    Layer l;
+    l.kind = Kind::Embedding;
+    l.in = plan->in_features;
+    l.out = plan->in_features * dim;
+    l.vocab = vocab;
+    kiln_status st;
+    l.table = copy_floats(table, vocab * dim, &st);
+    if (st != KILN_OK) return st;
+    if (kiln_status s2 = push(plan, std::move(l))) return s2;
+    plan->features = plan->in_features * dim;
+    return KILN_OK;
+}
+
 extern "C" KILN_API kiln_status kiln_plan_compile(kiln_plan* plan) {
     static const char* fn = "kiln_plan_compile";
     if (kiln_status st = check_open(fn, plan)) return st;
     if (plan->layers.empty()) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the plan has no layers", fn);
-    // Fuse Dense(identity) + Activation into the Dense's GEMM epilogue.
-    std::vector<Layer> fused;
-    fused.reserve(plan->layers.size());
-    for (Layer& l : plan->layers) {
-        if (l.kind == Kind::Activation && !fused.empty() && fused.back().kind == Kind::Dense &&
-            fused.back().activation == KILN_UNARY_IDENTITY) {
-            fused.back().activation = l.activation;
-            fused.back().alpha = l.alpha;
-            continue;
+    const size_t n = plan->layers.size();
+    try {
+        // Values read by a residual must stay materialized: nothing may be fused over them.
+        std::vector<char> read_by_residual(n + 1, 0);
+        for (const Layer& l : plan->layers)
+            if (l.kind == Kind::Residual) read_by_residual[size_t(l.from)] = 1;
+        // Fusion: Dense [+ Activation] [+ Residual] into the Dense's epilogue.
+        int64_t open_dense = -1;  // index of a Dense whose epilogue can still take a step
+        for (size_t i = 0; i < n; ++i) {
+            Layer& l = plan->layers[i];
+            l.value = int64_t(i) + 1;
+            if (open_dense >= 0 && !read_by_residual[i]) {
+                Layer& d = plan->layers[size_t(open_dense)];
+                if (l.kind == Kind::Activation && d.activation == KILN_UNARY_IDENTITY && d.from < 0) {
+                    d.activation = l.activation;
+                    d.alpha = l.alpha;
+                    l.fused = true;
+                } else if (l.kind == Kind::Residual && d.from < 0) {
+                    d.from = l.from;
+                    l.fused = true;
+                }
+            }
+            if (l.fused) {
+                l.value = plan->layers[size_t(open_dense)].value;
+                continue;
+            }
+            open_dense = l.kind == Kind::Dense ? int64_t(i) : -1;
         }
-        fused.push_back(l);
+        // Physical values: the last layer's value is the caller's output; others get buffers,
+        // reused after their last reader.
+        std::vector<int64_t> last_read(n + 1, -1);
+        for (size_t i = 0; i < n; ++i) {
+            const Layer& l = plan->layers[i];
+            if (l.fused) continue;
+            const int64_t src = i == 0 ? 0 : plan->layers[i - 1].value;
+            last_read[size_t(src)] = int64_t(i);
+            if (l.from >= 0) {
+                const int64_t v = l.from == 0 ? 0 : plan->layers[size_t(l.from - 1)].value;
+                last_read[size_t(v)] = std::max(last_read[size_t(v)], int64_t(i));
+            }
+        }
+        plan->value_slot.assign(n + 1, -1);
+        const int64_t final_value = plan->layers.back().value;
+        std::vector<int32_t> free_slots;
+        int32_t slots = 0;
+        for (size_t i = 0; i < n; ++i) {
+            Layer& l = plan->layers[i];
+            if (l.fused) continue;
+            if (l.value == final_value) {
+                l.slot = -1;
+            } else {
+                int32_t s;
+                if (!free_slots.empty()) {
+                    s = free_slots.back();
+                    free_slots.pop_back();
+                } else {
+                    s = slots++;
+                }
+                l.slot = s;
+                plan->value_slot[size_t(l.value)] = s;
+            }
+            // Values whose last reader is this layer free their buffer for the layers after it.
+            for (size_t v = 1; v <= n; ++v)
+                if (last_read[v] == int64_t(i) && plan->value_slot[v] >= 0 && int64_t(v) != l.value)
+                    free_slots.push_back(plan->value_slot[v]);
+        }
+        int64_t widest = plan->in_features;
+        for (const Layer& l : plan->layers) widest = std::max(widest, l.out);
+        plan->buffer_floats = (plan->max_batch * widest + 15) / 16 * 16;  // keep each buffer 64-byte aligned
+        if (plan->buffer_floats > (int64_t(1) << 56)) return fail(KILN_ERR_OVERFLOW, "%s: workspace overflows", fn);
+        plan->workspace_bytes = int64_t(slots) * plan->buffer_floats * int64_t(sizeof(float));
+    } catch (const std::bad_alloc&) {
+        return fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory", fn);
     }
-    plan->layers.swap(fused);
-    int64_t widest = plan->in_features;
-    for (const Layer& l : plan->layers) widest = std::max(widest, l.out);
-    plan->buffer_floats = (plan->max_batch * widest + 15) / 16 * 16;  // keep the second buffer 64-byte aligned
-    if (plan->buffer_floats > (int64_t(1) << 58)) return fail(KILN_ERR_OVERFLOW, "%s: workspace overflows", fn);
-    plan->workspace_bytes = plan->layers.size() > 1 ? 2 * plan->buffer_floats * int64_t(sizeof(float)) : 0;
     plan->compiled = true;
     return KILN_OK;
 }
@@ -208,7 +320,7 @@ extern "C" KILN_API kiln_status kiln_plan_info(const kiln_plan* plan, int64_t* i
     return KILN_OK;
 }
 
-extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t batch, const float* input, float* output,
+extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t batch, const void* input, float* output,
                                               void* workspace, int64_t workspace_bytes) {
     static const char* fn = "kiln_plan_run";
     if (plan == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: plan is NULL", fn);
@@ -221,17 +333,24 @@ extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t bat
     if (workspace_bytes < plan->workspace_bytes || (plan->workspace_bytes > 0 && workspace == nullptr))
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: workspace of %lld bytes: the plan needs %lld", fn,
                     (long long)workspace_bytes, (long long)plan->workspace_bytes);
-    float* buf[2] = {static_cast<float*>(workspace), static_cast<float*>(workspace) + plan->buffer_floats};
+    float* const ws = static_cast<float*>(workspace);
+    auto value_ptr = [&](int64_t v) -> const float* {
+        if (v == 0) return static_cast<const float*>(input);
+        const int32_t slot = plan->value_slot[size_t(v)];
+        return slot < 0 ? output : ws + int64_t(slot) * plan->buffer_floats;
+    };
     const size_t n_layers = plan->layers.size();
-    const float* src = input;
+    const float* src = static_cast<const float*>(input);
     for (size_t i = 0; i < n_layers; ++i) {
         const Layer& l = plan->layers[i];
-        float* dst = i + 1 == n_layers ? output : buf[i % 2];
+        if (l.fused) continue;
+        float* dst = l.slot < 0 ? output : ws + int64_t(l.slot) * plan->buffer_floats;
         kiln_status st = KILN_OK;
         switch (l.kind) {
             case Kind::Dense: {
-                const kiln_epilogue ep{l.bias, l.activation, l.alpha, nullptr, 0};
-                const bool plain = l.bias == nullptr && l.activation == KILN_UNARY_IDENTITY;
+                const float* res = l.from >= 0 ? value_ptr(l.from == 0 ? 0 : plan->layers[size_t(l.from - 1)].value) : nullptr;
+                const kiln_epilogue ep{l.bias, l.activation, l.alpha, res, l.out};
+                const bool plain = l.bias == nullptr && l.activation == KILN_UNARY_IDENTITY && res == nullptr;
                 st = kiln_sgemm_packed(0, batch, 1.0f, src, l.in, l.weight, 0.0f, dst, l.out, plain ? nullptr : &ep);
                 break;
             }
@@ -246,6 +365,26 @@ extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t bat
             case Kind::LayerNorm:
                 st = kiln_layer_norm_f32(batch, l.in, src, l.gamma, l.beta, l.eps, dst, nullptr, nullptr);
                 break;
+            case Kind::Residual: {
+                const float* other = value_ptr(l.from == 0 ? 0 : plan->layers[size_t(l.from - 1)].value);
+                const int64_t shape[1] = {batch * l.in}, unit[1] = {1};
+                st = kiln_binary_f32(KILN_BINARY_ADD, 1, shape, src, unit, other, unit, dst, unit);
+                break;
+            }
+            case Kind::Embedding: {
+                const int32_t* ids = static_cast<const int32_t*>(input);
+                const int64_t seq = l.in, dim = l.out / l.in;
+                for (int64_t r = 0; r < batch; ++r)
+                    for (int64_t p = 0; p < seq; ++p) {
+                        const int32_t id = ids[r * seq + p];
+                        if (id < 0 || id >= l.vocab)
+                            return fail(KILN_ERR_INVALID_ARGUMENT,
+                                        "%s: token id %d at row %lld, position %lld is out of range 0..%lld", fn, id,
+                                        (long long)r, (long long)p, (long long)(l.vocab - 1));
+                        std::memcpy(dst + (r * seq + p) * dim, l.table + int64_t(id) * dim, size_t(dim) * sizeof(float));
+                    }
+                break;
+            }
         }
         if (st != KILN_OK) return st;  // the layer's message names the check
         src = dst;

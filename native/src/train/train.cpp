@@ -26,7 +26,7 @@ using kiln::fail;
 
 namespace {
 
-enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual };
+enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding };
 
 struct TLayer {
     Kind kind;
@@ -37,6 +37,7 @@ struct TLayer {
     float eps = 0;                      // layer norm
     int32_t log_softmax = 0;
     int64_t from = 0;                   // residual
+    int64_t vocab = 0;                  // embedding (its table is parameter w: vocab x dim)
     int64_t w = -1, b = -1;             // parameter indices (Dense weight/bias, LN gamma/beta)
     bool fused = false;                 // Act folded into the Dense before it
     float* mask = nullptr;              // dropout multipliers, max_batch x in
@@ -306,6 +307,27 @@ extern "C" KILN_API kiln_status kiln_trainer_add_residual(kiln_trainer* t, int64
     return push(t, l);
 }
 
+extern "C" KILN_API kiln_status kiln_trainer_add_embedding(kiln_trainer* t, int64_t vocab, int64_t dim,
+                                                           const float* table) {
+    static const char* fn = "kiln_trainer_add_embedding";
+    if (kiln_status st = check_open(fn, t)) return st;
+    if (!t->layers.empty())
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: an embedding must be the first layer (its input is token ids)", fn);
+    if (vocab < 1 || dim < 1 || vocab > (int64_t(1) << 31) || dim > (int64_t(1) << 24))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: vocab %lld and dim %lld must be in 1..2^31 and 1..2^24", fn,
+                    (long long)vocab, (long long)dim);
+    if (table == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: table is NULL", fn);
+    if (t->in_features * dim > (int64_t(1) << 31) || vocab * dim > (int64_t(1) << 40))
+        return fail(KILN_ERR_OVERFLOW, "%s: the embedding is too large", fn);
+    TLayer l;
+    l.kind = Kind::Embedding;
+    l.in = t->in_features;
+    l.out = t->in_features * dim;
+    l.vocab = vocab;
+    if (kiln_status st = add_param(t, vocab * dim, table, 0.0f, false, &l.w)) return st;
+    return push(t, l);
+}
+
 extern "C" KILN_API kiln_status kiln_trainer_set_loss(kiln_trainer* t, int32_t loss, float huber_delta,
                                                       const float* class_weights) {
     static const char* fn = "kiln_trainer_set_loss";
@@ -451,8 +473,8 @@ extern "C" KILN_API kiln_status kiln_trainer_compile(kiln_trainer* t) {
 namespace {
 
 // Forward pass over `batch` rows; training mode draws dropout masks for step `step`.
-kiln_status forward(kiln_trainer* t, int64_t batch, const float* x, bool training) {
-    t->act[0] = const_cast<float*>(x);
+kiln_status forward(kiln_trainer* t, int64_t batch, const void* x, bool training) {
+    t->act[0] = static_cast<float*>(const_cast<void*>(x));  // int32 ids when layer 0 is an embedding
     const size_t n_layers = t->layers.size();
     for (size_t i = 0; i < n_layers; ++i) {
         TLayer& l = t->layers[i];
@@ -504,6 +526,18 @@ kiln_status forward(kiln_trainer* t, int64_t batch, const float* x, bool trainin
             case Kind::Residual: {
                 const float* other = t->act[size_t(l.from)];
                 for (int64_t j = 0; j < n; ++j) dst[j] = src[j] + other[j];
+                break;
+            }
+            case Kind::Embedding: {
+                const int32_t* ids = static_cast<const int32_t*>(x);
+                const float* table = t->params[size_t(l.w)].value;
+                const int64_t dim = l.out / l.in;
+                for (int64_t j = 0; j < n; ++j) {
+                    if (ids[j] < 0 || ids[j] >= l.vocab)
+                        return fail(KILN_ERR_INVALID_ARGUMENT, "kiln_trainer: token id %d at row %lld, position %lld is out of range 0..%lld",
+                                    ids[j], (long long)(j / l.in), (long long)(j % l.in), (long long)(l.vocab - 1));
+                    std::memcpy(dst + j * dim, table + int64_t(ids[j]) * dim, size_t(dim) * sizeof(float));
+                }
                 break;
             }
         }
@@ -736,6 +770,18 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
                 }
                 break;
             }
+            case Kind::Embedding: {  // scatter-add the rows' gradients into the table's
+                const int32_t* ids = reinterpret_cast<const int32_t*>(t->act[0]);
+                Param& tp = t->params[size_t(l.w)];
+                const int64_t dim = l.out / l.in;
+                std::memset(tp.grad, 0, size_t(tp.n) * sizeof(float));
+                for (int64_t j = 0; j < n; ++j) {
+                    float* g = tp.grad + int64_t(ids[j]) * dim;
+                    const float* src = gy + j * dim;
+                    for (int64_t c = 0; c < dim; ++c) g[c] += src[c];
+                }
+                break;
+            }
             case Kind::Residual: {
                 if (need_dx) {
                     bool acc;
@@ -755,7 +801,7 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
     return KILN_OK;
 }
 
-kiln_status check_batch(const char* fn, const kiln_trainer* t, int64_t batch, const float* x, const void* targets) {
+kiln_status check_batch(const char* fn, const kiln_trainer* t, int64_t batch, const void* x, const void* targets) {
     if (batch < 1 || batch > t->max_batch)
         return fail(KILN_ERR_SHAPE_MISMATCH, "%s: batch is %lld: must be in 1..%lld (the compiled maximum)", fn,
                     (long long)batch, (long long)t->max_batch);
@@ -766,7 +812,7 @@ kiln_status check_batch(const char* fn, const kiln_trainer* t, int64_t batch, co
 
 }  // namespace
 
-extern "C" KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch, const float* x, const void* targets,
+extern "C" KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch, const void* x, const void* targets,
                                                   const float* sample_weights, float lr, double* loss,
                                                   int64_t* correct) {
     static const char* fn = "kiln_trainer_step";
@@ -825,7 +871,7 @@ extern "C" KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch
     return KILN_OK;
 }
 
-extern "C" KILN_API kiln_status kiln_trainer_evaluate(kiln_trainer* t, int64_t batch, const float* x,
+extern "C" KILN_API kiln_status kiln_trainer_evaluate(kiln_trainer* t, int64_t batch, const void* x,
                                                       const void* targets, const float* sample_weights,
                                                       double* loss_sum, double* weight_sum, int64_t* correct) {
     static const char* fn = "kiln_trainer_evaluate";
@@ -841,7 +887,7 @@ extern "C" KILN_API kiln_status kiln_trainer_evaluate(kiln_trainer* t, int64_t b
     return KILN_OK;
 }
 
-extern "C" KILN_API kiln_status kiln_trainer_predict(kiln_trainer* t, int64_t batch, const float* x, float* y) {
+extern "C" KILN_API kiln_status kiln_trainer_predict(kiln_trainer* t, int64_t batch, const void* x, float* y) {
     static const char* fn = "kiln_trainer_predict";
     if (kiln_status st = check_ready(fn, t)) return st;
     if (batch < 1 || batch > t->max_batch)
