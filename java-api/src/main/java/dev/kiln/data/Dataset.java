@@ -12,7 +12,8 @@ import java.util.Objects;
 import java.util.SplittableRandom;
 
 /**
- * Rows of features ({@code [n, features]} F32) with their targets: class ids ({@code [n]} I32, for
+ * Rows of features ({@code [n, features]} F32, or I32 token ids for a model that starts with an
+ * embedding) with their targets: class ids ({@code [n]} I32, for
  * classification) or values ({@code [n, outputs]} F32, for regression and binary cross-entropy).
  * A dataset owns its tensors (close it to free them) and is checked once when made: no NaN or
  * infinite feature, no negative class id, at least one row.
@@ -97,9 +98,10 @@ public final class Dataset implements AutoCloseable {
 
     private static long checkFeatures(Tensor features) {
         Objects.requireNonNull(features, "features");
-        if (features.dtype() != DType.F32 || features.rank() != 2 || !features.isContiguous()) {
-            throw new IllegalArgumentException("features must be a contiguous F32 tensor [rows, features], not "
-                    + features);
+        if ((features.dtype() != DType.F32 && features.dtype() != DType.I32) || features.rank() != 2
+                || !features.isContiguous()) {
+            throw new IllegalArgumentException("features must be a contiguous F32 tensor [rows, features] (or I32 token"
+                    + " ids [rows, positions] for a model starting with an embedding), not " + features);
         }
         if (features.size(0) < 1 || features.size(1) < 1) {
             throw new IllegalArgumentException("the dataset is empty: features are " + Arrays.toString(features.shape()));
@@ -107,7 +109,9 @@ public final class Dataset implements AutoCloseable {
         if (features.size(0) > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("a dataset holds at most 2^31 - 1 rows");
         }
-        checkFinite("feature", features);
+        if (features.dtype() == DType.F32) {
+            checkFinite("feature", features);
+        }
         return features.size(0);
     }
 

@@ -29,12 +29,14 @@ public final class InferenceSession implements AutoCloseable {
     private final long outputFeatures;
     private final int maxBatch;
     private final long workspaceBytes;
+    private final DType inputDType;
     private final AtomicLong state = new AtomicLong(); // CLOSED bit | calls in flight
     private final ConcurrentLinkedQueue<Tensor> workspaces = new ConcurrentLinkedQueue<>();
     private final ThreadLocal<Tensor> workspace;
 
-    private InferenceSession(long plan, long in, long out, int maxBatch, long workspaceBytes) {
+    private InferenceSession(long plan, long in, long out, int maxBatch, long workspaceBytes, DType inputDType) {
         this.plan = plan;
+        this.inputDType = inputDType;
         this.inputFeatures = in;
         this.outputFeatures = out;
         this.maxBatch = maxBatch;
@@ -76,18 +78,30 @@ public final class InferenceSession implements AutoCloseable {
                         withTensors(l.gamma(), l.beta(), (g, b) -> Native.check(KilnNative.planAddLayerNorm(p, g, b, l.eps())));
                         break;
                     case DROPOUT:
-                        break; // the identity at inference
+                        // the identity at inference: a no-op layer keeps value numbering for residuals
+                        Native.check(KilnNative.planAddActivation(p, 0, 0f));
+                        break;
+                    case RESIDUAL:
+                        Native.check(KilnNative.planAddResidual(p, l.residualFrom()));
+                        break;
+                    case EMBEDDING:
+                        checkParam(l.weight());
+                        NativeAccess.acquire(l.weight());
+                        try {
+                            Native.check(KilnNative.planAddEmbedding(p, l.weight().size(0), l.weight().size(1),
+                                    NativeAccess.address(l.weight())));
+                        } finally {
+                            NativeAccess.release(l.weight());
+                        }
+                        break;
                     default:
                         throw new AssertionError(l.kind());
                 }
             }
-            if (model.layers().stream().allMatch(l -> l.kind() == Sequential.Layer.Kind.DROPOUT)) {
-                Native.check(KilnNative.planAddActivation(p, 0, 0f)); // a model of only dropouts: the identity
-            }
             Native.check(KilnNative.planCompile(p));
             long[] in = new long[1], o = new long[1], mb = new long[1], ws = new long[1];
             Native.check(KilnNative.planInfo(p, in, o, mb, ws));
-            return new InferenceSession(p, in[0], o[0], maxBatch, ws[0]);
+            return new InferenceSession(p, in[0], o[0], maxBatch, ws[0], model.inputDType());
         } catch (RuntimeException e) {
             KilnNative.planDestroy(p);
             throw e;
@@ -134,13 +148,15 @@ public final class InferenceSession implements AutoCloseable {
 
     /**
      * One forward pass: input [batch, inputFeatures] to output [batch, outputFeatures], both
-     * contiguous F32 CPU tensors, 1 <= batch <= maxBatch.
+     * contiguous CPU tensors (output F32; input F32, or I32 token ids when the model starts with an
+     * embedding: an id out of range fails the call naming its row and position), 1 <= batch <=
+     * maxBatch.
      */
     public void run(Tensor input, Tensor output) {
         Objects.requireNonNull(input, "input");
         Objects.requireNonNull(output, "output");
-        long batch = check("input", input, inputFeatures, -1);
-        check("output", output, outputFeatures, batch);
+        long batch = check("input", input, inputFeatures, -1, inputDType);
+        check("output", output, outputFeatures, batch, DType.F32);
         if (batch > maxBatch) {
             throw new IllegalArgumentException("run: batch " + batch + " is above the compiled maximum " + maxBatch
                     + ": compile with a larger maxBatch or split the batch");
@@ -170,9 +186,11 @@ public final class InferenceSession implements AutoCloseable {
         }
     }
 
-    private long check(String what, Tensor t, long features, long batch) {
-        if (t.dtype() != DType.F32) {
-            throw new IllegalArgumentException("run: " + what + " has dtype " + t.dtype() + "; the model takes F32");
+    private long check(String what, Tensor t, long features, long batch, DType dtype) {
+        if (t.dtype() != dtype) {
+            throw new IllegalArgumentException("run: " + what + " has dtype " + t.dtype() + "; the model "
+                    + (what.equals("input") ? "takes " : "writes ") + dtype
+                    + (dtype == DType.I32 ? " (token ids for its embedding)" : ""));
         }
         if (t.device().kind() != Device.Kind.CPU) {
             throw new IllegalArgumentException("run: " + what + " is on " + t.device() + " but the session runs on cpu");

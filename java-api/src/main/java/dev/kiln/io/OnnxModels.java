@@ -65,12 +65,26 @@ public final class OnnxModels {
         GraphProto.Builder g = GraphProto.newBuilder().setName("kiln");
         String cur = "input";
         List<Sequential.Layer> layers = model.layers();
+        List<String> names = new ArrayList<>();
+        names.add(cur);
         for (int i = 0; i < layers.size(); i++) {
             Sequential.Layer l = layers.get(i);
             String out = i == layers.size() - 1 ? "output" : "t" + i;
             String node = l.kind().name().toLowerCase(java.util.Locale.ROOT) + "_" + i;
             NodeProto.Builder n = NodeProto.newBuilder().setName(node).addInput(cur).addOutput(out);
             switch (l.kind()) {
+                case EMBEDDING: {
+                    g.addInitializer(floats(i + ".weight", l.weight()));
+                    String rows = "t" + i + "_rows";
+                    g.addNode(NodeProto.newBuilder().setName(node).setOpType("Gather").addInput(i + ".weight").addInput(cur)
+                            .addOutput(rows).addAttribute(intAttr("axis", 0)));
+                    n = NodeProto.newBuilder().setName(node + "_flatten").setOpType("Flatten").addInput(rows).addOutput(out)
+                            .addAttribute(intAttr("axis", 1));
+                    break;
+                }
+                case RESIDUAL:
+                    n.setOpType("Add").addInput(names.get(l.residualFrom()));
+                    break;
                 case DENSE:
                     g.addInitializer(floats(i + ".weight", l.weight()));
                     g.addInitializer(floats(i + ".bias", l.bias()));
@@ -102,9 +116,11 @@ public final class OnnxModels {
             }
             g.addNode(n);
             cur = out;
+            names.add(cur);
         }
-        g.addInput(valueInfo("input", model.inputFeatures()));
-        g.addOutput(valueInfo("output", model.outputFeatures()));
+        g.addInput(valueInfo("input", model.inputFeatures(),
+                model.inputDType() == dev.kiln.tensor.DType.I32 ? TensorProto.DataType.INT32_VALUE : TensorProto.DataType.FLOAT_VALUE));
+        g.addOutput(valueInfo("output", model.outputFeatures(), TensorProto.DataType.FLOAT_VALUE));
         return ModelProto.newBuilder().setIrVersion(9).setProducerName("kiln").setProducerVersion(dev.kiln.Kiln.version())
                 .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(OPSET)).setGraph(g).build()
                 .toByteArray();
@@ -130,9 +146,9 @@ public final class OnnxModels {
         }
     }
 
-    private static ValueInfoProto valueInfo(String name, long features) {
+    private static ValueInfoProto valueInfo(String name, long features, int elemType) {
         return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
-                TypeProto.Tensor.newBuilder().setElemType(TensorProto.DataType.FLOAT_VALUE).setShape(TensorShapeProto.newBuilder()
+                TypeProto.Tensor.newBuilder().setElemType(elemType).setShape(TensorShapeProto.newBuilder()
                         .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("N"))
                         .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(features))))).build();
     }
@@ -176,6 +192,8 @@ public final class OnnxModels {
         float[] bias;
         float[] gamma;
         float[] beta;
+        int from = -1;   // residual
+        long vocab;      // embedding (weight holds the table)
     }
 
     public static Sequential fromBytes(byte[] bytes) {
@@ -210,20 +228,84 @@ public final class OnnxModels {
                     + " outputs: Kiln imports models with one input and one output");
         }
         long features = inputFeatures(inputs.get(0));
+        boolean ids = isIdsInput(inputs.get(0));
         String cur = inputs.get(0).getName();
         long width = features;
         List<Pending> layers = new ArrayList<>();
-        for (NodeProto n : g.getNodeList()) {
+        Map<String, Integer> valueOf = new HashMap<>(); // tensor name -> Kiln value (0 input, i+1 layer i)
+        Map<String, Long> widthOf = new HashMap<>();
+        valueOf.put(cur, 0);
+        widthOf.put(cur, width);
+        boolean unflattened = false; // the embedding's 3-D output, until Flatten/Reshape
+        for (NodeProto n : topologicalOrder(g, inits.keySet(), cur)) {
             String op = n.getOpType(), name = n.getName().isEmpty() ? "(unnamed " + op + ")" : n.getName();
             if (!n.getDomain().isEmpty() && !n.getDomain().equals("ai.onnx")) {
                 throw unsupported(op, name, "domain '" + n.getDomain() + "'");
             }
-            if (n.getInputCount() == 0 || !n.getInput(0).equals(cur)) {
-                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") does not read the previous result '"
-                        + cur + "': Kiln imports chains of layers (no branches yet)");
-            }
             if (n.getOutputCount() < 1) {
                 throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") has no output");
+            }
+            if (op.equals("Gather")) {
+                checkAttrs(n, name, "axis");
+                if (intAttr(n, "axis", 0) != 0 || !layers.isEmpty() || !ids || n.getInputCount() != 2
+                        || !n.getInput(1).equals(cur)) {
+                    throw unsupported(op, name, "a Gather that is not an embedding lookup of the integer model input "
+                            + "(axis 0, table as initializer, first node)");
+                }
+                TensorProto table = initializer(inits, n, 0, name, op);
+                long[] td = dims(table, name, op);
+                if (td.length != 2) {
+                    throw unsupported(op, name, "an embedding table of rank " + td.length);
+                }
+                Pending p = new Pending();
+                p.kind = "embedding";
+                p.vocab = td[0];
+                p.out = Math.multiplyExact(width, td[1]);
+                p.weight = floatData(table, td, name, op);
+                layers.add(p);
+                width = p.out;
+                cur = n.getOutput(0);
+                valueOf.put(cur, layers.size());
+                widthOf.put(cur, width);
+                unflattened = true;
+                continue;
+            }
+            if (unflattened && !op.equals("Flatten") && !op.equals("Reshape") && !op.equals("Identity")) {
+                throw unsupported(op, name, "an op on the embedding's 3-D output (flatten it to [batch, positions * dim] "
+                        + "first)");
+            }
+            if (op.equals("Add") && n.getInputCount() == 2 && !inits.containsKey(n.getInput(0))
+                    && !inits.containsKey(n.getInput(1))) {
+                checkAttrs(n, name);
+                String a = n.getInput(0), b = n.getInput(1);
+                String other = a.equals(cur) ? b : b.equals(cur) ? a : null;
+                if (other == null || !valueOf.containsKey(other)) {
+                    throw unsupported(op, name, "an Add of two values neither of which is the previous result '" + cur
+                            + "' (Kiln imports chains with residual adds; branches with layers on both sides are not"
+                            + " supported)");
+                }
+                if (widthOf.get(other) != width) {
+                    throw new IllegalArgumentException("onnx: node '" + name + "' (Add) adds " + widthOf.get(other)
+                            + " features to " + width);
+                }
+                Pending p = new Pending();
+                p.kind = "residual";
+                p.from = valueOf.get(other);
+                if (p.from == 0 && ids) {
+                    throw unsupported(op, name, "an Add of the token ids");
+                }
+                p.out = width;
+                layers.add(p);
+                cur = n.getOutput(0);
+                valueOf.put(cur, layers.size());
+                widthOf.put(cur, width);
+                continue;
+            }
+            boolean biasAdd = op.equals("Add") && n.getInputCount() == 2 && inits.containsKey(n.getInput(0))
+                    && n.getInput(1).equals(cur);
+            if (n.getInputCount() == 0 || (!n.getInput(0).equals(cur) && !biasAdd)) {
+                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") does not read the previous result '"
+                        + cur + "': Kiln imports chains of layers with residual adds (no other branches)");
             }
             Pending p = new Pending();
             switch (op) {
@@ -251,8 +333,10 @@ public final class OnnxModels {
                     if (last == null || !last.kind.equals("dense") || last.bias != null || last.activation != Activation.IDENTITY) {
                         throw unsupported(op, name, "an Add that is not the bias of a MatMul (residual adds are not supported yet)");
                     }
-                    last.bias = vector(initializer(inits, n, 1, name, op), last.out, name, op);
+                    last.bias = vector(initializer(inits, n, n.getInput(0).equals(cur) ? 1 : 0, name, op), last.out, name, op);
                     cur = n.getOutput(0);
+                    valueOf.put(cur, layers.size());
+                    widthOf.put(cur, width);
                     continue;
                 }
                 case "Relu": case "Sigmoid": case "Tanh": case "Exp": case "Log": case "Sqrt": case "Neg": case "Abs": {
@@ -310,14 +394,15 @@ public final class OnnxModels {
                 }
                 case "Identity":
                     checkAttrs(n, name);
-                    cur = n.getOutput(0);
+                    cur = alias(n, cur, valueOf, widthOf, width);
                     continue;
                 case "Flatten": {
                     checkAttrs(n, name, "axis");
                     if (intAttr(n, "axis", 1) != 1) {
                         throw unsupported(op, name, "axis = " + intAttr(n, "axis", 1));
                     }
-                    cur = n.getOutput(0);
+                    unflattened = false;
+                    cur = alias(n, cur, valueOf, widthOf, width);
                     continue;
                 }
                 case "Reshape": {
@@ -327,7 +412,8 @@ public final class OnnxModels {
                     if (s.length != 2 || (s[0] != -1 && s[0] != 0) || (s[1] != width && s[1] != -1)) {
                         throw unsupported(op, name, "a shape other than [-1, " + width + "] (rows stay 2-D)");
                     }
-                    cur = n.getOutput(0);
+                    unflattened = false;
+                    cur = alias(n, cur, valueOf, widthOf, width);
                     continue;
                 }
                 default:
@@ -340,6 +426,11 @@ public final class OnnxModels {
             }
             layers.add(p);
             cur = n.getOutput(0);
+            valueOf.put(cur, layers.size());
+            widthOf.put(cur, width);
+        }
+        if (unflattened) {
+            throw new IllegalArgumentException("onnx: the embedding's 3-D output must be flattened to [batch, positions * dim]");
         }
         if (!cur.equals(g.getOutput(0).getName())) {
             throw new IllegalArgumentException("onnx: the graph output '" + g.getOutput(0).getName()
@@ -347,6 +438,10 @@ public final class OnnxModels {
         }
         if (layers.isEmpty()) {
             throw new IllegalArgumentException("onnx: the graph has no layer Kiln can run");
+        }
+        if (ids && !layers.get(0).kind.equals("embedding")) {
+            throw new IllegalArgumentException("onnx: input '" + inputs.get(0).getName() + "' holds integers: Kiln takes "
+                    + "them only as token ids into a Gather (embedding)");
         }
         return build(features, layers);
     }
@@ -361,6 +456,8 @@ public final class OnnxModels {
                 case "logsoftmax": b.logSoftmax(); break;
                 case "layernorm": b.layerNorm(p.eps); break;
                 case "dropout": b.dropout(p.alpha); break;
+                case "embedding": b.embedding(p.vocab, p.out / features, Init.ZEROS, 0); break;
+                case "residual": b.residual(p.from); break;
                 default: throw new AssertionError(p.kind);
             }
         }
@@ -370,7 +467,9 @@ public final class OnnxModels {
             for (int i = 0; i < layers.size(); i++) {
                 Pending p = layers.get(i);
                 Sequential.Layer l = model.layers().get(i);
-                if (p.weight != null) {
+                if (p.kind.equals("embedding")) {
+                    params.put(i + ".weight", Tensor.of(p.weight, p.vocab, p.out / features));
+                } else if (p.weight != null) {
                     params.put(i + ".weight", Tensor.of(p.weight, l.inFeatures(), l.outFeatures()));
                     params.put(i + ".bias", Tensor.of(p.bias != null ? p.bias : new float[(int) p.out], p.out));
                 }
@@ -387,6 +486,78 @@ public final class OnnxModels {
             params.values().forEach(Tensor::close);
         }
         return model;
+    }
+
+    private static String alias(NodeProto n, String cur, Map<String, Integer> valueOf, Map<String, Long> widthOf, long width) {
+        String out = n.getOutput(0);
+        valueOf.put(out, valueOf.get(cur));
+        widthOf.put(out, width);
+        return out;
+    }
+
+    /**
+     * The nodes in an order where every node comes after the producers of its inputs (Kahn's
+     * algorithm). An input no node, initializer or graph input provides, a name produced twice, or
+     * a cycle is refused, naming the node.
+     */
+    private static List<NodeProto> topologicalOrder(GraphProto g, java.util.Set<String> inits, String input) {
+        List<NodeProto> nodes = g.getNodeList();
+        Map<String, Integer> producer = new HashMap<>();
+        for (int i = 0; i < nodes.size(); i++) {
+            for (String o : nodes.get(i).getOutputList()) {
+                if (o.isEmpty()) {
+                    continue;
+                }
+                if (producer.put(o, i) != null || o.equals(input) || inits.contains(o)) {
+                    throw new IllegalArgumentException("onnx: tensor '" + o + "' is produced twice (node '"
+                            + nodes.get(i).getName() + "')");
+                }
+            }
+        }
+        int[] pending = new int[nodes.size()];
+        List<List<Integer>> users = new ArrayList<>();
+        for (int i = 0; i < nodes.size(); i++) {
+            users.add(new ArrayList<>());
+        }
+        for (int i = 0; i < nodes.size(); i++) {
+            for (String in : nodes.get(i).getInputList()) {
+                if (in.isEmpty() || inits.contains(in) || in.equals(input)) {
+                    continue;
+                }
+                Integer p = producer.get(in);
+                if (p == null) {
+                    throw new IllegalArgumentException("onnx: node '" + nodes.get(i).getName() + "' (" + nodes.get(i).getOpType()
+                            + ") reads '" + in + "', which no node, initializer or graph input provides");
+                }
+                pending[i]++;
+                users.get(p).add(i);
+            }
+        }
+        java.util.ArrayDeque<Integer> ready = new java.util.ArrayDeque<>();
+        for (int i = 0; i < nodes.size(); i++) {
+            if (pending[i] == 0) {
+                ready.add(i);
+            }
+        }
+        List<NodeProto> order = new ArrayList<>();
+        while (!ready.isEmpty()) {
+            int i = ready.poll();
+            order.add(nodes.get(i));
+            for (int u : users.get(i)) {
+                if (--pending[u] == 0) {
+                    ready.add(u);
+                }
+            }
+        }
+        if (order.size() != nodes.size()) {
+            for (int i = 0; i < nodes.size(); i++) {
+                if (pending[i] > 0) {
+                    throw new IllegalArgumentException("onnx: the graph has a cycle through node '" + nodes.get(i).getName()
+                            + "' (" + nodes.get(i).getOpType() + ")");
+                }
+            }
+        }
+        return order;
     }
 
     private static void dense(Pending p, TensorProto w, boolean transB, long width, String name, String op) {
@@ -511,15 +682,20 @@ public final class OnnxModels {
             throw new IllegalArgumentException("onnx: input '" + v.getName() + "' is not a tensor");
         }
         TypeProto.Tensor t = v.getType().getTensorType();
-        if (t.getElemType() != TensorProto.DataType.FLOAT_VALUE) {
+        if (t.getElemType() != TensorProto.DataType.FLOAT_VALUE && t.getElemType() != TensorProto.DataType.INT32_VALUE
+                && t.getElemType() != TensorProto.DataType.INT64_VALUE) {
             throw new IllegalArgumentException("onnx: input '" + v.getName() + "' has element type " + t.getElemType()
-                    + ": Kiln takes FLOAT inputs");
+                    + ": Kiln takes FLOAT inputs (or INT32/INT64 token ids into an embedding)");
         }
         if (!t.hasShape() || t.getShape().getDimCount() != 2 || !t.getShape().getDim(1).hasDimValue()
                 || t.getShape().getDim(1).getDimValue() < 1) {
             throw new IllegalArgumentException("onnx: input '" + v.getName() + "' must be [batch, features] with known features");
         }
         return t.getShape().getDim(1).getDimValue();
+    }
+
+    private static boolean isIdsInput(ValueInfoProto v) {
+        return v.getType().getTensorType().getElemType() != TensorProto.DataType.FLOAT_VALUE;
     }
 
     private static void checkAttrs(NodeProto n, String name, String... allowed) {

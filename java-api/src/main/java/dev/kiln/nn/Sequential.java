@@ -28,7 +28,7 @@ import java.util.Objects;
 public final class Sequential implements AutoCloseable {
     /** One layer and its parameters (null where the layer has none). */
     public static final class Layer {
-        public enum Kind { DENSE, ACTIVATION, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, DROPOUT }
+        public enum Kind { DENSE, ACTIVATION, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, DROPOUT, EMBEDDING, RESIDUAL }
 
         final Kind kind;
         final long in;
@@ -40,6 +40,7 @@ public final class Sequential implements AutoCloseable {
         final Activation activation;
         final float alpha;
         final float eps;
+        int from = -1;
 
         Layer(Kind kind, long in, long out, Tensor weight, Tensor bias, Tensor gamma, Tensor beta,
                 Activation activation, float alpha, float eps) {
@@ -67,7 +68,20 @@ public final class Sequential implements AutoCloseable {
             return out;
         }
 
-        /** Dense: [in, out] weights (row-major: y = x W + b). */
+        /**
+         * Residual: the value added to this layer's input (0: the model input, i: the output of
+         * layer i - 1, as {@link Builder#mark()} returns it); -1 for other layers.
+         */
+        public int residualFrom() {
+            return from;
+        }
+
+        /** Embedding: rows of the table. */
+        public long vocabulary() {
+            return kind == Kind.EMBEDDING ? weight.size(0) : 0;
+        }
+
+        /** Dense: [in, out] weights (row-major: y = x W + b); embedding: the [vocab, dim] table. */
         public Tensor weight() {
             return weight;
         }
@@ -120,6 +134,14 @@ public final class Sequential implements AutoCloseable {
         return inputFeatures;
     }
 
+    /**
+     * I32 (token ids) when the first layer is an embedding, else F32: what {@code run} and the
+     * trainer take as input.
+     */
+    public DType inputDType() {
+        return !layers.isEmpty() && layers.get(0).kind == Layer.Kind.EMBEDDING ? DType.I32 : DType.F32;
+    }
+
     public long outputFeatures() {
         return layers.isEmpty() ? inputFeatures : layers.get(layers.size() - 1).out;
     }
@@ -142,7 +164,8 @@ public final class Sequential implements AutoCloseable {
 
     /**
      * The parameters by name: {@code "<layer index>.weight"}, {@code ".bias"} (Dense, weight
-     * [in, out]), {@code ".gamma"}, {@code ".beta"} (layer norm). The tensors are the model's own
+     * [in, out]), {@code ".weight"} (embedding table [vocab, dim]), {@code ".gamma"}, {@code ".beta"}
+     * (layer norm). The tensors are the model's own
      * (not copies): write them with {@link dev.kiln.io.SafeTensors#write}.
      */
     public java.util.Map<String, Tensor> parameters() {
@@ -151,6 +174,8 @@ public final class Sequential implements AutoCloseable {
             Layer l = layers.get(i);
             if (l.weight != null) {
                 out.put(i + ".weight", l.weight);
+            }
+            if (l.bias != null) {
                 out.put(i + ".bias", l.bias);
             }
             if (l.gamma != null) {
@@ -237,6 +262,72 @@ public final class Sequential implements AutoCloseable {
             }
             layers.add(new Layer(Layer.Kind.DENSE, features, out, w, b, null, null, Activation.IDENTITY, 0, 0));
             features = out;
+            return this;
+        }
+
+        /**
+         * Embedding lookup as the first layer: the model's input becomes {@code inputFeatures}
+         * int32 token ids per row (0..vocab-1), and this layer outputs them as
+         * {@code inputFeatures * dim} floats (the rows of the table, one after the other). The
+         * table is initialized N(0, 1) like PyTorch's ({@code Init.XAVIER}: uniform Glorot;
+         * {@code ZEROS}: zeros).
+         */
+        public Builder embedding(long vocab, long dim, Init init, long seed) {
+            Objects.requireNonNull(init, "init");
+            if (!layers.isEmpty()) {
+                throw new IllegalStateException("embedding: must be the first layer (its input is token ids)");
+            }
+            if (vocab < 1 || dim < 1) {
+                throw new IllegalArgumentException("embedding: vocab " + vocab + " and dim " + dim + " must be >= 1");
+            }
+            Tensor table = Tensor.zeros(DType.F32, vocab, dim);
+            switch (init) {
+                case HE:
+                    table.fillNormal(0, 1, seed);
+                    break;
+                case XAVIER:
+                    double a = Math.sqrt(6.0 / (vocab + dim));
+                    table.fillUniform(-a, a, seed);
+                    break;
+                default:
+                    break;
+            }
+            long out = Math.multiplyExact(features, dim);
+            layers.add(new Layer(Layer.Kind.EMBEDDING, features, out, table, null, null, null, null, 0, 0));
+            features = out;
+            return this;
+        }
+
+        /** Features per row of the current value (what the next layer receives). */
+        public long currentFeatures() {
+            return features;
+        }
+
+        /**
+         * The id of the current value, for a later {@link #residual(int)}: 0 is the model input,
+         * i the output of the i-th layer added.
+         */
+        public int mark() {
+            return layers.size();
+        }
+
+        /** Residual add: the current value plus the value {@code from} ({@link #mark()}), same width. */
+        public Builder residual(int from) {
+            if (from < 0 || from >= layers.size()) {
+                throw new IllegalArgumentException("residual: from is " + from + ": must be an earlier value"
+                        + (layers.isEmpty() ? " (there is none yet)" : ", 0.." + (layers.size() - 1)));
+            }
+            long w = from == 0 ? inputFeatures : layers.get(from - 1).out;
+            if (w != features) {
+                throw new IllegalArgumentException("residual: value " + from + " has " + w + " features, the current value "
+                        + features);
+            }
+            if (from == 0 && !layers.isEmpty() && layers.get(0).kind == Layer.Kind.EMBEDDING) {
+                throw new IllegalArgumentException("residual: value 0 is the token ids of the embedding, not features");
+            }
+            Layer l = new Layer(Layer.Kind.RESIDUAL, features, features, null, null, null, null, null, 0, 0);
+            l.from = from;
+            layers.add(l);
             return this;
         }
 

@@ -114,6 +114,8 @@ public final class Trainer implements AutoCloseable {
     private long build(List<Tensor> params) {
         List<Sequential.Layer> layers = model.layers();
         long width = model.inputFeatures();
+        int[] value = new int[layers.size() + 1]; // model value -> trainer value
+        int trainerLayers = 0;
         for (int i = 0; i < layers.size(); i++) {
             Sequential.Layer l = layers.get(i);
             boolean last = i == layers.size() - 1;
@@ -123,12 +125,15 @@ public final class Trainer implements AutoCloseable {
                             Native.check(KilnNative.trainerAddDense(handle, l.outFeatures(), w, bias)));
                     params.add(l.weight());
                     params.add(l.bias());
+                    trainerLayers++;
                     if (l.activation() != Activation.IDENTITY) {
                         addActivation(l.activation(), l.activationAlpha(), i);
+                        trainerLayers++;
                     }
                     break;
                 case ACTIVATION:
                     addActivation(l.activation(), l.activationAlpha(), i);
+                    trainerLayers++;
                     break;
                 case SOFTMAX:
                 case LOG_SOFTMAX:
@@ -136,19 +141,33 @@ public final class Trainer implements AutoCloseable {
                         break; // fused into the loss: trained on the logits
                     }
                     Native.check(KilnNative.trainerAddSoftmax(handle, l.kind() == Sequential.Layer.Kind.LOG_SOFTMAX ? 1 : 0));
+                    trainerLayers++;
                     break;
                 case LAYER_NORM:
                     withAddresses(l.gamma(), l.beta(), (g, bt) ->
                             Native.check(KilnNative.trainerAddLayerNorm(handle, g, bt, l.eps())));
                     params.add(l.gamma());
                     params.add(l.beta());
+                    trainerLayers++;
                     break;
                 case DROPOUT:
                     Native.check(KilnNative.trainerAddDropout(handle, l.activationAlpha()));
+                    trainerLayers++;
+                    break;
+                case EMBEDDING:
+                    withAddresses(l.weight(), l.weight(), (t, unused) -> Native.check(KilnNative.trainerAddEmbedding(
+                            handle, l.weight().size(0), l.weight().size(1), t)));
+                    params.add(l.weight());
+                    trainerLayers++;
+                    break;
+                case RESIDUAL:
+                    Native.check(KilnNative.trainerAddResidual(handle, value[l.residualFrom()]));
+                    trainerLayers++;
                     break;
                 default:
                     throw new IllegalArgumentException("layer " + i + " (" + l.kind() + ") cannot be trained yet");
             }
+            value[i + 1] = trainerLayers;
             width = l.outFeatures();
         }
         if (loss.classWeights != null) {
@@ -239,6 +258,10 @@ public final class Trainer implements AutoCloseable {
 
     private void checkData(String what, Dataset d) {
         Objects.requireNonNull(d, what);
+        if (d.features().dtype() != model.inputDType()) {
+            throw new IllegalArgumentException(what + " has " + d.features().dtype() + " features but the model takes "
+                    + model.inputDType() + (model.inputDType() == DType.I32 ? " token ids" : ""));
+        }
         if (d.featureCount() != model.inputFeatures()) {
             throw new IllegalArgumentException(what + " has " + d.featureCount() + " features but the model takes "
                     + model.inputFeatures());
@@ -287,7 +310,7 @@ public final class Trainer implements AutoCloseable {
         boolean stopped = false;
         Tensor bestState = null;
         try (Tensor index = Tensor.zeros(DType.I32, n);
-             Tensor xb = Tensor.zeros(DType.F32, batchSize, f);
+             Tensor xb = Tensor.zeros(model.inputDType(), batchSize, f);
              Tensor yb = classes ? Tensor.zeros(DType.I32, batchSize) : Tensor.zeros(DType.F32, batchSize, outputs);
              Tensor wb = train.sampleWeights() != null ? Tensor.zeros(DType.F32, batchSize) : null) {
             int[] perm = new int[n];
@@ -394,7 +417,8 @@ public final class Trainer implements AutoCloseable {
                 if (msg != null && (msg.contains("not finite") || msg.contains("the loss is"))) {
                     throw new TrainingDivergedException(step, epoch, batchInEpoch + 1, msg);
                 }
-                if (msg != null && (msg.contains("label of row") || msg.contains("sample weight of row"))) {
+                if (msg != null && (msg.contains("label of row") || msg.contains("sample weight of row")
+                        || msg.contains("token id"))) {
                     throw new IllegalArgumentException(msg, e);
                 }
                 throw e;
@@ -424,8 +448,9 @@ public final class Trainer implements AutoCloseable {
     }
 
     private long checkBatch(Tensor x, Tensor targets, Tensor weights) {
-        if (x.dtype() != DType.F32 || x.rank() != 2 || x.size(1) != model.inputFeatures() || !x.isContiguous()) {
-            throw new IllegalArgumentException("x must be a contiguous F32 [batch, " + model.inputFeatures() + "], not " + x);
+        if (x.dtype() != model.inputDType() || x.rank() != 2 || x.size(1) != model.inputFeatures() || !x.isContiguous()) {
+            throw new IllegalArgumentException("x must be a contiguous " + model.inputDType() + " [batch, "
+                    + model.inputFeatures() + "], not " + x);
         }
         long m = x.size(0);
         if (m < 1 || m > batchSize) {

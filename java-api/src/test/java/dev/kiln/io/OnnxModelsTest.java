@@ -177,4 +177,103 @@ class OnnxModelsTest {
         assertTrue(accepted < 100_000, "accepted " + accepted);
         assertEquals(before, dev.kiln.Kiln.memoryStats().bytesInUse(), "no native memory left behind");
     }
+
+    static Sequential residualEmbedding() {
+        Sequential.Builder b = Sequential.builder(5).embedding(11, 4, Init.HE, 1).dense(20, Init.HE, 2).relu();
+        int skip = b.mark();
+        b.dense(20, Init.HE, 3).relu().dropout(0.1).dense(20, Init.HE, 4).residual(skip).tanh();
+        int skip2 = b.mark();
+        b.layerNorm(1e-5f).residual(skip2).dense(3, Init.XAVIER, 5).softmax();
+        return b.build();
+    }
+
+    private static float[] runIds(Sequential m, int[] ids, int batch) {
+        try (InferenceSession s = m.compile(batch); Tensor x = Tensor.of(ids, batch, m.inputFeatures());
+             Tensor y = Tensor.zeros(DType.F32, batch, m.outputFeatures())) {
+            s.run(x, y);
+            return y.toFloatArray();
+        }
+    }
+
+    @Test
+    void residualAndEmbeddingModelsRoundTripExactly() {
+        int[] ids = {0, 10, 3, 3, 7, 1, 2, 9, 4, 0};
+        try (Sequential a = residualEmbedding(); Sequential b = OnnxModels.fromBytes(OnnxModels.toBytes(a))) {
+            assertEquals(a.layers().size(), b.layers().size());
+            for (int i = 0; i < a.layers().size(); i++) {
+                assertEquals(a.layers().get(i).kind(), b.layers().get(i).kind());
+                assertEquals(a.layers().get(i).residualFrom(), b.layers().get(i).residualFrom());
+            }
+            for (Map.Entry<String, Tensor> e : a.parameters().entrySet()) {
+                assertArrayEquals(e.getValue().toFloatArray(), b.parameters().get(e.getKey()).toFloatArray(), e.getKey());
+            }
+            assertArrayEquals(runIds(a, ids, 2), runIds(b, ids, 2));
+        }
+    }
+
+    /** x -> MatMul -> Relu -> MatMul -> Add(skip = relu output) -> y, nodes listed out of order. */
+    private static ModelProto.Builder handResidual(float[] w1, float[] w2) {
+        GraphProto.Builder g = GraphProto.newBuilder().setName("res")
+                .addInitializer(init("W1", w1, 4, 4)).addInitializer(init("W2", w2, 4, 4))
+                .addNode(NodeProto.newBuilder().setName("add").setOpType("Add").addInput("skip").addInput("m2").addOutput("y"))
+                .addNode(NodeProto.newBuilder().setName("mm2").setOpType("MatMul").addInput("skip").addInput("W2").addOutput("m2"))
+                .addNode(NodeProto.newBuilder().setName("mm1").setOpType("MatMul").addInput("x").addInput("W1").addOutput("m1"))
+                .addNode(NodeProto.newBuilder().setName("relu").setOpType("Relu").addInput("m1").addOutput("skip"))
+                .addInput(io("x", 4)).addOutput(io("y", 4));
+        return ModelProto.newBuilder().setIrVersion(8).addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(17)).setGraph(g);
+    }
+
+    @Test
+    void importsResidualGraphsInAnyNodeOrderAndRefusesCycles() {
+        Random r = new Random(5);
+        float[] w1 = rnd(r, 16), w2 = rnd(r, 16);
+        try (Sequential m = OnnxModels.fromBytes(handResidual(w1, w2).build().toByteArray());
+             Tensor x = Tensor.zeros(DType.F32, 3, 4).fillNormal(0, 1, 2)) {
+            float[] xv = x.toFloatArray(), got = run(m, x);
+            for (int row = 0; row < 3; row++) {
+                float[] h = new float[4];
+                for (int j = 0; j < 4; j++) {
+                    double s = 0;
+                    for (int k = 0; k < 4; k++) {
+                        s += xv[row * 4 + k] * w1[k * 4 + j];
+                    }
+                    h[j] = (float) Math.max(0, s);
+                }
+                for (int j = 0; j < 4; j++) {
+                    double s = h[j];
+                    for (int k = 0; k < 4; k++) {
+                        s += h[k] * w2[k * 4 + j];
+                    }
+                    assertEquals(s, got[row * 4 + j], 1e-5);
+                }
+            }
+        }
+        ModelProto.Builder cycle = handResidual(w1, w2);
+        cycle.getGraphBuilder().getNodeBuilder(2).setInput(0, "y"); // mm1 reads the final Add's output
+        String msg = assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(cycle.build().toByteArray()))
+                .getMessage();
+        assertTrue(msg.contains("cycle through node"), msg);
+        ModelProto.Builder self = handResidual(w1, w2);
+        self.getGraphBuilder().getNodeBuilder(3).setInput(0, "skip"); // relu reads itself
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(self.build().toByteArray()))
+                .getMessage().contains("cycle"));
+        ModelProto.Builder dangling = handResidual(w1, w2);
+        dangling.getGraphBuilder().getNodeBuilder(1).setInput(0, "nowhere");
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(dangling.build().toByteArray()))
+                .getMessage().contains("reads 'nowhere', which no node"));
+        ModelProto.Builder twoBranches = handResidual(w1, w2);
+        // A second branch from x (m3 = x W1) added to the first: layers on both sides of the Add.
+        twoBranches.getGraphBuilder().addNode(NodeProto.newBuilder().setName("mm3").setOpType("MatMul").addInput("x")
+                .addInput("W1").addOutput("m3"));
+        twoBranches.getGraphBuilder().getNodeBuilder(0).setInput(0, "m3");
+        String branches = assertThrows(IllegalArgumentException.class,
+                () -> OnnxModels.fromBytes(twoBranches.build().toByteArray())).getMessage();
+        assertTrue(branches.contains("branches"), branches);
+        // Add(m1, m2) is a residual from the pre-activation value: accepted.
+        ModelProto.Builder preAct = handResidual(w1, w2);
+        preAct.getGraphBuilder().getNodeBuilder(0).setInput(0, "m1");
+        try (Sequential m = OnnxModels.fromBytes(preAct.build().toByteArray())) {
+            assertEquals(1, m.layers().get(3).residualFrom());
+        }
+    }
 }

@@ -159,6 +159,13 @@ public final class KilnNative {
     public static native int planAddLayerNorm(@Cast("kiln_plan*") long plan, @Cast("const float*") long gamma,
             @Cast("const float*") long beta, float eps);
 
+    @Name("kiln_plan_add_residual")
+    public static native int planAddResidual(@Cast("kiln_plan*") long plan, long from);
+
+    @Name("kiln_plan_add_embedding")
+    public static native int planAddEmbedding(@Cast("kiln_plan*") long plan, long vocab, long dim,
+            @Cast("const float*") long table);
+
     @Name("kiln_plan_compile")
     public static native int planCompile(@Cast("kiln_plan*") long plan);
 
@@ -219,6 +226,10 @@ public final class KilnNative {
 
     @Name("kiln_trainer_add_residual")
     public static native int trainerAddResidual(@Cast("kiln_trainer*") long t, long from);
+
+    @Name("kiln_trainer_add_embedding")
+    public static native int trainerAddEmbedding(@Cast("kiln_trainer*") long t, long vocab, long dim,
+            @Cast("const float*") long table);
 
     @Name("kiln_trainer_set_loss")
     public static native int trainerSetLoss(@Cast("kiln_trainer*") long t, int loss, float huberDelta,
