@@ -11,6 +11,7 @@
 // columns), else along M. Products with M <= 16 (batch-1 .. small-batch inference) take all of K
 // per row panel (kc = K), so each weight panel streams once with no C reloads; they split columns
 // across threads only when the product is large enough to pay for waking a worker.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -54,6 +55,7 @@ struct PackBuffer {
     }
 };
 thread_local PackBuffer t_pack_a;
+thread_local PackBuffer t_swap;  // C^T of narrow products (kiln_sgemm)
 thread_local PackBuffer t_pack_b;
 
 // Packing of op(A) / op(B) blocks into 32-bit units for the micro-kernels (see gemm_kernels.hpp).
@@ -325,7 +327,30 @@ extern "C" KILN_API kiln_status kiln_sgemm(int32_t trans_a, int32_t trans_b, int
                                            const kiln_epilogue* epilogue) {
     if (kiln_status st = check_gemm("kiln_sgemm", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, epilogue, 4))
         return st;
-    Problem p{&select_kernel(kTable), pack_a_f32, pack_b_f32, false, trans_a == 1, trans_b == 1, m, n, k,
+    const GemmKernels* kern = &select_kernel(kTable);
+    // Narrow products (n <= NR / 2, m >= 4n: a classifier's last layer, its weight gradient) waste
+    // most of each NR-wide panel. Compute C^T = op(B)^T op(A)^T instead (n rows: one MR panel; m
+    // columns: full panels) into scratch, then transpose into C and apply beta and the epilogue.
+    if (n > 0 && k > 0 && 2 * n <= kern->nr && m >= 4 * n && m * n <= (int64_t(1) << 20)) {
+        float* t = t_swap.get(size_t(m * n));
+        if (t == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for a narrow product");
+        Problem q{kern, pack_a_f32, pack_b_f32, false, trans_b != 1, trans_a != 1, n, m, k,
+                  alpha, 0.0f, b, ldb, a, lda, nullptr, t, m, nullptr};
+        if (kiln_status st = run(q)) return st;
+        for (int64_t i = 0; i < m; ++i) {
+            float* row = c + i * ldc;
+            if (beta == 0.0f) {
+                for (int64_t j = 0; j < n; ++j) row[j] = t[j * m + i];
+            } else {
+                for (int64_t j = 0; j < n; ++j) row[j] = t[j * m + i] + beta * row[j];
+            }
+        }
+        if (epilogue != nullptr)
+            for (int64_t i = 0; i < m; i += 4096)
+                apply_epilogue(epilogue, c + i * ldc, ldc, int(std::min<int64_t>(4096, m - i)), int(n), i, 0);
+        return KILN_OK;
+    }
+    Problem p{kern, pack_a_f32, pack_b_f32, false, trans_a == 1, trans_b == 1, m, n, k,
               alpha, beta, a, lda, b, ldb, nullptr, c, ldc, epilogue};
     return run(p);
 }

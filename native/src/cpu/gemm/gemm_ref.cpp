@@ -47,13 +47,26 @@ void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int6
             continue;
         }
         if (!trans) {
-            for (int r = 0; r < rows; ++r) {
-                const float* src = a + (i0 + ip + r) * lda + p0;
-                for (int64_t k = 0; k < kc; ++k) d[k * mr + r] = src[k];
-            }
+            // Transpose in blocks of 8 k steps: each source row contributes 8 consecutive floats
+            // (one cache line touched per row), the panel is written k-major.
+            const float* src = a + (i0 + ip) * lda + p0;
+            int64_t k = 0;
+            for (; k + 8 <= kc; k += 8)
+                for (int r = 0; r < rows; ++r) {
+                    const float* s = src + r * lda + k;
+                    float* o = d + k * mr + r;
+                    for (int u = 0; u < 8; ++u) o[u * mr] = s[u];
+                }
+            for (; k < kc; ++k)
+                for (int r = 0; r < rows; ++r) d[k * mr + r] = src[r * lda + k];
         } else {
-            for (int64_t k = 0; k < kc; ++k)
-                std::memcpy(d + k * mr, a + (p0 + k) * lda + i0 + ip, sizeof(float) * size_t(rows));
+            // Rows of op(A) are contiguous in A: a plain loop (a memcpy call per 14 floats costs
+            // more than the copy).
+            for (int64_t k = 0; k < kc; ++k) {
+                const float* s = a + (p0 + k) * lda + i0 + ip;
+                float* o = d + k * mr;
+                for (int r = 0; r < rows; ++r) o[r] = s[r];
+            }
         }
         if (rows < mr)
             for (int64_t k = 0; k < kc; ++k)
@@ -69,16 +82,27 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int6
         if (!trans) {
             for (int64_t k = 0; k < kc; ++k) {
                 const float* src = b + (p0 + k) * ldb + j0 + jp;
-                std::memcpy(d + k * nr, src, sizeof(float) * size_t(cols));
-                for (int j = cols; j < nr; ++j) d[k * nr + j] = 0.0f;
+                float* o = d + k * nr;
+                if (cols == 32 && nr == 32) {  // the AVX-512 panel: a fixed-size copy the compiler unrolls
+                    for (int j = 0; j < 32; ++j) o[j] = src[j];
+                    continue;
+                }
+                for (int j = 0; j < cols; ++j) o[j] = src[j];
+                for (int j = cols; j < nr; ++j) o[j] = 0.0f;
             }
         } else {
-            for (int j = 0; j < cols; ++j) {
-                const float* src = b + (j0 + jp + j) * ldb + p0;
-                for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = src[k];
-            }
+            const float* base = b + (j0 + jp) * ldb + p0;
+            int64_t k = 0;
+            for (; k + 8 <= kc; k += 8)  // blocks of 8 k steps, as pack_a
+                for (int j = 0; j < cols; ++j) {
+                    const float* s = base + j * ldb + k;
+                    float* o = d + k * nr + j;
+                    for (int u = 0; u < 8; ++u) o[u * nr] = s[u];
+                }
+            for (; k < kc; ++k)
+                for (int j = 0; j < cols; ++j) d[k * nr + j] = base[j * ldb + k];
             for (int j = cols; j < nr; ++j)
-                for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = 0.0f;
+                for (int64_t kk = 0; kk < kc; ++kk) d[kk * nr + j] = 0.0f;
         }
     }
 }
