@@ -101,31 +101,53 @@ class InferenceSessionTest {
         }
     }
 
+    /** The acceptance's concurrency check: 8 threads x 100,000 inferences on one plan, distinct inputs. */
     @Test
     void eightThreadsShareOneSessionAndGetTheSingleThreadedResults() throws Exception {
+        int threads = 8, perThread = 100_000, distinct = 16;
         try (Sequential model = mlp(); InferenceSession s = model.compile(4)) {
-            int threads = 8, perThread = 5000;
-            List<float[]> inputs = new ArrayList<>();
-            List<float[]> expected = new ArrayList<>();
-            for (int t = 0; t < threads; t++) {
-                try (Tensor x = Tensor.zeros(DType.F32, 4, 40).fillNormal(0, 1, 100 + t); Tensor y = Tensor.zeros(DType.F32, 4, 10)) {
-                    s.run(x, y);
-                    inputs.add(x.toFloatArray());
-                    expected.add(y.toFloatArray());
+            // Every (thread, input) pair is a different row; expected outputs come from one thread first.
+            float[][][] inputs = new float[threads][distinct][];
+            float[][][] expected = new float[threads][distinct][];
+            try (Tensor x = Tensor.zeros(DType.F32, 1, 40); Tensor y = Tensor.zeros(DType.F32, 1, 10)) {
+                for (int t = 0; t < threads; t++) {
+                    for (int i = 0; i < distinct; i++) {
+                        x.fillNormal(0, 1, 1000L * t + i);
+                        s.run(x, y);
+                        inputs[t][i] = x.toFloatArray();
+                        expected[t][i] = y.toFloatArray();
+                    }
                 }
             }
             AtomicInteger mismatches = new AtomicInteger();
+            java.util.concurrent.atomic.AtomicLong runs = new java.util.concurrent.atomic.AtomicLong();
+            java.util.concurrent.CountDownLatch start = new java.util.concurrent.CountDownLatch(1);
             List<Thread> workers = new ArrayList<>();
             for (int t = 0; t < threads; t++) {
                 final int id = t;
                 Thread w = new Thread(() -> {
-                    try (Tensor x = Tensor.of(inputs.get(id), 4, 40); Tensor y = Tensor.zeros(DType.F32, 4, 10)) {
-                        float[] out = new float[40];
+                    Tensor[] xs = new Tensor[distinct];
+                    try (Tensor y = Tensor.zeros(DType.F32, 1, 10)) {
+                        for (int i = 0; i < distinct; i++) {
+                            xs[i] = Tensor.of(inputs[id][i], 1, 40);
+                        }
+                        float[] out = new float[10];
+                        start.await();
                         for (int i = 0; i < perThread; i++) {
-                            s.run(x, y);
+                            int k = i % distinct;
+                            s.run(xs[k], y);
                             y.copyTo(out);
-                            if (!java.util.Arrays.equals(out, expected.get(id))) {
+                            if (!java.util.Arrays.equals(out, expected[id][k])) {
                                 mismatches.incrementAndGet();
+                            }
+                            runs.incrementAndGet();
+                        }
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    } finally {
+                        for (Tensor x : xs) {
+                            if (x != null) {
+                                x.close();
                             }
                         }
                     }
@@ -133,9 +155,11 @@ class InferenceSessionTest {
                 w.start();
                 workers.add(w);
             }
+            start.countDown();
             for (Thread w : workers) {
                 w.join();
             }
+            assertEquals((long) threads * perThread, runs.get());
             assertEquals(0, mismatches.get());
         }
     }
