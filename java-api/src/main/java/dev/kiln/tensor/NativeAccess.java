@@ -38,4 +38,13 @@ public final class NativeAccess {
     public static long address(Tensor t) {
         return t.address();
     }
+
+    /**
+     * A tensor over a direct buffer that maps a file region (copy-on-write or read-only mapping
+     * owned by the caller's file reader): no copy, no heap. The mapping stays alive until the tensor
+     * is closed (or collected) and no native call or view uses it.
+     */
+    public static Tensor wrapMapped(java.nio.ByteBuffer mapping, DType dtype, long... shape) {
+        return Tensor.mapped(mapping, dtype, shape);
+    }
 }

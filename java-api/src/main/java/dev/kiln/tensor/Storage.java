@@ -29,10 +29,15 @@ final class Storage {
     private final AtomicInteger bufferViews = new AtomicInteger();
     private final AtomicBoolean freed = new AtomicBoolean();
 
-    /** What frees the address: kiln_free for tensor memory, kiln_packed_b_destroy for packed weights. */
-    enum Kind { MEMORY, PACKED_B }
+    /**
+     * What frees the address: kiln_free for tensor memory, kiln_packed_b_destroy for packed
+     * weights; a file mapping is released by dropping the buffer that owns it (the GC unmaps it).
+     */
+    enum Kind { MEMORY, PACKED_B, MAPPED }
 
     private final Kind kind;
+    /** MAPPED: the mapping (kept reachable until the storage is freed). */
+    private volatile java.nio.ByteBuffer mapping;
 
     private Storage(long address, long bytes, Device device, Throwable site) {
         this(address, bytes, device, site, Kind.MEMORY);
@@ -50,6 +55,14 @@ final class Storage {
     static Storage packedB(long handle, long bytes) {
         return new Storage(handle, bytes, Device.CPU, DEBUG_LEAKS ? new Throwable("packed matrix made here") : null,
                 Kind.PACKED_B);
+    }
+
+    /** Wraps a file mapping (a direct buffer) at its native address. */
+    static Storage mapped(java.nio.ByteBuffer mapping, long address) {
+        Storage s = new Storage(address, mapping.capacity(), Device.CPU,
+                DEBUG_LEAKS ? new Throwable("mapped tensor made here") : null, Kind.MAPPED);
+        s.mapping = mapping;
+        return s;
     }
 
     static final boolean DEBUG_LEAKS = Boolean.getBoolean("kiln.debugLeaks");
@@ -124,7 +137,9 @@ final class Storage {
 
     private void maybeFree() {
         if (state.get() == CLOSED && bufferViews.get() == 0 && freed.compareAndSet(false, true)) {
-            if (address != 0L) {
+            if (kind == Kind.MAPPED) {
+                mapping = null;
+            } else if (address != 0L) {
                 Native.check(kind == Kind.MEMORY ? KilnNative.free(address) : KilnNative.packedBDestroy(address));
             }
         }

@@ -120,6 +120,17 @@ public final class Tensor implements AutoCloseable {
         return new Tensor(storage, null, dtype, s, contiguousStrides(s), 0);
     }
 
+    /** A contiguous tensor over a file mapping (see {@link NativeAccess#wrapMapped}). */
+    static Tensor mapped(java.nio.ByteBuffer mapping, DType dtype, long[] shape) {
+        long[] s = checkShape(shape);
+        long bytes = dtype.bytesFor(product(s));
+        if (!mapping.isDirect() || mapping.capacity() != bytes) {
+            throw new IllegalArgumentException("mapped: a direct buffer of exactly " + bytes + " bytes is needed");
+        }
+        long address = bytes == 0 ? 0 : new org.bytedeco.javacpp.Pointer(mapping).address();
+        return new Tensor(Storage.mapped(mapping, address), null, dtype, s, contiguousStrides(s), 0);
+    }
+
     /** A tensor with no memory, for shape checks and planning: any data access throws. */
     public static Tensor meta(DType dtype, long... shape) {
         return zeros(dtype, Device.META, shape);

@@ -1,0 +1,115 @@
+package dev.kiln.io;
+
+import dev.kiln.nn.Init;
+import dev.kiln.nn.Sequential;
+import dev.kiln.tensor.Activation;
+import dev.kiln.tensor.Tensor;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * A {@link Sequential} model as a {@link KilnFile}: its parameters as tensors (named as
+ * {@link Sequential#parameters()}) and its structure in the metadata key {@code kiln.model} (JSON:
+ * input features and one entry per layer; float settings stored as their exact IEEE bits). Other
+ * metadata is the caller's.
+ */
+public final class ModelFile {
+    public static final String STRUCTURE_KEY = "kiln.model";
+
+    private ModelFile() {}
+
+    /** The metadata describing the model's structure (to store beside its parameters). */
+    public static String structure(Sequential model) {
+        StringBuilder s = new StringBuilder("{\"input\":").append(model.inputFeatures()).append(",\"layers\":[");
+        List<Sequential.Layer> layers = model.layers();
+        for (int i = 0; i < layers.size(); i++) {
+            Sequential.Layer l = layers.get(i);
+            s.append(i == 0 ? "" : ",").append("{\"kind\":\"").append(l.kind().name()).append("\",\"out\":").append(l.outFeatures())
+                    .append(",\"activation\":\"").append(l.activation() == null ? "" : l.activation().name())
+                    .append("\",\"alpha\":").append(Float.floatToRawIntBits(l.activationAlpha()))
+                    .append(",\"eps\":").append(Float.floatToRawIntBits(l.eps())).append(",\"from\":").append(l.residualFrom())
+                    .append(",\"vocab\":").append(l.vocabulary()).append('}');
+        }
+        return s.append("]}").toString();
+    }
+
+    public static void save(Sequential model, Path file, Map<String, String> metadata) throws IOException {
+        KilnFile.write(file, model.parameters(), withStructure(model, metadata));
+    }
+
+    public static byte[] toBytes(Sequential model, Map<String, String> metadata) {
+        return KilnFile.toBytes(model.parameters(), withStructure(model, metadata));
+    }
+
+    private static Map<String, String> withStructure(Sequential model, Map<String, String> metadata) {
+        Objects.requireNonNull(model, "model");
+        Map<String, String> meta = new LinkedHashMap<>();
+        if (metadata != null) {
+            meta.putAll(metadata);
+        }
+        meta.put(STRUCTURE_KEY, structure(model));
+        return meta;
+    }
+
+    public static Sequential load(Path file) throws IOException {
+        try (TensorSet t = KilnFile.read(file)) {
+            return fromTensors(t);
+        }
+    }
+
+    public static Sequential fromBytes(byte[] image) {
+        try (TensorSet t = KilnFile.fromBytes(image)) {
+            return fromTensors(t);
+        }
+    }
+
+    /** Builds the model a {@link KilnFile}'s tensors and structure describe (parameters copied). */
+    public static Sequential fromTensors(TensorSet set) {
+        String json = set.metadata().get(STRUCTURE_KEY);
+        if (json == null) {
+            throw new IllegalArgumentException("kiln file: no model structure (metadata '" + STRUCTURE_KEY + "')");
+        }
+        Object root = Json.parse(json);
+        if (!(root instanceof Map<?, ?> m) || !(m.get("input") instanceof Long in) || !(m.get("layers") instanceof List<?> ls)
+                || in < 1 || ls.isEmpty() || ls.size() > 10_000) {
+            throw new IllegalArgumentException("kiln file: invalid model structure");
+        }
+        Sequential.Builder b = Sequential.builder(in);
+        try {
+            for (Object o : ls) {
+                if (!(o instanceof Map<?, ?> l) || !(l.get("kind") instanceof String kind) || !(l.get("out") instanceof Long out)
+                        || !(l.get("alpha") instanceof Long alpha) || !(l.get("eps") instanceof Long eps)
+                        || !(l.get("from") instanceof Long from) || !(l.get("vocab") instanceof Long vocab)
+                        || !(l.get("activation") instanceof String act)) {
+                    throw new IllegalArgumentException("kiln file: invalid layer in the model structure");
+                }
+                float a = Float.intBitsToFloat(alpha.intValue());
+                switch (Sequential.Layer.Kind.valueOf(kind)) {
+                    case DENSE -> b.dense(out, Init.ZEROS, 0);
+                    case ACTIVATION -> b.activation(Activation.valueOf(act), a);
+                    case SOFTMAX -> b.softmax();
+                    case LOG_SOFTMAX -> b.logSoftmax();
+                    case LAYER_NORM -> b.layerNorm(Float.intBitsToFloat(eps.intValue()));
+                    case DROPOUT -> b.dropout(a);
+                    case EMBEDDING -> b.embedding(vocab, out / in, Init.ZEROS, 0);
+                    case RESIDUAL -> b.residual(from.intValue());
+                }
+            }
+        } catch (IllegalArgumentException | IllegalStateException | ArithmeticException e) {
+            throw new IllegalArgumentException("kiln file: invalid model structure (" + e.getMessage() + ")", e);
+        }
+        Sequential model = b.build();
+        try {
+            Map<String, Tensor> params = new LinkedHashMap<>(set.tensors());
+            model.loadParameters(params);
+        } catch (RuntimeException e) {
+            model.close();
+            throw new IllegalArgumentException("kiln file: " + e.getMessage(), e);
+        }
+        return model;
+    }
+}
