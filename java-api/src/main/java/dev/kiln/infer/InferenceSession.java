@@ -153,6 +153,16 @@ public final class InferenceSession implements AutoCloseable {
      * maxBatch.
      */
     public void run(Tensor input, Tensor output) {
+        if (!runIfOpen(input, output)) {
+            throw new IllegalStateException("run: the session is closed");
+        }
+    }
+
+    /**
+     * As {@link #run}, but returns false, having done nothing, when the session is closed (for
+     * routers that swap sessions under load: take the new one and retry).
+     */
+    public boolean runIfOpen(Tensor input, Tensor output) {
         Objects.requireNonNull(input, "input");
         Objects.requireNonNull(output, "output");
         long batch = check("input", input, inputFeatures, -1, inputDType);
@@ -161,7 +171,9 @@ public final class InferenceSession implements AutoCloseable {
             throw new IllegalArgumentException("run: batch " + batch + " is above the compiled maximum " + maxBatch
                     + ": compile with a larger maxBatch or split the batch");
         }
-        enter();
+        if (!enter()) {
+            return false;
+        }
         try {
             Tensor ws = workspace.get();
             NativeAccess.acquire(input);
@@ -184,6 +196,7 @@ public final class InferenceSession implements AutoCloseable {
         } finally {
             exit();
         }
+        return true;
     }
 
     private long check(String what, Tensor t, long features, long batch, DType dtype) {
@@ -206,14 +219,14 @@ public final class InferenceSession implements AutoCloseable {
         return t.size(0);
     }
 
-    private void enter() {
+    private boolean enter() {
         for (;;) {
             long s = state.get();
             if ((s & CLOSED) != 0) {
-                throw new IllegalStateException("run: the session is closed");
+                return false;
             }
             if (state.compareAndSet(s, s + 1)) {
-                return;
+                return true;
             }
         }
     }

@@ -1,0 +1,335 @@
+package dev.kiln.registry;
+
+import dev.kiln.infer.InferenceSession;
+import dev.kiln.nn.Sequential;
+import dev.kiln.tensor.DType;
+import dev.kiln.tensor.Tensor;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+
+/**
+ * Serves a registered model by alias, with hot swap, A/B or canary splits and shadow scoring.
+ *
+ * <pre>{@code
+ * try (ModelRouter router = ModelRouter.builder(registry, "fraud")
+ *          .split(Map.of("production", 0.9, "canary", 0.1))   // default: "production" only
+ *          .shadow("staging")                                  // optional
+ *          .maxBatch(64).build()) {
+ *     ModelVersion v = router.run(customerId, input, output);   // sticky by key
+ *     ...
+ *     router.refresh();   // after promote/rollback: loads, compiles and warms up, then swaps
+ * }
+ * }</pre>
+ *
+ * <p>Hot swap: {@link #refresh()} loads a moved alias's new version, compiles and runs it once
+ * before it takes traffic, then swaps it in with one atomic reference write. A request in flight
+ * on the old session finishes on it; the old session is freed after its last request. A request
+ * that picks up a session at the instant it closes retries on the new one, so no request fails or
+ * blocks. Every response comes from a version that was the alias's target at some point during
+ * that request.
+ *
+ * <p>Splits: a key's arm is chosen by a hash of the key (the same key always gets the same arm as
+ * long as the weights stay the same). Shadow: the shadow alias also scores every request, on the
+ * caller's thread after the primary; its output is discarded, and {@link #shadowDisagreements}
+ * counts the rows whose arg-max differs from the primary's.
+ */
+public final class ModelRouter implements AutoCloseable {
+    private record Loaded(ModelVersion version, InferenceSession session) {}
+
+    private static final class Arm {
+        final String alias;
+        final double weight;
+        final AtomicReference<Loaded> current = new AtomicReference<>();
+        final AtomicLong requests = new AtomicLong();
+
+        Arm(String alias, double weight) {
+            this.alias = alias;
+            this.weight = weight;
+        }
+    }
+
+    private final ModelRegistry registry;
+    private final String model;
+    private final int maxBatch;
+    private final List<Arm> arms;
+    private final double[] cumulative;
+    private final Arm shadow;
+    private final AtomicLong disagreements = new AtomicLong();
+    private final AtomicLong shadowRows = new AtomicLong();
+    private final ThreadLocal<Map<Long, Tensor>> shadowOut = ThreadLocal.withInitial(LinkedHashMap::new);
+    private final List<Tensor> shadowTensors = java.util.Collections.synchronizedList(new ArrayList<>());
+    private volatile boolean closed;
+
+    private ModelRouter(Builder b) throws IOException {
+        this.registry = b.registry;
+        this.model = b.model;
+        this.maxBatch = b.maxBatch;
+        this.arms = new ArrayList<>();
+        double total = 0;
+        for (Map.Entry<String, Double> e : b.split.entrySet()) {
+            arms.add(new Arm(e.getKey(), e.getValue()));
+            total += e.getValue();
+        }
+        this.cumulative = new double[arms.size()];
+        double acc = 0;
+        for (int i = 0; i < arms.size(); i++) {
+            acc += arms.get(i).weight / total;
+            cumulative[i] = acc;
+        }
+        cumulative[arms.size() - 1] = 1.0;
+        this.shadow = b.shadow == null ? null : new Arm(b.shadow, 0);
+        try {
+            refresh();
+        } catch (IOException | RuntimeException e) {
+            close();
+            throw e;
+        }
+    }
+
+    public static Builder builder(ModelRegistry registry, String model) {
+        return new Builder(registry, model);
+    }
+
+    /**
+     * Re-reads the aliases; every arm whose alias moved gets its new version loaded, compiled and
+     * warmed up, then swapped in. Returns how many arms changed. Safe to call from any thread,
+     * while requests run; calls are serialized.
+     */
+    public synchronized int refresh() throws IOException {
+        if (closed) {
+            throw new IllegalStateException("the router is closed");
+        }
+        int changed = 0;
+        List<Arm> all = new ArrayList<>(arms);
+        if (shadow != null) {
+            all.add(shadow);
+        }
+        for (Arm a : all) {
+            ModelVersion v = registry.resolve(model, a.alias).orElseThrow(() -> new IllegalStateException(
+                    "model '" + model + "' has no alias '" + a.alias + "'"));
+            Loaded old = a.current.get();
+            if (old != null && old.version().number() == v.number()) {
+                continue;
+            }
+            Loaded fresh = load(v);
+            a.current.set(fresh);
+            if (old != null) {
+                old.session().close(); // freed after its last request in flight
+            }
+            changed++;
+        }
+        return changed;
+    }
+
+    private Loaded load(ModelVersion v) throws IOException {
+        InferenceSession s;
+        try (Sequential m = registry.load(v)) {
+            s = m.compile(maxBatch);
+            // Warm up before taking traffic: one run over zeros (token id 0 for an embedding).
+            try (Tensor x = Tensor.zeros(m.inputDType(), 1, m.inputFeatures());
+                 Tensor y = Tensor.zeros(DType.F32, 1, m.outputFeatures())) {
+                s.run(x, y);
+            } catch (RuntimeException e) {
+                s.close();
+                throw e;
+            }
+        }
+        return new Loaded(v, s);
+    }
+
+    /** The arm a key is routed to (its alias). */
+    public String armOf(String key) {
+        return arms.get(armIndex(key)).alias;
+    }
+
+    private int armIndex(String key) {
+        if (arms.size() == 1) {
+            return 0;
+        }
+        // A stable 64-bit hash of the key's bytes (FNV-1a, then a mixer), mapped to [0, 1).
+        long h = 0xcbf29ce484222325L;
+        for (byte b : key.getBytes(StandardCharsets.UTF_8)) {
+            h = (h ^ (b & 0xff)) * 0x100000001b3L;
+        }
+        h ^= h >>> 33;
+        h *= 0xff51afd7ed558ccdL;
+        h ^= h >>> 33;
+        double u = (h >>> 11) * 0x1.0p-53;
+        for (int i = 0; i < cumulative.length; i++) {
+            if (u < cumulative[i]) {
+                return i;
+            }
+        }
+        return cumulative.length - 1;
+    }
+
+    /**
+     * Runs the model of the key's arm on {@code input} into {@code output} (as
+     * {@link InferenceSession#run}); returns the version that served it.
+     */
+    public ModelVersion run(String key, Tensor input, Tensor output) {
+        Objects.requireNonNull(key, "key");
+        if (closed) {
+            throw new IllegalStateException("the router is closed");
+        }
+        Arm arm = arms.get(armIndex(key));
+        ModelVersion served = runOn(arm, input, output);
+        arm.requests.incrementAndGet();
+        if (shadow != null) {
+            Tensor so = shadowOutput(output);
+            runOn(shadow, input, so);
+            compare(output, so);
+        }
+        return served;
+    }
+
+    private ModelVersion runOn(Arm arm, Tensor input, Tensor output) {
+        for (int attempt = 0; ; attempt++) {
+            Loaded l = arm.current.get();
+            if (l == null || closed) {
+                throw new IllegalStateException("the router is closed");
+            }
+            if (l.session().runIfOpen(input, output)) {
+                return l.version();
+            }
+            Thread.onSpinWait(); // swapped while we picked it: the new session is already published
+        }
+    }
+
+    private Tensor shadowOutput(Tensor like) {
+        Map<Long, Tensor> m = shadowOut.get();
+        long key = like.size(0) << 32 | like.size(1);
+        Tensor t = m.get(key);
+        if (t == null || t.isClosed()) {
+            t = Tensor.zeros(DType.F32, like.size(0), like.size(1));
+            m.put(key, t);
+            shadowTensors.add(t);
+        }
+        return t;
+    }
+
+    private void compare(Tensor a, Tensor b) {
+        long rows = a.size(0), cols = a.size(1);
+        java.nio.FloatBuffer x = a.floatView(), y = b.floatView();
+        for (int r = 0; r < rows; r++) {
+            int ia = 0, ib = 0;
+            for (int c = 1; c < cols; c++) {
+                if (x.get((int) (r * cols + c)) > x.get((int) (r * cols + ia))) {
+                    ia = c;
+                }
+                if (y.get((int) (r * cols + c)) > y.get((int) (r * cols + ib))) {
+                    ib = c;
+                }
+            }
+            if (ia != ib) {
+                disagreements.incrementAndGet();
+            }
+        }
+        shadowRows.addAndGet(rows);
+    }
+
+    /** Rows where the shadow's arg-max differed from the served model's. */
+    public long shadowDisagreements() {
+        return disagreements.get();
+    }
+
+    public long shadowRows() {
+        return shadowRows.get();
+    }
+
+    /** Requests served per arm (alias), and the version each arm serves now. */
+    public Map<String, Long> requestsByArm() {
+        Map<String, Long> out = new LinkedHashMap<>();
+        for (Arm a : arms) {
+            out.put(a.alias, a.requests.get());
+        }
+        return out;
+    }
+
+    public Map<String, Integer> servingVersions() {
+        Map<String, Integer> out = new LinkedHashMap<>();
+        for (Arm a : arms) {
+            Loaded l = a.current.get();
+            out.put(a.alias, l == null ? 0 : l.version().number());
+        }
+        return out;
+    }
+
+    /** Closes every session (each after its requests in flight). */
+    @Override
+    public synchronized void close() {
+        closed = true;
+        List<Arm> all = new ArrayList<>(arms);
+        if (shadow != null) {
+            all.add(shadow);
+        }
+        for (Arm a : all) {
+            Loaded l = a.current.getAndSet(null);
+            if (l != null) {
+                l.session().close();
+            }
+        }
+        synchronized (shadowTensors) {
+            shadowTensors.forEach(Tensor::close);
+            shadowTensors.clear();
+        }
+    }
+
+    /** Settings of a {@link ModelRouter}. */
+    public static final class Builder {
+        private final ModelRegistry registry;
+        private final String model;
+        private Map<String, Double> split = Map.of("production", 1.0);
+        private String shadow;
+        private int maxBatch = 64;
+
+        private Builder(ModelRegistry registry, String model) {
+            this.registry = Objects.requireNonNull(registry, "registry");
+            this.model = Objects.requireNonNull(model, "model");
+        }
+
+        /** Serves one alias (default {@code production}). */
+        public Builder alias(String alias) {
+            return split(Map.of(alias, 1.0));
+        }
+
+        /** A/B or canary: each alias gets this share of the keys (weights > 0, normalized). */
+        public Builder split(Map<String, Double> weights) {
+            if (weights == null || weights.isEmpty()) {
+                throw new IllegalArgumentException("split: at least one alias");
+            }
+            for (Map.Entry<String, Double> e : weights.entrySet()) {
+                if (e.getValue() == null || !(e.getValue() > 0) || e.getValue().isInfinite()) {
+                    throw new IllegalArgumentException("split: weight of '" + e.getKey() + "' must be finite and > 0");
+                }
+            }
+            this.split = new java.util.TreeMap<>(weights); // a fixed order: arms do not depend on map iteration
+            return this;
+        }
+
+        public Builder shadow(String alias) {
+            this.shadow = alias;
+            return this;
+        }
+
+        public Builder maxBatch(int maxBatch) {
+            if (maxBatch < 1) {
+                throw new IllegalArgumentException("maxBatch must be >= 1");
+            }
+            this.maxBatch = maxBatch;
+            return this;
+        }
+
+        /** Loads, compiles and warms up every arm's current version. */
+        public ModelRouter build() throws IOException {
+            return new ModelRouter(this);
+        }
+    }
+}

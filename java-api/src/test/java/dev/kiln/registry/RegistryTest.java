@@ -1,0 +1,213 @@
+package dev.kiln.registry;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.kiln.nn.Init;
+import dev.kiln.nn.Sequential;
+import dev.kiln.tensor.DType;
+import dev.kiln.tensor.Tensor;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class RegistryTest {
+    /** A 4 -> 2 model whose output is the constant {@code c} in both columns (zero weights, bias c). */
+    static Sequential constant(float c) {
+        Sequential m = Sequential.builder(4).dense(2, Init.ZEROS, 0).build();
+        m.layers().get(0).bias().fill(c);
+        return m;
+    }
+
+    @Test
+    void versionsAreNumberedHashedAndImmutable(@TempDir Path root) throws IOException {
+        ModelRegistry r = ModelRegistry.open(root);
+        ModelVersion v1, v2;
+        try (Sequential a = constant(1); Sequential b = constant(2)) {
+            v1 = r.register("fraud", a, Map.of("auc", "0.91", "author", "ana"));
+            v2 = r.register("fraud", b, Map.of("auc", "0.93", "parent", "1", "note", "ünï = code\nline"));
+        }
+        assertEquals(1, v1.number());
+        assertEquals(2, v2.number());
+        assertEquals("ana", v1.author());
+        assertEquals("1", v2.parent());
+        assertEquals("ünï = code\nline", r.version("fraud", 2).metadata().get("note"));
+        assertEquals(64, v1.sha256().length());
+        assertEquals(List.of("fraud"), r.models());
+        assertEquals(2, r.versions("fraud").size());
+        try (Sequential back = r.load(r.version("fraud", 2)); Tensor x = Tensor.zeros(DType.F32, 1, 4);
+             Tensor y = Tensor.zeros(DType.F32, 1, 2); var s = back.compile(1)) {
+            s.run(x, y);
+            assertArrayEquals(new float[] {2, 2}, y.toFloatArray());
+        }
+        // Tampering on disk is caught by the hash.
+        byte[] art = Files.readAllBytes(v1.artifact());
+        art[art.length - 1] ^= 1;
+        Files.write(v1.artifact(), art);
+        assertTrue(assertThrows(IOException.class, () -> r.artifact(r.version("fraud", 1))).getMessage().contains("SHA-256"));
+        assertThrows(IllegalArgumentException.class, () -> r.register("../evil", new byte[1], Map.of()));
+        assertThrows(IllegalArgumentException.class, () -> r.register("ok", new byte[1], Map.of("kiln.number", "9")));
+        assertThrows(java.nio.file.NoSuchFileException.class, () -> r.version("fraud", 3));
+    }
+
+    @Test
+    void aliasesMoveRollBackAndProtectTheirVersions(@TempDir Path root) throws IOException {
+        ModelRegistry r = ModelRegistry.open(root);
+        for (int i = 1; i <= 3; i++) {
+            r.register("m", new byte[] {(byte) i}, Map.of());
+        }
+        r.promote("m", "production", 1);
+        r.promote("m", "production", 2);
+        r.promote("m", "staging", 3);
+        assertEquals(Map.of("production", 2, "staging", 3), r.aliases("m"));
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> r.delete("m", 2));
+        assertTrue(e.getMessage().contains("alias 'production'"), e.getMessage());
+        assertEquals(1, r.rollback("m", "production").number());
+        assertEquals(1, r.resolve("m", "production").orElseThrow().number());
+        r.delete("m", 2);
+        assertEquals(List.of(1, 3), r.versions("m").stream().map(ModelVersion::number).toList());
+        assertThrows(IllegalStateException.class, () -> r.rollback("m", "production")); // nothing before 1
+        r.promote("m", "production", 3);
+        r.promote("m", "production", 1);
+        assertEquals(3, r.rollback("m", "production").number());
+        assertEquals(4, r.register("m", new byte[] {4}, Map.of()).number()); // numbers never reused
+        assertThrows(java.nio.file.NoSuchFileException.class, () -> r.promote("m", "production", 2));
+        assertTrue(r.resolve("m", "nope").isEmpty());
+    }
+
+    @Test
+    void hotSwapUnderLoadFailsNoRequest(@TempDir Path root) throws Exception {
+        ModelRegistry r = ModelRegistry.open(root);
+        try (Sequential a = constant(1); Sequential b = constant(2)) {
+            r.register("svc", a, Map.of());
+            r.register("svc", b, Map.of());
+        }
+        r.promote("svc", "production", 1);
+        // The mover numbers epochs and records which versions are production in each: a move is an
+        // epoch where both old and new are (the alias has moved, the router swaps), then one where
+        // only the new one is. Each request notes the epochs it spans.
+        Map<Long, java.util.Set<Integer>> productionAt = new java.util.concurrent.ConcurrentHashMap<>();
+        AtomicLong epoch = new AtomicLong();
+        productionAt.put(0L, java.util.Set.of(1));
+        AtomicInteger failures = new AtomicInteger(), wrong = new AtomicInteger();
+        AtomicLong served = new AtomicLong();
+        AtomicBoolean stop = new AtomicBoolean();
+        try (ModelRouter router = ModelRouter.builder(r, "svc").maxBatch(4).build()) {
+            CountDownLatch started = new CountDownLatch(8);
+            List<Thread> workers = new ArrayList<>();
+            for (int t = 0; t < 8; t++) {
+                final int id = t;
+                Thread w = new Thread(() -> {
+                    try (Tensor x = Tensor.zeros(DType.F32, 1, 4); Tensor y = Tensor.zeros(DType.F32, 1, 2)) {
+                        started.countDown();
+                        float[] out = new float[2];
+                        while (!stop.get()) {
+                            long e0 = epoch.get();
+                            try {
+                                ModelVersion v = router.run("k" + id, x, y);
+                                long e1 = epoch.get();
+                                y.copyTo(out);
+                                boolean okOutput = out[0] == v.number() && out[1] == v.number();
+                                boolean wasProduction = false;
+                                for (long e = e0; e <= e1; e++) {
+                                    wasProduction |= productionAt.getOrDefault(e, java.util.Set.of()).contains(v.number());
+                                }
+                                if (!okOutput || !wasProduction) {
+                                    wrong.incrementAndGet();
+                                }
+                                served.incrementAndGet();
+                            } catch (RuntimeException ex) {
+                                failures.incrementAndGet();
+                            }
+                        }
+                    }
+                });
+                w.start();
+                workers.add(w);
+            }
+            started.await();
+            for (int move = 1; move <= 100; move++) {
+                int target = move % 2 == 1 ? 2 : 1;
+                productionAt.put(epoch.get() + 1, java.util.Set.of(1, 2));
+                epoch.incrementAndGet();
+                r.promote("svc", "production", target);
+                router.refresh();
+                productionAt.put(epoch.get() + 1, java.util.Set.of(target));
+                epoch.incrementAndGet();
+                Thread.sleep(2);
+            }
+            stop.set(true);
+            for (Thread w : workers) {
+                w.join();
+            }
+        }
+        assertEquals(0, failures.get(), "failed requests");
+        assertEquals(0, wrong.get(), "responses from a version that was not production during the request");
+        assertTrue(served.get() > 1000, served.get() + " requests");
+    }
+
+    @Test
+    void abSplitIsWithinOnePercentAndSticky(@TempDir Path root) throws IOException {
+        ModelRegistry r = ModelRegistry.open(root);
+        try (Sequential a = constant(1); Sequential b = constant(2)) {
+            r.register("ab", a, Map.of());
+            r.register("ab", b, Map.of());
+        }
+        r.promote("ab", "production", 1);
+        r.promote("ab", "canary", 2);
+        try (ModelRouter router = ModelRouter.builder(r, "ab").split(Map.of("production", 0.8, "canary", 0.2)).build()) {
+            Map<String, Integer> counts = new HashMap<>();
+            for (int i = 0; i < 100_000; i++) {
+                counts.merge(router.armOf("user-" + i), 1, Integer::sum);
+            }
+            assertEquals(0.8, counts.get("production") / 100_000.0, 0.01);
+            assertEquals(0.2, counts.get("canary") / 100_000.0, 0.01);
+            for (int i = 0; i < 1000; i++) {
+                assertEquals(router.armOf("user-" + i), router.armOf("user-" + i));
+            }
+            try (Tensor x = Tensor.zeros(DType.F32, 1, 4); Tensor y = Tensor.zeros(DType.F32, 1, 2)) {
+                for (int i = 0; i < 200; i++) {
+                    String key = "user-" + i;
+                    ModelVersion v = router.run(key, x, y);
+                    assertEquals(router.armOf(key).equals("production") ? 1 : 2, v.number());
+                }
+            }
+        }
+    }
+
+    @Test
+    void shadowScoresWithoutServing(@TempDir Path root) throws IOException {
+        ModelRegistry r = ModelRegistry.open(root);
+        try (Sequential a = Sequential.builder(4).dense(2, Init.ZEROS, 0).build();
+             Sequential b = Sequential.builder(4).dense(2, Init.ZEROS, 0).build()) {
+            a.layers().get(0).bias().copyFrom(new float[] {1, 0}); // always class 0
+            b.layers().get(0).bias().copyFrom(new float[] {0, 1}); // always class 1
+            r.register("sh", a, Map.of());
+            r.register("sh", b, Map.of());
+        }
+        r.promote("sh", "production", 1);
+        r.promote("sh", "staging", 2);
+        try (ModelRouter router = ModelRouter.builder(r, "sh").shadow("staging").build();
+             Tensor x = Tensor.zeros(DType.F32, 3, 4); Tensor y = Tensor.zeros(DType.F32, 3, 2)) {
+            for (int i = 0; i < 10; i++) {
+                assertEquals(1, router.run("k", x, y).number());
+                assertArrayEquals(new float[] {1, 0, 1, 0, 1, 0}, y.toFloatArray());
+            }
+            assertEquals(30, router.shadowRows());
+            assertEquals(30, router.shadowDisagreements());
+        }
+    }
+}
