@@ -26,7 +26,8 @@ class KilnCommandTest {
 
     @Test
     void everyCommandHasHelp() {
-        for (String[] args : new String[][] {{"--help"}, {"info", "--help"}, {"demo", "--help"}, {"train", "--help"}, {"eval", "--help"}, {"report", "--help"}}) {
+        for (String[] args : new String[][] {{"--help"}, {"info", "--help"}, {"demo", "--help"}, {"train", "--help"}, {"encrypt", "--help"}, {"decrypt", "--help"},
+                {"registry", "--help"}, {"registry", "list", "--help"}, {"eval", "--help"}, {"report", "--help"}}) {
             Result r = run(args);
             assertEquals(0, r.code, String.join(" ", args));
             assertTrue(r.out.contains("Usage: kiln"), r.out);
@@ -143,5 +144,56 @@ class KilnCommandTest {
         double acc = Double.parseDouble(m.group(1));
         assertTrue(acc > 0.75, "test accuracy " + acc);
         assertTrue(java.nio.file.Files.isRegularFile(onnx));
+    }
+
+    @Test
+    void encryptAndDecryptWithKeyFilesAndRefuseTheWrongKey(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws Exception {
+        java.nio.file.Path plain = java.nio.file.Files.write(dir.resolve("model.kiln"), new byte[5000]);
+        String hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        java.nio.file.Path key = java.nio.file.Files.writeString(dir.resolve("k.hex"), hex + "\n");
+        java.nio.file.Path other = java.nio.file.Files.writeString(dir.resolve("other.hex"), hex.replace('0', '1'));
+        Result r = run("encrypt", dir.resolve("model.kiln").toString(), dir.resolve("m.enc").toString(), "--key-id", "prod",
+                "--key-file", key.toString(), "--json");
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("\"key_id\":\"prod\""), r.out);
+        r = run("decrypt", dir.resolve("m.enc").toString(), dir.resolve("back.kiln").toString(), "--key-file", key.toString());
+        assertEquals(0, r.code, r.err);
+        org.junit.jupiter.api.Assertions.assertArrayEquals(java.nio.file.Files.readAllBytes(plain),
+                java.nio.file.Files.readAllBytes(dir.resolve("back.kiln")));
+        r = run("decrypt", dir.resolve("m.enc").toString(), dir.resolve("bad.kiln").toString(), "--key-file", other.toString());
+        assertEquals(1, r.code);
+        assertTrue(r.err.contains("key id 'prod'") && r.err.strip().lines().count() == 1, r.err);
+        assertTrue(!r.err.contains(hex) && !r.out.contains(hex));
+        assertTrue(!java.nio.file.Files.exists(dir.resolve("bad.kiln")));
+        // A key never comes from the command line.
+        assertEquals(2, run("encrypt", "a", "b", "--key-id", "x", "--key", hex).code);
+        assertEquals(2, run("encrypt", "a", "b", "--key-id", "x").code);
+    }
+
+    @Test
+    void registryCommandsForOperators(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        String root = dir.resolve("reg").toString();
+        java.nio.file.Path f = java.nio.file.Files.write(dir.resolve("a.kiln"), new byte[] {1, 2, 3});
+        assertEquals(0, run("registry", "--root", root, "register", "fraud", f.toString(), "--meta", "auc=0.9").code);
+        Result r = run("registry", "--root", root, "register", "fraud", f.toString(), "--json");
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("\"version\":2"), r.out);
+        assertEquals(0, run("registry", "--root", root, "promote", "fraud", "production", "1").code);
+        assertEquals(0, run("registry", "--root", root, "promote", "fraud", "production", "2").code);
+        r = run("registry", "--root", root, "list", "fraud", "--json");
+        assertTrue(r.out.contains("\"aliases\":[\"production\"]") && r.out.contains("\"auc\":\"0.9\""), r.out);
+        r = run("registry", "--root", root, "delete", "fraud", "2");
+        assertEquals(1, r.code);
+        assertTrue(r.err.contains("alias 'production'"), r.err);
+        r = run("registry", "--root", root, "rollback", "fraud", "production", "--json");
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("\"version\":1"), r.out);
+        assertEquals(0, run("registry", "--root", root, "delete", "fraud", "2").code);
+        r = run("registry", "--root", root, "show", "fraud", "production", "--json");
+        assertTrue(r.out.contains("\"version\":1"), r.out);
+        assertEquals(1, run("registry", "--root", root, "show", "fraud", "7").code);
+        r = run("registry", "--root", root, "list", "--json");
+        assertEquals("[\"fraud\"]", r.out.strip());
     }
 }
