@@ -326,9 +326,25 @@ public final class ModelRegistry {
         return data;
     }
 
-    /** Loads a version stored as a (plain) Kiln model file. */
+    /** Loads a version stored as a plain Kiln model file. */
     public Sequential load(ModelVersion v) throws IOException {
-        return ModelFile.fromBytes(artifact(v));
+        return load(v, null);
+    }
+
+    /**
+     * Loads a version stored as a Kiln model file, plain or encrypted with {@code key} (decrypted in
+     * memory; the plaintext never touches the disk). {@code key} may be null for plain files.
+     */
+    public Sequential load(ModelVersion v, dev.kiln.security.ArtifactKey key) throws IOException {
+        byte[] data = artifact(v);
+        if (dev.kiln.security.Artifacts.isEncrypted(data)) {
+            if (key == null) {
+                throw new IllegalStateException("version " + v.number() + " of '" + v.name() + "' is encrypted (key id '"
+                        + dev.kiln.security.Artifacts.envelope(data).keyId() + "'): give its key");
+            }
+            data = dev.kiln.security.Artifacts.decrypt(data, key);
+        }
+        return ModelFile.fromBytes(data);
     }
 
     /** Deletes a version; refused while an alias points to it. */

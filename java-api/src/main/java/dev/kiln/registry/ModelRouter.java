@@ -58,6 +58,7 @@ public final class ModelRouter implements AutoCloseable {
     private final ModelRegistry registry;
     private final String model;
     private final int maxBatch;
+    private final dev.kiln.security.ArtifactKey key;
     private final List<Arm> arms;
     private final double[] cumulative;
     private final Arm shadow;
@@ -71,6 +72,7 @@ public final class ModelRouter implements AutoCloseable {
         this.registry = b.registry;
         this.model = b.model;
         this.maxBatch = b.maxBatch;
+        this.key = b.key;
         this.arms = new ArrayList<>();
         double total = 0;
         for (Map.Entry<String, Double> e : b.split.entrySet()) {
@@ -130,7 +132,7 @@ public final class ModelRouter implements AutoCloseable {
 
     private Loaded load(ModelVersion v) throws IOException {
         InferenceSession s;
-        try (Sequential m = registry.load(v)) {
+        try (Sequential m = registry.load(v, key)) {
             s = m.compile(maxBatch);
             // Warm up before taking traffic: one run over zeros (token id 0 for an embedding).
             try (Tensor x = Tensor.zeros(m.inputDType(), 1, m.inputFeatures());
@@ -289,6 +291,7 @@ public final class ModelRouter implements AutoCloseable {
         private Map<String, Double> split = Map.of("production", 1.0);
         private String shadow;
         private int maxBatch = 64;
+        private dev.kiln.security.ArtifactKey key;
 
         private Builder(ModelRegistry registry, String model) {
             this.registry = Objects.requireNonNull(registry, "registry");
@@ -311,6 +314,12 @@ public final class ModelRouter implements AutoCloseable {
                 }
             }
             this.split = new java.util.TreeMap<>(weights); // a fixed order: arms do not depend on map iteration
+            return this;
+        }
+
+        /** The key of encrypted versions (decrypted in memory when loaded). */
+        public Builder key(dev.kiln.security.ArtifactKey key) {
+            this.key = key;
             return this;
         }
 

@@ -157,6 +157,16 @@ public final class Artifacts {
         return new Object[] {new Envelope(keyId, kdf, seg, f), all};
     }
 
+    /** Whether {@code data} starts like an encrypted artifact. */
+    public static boolean isEncrypted(byte[] data) {
+        return data.length >= 8 && Arrays.equals(Arrays.copyOf(data, 8), MAGIC);
+    }
+
+    /** The envelope of an in-memory artifact. */
+    public static Envelope envelope(byte[] data) throws IOException {
+        return (Envelope) readEnvelope(new ByteArrayInputStream(data))[0];
+    }
+
     /** The envelope of an encrypted file (to find the key it needs). */
     public static Envelope envelope(Path file) throws IOException {
         try (InputStream in = Files.newInputStream(file)) {

@@ -210,4 +210,24 @@ class RegistryTest {
             assertEquals(30, router.shadowDisagreements());
         }
     }
+
+    @Test
+    void encryptedVersionsServeWithTheirKey(@TempDir Path root) throws IOException {
+        ModelRegistry r = ModelRegistry.open(root);
+        dev.kiln.security.ArtifactKey key = dev.kiln.security.ArtifactKey.generate("reg-key");
+        try (Sequential a = constant(3)) {
+            byte[] sealed = dev.kiln.security.Artifacts.encrypt(dev.kiln.io.ModelFile.toBytes(a, Map.of()), key);
+            r.register("enc", sealed, Map.of());
+        }
+        r.promote("enc", "production", 1);
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> ModelRouter.builder(r, "enc").build());
+        assertTrue(e.getMessage().contains("key id 'reg-key'"), e.getMessage());
+        try (ModelRouter router = ModelRouter.builder(r, "enc").key(key).build();
+             Tensor x = Tensor.zeros(DType.F32, 1, 4); Tensor y = Tensor.zeros(DType.F32, 1, 2)) {
+            router.run("k", x, y);
+            assertArrayEquals(new float[] {3, 3}, y.toFloatArray());
+        }
+        assertFalse(Files.readString(r.version("enc", 1).artifact(), java.nio.charset.StandardCharsets.ISO_8859_1)
+                .contains("KILNFILE"), "stored encrypted");
+    }
 }

@@ -65,10 +65,10 @@ class RegistryCrashIT {
         int trials = 120, killedMidWrite = 0;
         for (int t = 0; t < trials; t++) {
             Process p = new ProcessBuilder(java, "-cp", cp, "-Xmx256m", Writer.class.getName(), root.toString(),
-                    Long.toString(t)).redirectErrorStream(true).start();
+                    Long.toString(t)).redirectError(root.resolve(".child-" + t + ".err").toFile()).start();
             BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
             String first = out.readLine();
-            assertEquals("ready", first, "child failed to start");
+            assertEquals("ready", first, "child failed to start (stderr in " + root.resolve(".child-" + t + ".err") + ")");
             Thread reader = new Thread(() -> {
                 try {
                     for (String line; (line = out.readLine()) != null; ) {
