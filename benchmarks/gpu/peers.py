@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""cuBLAS peers of bench_cuda through PyTorch, same sizes and timing method (CUDA events, median of
+repeats after warm-up, random inputs). One JSON object per line."""
+import json
+import torch
+
+
+def median_ms(fn, reps=20):
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def row(case, metric, value, unit):
+    print(json.dumps({"case": case, "metric": metric, "peer": "cublas", "value": round(value, 3), "unit": unit}), flush=True)
+
+
+torch.backends.cuda.matmul.allow_tf32 = False
+n = 1 << 28
+x = torch.rand(n, device="cuda")
+y = torch.empty_like(x)
+row("d2d copy 1GiB", "GB/s", 2 * n * 4 / (median_ms(lambda: y.copy_(x)) * 1e6), "GB/s")
+h = n // 2
+row("add 2^27 floats", "GB/s", 3 * h * 4 / (median_ms(lambda: torch.add(x[:h], x[h:], out=y[:h])) * 1e6), "GB/s")
+del x, y
+for s in (4096, 8192):
+    a = torch.randn(s, s, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(s, s, device="cuda", dtype=torch.bfloat16)
+    ms = median_ms(lambda: torch.matmul(a, b), 10)
+    row(f"gemm bf16 {s}x{s}x{s}", "TFLOP/s", 2 * s ** 3 / (ms * 1e9), "TFLOP/s")
+    if s == 4096:
+        af, bf = a.float(), b.float()
+        ms = median_ms(lambda: torch.matmul(af, bf), 5)
+        row("sgemm 4096x4096x4096", "TFLOP/s", 2 * s ** 3 / (ms * 1e9), "TFLOP/s")

@@ -1,0 +1,139 @@
+// GPU microbenchmarks of libkiln_cuda (run by benchmarks/gpu/run.sh). Each case: warm-up, then the
+// median of 20 timed runs (CUDA events); inputs random (never zeros), rotated where they would fit
+// in L2. Prints one JSON object per line: {"case", "metric", "kiln", "unit"}.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "kiln/kiln_cuda.h"
+
+namespace {
+
+void check(kiln_status st, const char* what) {
+    if (st != KILN_OK) {
+        std::fprintf(stderr, "%s failed: %s\n", what, kiln_cuda_last_error());
+        std::exit(1);
+    }
+}
+
+float* dev_random(size_t n, uint32_t seed) {
+    std::vector<float> h(n);
+    std::mt19937 g(seed);
+    std::uniform_real_distribution<float> d(-1.f, 1.f);
+    for (float& x : h) x = d(g);
+    void* p;
+    check(kiln_cuda_alloc(int64_t(n * 4), &p), "alloc");
+    check(kiln_cuda_copy(p, h.data(), int64_t(n * 4), 0), "copy");
+    return static_cast<float*>(p);
+}
+
+double median_ms(const std::function<void()>& body, int reps = 20) {
+    cudaEvent_t a, b;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    for (int i = 0; i < 3; ++i) body();
+    std::vector<float> t;
+    for (int i = 0; i < reps; ++i) {
+        cudaEventRecord(a, cudaStreamPerThread);
+        body();
+        cudaEventRecord(b, cudaStreamPerThread);
+        cudaEventSynchronize(b);
+        float ms;
+        cudaEventElapsedTime(&ms, a, b);
+        t.push_back(ms);
+    }
+    std::sort(t.begin(), t.end());
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) {
+        std::fprintf(stderr, "CUDA error: %s\n", cudaGetErrorString(e));
+        std::exit(1);
+    }
+    return t[t.size() / 2];
+}
+
+void row(const char* name, const char* metric, double v, const char* unit) {
+    std::printf("{\"case\": \"%s\", \"metric\": \"%s\", \"kiln\": %.3f, \"unit\": \"%s\"}\n", name, metric, v, unit);
+    std::fflush(stdout);
+}
+
+}  // namespace
+
+int main() {
+    int32_t n = 0;
+    check(kiln_cuda_device_count(&n), "device count");
+    if (n == 0) {
+        std::fprintf(stderr, "no CUDA device: %s\n", kiln_cuda_last_error());
+        return 1;
+    }
+    // Device-to-device copy bandwidth (bytes read + written), the elementwise ceiling.
+    {
+        const size_t count = size_t(1) << 28;  // 1 GiB of floats
+        float* a = dev_random(count, 1);
+        void* b;
+        check(kiln_cuda_alloc(int64_t(count * 4), &b), "alloc");
+        double ms = median_ms([&] { check(kiln_cuda_copy(b, a, int64_t(count * 4), 2), "d2d"); });
+        row("d2d copy 1GiB", "GB/s", 2.0 * count * 4 / (ms * 1e6), "GB/s");
+        double ms_add = median_ms([&] { check(kiln_cuda_binary_f32(KILN_BINARY_ADD, int64_t(count / 2), a, a + count / 2,
+                                                                    static_cast<float*>(b)), "add"); });
+        row("add 2^27 floats", "GB/s", 3.0 * (count / 2) * 4 / (ms_add * 1e6), "GB/s");
+        kiln_cuda_free(a);
+        kiln_cuda_free(b);
+    }
+    {
+        const int64_t count = int64_t(1) << 26;  // Adam over 64M parameters: 7 floats of traffic each
+        float* w = dev_random(size_t(count), 2);
+        float* g = dev_random(size_t(count), 3);
+        float* m = dev_random(size_t(count), 4);
+        float* v = dev_random(size_t(count), 5);
+        int64_t step = 1;
+        double ms = median_ms([&] {
+            check(kiln_cuda_adam_f32(count, w, g, m, v, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, step++), "adam");
+        });
+        row("adam 2^26 params", "GB/s", 7.0 * count * 4 / (ms * 1e6), "GB/s");
+        for (float* p : {w, g, m, v}) kiln_cuda_free(p);
+    }
+    for (int64_t s : {4096, 8192}) {
+        // bf16 operands made on the device from random floats.
+        float* af = dev_random(size_t(s * s), 6);
+        std::vector<float> h(size_t(s * s));
+        check(kiln_cuda_copy(h.data(), af, s * s * 4, 1), "copy");
+        std::vector<uint16_t> hb(h.size());
+        for (size_t i = 0; i < h.size(); ++i) {
+            uint32_t u;
+            std::memcpy(&u, &h[i], 4);
+            hb[i] = uint16_t((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+        }
+        void *a, *b, *c;
+        check(kiln_cuda_alloc(s * s * 2, &a), "alloc");
+        check(kiln_cuda_alloc(s * s * 2, &b), "alloc");
+        check(kiln_cuda_alloc(s * s * 4, &c), "alloc");
+        check(kiln_cuda_copy(a, hb.data(), s * s * 2, 0), "copy");
+        check(kiln_cuda_copy(b, hb.data(), s * s * 2, 0), "copy");
+        double ms = median_ms([&] {
+            check(kiln_cuda_gemm_bf16(s, s, s, 1.f, static_cast<uint16_t*>(a), s, static_cast<uint16_t*>(b), s, 0.f,
+                                      static_cast<float*>(c), s, nullptr), "gemm_bf16");
+        }, 10);
+        char name[64];
+        std::snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld", (long long)s, (long long)s, (long long)s);
+        row(name, "TFLOP/s", 2.0 * s * s * s / (ms * 1e9), "TFLOP/s");
+        if (s == 4096) {
+            float* bf = dev_random(size_t(s * s), 7);
+            double ms32 = median_ms([&] {
+                check(kiln_cuda_sgemm(0, 0, s, s, s, 1.f, af, s, bf, s, 0.f, static_cast<float*>(c), s, nullptr), "sgemm");
+            }, 5);
+            row("sgemm 4096x4096x4096", "TFLOP/s", 2.0 * s * s * s / (ms32 * 1e9), "TFLOP/s");
+            kiln_cuda_free(bf);
+        }
+        kiln_cuda_free(a);
+        kiln_cuda_free(b);
+        kiln_cuda_free(c);
+        kiln_cuda_free(af);
+    }
+    return 0;
+}

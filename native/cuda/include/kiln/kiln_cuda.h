@@ -1,0 +1,94 @@
+/*
+ * Kiln CUDA backend: a separate library (libkiln_cuda), built only when CMake finds a CUDA toolkit,
+ * loaded only when a GPU is asked for. Same conventions as kiln.h: every call returns a kiln_status
+ * (0 = KILN_OK), the message of the last failure on this thread is kiln_cuda_last_error(), and
+ * nothing here aborts or prints. Pointers marked "device" are device memory from
+ * kiln_cuda_alloc. Kernels run on the calling thread's stream (kiln_cuda_stream_set; default: the
+ * per-thread default stream) and are asynchronous unless said otherwise.
+ */
+#ifndef KILN_KILN_CUDA_H
+#define KILN_KILN_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln/kiln.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Message of the last failed kiln_cuda_* call on this thread ("" if none). */
+KILN_API const char* kiln_cuda_last_error(void);
+
+/** Number of usable devices; 0 (and KILN_OK) when there is no driver or no device, with the
+ *  reason in kiln_cuda_last_error(). */
+KILN_API kiln_status kiln_cuda_device_count(int32_t* count);
+
+typedef struct kiln_cuda_device_info {
+    char name[256];
+    int32_t major, minor;          /* compute capability */
+    int32_t multiprocessors;
+    int64_t total_memory;          /* bytes */
+    int32_t driver_version, runtime_version;
+} kiln_cuda_device_info;
+
+KILN_API kiln_status kiln_cuda_device_info_get(int32_t device, kiln_cuda_device_info* out);
+/** Selects the device for this thread's later calls. */
+KILN_API kiln_status kiln_cuda_device_set(int32_t device);
+
+/** Device memory from a pooling allocator over cudaMalloc (freed blocks are reused by size class;
+ *  no managed memory). 256-byte aligned. */
+KILN_API kiln_status kiln_cuda_alloc(int64_t bytes, void** out);
+KILN_API kiln_status kiln_cuda_free(void* device_ptr);
+/** Returns pooled blocks to the driver. */
+KILN_API kiln_status kiln_cuda_trim(void);
+/** Bytes handed out and bytes held by the pool. */
+KILN_API kiln_status kiln_cuda_memory(int64_t* in_use, int64_t* pooled);
+
+/** Copies (kind: 0 host->device, 1 device->host, 2 device->device). Host<->device copies go
+ *  through pinned staging buffers; they complete before returning (synchronous). */
+KILN_API kiln_status kiln_cuda_copy(void* dst, const void* src, int64_t bytes, int32_t kind);
+/** Waits for this thread's stream. */
+KILN_API kiln_status kiln_cuda_synchronize(void);
+/** Uses a caller-owned cudaStream_t (as void*) for this thread's later kernels (NULL: default). */
+KILN_API kiln_status kiln_cuda_stream_set(void* stream);
+
+/* ---- kernels (all pointers device memory, contiguous, row-major) ---- */
+
+/** out = op(a, b) elementwise over n floats (op: kiln_binary_op). */
+KILN_API kiln_status kiln_cuda_binary_f32(int32_t op, int64_t n, const float* a, const float* b, float* out);
+/** out = op(a) (op: kiln_unary_op; alpha for LEAKY_RELU). */
+KILN_API kiln_status kiln_cuda_unary_f32(int32_t op, float alpha, int64_t n, const float* a, float* out);
+/** Softmax (0) or log-softmax (1) of each row. */
+KILN_API kiln_status kiln_cuda_softmax_f32(int32_t log_softmax, int64_t rows, int64_t cols, const float* x, float* y);
+/** Layer norm of each row (gamma, beta may be NULL). */
+KILN_API kiln_status kiln_cuda_layer_norm_f32(int64_t rows, int64_t cols, const float* x, const float* gamma,
+                                             const float* beta, float eps, float* y);
+/** Sum of x into *out (device float), deterministic (fixed tree). */
+KILN_API kiln_status kiln_cuda_sum_f32(int64_t n, const float* x, float* out);
+/** Softmax cross-entropy: loss[r] = logsumexp(z_r) - z_r[label_r]; grad (may be NULL) = (softmax - onehot) / rows. */
+KILN_API kiln_status kiln_cuda_softmax_xent_f32(int64_t rows, int64_t cols, const float* z, const int32_t* labels,
+                                               float* loss, float* grad);
+
+/** C = alpha op(A) op(B) + beta C with the epilogue of kiln.h (bias, residual: device pointers). */
+KILN_API kiln_status kiln_cuda_sgemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                                    const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                                    int64_t ldc, const kiln_epilogue* epilogue);
+/** bf16 A (m x k, row-major) times bf16 B (k x n, row-major), fp32 accumulation on tensor cores
+ *  (mma.sync m16n8k16), C fp32 (m x n) = alpha A B + beta C, then the epilogue. */
+KILN_API kiln_status kiln_cuda_gemm_bf16(int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a, int64_t lda,
+                                        const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                                        const kiln_epilogue* epilogue);
+
+/** Fused optimizer steps over n parameters (same formulas as the CPU trainer's). step is 1-based. */
+KILN_API kiln_status kiln_cuda_adam_f32(int64_t n, float* w, const float* g, float* m, float* v, float lr, float beta1,
+                                       float beta2, float eps, float weight_decay, int32_t decoupled, int64_t step);
+KILN_API kiln_status kiln_cuda_sgd_f32(int64_t n, float* w, const float* g, float* buf, float lr, float momentum,
+                                      int32_t nesterov, float weight_decay);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* KILN_KILN_CUDA_H */

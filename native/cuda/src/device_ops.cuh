@@ -1,0 +1,29 @@
+// Device-side elementwise functions shared by the kernels and the GEMM epilogues.
+#pragma once
+
+#include "kiln/kiln.h"
+
+namespace {
+
+__device__ __forceinline__ float unary_op(int op, float alpha, float x) {
+    switch (op) {
+        case KILN_UNARY_RELU: return x > 0.f ? x : (x != x ? x : 0.f);
+        case KILN_UNARY_LEAKY_RELU: return x < 0.f ? alpha * x : x;
+        case KILN_UNARY_GELU: return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
+        case KILN_UNARY_SIGMOID: return 1.f / (1.f + expf(-x));
+        case KILN_UNARY_TANH: return tanhf(x);
+        case KILN_UNARY_EXP: return expf(x);
+        case KILN_UNARY_LOG: return logf(x);
+        case KILN_UNARY_SQRT: return sqrtf(x);
+        case KILN_UNARY_NEG: return -x;
+        case KILN_UNARY_ABS: return fabsf(x);
+        case KILN_UNARY_SQUARE: return x * x;
+        case KILN_UNARY_GELU_TANH: {
+            const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+            return 0.5f * x * (1.f + tanhf(u));
+        }
+        default: return x;
+    }
+}
+
+}  // namespace

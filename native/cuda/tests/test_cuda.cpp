@@ -1,0 +1,259 @@
+// GPU kernels against libkiln's CPU kernels on the same random inputs (fresh draws per case, odd
+// sizes included), outputs poisoned before each run so an unwritten element fails. Without a
+// device every test is skipped with the reason.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kiln/kiln.h"
+#include "kiln/kiln_cuda.h"
+
+namespace {
+
+class Cuda : public ::testing::Test {
+protected:
+    void SetUp() override {
+        int32_t n = 0;
+        ASSERT_EQ(kiln_cuda_device_count(&n), KILN_OK);
+        if (n == 0) GTEST_SKIP() << "no CUDA device: " << kiln_cuda_last_error();
+    }
+};
+
+std::vector<float> rnd(size_t n, uint32_t seed, float lo = -2.f, float hi = 2.f) {
+    std::mt19937 g(seed);
+    std::uniform_real_distribution<float> d(lo, hi);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(g);
+    return v;
+}
+
+struct Dev {
+    void* p = nullptr;
+    explicit Dev(size_t bytes) { EXPECT_EQ(kiln_cuda_alloc(int64_t(bytes), &p), KILN_OK) << kiln_cuda_last_error(); }
+    ~Dev() { kiln_cuda_free(p); }
+    float* f() { return static_cast<float*>(p); }
+};
+
+Dev up(const std::vector<float>& h) {
+    Dev d(h.size() * 4);
+    EXPECT_EQ(kiln_cuda_copy(d.p, h.data(), int64_t(h.size() * 4), 0), KILN_OK) << kiln_cuda_last_error();
+    return d;
+}
+
+std::vector<float> down(Dev& d, size_t n) {
+    std::vector<float> h(n);
+    EXPECT_EQ(kiln_cuda_synchronize(), KILN_OK) << kiln_cuda_last_error();
+    EXPECT_EQ(kiln_cuda_copy(h.data(), d.p, int64_t(n * 4), 1), KILN_OK) << kiln_cuda_last_error();
+    return h;
+}
+
+Dev poisoned(size_t n) {
+    std::vector<float> nan(n, std::nanf(""));
+    return up(nan);
+}
+
+double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+        if (std::isnan(got[i]) != std::isnan(want[i])) return INFINITY;
+        if (std::isnan(want[i])) continue;
+        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+        den += double(want[i]) * want[i];
+    }
+    return std::sqrt(num / (den > 0 ? den : 1));
+}
+
+TEST_F(Cuda, DeviceInfoAndPool) {
+    kiln_cuda_device_info info;
+    ASSERT_EQ(kiln_cuda_device_info_get(0, &info), KILN_OK);
+    EXPECT_GE(info.major, 5);
+    std::printf("device: %s, sm_%d%d, %d SMs, %.1f GiB\n", info.name, info.major, info.minor, info.multiprocessors,
+                double(info.total_memory) / (1 << 30));
+    void* a;
+    ASSERT_EQ(kiln_cuda_alloc(1000, &a), KILN_OK);
+    int64_t used, pooled;
+    ASSERT_EQ(kiln_cuda_memory(&used, &pooled), KILN_OK);
+    EXPECT_GE(used, 1000);
+    ASSERT_EQ(kiln_cuda_free(a), KILN_OK);
+    EXPECT_EQ(kiln_cuda_free(a), KILN_ERR_INVALID_ARGUMENT);  // double free is refused
+    ASSERT_EQ(kiln_cuda_synchronize(), KILN_OK);
+    void* b;
+    ASSERT_EQ(kiln_cuda_alloc(900, &b), KILN_OK);
+    EXPECT_EQ(a, b);  // the pooled block is reused
+    kiln_cuda_free(b);
+    // A large host round trip through the pinned staging (several chunks).
+    auto big = rnd((20u << 20) / 4 + 13, 1);
+    Dev d = up(big);
+    EXPECT_EQ(down(d, big.size()), big);
+}
+
+TEST_F(Cuda, ElementwiseMatchesCpu) {
+    for (int64_t n : {1, 3, 1000, 1 << 20}) {
+        auto a = rnd(size_t(n), 2), b = rnd(size_t(n), 3, 0.5f, 2.f);
+        Dev da = up(a), db = up(b);
+        const int64_t shape[1] = {n}, unit[1] = {1};
+        for (int op = KILN_BINARY_ADD; op <= KILN_BINARY_MIN; ++op) {
+            Dev out = poisoned(size_t(n));
+            ASSERT_EQ(kiln_cuda_binary_f32(op, n, da.f(), db.f(), out.f()), KILN_OK) << kiln_cuda_last_error();
+            std::vector<float> want(static_cast<size_t>(n));
+            ASSERT_EQ(kiln_binary_f32(op, 1, shape, a.data(), unit, b.data(), unit, want.data(), unit), KILN_OK);
+            EXPECT_LT(rel_err(down(out, size_t(n)), want), 1e-6) << "binary op " << op << " n " << n;
+        }
+        for (int op : {KILN_UNARY_RELU, KILN_UNARY_LEAKY_RELU, KILN_UNARY_GELU, KILN_UNARY_SIGMOID, KILN_UNARY_TANH,
+                       KILN_UNARY_EXP, KILN_UNARY_NEG, KILN_UNARY_ABS, KILN_UNARY_SQUARE, KILN_UNARY_GELU_TANH}) {
+            Dev out = poisoned(size_t(n));
+            ASSERT_EQ(kiln_cuda_unary_f32(op, 0.1f, n, da.f(), out.f()), KILN_OK) << kiln_cuda_last_error();
+            std::vector<float> want(static_cast<size_t>(n));
+            ASSERT_EQ(kiln_unary_f32(op, 0.1f, 1, shape, a.data(), unit, want.data(), unit), KILN_OK);
+            EXPECT_LT(rel_err(down(out, size_t(n)), want), 1e-5) << "unary op " << op << " n " << n;
+        }
+    }
+}
+
+TEST_F(Cuda, RowKernelsMatchCpu) {
+    for (auto rc : {std::pair<int64_t, int64_t>{1, 1}, {7, 10}, {33, 257}, {128, 4096}}) {
+        const int64_t rows = rc.first, cols = rc.second;
+        auto x = rnd(size_t(rows * cols), 4, -5.f, 5.f), g = rnd(size_t(cols), 5), b = rnd(size_t(cols), 6);
+        Dev dx = up(x), dg = up(g), dbeta = up(b);
+        for (int log : {0, 1}) {
+            Dev out = poisoned(size_t(rows * cols));
+            ASSERT_EQ(kiln_cuda_softmax_f32(log, rows, cols, dx.f(), out.f()), KILN_OK) << kiln_cuda_last_error();
+            std::vector<float> want(static_cast<size_t>(rows * cols));
+            ASSERT_EQ(kiln_softmax_f32(log, rows, cols, x.data(), want.data()), KILN_OK);
+            EXPECT_LT(rel_err(down(out, want.size()), want), 1e-5) << rows << "x" << cols << " log " << log;
+        }
+        Dev out = poisoned(size_t(rows * cols));
+        ASSERT_EQ(kiln_cuda_layer_norm_f32(rows, cols, dx.f(), dg.f(), dbeta.f(), 1e-5f, out.f()), KILN_OK);
+        std::vector<float> want(static_cast<size_t>(rows * cols));
+        ASSERT_EQ(kiln_layer_norm_f32(rows, cols, x.data(), g.data(), b.data(), 1e-5f, want.data(), nullptr, nullptr),
+                  KILN_OK);
+        EXPECT_LT(rel_err(down(out, want.size()), want), 1e-5) << "layer norm " << rows << "x" << cols;
+        // cross-entropy: loss and gradient against double-precision loops
+        if (cols >= 2) {
+            std::vector<int32_t> labels(static_cast<size_t>(rows));
+            for (int64_t r = 0; r < rows; ++r) labels[size_t(r)] = int32_t((r * 7) % cols);
+            Dev dl(size_t(rows) * 4), dloss = poisoned(size_t(rows)), dgrad = poisoned(size_t(rows * cols));
+            ASSERT_EQ(kiln_cuda_copy(dl.p, labels.data(), rows * 4, 0), KILN_OK);
+            ASSERT_EQ(kiln_cuda_softmax_xent_f32(rows, cols, dx.f(), static_cast<int32_t*>(dl.p), dloss.f(), dgrad.f()),
+                      KILN_OK);
+            std::vector<float> wl(static_cast<size_t>(rows)), wg(static_cast<size_t>(rows * cols));
+            for (int64_t r = 0; r < rows; ++r) {
+                double mx = -1e300, s = 0;
+                for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, double(x[size_t(r * cols + j)]));
+                for (int64_t j = 0; j < cols; ++j) s += std::exp(x[size_t(r * cols + j)] - mx);
+                const double lse = mx + std::log(s);
+                wl[size_t(r)] = float(lse - x[size_t(r * cols + labels[size_t(r)])]);
+                for (int64_t j = 0; j < cols; ++j)
+                    wg[size_t(r * cols + j)] =
+                        float((std::exp(x[size_t(r * cols + j)] - lse) - (j == labels[size_t(r)])) / double(rows));
+            }
+            EXPECT_LT(rel_err(down(dloss, wl.size()), wl), 1e-5);
+            EXPECT_LT(rel_err(down(dgrad, wg.size()), wg), 1e-5);
+        }
+    }
+}
+
+TEST_F(Cuda, SumIsDeterministicAndRight) {
+    auto x = rnd(1000003, 7);
+    Dev dx = up(x), out = poisoned(1);
+    double want = 0;
+    for (float v : x) want += v;
+    ASSERT_EQ(kiln_cuda_sum_f32(int64_t(x.size()), dx.f(), out.f()), KILN_OK);
+    const float first = down(out, 1)[0];
+    EXPECT_NEAR(first, want, 1e-3 * std::sqrt(double(x.size())));
+    for (int i = 0; i < 5; ++i) {
+        ASSERT_EQ(kiln_cuda_sum_f32(int64_t(x.size()), dx.f(), out.f()), KILN_OK);
+        EXPECT_EQ(down(out, 1)[0], first);
+    }
+}
+
+TEST_F(Cuda, SgemmMatchesCpuWithEpilogues) {
+    std::mt19937 g(9);
+    for (int it = 0; it < 40; ++it) {
+        const int64_t m = 1 + g() % 150, n = 1 + g() % 150, k = 1 + g() % 150;
+        const int ta = it % 2, tb = (it / 2) % 2;
+        auto a = rnd(size_t(m * k), 10 + it), b = rnd(size_t(k * n), 50 + it), c0 = rnd(size_t(m * n), 90 + it);
+        auto bias = rnd(size_t(n), 130 + it), res = rnd(size_t(m * n), 170 + it);
+        Dev da = up(a), db = up(b), dc = up(c0), dbias = up(bias), dres = up(res);
+        kiln_epilogue ep{nullptr, KILN_UNARY_IDENTITY, 0.f, nullptr, 0};
+        kiln_epilogue dep = ep;
+        if (it % 3 == 1) {
+            ep = {bias.data(), KILN_UNARY_RELU, 0.f, res.data(), n};
+            dep = {dbias.f(), KILN_UNARY_RELU, 0.f, dres.f(), n};
+        } else if (it % 3 == 2) {
+            ep = {bias.data(), KILN_UNARY_GELU, 0.f, nullptr, 0};
+            dep = {dbias.f(), KILN_UNARY_GELU, 0.f, nullptr, 0};
+        }
+        const float beta = it % 4 == 3 ? 0.5f : 0.f;
+        std::vector<float> want = c0;
+        ASSERT_EQ(kiln_sgemm(ta, tb, m, n, k, 1.25f, a.data(), ta ? m : k, b.data(), tb ? k : n, beta, want.data(), n,
+                             it % 3 ? &ep : nullptr), KILN_OK);
+        ASSERT_EQ(kiln_cuda_sgemm(ta, tb, m, n, k, 1.25f, da.f(), ta ? m : k, db.f(), tb ? k : n, beta, dc.f(), n,
+                                  it % 3 ? &dep : nullptr), KILN_OK) << kiln_cuda_last_error();
+        EXPECT_LT(rel_err(down(dc, want.size()), want), 1e-5) << m << "x" << n << "x" << k << " ta " << ta << " tb " << tb;
+    }
+}
+
+TEST_F(Cuda, Bf16GemmMatchesCpuWithinBf16Bounds) {
+    kiln_cuda_device_info info;
+    ASSERT_EQ(kiln_cuda_device_info_get(0, &info), KILN_OK);
+    if (info.major < 8) GTEST_SKIP() << "bf16 tensor cores need sm_80+";
+    std::mt19937 g(11);
+    for (int it = 0; it < 20; ++it) {
+        const int64_t m = 1 + g() % 200, n = 1 + g() % 200, k = 1 + g() % 300;
+        auto af = rnd(size_t(m * k), 200 + it), bf = rnd(size_t(k * n), 300 + it);
+        std::vector<uint16_t> a(af.size()), b(bf.size());
+        const int64_t sa[1] = {int64_t(af.size())}, sb[1] = {int64_t(bf.size())};
+        ASSERT_EQ(kiln_convert(KILN_DTYPE_F32, af.data(), KILN_DTYPE_BF16, a.data(), sa[0]), KILN_OK);
+        ASSERT_EQ(kiln_convert(KILN_DTYPE_F32, bf.data(), KILN_DTYPE_BF16, b.data(), sb[0]), KILN_OK);
+        std::vector<float> want(static_cast<size_t>(m * n));
+        ASSERT_EQ(kiln_gemm_bf16(0, 0, m, n, k, 1.f, a.data(), k, b.data(), n, 0.f, want.data(), n, nullptr), KILN_OK);
+        Dev da(a.size() * 2), db(b.size() * 2), dc = poisoned(size_t(m * n));
+        ASSERT_EQ(kiln_cuda_copy(da.p, a.data(), int64_t(a.size() * 2), 0), KILN_OK);
+        ASSERT_EQ(kiln_cuda_copy(db.p, b.data(), int64_t(b.size() * 2), 0), KILN_OK);
+        ASSERT_EQ(kiln_cuda_gemm_bf16(m, n, k, 1.f, static_cast<uint16_t*>(da.p), k, static_cast<uint16_t*>(db.p), n, 0.f,
+                                      dc.f(), n, nullptr), KILN_OK) << kiln_cuda_last_error();
+        // Same bf16 operands, fp32 accumulation on both sides: only the summation order differs.
+        EXPECT_LT(rel_err(down(dc, want.size()), want), 1e-5) << m << "x" << n << "x" << k;
+    }
+}
+
+TEST_F(Cuda, OptimizersMatchTheirFormulas) {
+    const int64_t n = 100003;
+    auto w0 = rnd(size_t(n), 20), g = rnd(size_t(n), 21);
+    Dev dw = up(w0), dg = up(g), dm = up(std::vector<float>(size_t(n), 0.f)), dv = up(std::vector<float>(size_t(n), 0.f));
+    std::vector<double> w(w0.begin(), w0.end()), m(size_t(n), 0.0), v(size_t(n), 0.0);
+    for (int64_t step = 1; step <= 3; ++step) {
+        ASSERT_EQ(kiln_cuda_adam_f32(n, dw.f(), dg.f(), dm.f(), dv.f(), 1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, step), KILN_OK);
+        for (int64_t i = 0; i < n; ++i) {
+            w[size_t(i)] -= 1e-2 * 0.01 * w[size_t(i)];
+            m[size_t(i)] = 0.9 * m[size_t(i)] + 0.1 * g[size_t(i)];
+            v[size_t(i)] = 0.999 * v[size_t(i)] + 0.001 * double(g[size_t(i)]) * g[size_t(i)];
+            w[size_t(i)] -= 1e-2 * (m[size_t(i)] / (1 - std::pow(0.9, double(step)))) /
+                            (std::sqrt(v[size_t(i)] / (1 - std::pow(0.999, double(step)))) + 1e-8);
+        }
+    }
+    std::vector<float> want(w.begin(), w.end());
+    EXPECT_LT(rel_err(down(dw, size_t(n)), want), 1e-5);
+    Dev sw = up(w0), sb = up(std::vector<float>(size_t(n), 0.f));
+    ASSERT_EQ(kiln_cuda_sgd_f32(n, sw.f(), dg.f(), sb.f(), 0.1f, 0.9f, 1, 0.f), KILN_OK);
+    std::vector<float> sgd(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) sgd[size_t(i)] = w0[size_t(i)] - 0.1f * (g[size_t(i)] + 0.9f * g[size_t(i)]);
+    EXPECT_LT(rel_err(down(sw, size_t(n)), sgd), 1e-6);
+}
+
+TEST(CudaWithoutDevice, BadArgumentsAreRefusedBeforeAnyLaunch) {
+    EXPECT_EQ(kiln_cuda_device_count(nullptr), KILN_ERR_INVALID_ARGUMENT);
+    void* p = nullptr;
+    EXPECT_EQ(kiln_cuda_alloc(-1, &p), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_binary_f32(99, 1, nullptr, nullptr, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_softmax_f32(0, 1, 0, nullptr, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_sgemm(0, 0, 2, 2, 2, 1.f, nullptr, 2, nullptr, 2, 0.f, nullptr, 2, nullptr),
+              KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_adam_f32(1, nullptr, nullptr, nullptr, nullptr, 0, 0, 0, 0, 0, 0, 1), KILN_ERR_INVALID_ARGUMENT);
+}
+
+}  // namespace
