@@ -41,6 +41,26 @@ for (model, batch, threads), sides in sorted(by.items()):
     rows.append({"case": f"{base} alloc", "threads": threads, "metric": "B/op", "higher_is_better": False,
                  "kiln": k["alloc"], "peers": peers("a", lambda v: v["alloc"]), "reps": k["iterations"]})
 
+# Weight-streaming limit of mlp-wide at batch 1, 1 thread: its fp32 weight bytes over the STREAM read
+# bandwidth measured (by bench_gemm, 1 thread) in this same run, when benchmarks/run passed it.
+stream_read = None
+if len(sys.argv) > 4 and os.path.exists(sys.argv[4]):
+    try:
+        stream_read = json.load(open(sys.argv[4]))["machine"]["stream_read_gbps_t1"]
+    except (ValueError, KeyError):
+        stream_read = None
+if stream_read:
+    wide_bytes = 4 * (1024 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 1024 + 1024)
+    limit_us = wide_bytes / (stream_read * 1e9) * 1e6
+    for r in list(rows):
+        if r["case"] == "mlp-wide b1 p50" and r["threads"] == 1:
+            rows.append({"case": "mlp-wide b1 p50 / weight-streaming limit", "threads": 1, "metric": "ratio",
+                         "higher_is_better": False, "kiln": round(r["kiln"] / limit_us, 3),
+                         "peers": {"onnxruntime": round(r["peers"]["onnxruntime"] / limit_us, 3)
+                                   if r["peers"].get("onnxruntime") else None},
+                         "limit_us": round(limit_us, 1), "stream_read_gbps_t1": stream_read,
+                         "weight_bytes": wide_bytes})
+
 cpu = "unknown"
 for line in open("/proc/cpuinfo"):
     if line.startswith("model name"):
@@ -54,6 +74,8 @@ json.dump(out, open(os.path.join(root, "benchmarks", "results", "inference.json"
 def fmt(v, metric):
     if v is None:
         return "–"
+    if metric == "ratio":
+        return f"{v:.3f}"
     return f"{v:,.0f}" if metric == "samples/s" else (f"{v:.2f}" if v < 100 else f"{v:,.0f}")
 
 lines = ["## inference", "",
@@ -61,7 +83,10 @@ lines = ["## inference", "",
          "between forks) with -prof gc. Same weights on both sides: Kiln exports the model to ONNX and ONNX Runtime "
          "loads that file; outputs are checked equal before timing. `onnxruntime` = its fastest Java path (input tensor "
          "created once, outputs pinned); `onnxruntime_usual` = new input tensor per call, output copied out. "
-         "Throughput = batch / mean latency. Ratio = Kiln / peer (for µs and B/op, lower is better).", "",
+         "Throughput = batch / mean latency. Ratio = Kiln / peer (for µs and B/op, lower is better)."
+         + (f" Weight-streaming limit of mlp-wide (100.7 MB of fp32 weights) at the 1-thread STREAM read bandwidth "
+            f"measured in this run ({stream_read} GB/s): the row `/ weight-streaming limit` is p50 over that time."
+            if stream_read else ""), "",
          "| case | threads | metric | Kiln | onnxruntime (ratio) | onnxruntime_usual (ratio) |", "|---|---:|---|---:|---|---|"]
 for r in rows:
     cells = []
