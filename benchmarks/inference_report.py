@@ -61,11 +61,10 @@ if stream_read:
                          "limit_us": round(limit_us, 1), "stream_read_gbps_t1": stream_read,
                          "weight_bytes": wide_bytes})
 
-cpu = "unknown"
-for line in open("/proc/cpuinfo"):
-    if line.startswith("model name"):
-        cpu = line.split(":", 1)[1].strip()
-        break
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import perfdoc  # noqa: E402
+
+cpu = perfdoc.cpu_name()
 date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 out = {"suite": "inference", "date": date, "command": command,
        "machine": {"cpu": cpu, "cores": os.cpu_count(), "jvm": "JMH SampleTime, 1 fork, -prof gc"}, "rows": rows}
@@ -96,9 +95,5 @@ for r in rows:
         cells.append(f"{fmt(v, r['metric'])}" + (f" (x{ratio:.2f})" if ratio is not None else ""))
     lines.append(f"| {r['case']} | {r['threads']} | {r['metric']} | {fmt(r['kiln'], r['metric'])} | {cells[0]} | {cells[1]} |")
 section = "\n".join(lines) + "\n"
-perf = os.path.join(root, "docs", "performance.md")
-text = open(perf).read() if os.path.exists(perf) else "# Performance\n\n"
-pattern = re.compile(r"^## inference\n.*?(?=^## |\Z)", re.S | re.M)
-text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-open(perf, "w").write(text)
+perfdoc.replace_section(root, "inference", section)
 print("wrote benchmarks/results/inference.json and the inference table in docs/performance.md")

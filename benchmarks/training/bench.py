@@ -99,11 +99,10 @@ rows.append({"case": "mlp-fmnist b128 accuracy", "threads": 2, "metric": "test a
              "kiln_seeds": kiln_acc, "pytorch_seeds": torch_acc, "epochs": acc_epochs,
              "pytorch_setting": best_torch_b128})
 
-cpu = "unknown"
-for line in open("/proc/cpuinfo"):
-    if line.startswith("model name"):
-        cpu = line.split(":", 1)[1].strip()
-        break
+sys.path.insert(0, os.path.join(root, "benchmarks"))
+import perfdoc  # noqa: E402
+
+cpu = perfdoc.cpu_name()
 date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 import torch  # noqa: E402  (only for its version)
 machine = {"cpu": cpu, "cores": os.cpu_count(), "peak_gflops_t1": peak, "torch": torch.__version__}
@@ -133,9 +132,5 @@ for r in rows:
 section = "\n".join(lines) + "\n"
 print(section)
 if not quick:
-    perf = os.path.join(root, "docs", "performance.md")
-    text = open(perf).read() if os.path.exists(perf) else "# Performance\n\n"
-    pattern = re.compile(r"^## training\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    open(perf, "w").write(text)
+    perfdoc.replace_section(root, "training", section)
     print("wrote benchmarks/results/training.json and the training table in docs/performance.md")

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/model_checks.hpp"
 #include "kiln/kiln.h"
 
 namespace {
@@ -97,11 +98,7 @@ extern "C" KILN_API kiln_status kiln_plan_create(int64_t input_features, int64_t
     static const char* fn = "kiln_plan_create";
     if (out == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
     *out = nullptr;
-    if (input_features < 1 || max_batch < 1)
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: input_features %lld and max_batch %lld must be >= 1", fn,
-                    (long long)input_features, (long long)max_batch);
-    if (input_features > (int64_t(1) << 31) || max_batch > (int64_t(1) << 31))
-        return fail(KILN_ERR_OVERFLOW, "%s: input_features and max_batch must be <= 2^31", fn);
+    if (kiln_status st = kiln::check_model_sizes(fn, input_features, max_batch)) return st;
     auto* p = new (std::nothrow) kiln_plan();
     if (p == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory", fn);
     p->in_features = p->features = input_features;
@@ -114,10 +111,7 @@ extern "C" KILN_API kiln_status kiln_plan_add_dense(kiln_plan* plan, int64_t out
                                                     const float* bias, int32_t activation, float activation_alpha) {
     static const char* fn = "kiln_plan_add_dense";
     if (kiln_status st = check_open(fn, plan)) return st;
-    if (out_features < 1 || out_features > (int64_t(1) << 31))
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: out_features is %lld: must be in 1..2^31", fn,
-                    (long long)out_features);
-    if (weight == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: weight is NULL", fn);
+    if (kiln_status st = kiln::check_dense(fn, out_features, weight)) return st;
     if (activation < KILN_UNARY_IDENTITY || activation > KILN_UNARY_GELU_TANH)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation is %d: not a kiln_unary_op", fn, activation);
     Layer l;
@@ -207,13 +201,7 @@ extern "C" KILN_API kiln_status kiln_plan_add_embedding(kiln_plan* plan, int64_t
     if (kiln_status st = check_open(fn, plan)) return st;
     if (!plan->layers.empty())
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: an embedding must be the first layer (its input is token ids)", fn);
-    if (vocab < 1 || dim < 1 || vocab > (int64_t(1) << 31) || dim > (int64_t(1) << 24))
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: vocab %lld and dim %lld must be in 1..2^31 and 1..2^24", fn,
-                    (long long)vocab, (long long)dim);
-    if (table == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: table is NULL", fn);
-    if (plan->in_features * dim > (int64_t(1) << 31))
-        return fail(KILN_ERR_OVERFLOW, "%s: %lld positions x %lld dims is too wide", fn,
-                    (long long)plan->in_features, (long long)dim);
+    if (kiln_status st = kiln::check_embedding(fn, plan->in_features, vocab, dim, table)) return st;
     Layer l;
     l.kind = Kind::Embedding;
     l.in = plan->in_features;

@@ -18,6 +18,7 @@
 
 #include "../core/cpu.hpp"
 #include "../core/error.hpp"
+#include "../core/model_checks.hpp"
 #include "../core/threads.hpp"
 #include "kiln/kiln.h"
 #include "update.hpp"
@@ -201,11 +202,7 @@ extern "C" KILN_API kiln_status kiln_trainer_create(int64_t input_features, int6
     static const char* fn = "kiln_trainer_create";
     if (out == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
     *out = nullptr;
-    if (input_features < 1 || max_batch < 1)
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: input_features %lld and max_batch %lld must be >= 1", fn,
-                    (long long)input_features, (long long)max_batch);
-    if (input_features > (int64_t(1) << 31) || max_batch > (int64_t(1) << 31))
-        return fail(KILN_ERR_OVERFLOW, "%s: input_features and max_batch must be <= 2^31", fn);
+    if (kiln_status st = kiln::check_model_sizes(fn, input_features, max_batch)) return st;
     auto* t = new (std::nothrow) kiln_trainer();
     if (t == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory", fn);
     t->in_features = t->features = input_features;
@@ -218,10 +215,7 @@ extern "C" KILN_API kiln_status kiln_trainer_add_dense(kiln_trainer* t, int64_t 
                                                        const float* bias) {
     static const char* fn = "kiln_trainer_add_dense";
     if (kiln_status st = check_open(fn, t)) return st;
-    if (out_features < 1 || out_features > (int64_t(1) << 31))
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: out_features is %lld: must be in 1..2^31", fn,
-                    (long long)out_features);
-    if (weight == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: weight is NULL", fn);
+    if (kiln_status st = kiln::check_dense(fn, out_features, weight)) return st;
     if (t->features * out_features > (int64_t(1) << 40))
         return fail(KILN_ERR_OVERFLOW, "%s: %lld x %lld weights are too many", fn, (long long)t->features,
                     (long long)out_features);
@@ -313,12 +307,7 @@ extern "C" KILN_API kiln_status kiln_trainer_add_embedding(kiln_trainer* t, int6
     if (kiln_status st = check_open(fn, t)) return st;
     if (!t->layers.empty())
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: an embedding must be the first layer (its input is token ids)", fn);
-    if (vocab < 1 || dim < 1 || vocab > (int64_t(1) << 31) || dim > (int64_t(1) << 24))
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: vocab %lld and dim %lld must be in 1..2^31 and 1..2^24", fn,
-                    (long long)vocab, (long long)dim);
-    if (table == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: table is NULL", fn);
-    if (t->in_features * dim > (int64_t(1) << 31) || vocab * dim > (int64_t(1) << 40))
-        return fail(KILN_ERR_OVERFLOW, "%s: the embedding is too large", fn);
+    if (kiln_status st = kiln::check_embedding(fn, t->in_features, vocab, dim, table)) return st;
     TLayer l;
     l.kind = Kind::Embedding;
     l.in = t->in_features;
