@@ -19,6 +19,7 @@
 #include "../core/cpu.hpp"
 #include "../core/error.hpp"
 #include "../core/model_checks.hpp"
+#include "../core/random.hpp"
 #include "../core/threads.hpp"
 #include "kiln/kiln.h"
 #include "update.hpp"
@@ -62,11 +63,6 @@ float* alloc_floats(int64_t n, kiln_status* st) {
     return static_cast<float*>(p);
 }
 
-inline uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 bool trainable_activation(int32_t a) {
     return a == KILN_UNARY_IDENTITY || a == KILN_UNARY_RELU || a == KILN_UNARY_LEAKY_RELU ||
@@ -157,16 +153,6 @@ kiln_status push(kiln_trainer* t, const TLayer& l) {
 }
 
 // ---- elementwise pieces (single-threaded: at the sizes of a training step they are a few µs) ----
-
-float act_forward(int32_t a, float alpha, float x) {
-    switch (a) {
-        case KILN_UNARY_RELU: return x > 0 ? x : 0.0f;
-        case KILN_UNARY_LEAKY_RELU: return x < 0 ? alpha * x : x;
-        case KILN_UNARY_SIGMOID: return 1.0f / (1.0f + std::exp(-x));
-        case KILN_UNARY_TANH: return std::tanh(x);
-        default: return x;
-    }
-}
 
 // dL/dx from dL/dy, the input x and the output y of an activation.
 inline float act_backward(int32_t a, float alpha, float x, float y, float gy) {
@@ -483,23 +469,21 @@ kiln_status forward(kiln_trainer* t, int64_t batch, const void* x, bool training
             }
             case Kind::Act:
                 if (l.fused) break;
-                if (l.act == KILN_UNARY_GELU || l.act == KILN_UNARY_GELU_TANH) {
+                {
                     const int64_t shape[1] = {n}, unit[1] = {1};
                     st = kiln_unary_f32(l.act, l.alpha, 1, shape, src, unit, dst, unit);
-                } else {
-                    for (int64_t j = 0; j < n; ++j) dst[j] = act_forward(l.act, l.alpha, src[j]);
                 }
                 break;
             case Kind::Dropout:
                 if (!training || l.p == 0.0f) {
                     std::memcpy(dst, src, size_t(n) * sizeof(float));
                 } else {
-                    const uint64_t base = mix64(t->seed ^ mix64(0x6b696c6e00000000ull + i)) + uint64_t(t->steps) *
+                    const uint64_t base = kiln::mix64(t->seed ^ kiln::mix64(0x6b696c6e00000000ull + i)) + uint64_t(t->steps) *
                                                                                        uint64_t(t->max_batch * l.in);
                     const float keep = 1.0f / (1.0f - l.p);
                     const uint64_t threshold = uint64_t(double(l.p) * 18446744073709551616.0);
                     for (int64_t j = 0; j < n; ++j) {
-                        const float m = mix64(base + uint64_t(j) * 0x9e3779b97f4a7c15ull) >= threshold ? keep : 0.0f;
+                        const float m = kiln::mix64(base + uint64_t(j) * 0x9e3779b97f4a7c15ull) >= threshold ? keep : 0.0f;
                         l.mask[j] = m;
                         dst[j] = src[j] * m;
                     }

@@ -8,20 +8,13 @@
 
 #include "../../core/error.hpp"
 #include "../../core/layout.hpp"
+#include "../../core/random.hpp"
 #include "../../core/threads.hpp"
 #include "../convert/convert.hpp"
 
 namespace kiln {
 namespace {
 
-inline uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-inline uint64_t counter_random(uint64_t seed, uint64_t i) {
-    return mix64(mix64(seed) + i * 0x9e3779b97f4a7c15ull);
-}
 
 bool valid_elem_size(int32_t s) { return s == 1 || s == 2 || s == 4 || s == 8; }
 

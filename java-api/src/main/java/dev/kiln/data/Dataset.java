@@ -224,22 +224,12 @@ public final class Dataset implements AutoCloseable {
     /** dst rows 0..n-1 = src rows index[from .. from + n). No allocation. */
     public static void gatherInto(Tensor src, Tensor index, long from, long n, Tensor dst) {
         long rowBytes = src.byteSize() / src.size(0);
-        NativeAccess.acquire(src);
+        NativeAccess.acquireAll(src, index, dst);
         try {
-            NativeAccess.acquire(index);
-            try {
-                NativeAccess.acquire(dst);
-                try {
-                    Native.check(KilnNative.gatherRows(n, NativeAccess.address(index) + 4 * from, src.size(0), rowBytes,
-                            NativeAccess.address(src), NativeAccess.address(dst)));
-                } finally {
-                    NativeAccess.release(dst);
-                }
-            } finally {
-                NativeAccess.release(index);
-            }
+            Native.check(KilnNative.gatherRows(n, NativeAccess.address(index) + 4 * from, src.size(0), rowBytes,
+                    NativeAccess.address(src), NativeAccess.address(dst)));
         } finally {
-            NativeAccess.release(src);
+            NativeAccess.releaseAll(src, index, dst);
         }
     }
 

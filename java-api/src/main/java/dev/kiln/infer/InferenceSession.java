@@ -115,16 +115,11 @@ public final class InferenceSession implements AutoCloseable {
     private static void withTensors(Tensor x, Tensor y, TwoAddresses body) {
         checkParam(x);
         checkParam(y);
-        NativeAccess.acquire(x);
+        NativeAccess.acquireAll(x, y, null);
         try {
-            NativeAccess.acquire(y);
-            try {
-                body.run(NativeAccess.address(x), NativeAccess.address(y));
-            } finally {
-                NativeAccess.release(y);
-            }
+            body.run(NativeAccess.address(x), NativeAccess.address(y));
         } finally {
-            NativeAccess.release(x);
+            NativeAccess.releaseAll(x, y, null);
         }
     }
 
@@ -176,22 +171,12 @@ public final class InferenceSession implements AutoCloseable {
         }
         try {
             Tensor ws = workspace.get();
-            NativeAccess.acquire(input);
+            NativeAccess.acquireAll(input, output, ws);
             try {
-                NativeAccess.acquire(output);
-                try {
-                    NativeAccess.acquire(ws);
-                    try {
-                        Native.check(KilnNative.planRun(plan, batch, NativeAccess.address(input),
-                                NativeAccess.address(output), NativeAccess.address(ws), workspaceBytes));
-                    } finally {
-                        NativeAccess.release(ws);
-                    }
-                } finally {
-                    NativeAccess.release(output);
-                }
+                Native.check(KilnNative.planRun(plan, batch, NativeAccess.address(input), NativeAccess.address(output),
+                        NativeAccess.address(ws), workspaceBytes));
             } finally {
-                NativeAccess.release(input);
+                NativeAccess.releaseAll(input, output, ws);
             }
         } finally {
             exit();

@@ -1,6 +1,6 @@
 package dev.kiln.registry;
 
-import dev.kiln.io.KilnFile;
+import dev.kiln.io.AtomicFiles;
 import dev.kiln.io.ModelFile;
 import dev.kiln.nn.Sequential;
 import java.io.IOException;
@@ -141,7 +141,7 @@ public final class ModelRegistry {
             }
             meta.forEach(p::setProperty);
             writeSynced(tmp.resolve(INFO), store(p));
-            syncDirectory(tmp);
+            AtomicFiles.syncDirectory(tmp);
             Path dest = versions.resolve(Integer.toString(number));
             try {
                 Files.move(tmp, dest, StandardCopyOption.ATOMIC_MOVE);
@@ -149,7 +149,7 @@ public final class ModelRegistry {
                 throw new IOException("version " + number + " of '" + name + "' appeared while registering: "
                         + "another writer ignored the lock", e);
             }
-            syncDirectory(versions);
+            AtomicFiles.syncDirectory(versions);
             return read(name, number);
         });
     }
@@ -165,7 +165,7 @@ public final class ModelRegistry {
     private static byte[] store(Properties p) throws IOException {
         // Sorted keys, no timestamp comment: the file is a pure function of the properties.
         StringBuilder sb = new StringBuilder();
-        for (String k : new TreeMap<>(Map.copyOf(toMap(p))).keySet()) {
+        for (String k : new TreeMap<>(toMap(p)).keySet()) {
             sb.append(escape(k, true)).append('=').append(escape(p.getProperty(k), false)).append('\n');
         }
         return sb.toString().getBytes(StandardCharsets.ISO_8859_1); // non-ASCII is \\u-escaped above
@@ -208,14 +208,6 @@ public final class ModelRegistry {
                 ch.write(b);
             }
             ch.force(true);
-        }
-    }
-
-    static void syncDirectory(Path dir) {
-        try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
-            d.force(true);
-        } catch (IOException ignored) {
-            // not every file system syncs directories; renames stay atomic
         }
     }
 
@@ -361,7 +353,7 @@ public final class ModelRegistry {
             Path versions = root.resolve(name).resolve("versions");
             Path gone = versions.resolve(".deleted-" + number + "-" + UUID.randomUUID());
             Files.move(versions.resolve(Integer.toString(number)), gone, StandardCopyOption.ATOMIC_MOVE);
-            syncDirectory(versions);
+            AtomicFiles.syncDirectory(versions);
             deleteTree(gone);
             return null;
         });
@@ -416,15 +408,17 @@ public final class ModelRegistry {
     }
 
     private void writeAlias(String name, String alias, List<Integer> targets) throws IOException {
-        Path dir = root.resolve(name).resolve("aliases");
-        Files.createDirectories(dir);
-        Path tmp = dir.resolve(".tmp-" + UUID.randomUUID());
         StringBuilder sb = new StringBuilder();
         for (int i = 0; i < targets.size() && i < 100; i++) {
             sb.append(i == 0 ? "" : ",").append(targets.get(i));
         }
-        writeSynced(tmp, (sb + "\n").getBytes(StandardCharsets.US_ASCII));
-        KilnFile.moveAtomically(tmp, dir.resolve(alias));
+        byte[] data = (sb + "\n").getBytes(StandardCharsets.US_ASCII);
+        AtomicFiles.write(root.resolve(name).resolve("aliases").resolve(alias), ch -> {
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(data);
+            while (b.hasRemaining()) {
+                ch.write(b);
+            }
+        });
     }
 
     /** Points {@code alias} at {@code version} (atomically); the previous target is kept for {@link #rollback}. */

@@ -264,20 +264,12 @@ public final class Artifacts {
     }
 
     private static void transformFile(Path in, Path out, Transform t) throws IOException {
-        Path dir = out.toAbsolutePath().getParent();
-        Files.createDirectories(dir);
-        Path tmp = Files.createTempFile(dir, "." + out.getFileName(), ".tmp");
-        try {
-            try (InputStream i = new java.io.BufferedInputStream(Files.newInputStream(in), 1 << 16);
-                 OutputStream o = Files.newOutputStream(tmp)) {
+        try (InputStream i = new java.io.BufferedInputStream(Files.newInputStream(in), 1 << 16)) {
+            dev.kiln.io.AtomicFiles.write(out, ch -> {
+                OutputStream o = new java.io.BufferedOutputStream(java.nio.channels.Channels.newOutputStream(ch), 1 << 16);
                 t.run(i, o);
-            }
-            try (var ch = java.nio.channels.FileChannel.open(tmp, java.nio.file.StandardOpenOption.WRITE)) {
-                ch.force(true);
-            }
-            dev.kiln.io.KilnFile.moveAtomically(tmp, out);
-        } finally {
-            Files.deleteIfExists(tmp);
+                o.flush();
+            });
         }
     }
 

@@ -19,6 +19,32 @@ public final class NativeAccess {
     }
 
     /**
+     * {@link #acquire} of up to three tensors (nulls skipped) as one step: if one is closed, none
+     * stays acquired. Fixed arity, so a call on the hot path allocates nothing.
+     */
+    public static void acquireAll(Tensor a, Tensor b, Tensor c) {
+        check(a);
+        check(b);
+        check(c);
+        Ops.acquireAll(storage(a), storage(b), storage(c), null, null);
+    }
+
+    /** Releases what {@link #acquireAll} acquired. */
+    public static void releaseAll(Tensor a, Tensor b, Tensor c) {
+        Ops.releaseAll(storage(a), storage(b), storage(c), null, null);
+    }
+
+    private static void check(Tensor t) {
+        if (t != null) {
+            t.checkData("native call");
+        }
+    }
+
+    private static Storage storage(Tensor t) {
+        return t == null ? null : t.storage();
+    }
+
+    /**
      * A ByteBuffer over a contiguous tensor's bytes for Kiln's own bulk I/O, valid only between
      * acquire and release; it must not escape (unlike {@link Tensor#byteView()}, it does not keep the
      * memory alive).

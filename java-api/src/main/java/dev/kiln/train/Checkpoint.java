@@ -3,12 +3,8 @@ package dev.kiln.train;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.zip.CRC32;
 
 /**
@@ -42,36 +38,14 @@ final class Checkpoint {
         crc.update(head.duplicate());
         crc.update(state.duplicate());
         ByteBuffer tail = ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt((int) crc.getValue()).flip();
-        Path dir = path.toAbsolutePath().getParent();
-        Files.createDirectories(dir);
-        Path tmp = Files.createTempFile(dir, path.getFileName().toString(), ".tmp");
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
-                ByteBuffer st = state.duplicate();
-                while (head.hasRemaining()) {
-                    ch.write(head);
+        dev.kiln.io.AtomicFiles.write(path, ch -> {
+            ByteBuffer st = state.duplicate();
+            for (ByteBuffer b : new ByteBuffer[] {head, st, tail}) {
+                while (b.hasRemaining()) {
+                    ch.write(b);
                 }
-                while (st.hasRemaining()) {
-                    ch.write(st);
-                }
-                while (tail.hasRemaining()) {
-                    ch.write(tail);
-                }
-                ch.force(true);
             }
-            try {
-                Files.move(tmp, path, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            } catch (AtomicMoveNotSupportedException e) {
-                Files.move(tmp, path, StandardCopyOption.REPLACE_EXISTING);
-            }
-            try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
-                d.force(true);
-            } catch (IOException ignored) {
-                // some file systems cannot sync a directory; the rename itself is atomic
-            }
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        });
     }
 
     static Loaded read(Path path) throws IOException {

@@ -61,6 +61,7 @@ public final class Trainer implements AutoCloseable {
     private final Tensor scratch; // bytes 0 loss (double), 8 loss sum, 16 weight sum, 24 correct, 32 steps (int64)
     private final ByteBuffer scratchView;
     private boolean closed;
+    private long steps; // mirrors the native count: successful steps only
 
     // Position and running state, saved in checkpoints.
     private int epoch;
@@ -211,16 +212,11 @@ public final class Trainer implements AutoCloseable {
                 throw new IllegalArgumentException("parameter " + t + " must be a contiguous F32 tensor");
             }
         }
-        NativeAccess.acquire(a);
+        NativeAccess.acquireAll(a, b, null);
         try {
-            NativeAccess.acquire(b);
-            try {
-                body.run(NativeAccess.address(a), NativeAccess.address(b));
-            } finally {
-                NativeAccess.release(b);
-            }
+            body.run(NativeAccess.address(a), NativeAccess.address(b));
         } finally {
-            NativeAccess.release(a);
+            NativeAccess.releaseAll(a, b, null);
         }
     }
 
@@ -246,8 +242,13 @@ public final class Trainer implements AutoCloseable {
     /** Steps taken so far (across fits and resumes). */
     public long steps() {
         checkOpen();
+        return steps;
+    }
+
+    /** Re-reads the native step count (after a state load). */
+    private void syncSteps() {
         Native.check(KilnNative.trainerSteps(handle, NativeAccess.address(scratch) + 32));
-        return scratchView.getLong(32);
+        steps = scratchView.getLong(32);
     }
 
     private void checkOpen() {
@@ -403,11 +404,7 @@ public final class Trainer implements AutoCloseable {
 
     private double step(long m, Tensor x, Tensor y, Tensor w, double lr, long step) {
         long s = NativeAccess.address(scratch);
-        NativeAccess.acquire(x);
-        NativeAccess.acquire(y);
-        if (w != null) {
-            NativeAccess.acquire(w);
-        }
+        NativeAccess.acquireAll(x, y, w);
         try {
             int st = KilnNative.trainerStep(handle, m, NativeAccess.address(x), NativeAccess.address(y),
                     w != null ? NativeAccess.address(w) : 0, (float) lr, s, s + 24);
@@ -424,12 +421,9 @@ public final class Trainer implements AutoCloseable {
                 throw e;
             }
         } finally {
-            if (w != null) {
-                NativeAccess.release(w);
-            }
-            NativeAccess.release(y);
-            NativeAccess.release(x);
+            NativeAccess.releaseAll(x, y, w);
         }
+        steps++;
         return scratchView.getDouble(0);
     }
 
@@ -481,11 +475,7 @@ public final class Trainer implements AutoCloseable {
         sb.putDouble(8, 0).putDouble(16, 0).putLong(24, 0);
         long s = NativeAccess.address(scratch);
         Tensor x = data.features(), y = data.targets(), w = data.sampleWeights();
-        NativeAccess.acquire(x);
-        NativeAccess.acquire(y);
-        if (w != null) {
-            NativeAccess.acquire(w);
-        }
+        NativeAccess.acquireAll(x, y, w);
         try {
             for (long from = 0; from < n; from += batchSize) {
                 long m = Math.min(batchSize, n - from);
@@ -494,11 +484,7 @@ public final class Trainer implements AutoCloseable {
                         s + 8, s + 16, s + 24));
             }
         } finally {
-            if (w != null) {
-                NativeAccess.release(w);
-            }
-            NativeAccess.release(y);
-            NativeAccess.release(x);
+            NativeAccess.releaseAll(x, y, w);
         }
         double lossSum = sb.getDouble(8), weightSum = sb.getDouble(16);
         long correct = sb.getLong(24);
@@ -542,6 +528,7 @@ public final class Trainer implements AutoCloseable {
         } finally {
             NativeAccess.release(src);
         }
+        syncSteps();
     }
 
     /**
