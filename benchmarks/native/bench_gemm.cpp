@@ -501,6 +501,8 @@ int main(int argc, char** argv) {
         case_packed(16, 4096, 4096, t);
         case_packed(1024, 1024, 1024, t);
         for (int64_t m : {128, 256}) case_sgemm(m, 784, 512, t);
+        case_sgemm(32, 784, 256, t);  // the training forward at batch 32: weights change every step
+        case_sgemm(32, 256, 128, t);
     }
     case_gemv_dram(1);
     for (int t : {1, 2}) {

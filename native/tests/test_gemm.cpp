@@ -159,17 +159,25 @@ TEST(Gemm, FusedEpilogueBiasActivationResidual) {
 }
 
 TEST(Gemm, ResultDoesNotDependOnThreadCount) {
-    const int64_t m = 300, n = 400, k = 500;
-    auto a = random_floats(size_t(m * k), 1), b = random_floats(size_t(k * n), 2);
-    std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
+    // Column splits (wide), row splits of a product small enough to skip packing (200 rows), and row
+    // splits of one that packs (400 rows: one thread's share alone would be under the limit).
+    const int64_t shapes[][3] = {{300, 400, 500}, {200, 64, 600}, {400, 64, 600}, {32, 256, 784}};
     int32_t threads = 0;
     kiln_threads_get(&threads);
-    kiln_threads_set(1);
-    ASSERT_EQ(kiln_sgemm(0, 0, m, n, k, 1, a.data(), k, b.data(), n, 0, c1.data(), n, nullptr), KILN_OK);
-    kiln_threads_set(3);
-    ASSERT_EQ(kiln_sgemm(0, 0, m, n, k, 1, a.data(), k, b.data(), n, 0, c2.data(), n, nullptr), KILN_OK);
+    for (const auto& s : shapes) {
+        const int64_t m = s[0], n = s[1], k = s[2];
+        auto a = random_floats(size_t(m * k), 1), b = random_floats(size_t(k * n), 2);
+        std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
+        for (int32_t ta = 0; ta < 2; ++ta) {
+            const int64_t lda = ta ? m : k;
+            kiln_threads_set(1);
+            ASSERT_EQ(kiln_sgemm(ta, 0, m, n, k, 1, a.data(), lda, b.data(), n, 0, c1.data(), n, nullptr), KILN_OK);
+            kiln_threads_set(3);
+            ASSERT_EQ(kiln_sgemm(ta, 0, m, n, k, 1, a.data(), lda, b.data(), n, 0, c2.data(), n, nullptr), KILN_OK);
+            EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4)) << m << "x" << k << "x" << n << " ta " << ta;
+        }
+    }
     kiln_threads_set(threads);
-    EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4));
 }
 
 TEST(Gemm, BadArgumentsAreRefused) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kiln/kiln.h"
@@ -362,6 +363,64 @@ TEST(Train, ClippingScalesTheGradientToTheNorm) {
     EXPECT_NEAR(w[0], 1.3f, 1e-5);
     EXPECT_NEAR(w[1], -1.6f, 1e-5);
     kiln_trainer_destroy(t);
+}
+
+// Without clipping the finiteness guard works from bounds on the activations instead of a pass over
+// every gradient; an overflowing gradient behind a finite loss must still update nothing, and a
+// huge but finite one must still update.
+TEST(Train, GradientGuardWithoutClipping) {
+    auto make = [](float clip) {
+        const float w0[2] = {1e-30f, 1e-30f};
+        kiln_trainer* t = nullptr;
+        EXPECT_EQ(kiln_trainer_create(2, 1, &t), KILN_OK);
+        EXPECT_EQ(kiln_trainer_add_dense(t, 1, w0, nullptr), KILN_OK);
+        EXPECT_EQ(kiln_trainer_set_loss(t, KILN_LOSS_MSE, 1.0f, nullptr), KILN_OK);
+        kiln_optimizer o{KILN_OPT_SGD, 0, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, clip};
+        EXPECT_EQ(kiln_trainer_set_optimizer(t, &o), KILN_OK);
+        EXPECT_EQ(kiln_trainer_compile(t), KILN_OK);
+        return t;
+    };
+    const float y = 1.0f;
+    double loss;
+    float w[2];
+    int64_t steps;
+    // z = 0 (the two products cancel), loss 1, dL/dz = -2: dW = -2 x overflows float.
+    const float overflow[2] = {3e38f, -3e38f};
+    kiln_trainer* t = make(0.0f);
+    EXPECT_EQ(kiln_trainer_step(t, 1, overflow, &y, nullptr, 1e-3f, &loss, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("gradient is not finite at step 0"), std::string::npos)
+        << kiln_last_error();
+    ASSERT_EQ(kiln_trainer_param(t, 0, 0, w, 2), KILN_OK);
+    EXPECT_EQ(w[0], 1e-30f);
+    EXPECT_EQ(w[1], 1e-30f);
+    kiln_trainer_steps(t, &steps);
+    EXPECT_EQ(steps, 0);
+    // dW = (-2e37, 2e37): past the bound, finite in the full check: updated.
+    const float huge[2] = {1e37f, -1e37f};
+    ASSERT_EQ(kiln_trainer_step(t, 1, huge, &y, nullptr, 1e-37f, &loss, nullptr), KILN_OK) << kiln_last_error();
+    ASSERT_EQ(kiln_trainer_param(t, 0, 0, w, 2), KILN_OK);
+    // (z is not exactly 0: the GEMM's FMA keeps one product unrounded, so dL/dz is about -1.93)
+    EXPECT_GT(w[0], 1.5f);
+    EXPECT_LT(w[0], 2.5f);
+    EXPECT_EQ(w[1], -w[0]);
+    kiln_trainer_destroy(t);
+
+    // Ordinary steps: the bounded guard and the global-norm path (a clip that never binds) agree
+    // bit for bit.
+    kiln_trainer* a = make(0.0f);
+    kiln_trainer* b = make(1e30f);
+    const float x[2] = {0.5f, -1.5f};
+    for (int i = 0; i < 5; ++i) {
+        ASSERT_EQ(kiln_trainer_step(a, 1, x, &y, nullptr, 0.1f, &loss, nullptr), KILN_OK);
+        ASSERT_EQ(kiln_trainer_step(b, 1, x, &y, nullptr, 0.1f, &loss, nullptr), KILN_OK);
+    }
+    float wa[2], wb[2];
+    kiln_trainer_param(a, 0, 0, wa, 2);
+    kiln_trainer_param(b, 0, 0, wb, 2);
+    EXPECT_EQ(0, std::memcmp(wa, wb, sizeof wa));
+    EXPECT_NE(wa[0], 1e-30f);
+    kiln_trainer_destroy(a);
+    kiln_trainer_destroy(b);
 }
 
 kiln_trainer* mlp(uint64_t seed, float dropout) {

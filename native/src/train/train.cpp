@@ -807,16 +807,40 @@ extern "C" KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch
                     "updated", fn, mean, (long long)t->steps);
     if (kiln_status st = backward(t, batch)) return st;
 
-    // Global gradient norm (also the NaN/Inf guard), then the fused updates.
-    const bool avx512 = kiln::current_isa() >= KILN_ISA_AVX512;
-    double sq = 0;
-    for (const Param& p : t->params)
-        sq += avx512 ? kiln::train::sum_squares_avx512(p.n, p.grad) : kiln::train::sum_squares_ref(p.n, p.grad);
-    const double norm = std::sqrt(sq);
-    if (!std::isfinite(norm))
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the gradient is not finite at step %lld: nothing was updated", fn,
-                    (long long)t->steps);
+    // The step updates nothing unless every gradient is finite. With clipping, the global norm
+    // settles that. Without, a bound does, at a fraction of the reads: a Dense weight gradient
+    // x^T gz is finite when |dW| <= batch * max|x| * max|gz| is (x and gz finite), which needs only
+    // the activations, not a pass over all the weights' gradients; the other parameters (biases,
+    // norms, embeddings) are summed as before. Measured on the Fashion-MNIST MLP at batch 32, one
+    // thread: 70k -> 74k samples/s. Should the bound fail, the full sum decides.
     const kiln_optimizer& o = t->opt;
+    const bool avx512 = kiln::current_isa() >= KILN_ISA_AVX512;
+    const auto sum_squares = avx512 ? kiln::train::sum_squares_avx512 : kiln::train::sum_squares_ref;
+    bool finite = false;
+    if (o.clip_norm <= 0.0f) {
+        const auto max_abs = avx512 ? kiln::train::max_abs_avx512 : kiln::train::max_abs_ref;
+        finite = true;
+        for (size_t i = 0; i < t->layers.size() && finite; ++i) {
+            const TLayer& l = t->layers[i];
+            if (l.kind != Kind::Dense) continue;
+            const double bound = double(batch) * double(max_abs(batch * l.in, t->act[i])) *
+                                 double(max_abs(batch * l.out, t->grad[i + 1]));
+            finite = bound < 1e37;  // false for Inf and NaN
+        }
+        double sq = 0;
+        for (const Param& p : t->params)
+            if (!p.weight) sq += sum_squares(p.n, p.grad);
+        finite = finite && std::isfinite(sq);
+    }
+    double norm = 0;
+    if (!finite) {
+        double sq = 0;
+        for (const Param& p : t->params) sq += sum_squares(p.n, p.grad);
+        norm = std::sqrt(sq);
+        if (!std::isfinite(norm))
+            return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the gradient is not finite at step %lld: nothing was updated",
+                        fn, (long long)t->steps);
+    }
     kiln::train::UpdateArgs a{};
     a.kind = o.kind;
     a.nesterov = o.nesterov;
@@ -1013,6 +1037,20 @@ extern "C" KILN_API kiln_status kiln_gather_rows(int64_t n, const int32_t* index
                         index[r], (long long)(src_rows - 1));
     const char* s = static_cast<const char*>(src);
     char* d = static_cast<char*>(dst);
-    for (int64_t r = 0; r < n; ++r) std::memcpy(d + r * row_bytes, s + int64_t(index[r]) * row_bytes, size_t(row_bytes));
+    // Rows scattered over a large source come from DRAM: big gathers (batch 128 of Fashion-MNIST:
+    // 400 KB) run on the pool, and each copy prefetches the start of a row a few rows ahead, which
+    // the hardware prefetcher cannot guess. Measured on the MLP's training step at batch 128, two
+    // threads: the gathered batch went from ~8% slower than reading rows in place to even.
+    const int64_t grain = std::max<int64_t>(1, (int64_t(160) << 10) / std::max<int64_t>(row_bytes, 1));
+    kiln::parallel_for(n, grain, [&](int64_t b, int64_t e) {
+        constexpr int64_t ahead = 4;
+        for (int64_t r = b; r < e; ++r) {
+            if (r + ahead < e) {
+                const char* next = s + int64_t(index[r + ahead]) * row_bytes;
+                for (int64_t o = 0; o < std::min<int64_t>(row_bytes, 256); o += 64) __builtin_prefetch(next + o);
+            }
+            std::memcpy(d + r * row_bytes, s + int64_t(index[r]) * row_bytes, size_t(row_bytes));
+        }
+    });
     return KILN_OK;
 }

@@ -28,6 +28,10 @@ using UpdateFn = void (*)(const UpdateArgs& a, int64_t n, float* value, const fl
 void update_ref(const UpdateArgs& a, int64_t n, float* value, const float* grad, float* m, float* v);
 void update_avx512(const UpdateArgs& a, int64_t n, float* value, const float* grad, float* m, float* v);
 
+// Largest |x[i]|, or +Inf when any element is NaN or infinite (0 for n = 0).
+float max_abs_ref(int64_t n, const float* x);
+float max_abs_avx512(int64_t n, const float* x);
+
 // Sum of squares in double (for the global gradient norm).
 double sum_squares_ref(int64_t n, const float* x);
 double sum_squares_avx512(int64_t n, const float* x);

@@ -1,59 +1,123 @@
 // AVX-512 optimizer updates: 16 parameters per iteration, the tail through a mask. Same formulas,
 // in the same order, as update_ref.cpp.
+//
+// The loop body is a template on the optimizer and on whether the vector is whole: on Zen 4 masked
+// 512-bit loads and stores cost several times a plain one, and a branch on the optimizer per
+// vector keeps the compiler from scheduling across iterations. Measured on 235k parameters (the
+// Fashion-MNIST MLP) resident in L3, Adam: 100 us per update with masks and the switch in the
+// loop, 85 us as written (L3 bandwidth; in L2 the time per vector fell from 7.0 to 5.1 us per 16k).
 #include <immintrin.h>
+
+#include <cmath>
 
 #include "update.hpp"
 
 namespace kiln::train {
+namespace {
+
+struct Consts {
+    __m512 scale, l2, decay, lr, mom, b1, b2, ob1, ob2, ss, ibc2, eps;
+    explicit Consts(const UpdateArgs& a)
+        : scale(_mm512_set1_ps(a.grad_scale)), l2(_mm512_set1_ps(a.l2)), decay(_mm512_set1_ps(a.decay)),
+          lr(_mm512_set1_ps(a.lr)), mom(_mm512_set1_ps(a.momentum)), b1(_mm512_set1_ps(a.beta1)),
+          b2(_mm512_set1_ps(a.beta2)), ob1(_mm512_set1_ps(1.0f - a.beta1)), ob2(_mm512_set1_ps(1.0f - a.beta2)),
+          ss(_mm512_set1_ps(a.step_size)), ibc2(_mm512_set1_ps(a.inv_sqrt_bc2)), eps(_mm512_set1_ps(a.eps)) {}
+};
+
+template <bool Full>
+inline __m512 load(__mmask16 k, const float* p) {
+    if constexpr (Full) return _mm512_loadu_ps(p);
+    else return _mm512_maskz_loadu_ps(k, p);
+}
+
+template <bool Full>
+inline void store(float* p, __mmask16 k, __m512 x) {
+    if constexpr (Full) _mm512_storeu_ps(p, x);
+    else _mm512_mask_storeu_ps(p, k, x);
+}
+
+// One vector of 16 parameters at offset i (k: the lanes to touch when !Full).
+template <int Kind, bool Full>
+inline void update16(const Consts& c, bool momentum, bool nesterov, __mmask16 k, int64_t i, float* value,
+                     const float* grad, float* m, float* v) {
+    __m512 w = load<Full>(k, value + i);
+    __m512 g = _mm512_add_ps(_mm512_mul_ps(load<Full>(k, grad + i), c.scale), _mm512_mul_ps(c.l2, w));
+    w = _mm512_sub_ps(w, _mm512_mul_ps(c.decay, w));
+    if constexpr (Kind == KILN_OPT_SGD) {
+        if (momentum) {
+            const __m512 buf = _mm512_add_ps(_mm512_mul_ps(c.mom, load<Full>(k, m + i)), g);
+            store<Full>(m + i, k, buf);
+            g = nesterov ? _mm512_add_ps(g, _mm512_mul_ps(c.mom, buf)) : buf;
+        }
+        w = _mm512_sub_ps(w, _mm512_mul_ps(c.lr, g));
+    } else if constexpr (Kind == KILN_OPT_ADAM) {  // Adam and AdamW (the decay is applied above)
+        const __m512 mi = _mm512_add_ps(_mm512_mul_ps(c.b1, load<Full>(k, m + i)), _mm512_mul_ps(c.ob1, g));
+        const __m512 vi = _mm512_add_ps(_mm512_mul_ps(c.b2, load<Full>(k, v + i)),
+                                        _mm512_mul_ps(_mm512_mul_ps(c.ob2, g), g));
+        store<Full>(m + i, k, mi);
+        store<Full>(v + i, k, vi);
+        const __m512 den = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vi), c.ibc2), c.eps);
+        // 1/den: rcp14 and one Newton step (about 1 ulp) instead of a division.
+        __m512 r = _mm512_rcp14_ps(den);
+        // (den = +Inf: rcp14 gives 0 and the Newton step would make 0 * Inf = NaN; keep the 0.)
+        r = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(r, _mm512_setzero_ps(), _CMP_NEQ_OQ), r,
+                                _mm512_fnmadd_ps(den, r, _mm512_set1_ps(2.0f)));
+        w = _mm512_sub_ps(w, _mm512_mul_ps(_mm512_mul_ps(c.ss, mi), r));
+    } else {  // RMSprop
+        const __m512 vi = _mm512_add_ps(_mm512_mul_ps(c.b2, load<Full>(k, v + i)),
+                                        _mm512_mul_ps(_mm512_mul_ps(c.ob2, g), g));
+        store<Full>(v + i, k, vi);
+        w = _mm512_sub_ps(w, _mm512_div_ps(_mm512_mul_ps(c.lr, g), _mm512_add_ps(_mm512_sqrt_ps(vi), c.eps)));
+    }
+    store<Full>(value + i, k, w);
+}
+
+// rows x cols: row r of value, m, v at r * ld, of grad at r * ldg (one row: ld, ldg unused).
+template <int Kind>
+void run(const UpdateArgs& a, int64_t rows, int64_t cols, int64_t ld, float* value, const float* grad, int64_t ldg,
+         float* m, float* v) {
+    const Consts c(a);
+    const bool momentum = a.momentum != 0.0f, nesterov = a.nesterov != 0;
+    const __mmask16 tail = __mmask16((1u << (cols & 15)) - 1);
+    for (int64_t r = 0; r < rows; ++r) {
+        float* vr = value + r * ld;
+        const float* gr = grad + r * ldg;
+        float* mr = m ? m + r * ld : nullptr;
+        float* sr = v ? v + r * ld : nullptr;
+        int64_t i = 0;
+        for (; i + 16 <= cols; i += 16) update16<Kind, true>(c, momentum, nesterov, 0xffff, i, vr, gr, mr, sr);
+        if (i < cols) update16<Kind, false>(c, momentum, nesterov, tail, i, vr, gr, mr, sr);
+    }
+}
+
+void dispatch(const UpdateArgs& a, int64_t rows, int64_t cols, int64_t ld, float* value, const float* grad,
+              int64_t ldg, float* m, float* v) {
+    switch (a.kind) {
+        case KILN_OPT_SGD: run<KILN_OPT_SGD>(a, rows, cols, ld, value, grad, ldg, m, v); break;
+        case KILN_OPT_ADAM:
+        case KILN_OPT_ADAMW: run<KILN_OPT_ADAM>(a, rows, cols, ld, value, grad, ldg, m, v); break;
+        case KILN_OPT_RMSPROP: run<KILN_OPT_RMSPROP>(a, rows, cols, ld, value, grad, ldg, m, v); break;
+        default: break;
+    }
+}
+
+}  // namespace
 
 void update_avx512(const UpdateArgs& a, int64_t n, float* value, const float* grad, float* m, float* v) {
-    const __m512 scale = _mm512_set1_ps(a.grad_scale), l2 = _mm512_set1_ps(a.l2), decay = _mm512_set1_ps(a.decay);
-    const __m512 lr = _mm512_set1_ps(a.lr), mom = _mm512_set1_ps(a.momentum);
-    const __m512 b1 = _mm512_set1_ps(a.beta1), b2 = _mm512_set1_ps(a.beta2);
-    const __m512 ob1 = _mm512_set1_ps(1.0f - a.beta1), ob2 = _mm512_set1_ps(1.0f - a.beta2);
-    const __m512 ss = _mm512_set1_ps(a.step_size), ibc2 = _mm512_set1_ps(a.inv_sqrt_bc2), eps = _mm512_set1_ps(a.eps);
+    dispatch(a, 1, n, 0, value, grad, 0, m, v);
+}
+
+float max_abs_avx512(int64_t n, const float* x) {
+    const __m512 lim = _mm512_set1_ps(3.4028234663852886e38f);
+    __m512 mx = _mm512_setzero_ps();
+    __mmask16 bad = 0;
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 k = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-        __m512 w = _mm512_maskz_loadu_ps(k, value + i);
-        __m512 g = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, grad + i), scale), _mm512_mul_ps(l2, w));
-        w = _mm512_sub_ps(w, _mm512_mul_ps(decay, w));
-        switch (a.kind) {
-            case KILN_OPT_SGD:
-                if (a.momentum != 0.0f) {
-                    const __m512 buf = _mm512_add_ps(_mm512_mul_ps(mom, _mm512_maskz_loadu_ps(k, m + i)), g);
-                    _mm512_mask_storeu_ps(m + i, k, buf);
-                    g = a.nesterov ? _mm512_add_ps(g, _mm512_mul_ps(mom, buf)) : buf;
-                }
-                w = _mm512_sub_ps(w, _mm512_mul_ps(lr, g));
-                break;
-            case KILN_OPT_ADAM:
-            case KILN_OPT_ADAMW: {
-                const __m512 mi = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_maskz_loadu_ps(k, m + i)), _mm512_mul_ps(ob1, g));
-                const __m512 vi = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_maskz_loadu_ps(k, v + i)),
-                                                _mm512_mul_ps(_mm512_mul_ps(ob2, g), g));
-                _mm512_mask_storeu_ps(m + i, k, mi);
-                _mm512_mask_storeu_ps(v + i, k, vi);
-                const __m512 den = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vi), ibc2), eps);
-                // 1/den: rcp14 and one Newton step (about 1 ulp) instead of a division.
-                __m512 r = _mm512_rcp14_ps(den);
-                // (den = +Inf: rcp14 gives 0 and the Newton step would make 0 * Inf = NaN; keep the 0.)
-                r = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(r, _mm512_setzero_ps(), _CMP_NEQ_OQ), r,
-                                        _mm512_fnmadd_ps(den, r, _mm512_set1_ps(2.0f)));
-                w = _mm512_sub_ps(w, _mm512_mul_ps(_mm512_mul_ps(ss, mi), r));
-                break;
-            }
-            case KILN_OPT_RMSPROP: {
-                const __m512 vi = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_maskz_loadu_ps(k, v + i)),
-                                                _mm512_mul_ps(_mm512_mul_ps(ob2, g), g));
-                _mm512_mask_storeu_ps(v + i, k, vi);
-                w = _mm512_sub_ps(w, _mm512_div_ps(_mm512_mul_ps(lr, g), _mm512_add_ps(_mm512_sqrt_ps(vi), eps)));
-                break;
-            }
-            default:
-                break;
-        }
-        _mm512_mask_storeu_ps(value + i, k, w);
+        const __m512 a = _mm512_abs_ps(_mm512_maskz_loadu_ps(k, x + i));
+        bad |= _mm512_mask_cmp_ps_mask(k, a, lim, _CMP_NLE_UQ);  // NaN or > FLT_MAX (Inf)
+        mx = _mm512_max_ps(mx, a);
     }
+    return bad ? INFINITY : _mm512_reduce_max_ps(mx);
 }
 
 double sum_squares_avx512(int64_t n, const float* x) {

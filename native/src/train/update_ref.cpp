@@ -41,6 +41,16 @@ void update_ref(const UpdateArgs& a, int64_t n, float* value, const float* grad,
     }
 }
 
+float max_abs_ref(int64_t n, const float* x) {
+    float mx = 0.0f;
+    for (int64_t i = 0; i < n; ++i) {
+        const float a = std::fabs(x[i]);
+        if (!(a <= 3.4028234663852886e38f)) return INFINITY;  // NaN or Inf
+        mx = a > mx ? a : mx;
+    }
+    return mx;
+}
+
 double sum_squares_ref(int64_t n, const float* x) {
     double s = 0;
     for (int64_t i = 0; i < n; ++i) s += double(x[i]) * double(x[i]);

@@ -103,6 +103,7 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
 const GemmKernels kGemmAvx2 = {
     KILN_ISA_AVX2, "gemm_f32_avx2_6x16", MR, NR, /*kc=*/256, /*nc=*/512,
     {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, nullptr,
-     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr}};
+     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
+    {}};
 
 }  // namespace kiln

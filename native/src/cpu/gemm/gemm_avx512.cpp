@@ -113,10 +113,53 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
     (void)ldc;
 }
 
+// ukernel<M> over an unpacked row-major B: row k of the panel at b + k * ldb (nr <= NR columns,
+// masked loads so nothing past column nr is read). Small-M products run this instead of packing B:
+// each B panel is used by only a few row panels, so packing (a read and a write of all of B) costs
+// more than the strided reads it saves. The hardware's stride prefetcher follows the rows; a
+// software prefetch a few rows ahead covers the start.
+template <int M>
+void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                    int nr, float alpha, float beta, bool load_c) {
+    __mmask16 mask[NV];
+#pragma GCC unroll 4
+    for (int q = 0; q < NV; ++q) mask[q] = lane_mask(nr, q);
+    __m512 acc[M][NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) {
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; ++q) acc[i][q] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; ++q) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * q), _MM_HINT_T0);
+    }
+    for (int64_t k = 0; k < kc; ++k) {
+        __m512 bv[NV];
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; ++q) bv[q] = _mm512_maskz_loadu_ps(mask[q], b + 16 * q);
+        _mm_prefetch(reinterpret_cast<const char*>(b + 4 * ldb), _MM_HINT_T0);
+#pragma GCC unroll 16
+        for (int i = 0; i < M; ++i) {
+            const __m512 ai = _mm512_set1_ps(lda > 0 ? a[i * lda] : a[i]);
+#pragma GCC unroll 4
+            for (int q = 0; q < NV; ++q) acc[i][q] = _mm512_fmadd_ps(ai, bv[q], acc[i][q]);
+        }
+        a += lda > 0 || M == 1 ? 1 : MR;
+        b += ldb;
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) store_row(c + i * ldc, acc[i], nr, alpha, beta, load_c);
+}
+
 template <int M>
 constexpr GemmUkernel entry() {
     if constexpr (M == 1) return ukernel_m1;
     else if constexpr (M <= MR) return ukernel<M>;
+    else return nullptr;
+}
+
+template <int M>
+constexpr GemmUkernelDirect direct() {
+    if constexpr (M <= MR) return ukernel_direct<M>;
     else return nullptr;
 }
 
@@ -125,6 +168,8 @@ constexpr GemmUkernel entry() {
 const GemmKernels kGemmAvx512 = {
     KILN_ISA_AVX512, "gemm_f32_avx512", MR, NR, /*kc=*/256, /*nc=*/512,
     {nullptr, entry<1>(), entry<2>(), entry<3>(), entry<4>(), entry<5>(), entry<6>(), entry<7>(), entry<8>(),
-     entry<9>(), entry<10>(), entry<11>(), entry<12>(), entry<13>(), entry<14>(), entry<15>(), entry<16>()}};
+     entry<9>(), entry<10>(), entry<11>(), entry<12>(), entry<13>(), entry<14>(), entry<15>(), entry<16>()},
+    {nullptr, direct<1>(), direct<2>(), direct<3>(), direct<4>(), direct<5>(), direct<6>(), direct<7>(), direct<8>(),
+     direct<9>(), direct<10>(), direct<11>(), direct<12>(), direct<13>(), direct<14>(), direct<15>(), direct<16>()}};
 
 }  // namespace kiln

@@ -99,6 +99,7 @@ void ukernel_m1(int64_t ku, const float* a, const float* b, float* c, int64_t ld
 const GemmKernels kGemmBf16Avx512 = {
     KILN_ISA_AVX512, "gemm_bf16_avx512bf16_14x32", MR, NR, /*kc=*/512, /*nc=*/512,
     {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, ukernel<7>, ukernel<8>,
-     ukernel<9>, ukernel<10>, ukernel<11>, ukernel<12>, ukernel<13>, ukernel<14>, nullptr, nullptr}};
+     ukernel<9>, ukernel<10>, ukernel<11>, ukernel<12>, ukernel<13>, ukernel<14>, nullptr, nullptr},
+    {}};
 
 }  // namespace kiln

@@ -8,7 +8,8 @@
 //            (for a pre-packed B, k_total = K; for a B block packed per call, k_total = kc)
 // A micro-kernel computes an m x nr tile (m <= MR, nr <= NR) of C over kc steps:
 //   C = alpha * sum_k A[:, k] B[k, :]  (+ beta_eff * C when load_c)
-// reading A from a packed panel and B from a packed panel; rows/columns beyond m/nr are not stored.
+// reading A from a packed panel and B from a packed panel (or, for the direct kernels, straight
+// from B's rows); rows/columns beyond m/nr are not stored.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,11 @@ namespace kiln {
 
 using GemmUkernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                              int nr, float alpha, float beta, bool load_c);
+// The same over an unpacked B: b points at op(B)[k0][j0] of a row-major B (no transpose), row k at
+// b + k * ldb; only the nr columns are read (small-M products skip packing B, see gemm.cpp).
+// lda = 0: a is a packed panel; lda > 0: a points at A[i0][k0] of a row-major A, row i at a + i * lda.
+using GemmUkernelDirect = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                                   float* c, int64_t ldc, int nr, float alpha, float beta, bool load_c);
 
 constexpr int kMaxMr = 16;
 
@@ -28,6 +34,7 @@ struct GemmKernels {
     int mr, nr;       // register tile
     int64_t kc, nc;   // cache blocking: kc steps (A micro-panel in L1), nc columns (B block in L2)
     GemmUkernel ukernel[kMaxMr + 1];  // ukernel[m] computes m rows, 1 <= m <= mr
+    GemmUkernelDirect ukernel_direct[kMaxMr + 1];  // unpacked B (f32 only; null where absent)
 };
 
 extern const GemmKernels kGemmAvx512;

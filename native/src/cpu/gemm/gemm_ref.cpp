@@ -34,7 +34,8 @@ void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, 
 const GemmKernels kGemmRef = {
     KILN_ISA_PORTABLE, "gemm_f32_ref_4x8", MR, NR, /*kc=*/256, /*nc=*/512,
     {nullptr, ukernel<1>, ukernel<2>, ukernel<3>, ukernel<4>, nullptr, nullptr, nullptr, nullptr,
-     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr}};
+     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
+    {}};
 
 void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int64_t p0, int64_t kc,
             int mr, float* dst) {

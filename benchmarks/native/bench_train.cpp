@@ -1,0 +1,100 @@
+// Native training-step microbenchmark: the Fashion-MNIST MLP (784-256-128-10, ReLU, softmax
+// cross-entropy, Adam) stepped through kiln_trainer_step on random data, without the JVM.
+// For profiling the step (perf record) and for quick A/B of trainer changes; the suite that
+// compares with PyTorch is `benchmarks/run training`.
+//
+// usage: bench_train [BATCH [THREADS [SECONDS [shuffle]]]]   prints the median samples/s of 7 repetitions;
+// with `shuffle` each batch is first gathered from a random permutation (kiln_gather_rows), as the
+// Java Trainer does, instead of read in place.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kiln/kiln.h"
+
+namespace {
+void check(kiln_status st, const char* what) {
+    if (st != KILN_OK) {
+        std::fprintf(stderr, "%s failed: %s\n", what, kiln_last_error());
+        std::exit(1);
+    }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    const int64_t batch = argc > 1 ? std::atoll(argv[1]) : 32;
+    const int threads = argc > 2 ? std::atoi(argv[2]) : 1;
+    const double seconds = argc > 3 ? std::atof(argv[3]) : 0.5;
+    const bool shuffle = argc > 4 && std::string(argv[4]) == "shuffle";
+    check(kiln_threads_set(threads), "kiln_threads_set");
+    const int64_t dims[4] = {784, 256, 128, 10};
+    const int64_t rows = 60000 / batch * batch;
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x(size_t(rows * 784));
+    for (float& v : x) v = std::max(0.0f, nd(rng) * 0.3f + 0.3f);
+    std::vector<int32_t> y(static_cast<size_t>(rows));
+    for (int32_t& v : y) v = int32_t(rng() % 10);
+    kiln_trainer* t;
+    check(kiln_trainer_create(784, batch, &t), "create");
+    for (int l = 0; l < 3; ++l) {
+        std::vector<float> w(size_t(dims[l] * dims[l + 1]));
+        const float s = std::sqrt(2.0f / float(dims[l]));
+        for (float& v : w) v = nd(rng) * s;
+        std::vector<float> b(size_t(dims[l + 1]), 0.0f);
+        check(kiln_trainer_add_dense(t, dims[l + 1], w.data(), b.data()), "dense");
+        if (l < 2) check(kiln_trainer_add_activation(t, KILN_UNARY_RELU, 0), "relu");
+    }
+    check(kiln_trainer_set_loss(t, KILN_LOSS_SOFTMAX_CROSS_ENTROPY, 0, nullptr), "loss");
+    kiln_optimizer o{};
+    o.kind = KILN_OPT_ADAM;
+    o.beta1 = 0.9f;
+    o.beta2 = 0.999f;
+    o.eps = 1e-8f;
+    check(kiln_trainer_set_optimizer(t, &o), "optimizer");
+    check(kiln_trainer_compile(t), "compile");
+    std::vector<int32_t> perm(static_cast<size_t>(rows));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    std::vector<float> xb(size_t(batch * 784));
+    std::vector<int32_t> yb(static_cast<size_t>(batch));
+    int64_t pos = 0;
+    auto step = [&]() {
+        double loss;
+        const float* xs = x.data() + pos * 784;
+        const int32_t* ys = y.data() + pos;
+        if (shuffle) {
+            check(kiln_gather_rows(batch, perm.data() + pos, rows, 784 * 4, x.data(), xb.data()), "gather");
+            check(kiln_gather_rows(batch, perm.data() + pos, rows, 4, y.data(), yb.data()), "gather");
+            xs = xb.data();
+            ys = yb.data();
+        }
+        check(kiln_trainer_step(t, batch, xs, ys, nullptr, 1e-3f, &loss, nullptr), "step");
+        pos += batch;
+        if (pos + batch > rows) pos = 0;
+    };
+    for (int i = 0; i < 200; ++i) step();
+    std::vector<double> rates;
+    for (int r = 0; r < 7; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        int64_t n = 0;
+        double el = 0;
+        do {
+            for (int i = 0; i < 20; ++i) step();
+            n += 20 * batch;
+            el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        } while (el < seconds);
+        rates.push_back(double(n) / el);
+    }
+    std::sort(rates.begin(), rates.end());
+    std::printf("batch %lld threads %d%s: median %.0f samples/s (min %.0f, max %.0f)\n", (long long)batch, threads,
+                shuffle ? " shuffled" : "", rates[3], rates[0], rates[6]);
+    kiln_trainer_destroy(t);
+    return 0;
+}
