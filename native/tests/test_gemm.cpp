@@ -140,6 +140,11 @@ TEST(Gemm, PrePackedBMatchesOnEveryIsaAndSmallM) {
                     check_case({ta, tb, m, 515, 784, 1.0f, 0.0f, 0}, uint32_t(m), true);
                     if (HasFatalFailure()) return;
                 }
+        // 15..256 rows read A in place against the packed panels: alpha, beta, both A layouts.
+        for (int ta = 0; ta < 2; ++ta) {
+            check_case({ta, 0, 200, 77, 300, 2.0f, 0.5f, 3}, 11, true);
+            if (HasFatalFailure()) return;
+        }
     });
 }
 
@@ -159,9 +164,10 @@ TEST(Gemm, FusedEpilogueBiasActivationResidual) {
 }
 
 TEST(Gemm, ResultDoesNotDependOnThreadCount) {
-    // Column splits (wide), row splits of a product small enough to skip packing (200 rows), and row
-    // splits of one that packs (400 rows: one thread's share alone would be under the limit).
-    const int64_t shapes[][3] = {{300, 400, 500}, {200, 64, 600}, {400, 64, 600}, {32, 256, 784}};
+    // Column splits (wide); row splits of products that skip packing (200 rows; 400 rows with a
+    // small B) and of one that packs (400 rows, 300 columns: one thread's share alone would be under
+    // the row limit).
+    const int64_t shapes[][3] = {{300, 400, 500}, {200, 64, 600}, {400, 64, 600}, {400, 300, 600}, {32, 256, 784}};
     int32_t threads = 0;
     kiln_threads_get(&threads);
     for (const auto& s : shapes) {

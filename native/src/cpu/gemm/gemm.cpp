@@ -12,9 +12,10 @@
 // per row panel (kc = K), so each weight panel streams once with no C reloads; they split columns
 // across threads only when the product is large enough to pay for waking a worker.
 //
-// Products with an unpacked B and at most kDirectMaxRows rows (training steps, small batches) pack
-// nothing: the direct micro-kernels read B's rows in place (and A's, when A is not transposed) with
-// kc = K. Packing pays only when a B panel is reused by many row panels.
+// Products with an unpacked, untransposed B and at most kDirectMaxRows rows (training steps, small
+// batches), or a B small enough for L2, pack nothing: the direct micro-kernels read A (either
+// layout) and B's rows in place with kc = K. Packing pays only when a B panel is reused by many row
+// panels.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -113,6 +114,14 @@ void apply_epilogue(const kiln_epilogue* ep, float* c, int64_t ldc, int rows, in
 // 256x784x512 104 -> 110, 512^3 106 -> 106; at 1024 rows direct falls to 80 (B panels are reused by
 // too many row panels to be read strided), so the limit is 256.
 constexpr int64_t kDirectMaxRows = 256;
+// ... as do products of any height whose whole B fits in L2 (256 KiB): the B panels stay in L1/L2
+// and not packing A is what pays (a weight gradient x^T g with a batch-sized K). 1 thread:
+// 784x128x256 (A transposed) 104 -> 108, 4096x256x64 80 -> 105; wide B (1024x256x1024,
+// 2048x128x2048) is 7-10% slower direct, hence the size limit.
+constexpr int64_t kDirectMaxBFloats = 65536;
+// With a pre-packed B (inference plans), 15..256 rows read A in place the same way and take the
+// packed panels whole (kc = K). GFLOP/s packed A -> direct A, 1 thread / 2 threads: 32x784x512
+// 102 -> 108 / 175 -> 198, 256x784x512 103 -> 110 / 179 -> 214.
 
 // C[i0:i1, j0:j1] of the problem. j0 is a multiple of NR.
 kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
@@ -146,17 +155,24 @@ kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int6
             const float* bblock;
             int64_t panel_stride;
             if (direct) {
-                const float* bb = static_cast<const float*>(p.b) + pc * p.ldb + jc;
+                // B in place: the caller's rows, or a pre-packed B's panels (k-major, NR floats a step).
+                const bool pre = p.packed_b != nullptr;
+                const float* bb = pre ? p.packed_b + pc * nr : static_cast<const float*>(p.b) + pc * p.ldb + jc;
+                const int64_t ldb = pre ? nr : p.ldb;
                 for (int64_t ir = 0; ir < rows; ir += mr) {
                     const int mcur = int((rows - ir) < mr ? (rows - ir) : mr);
-                    const float* ap = direct_a ? static_cast<const float*>(p.a) + (i0 + ir) * p.lda + pc
-                                               : abuf + ir * ucur;
-                    const int64_t lda = direct_a ? p.lda : 0;
-                    const GemmUkernelDirect uk = kn.ukernel_direct[mcur];
+                    const float* a = static_cast<const float*>(p.a);
+                    const float* ap = !direct_a ? abuf + ir * ucur
+                                      : p.ta    ? a + pc * p.lda + (i0 + ir)
+                                                : a + (i0 + ir) * p.lda + pc;
+                    const int mode = !direct_a ? kDirectAPacked : p.ta ? kDirectACols : kDirectARows;
+                    const GemmUkernelDirect uk = kn.ukernel_direct[mode][mcur];
+                    const int64_t lda = p.lda;
                     for (int64_t jr = 0; jr < ncur; jr += nr) {
                         const int ncol = int((ncur - jr) < nr ? (ncur - jr) : nr);
                         float* cp = p.c + (i0 + ir) * p.ldc + jc + jr;
-                        uk(ucur, ap, lda, bb + jr, p.ldb, cp, p.ldc, ncol, p.alpha, beta, load_c);
+                        const float* bp = pre ? bb + ((jc + jr) / nr) * p.k * nr : bb + jr;
+                        uk(ucur, ap, lda, bp, ldb, cp, p.ldc, ncol, p.alpha, beta, load_c);
                         if (last && p.ep) apply_epilogue(p.ep, cp, p.ldc, mcur, ncol, i0 + ir, jc + jr);
                     }
                 }
@@ -188,12 +204,13 @@ kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int6
 
 kiln_status run(Problem p) {
     if (p.m == 0 || p.n == 0) return KILN_OK;
-    // Up to kDirectMaxRows rows: read B in place instead of packing it (see ukernel_direct), and A
-    // too when it is not transposed. One row panel, or nothing packed: all of K at once (no C
-    // reloads).
-    p.direct = p.packed_b == nullptr && !p.tb && !p.pairs && p.kern->ukernel_direct[1] != nullptr &&
-               p.m <= kDirectMaxRows;
-    p.direct_a = p.direct && !p.ta;
+    // Up to kDirectMaxRows rows, or a small B: read A and B in place instead of packing them (see
+    // ukernel_direct); a pre-packed B is read from its panels. One row panel, or nothing packed: all
+    // of K at once (no C reloads).
+    p.direct = !p.tb && !p.pairs && p.kern->ukernel_direct[0][1] != nullptr &&
+               (p.packed_b == nullptr ? p.m <= kDirectMaxRows || p.k * p.n <= kDirectMaxBFloats
+                                      : p.m > p.kern->mr && p.m <= kDirectMaxRows);
+    p.direct_a = p.direct;
     p.kc = ((p.m <= p.kern->mr || p.direct_a) && p.k <= 4096) ? p.k : p.kern->kc;
     if (p.k == 0) {  // C = beta * C, then the epilogue
         for (int64_t i = 0; i < p.m; ++i) {

@@ -118,7 +118,7 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
 // each B panel is used by only a few row panels, so packing (a read and a write of all of B) costs
 // more than the strided reads it saves. The hardware's stride prefetcher follows the rows; a
 // software prefetch a few rows ahead covers the start.
-template <int M>
+template <int M, int AMode>
 void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
                     int nr, float alpha, float beta, bool load_c) {
     __mmask16 mask[NV];
@@ -139,11 +139,11 @@ void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int
         _mm_prefetch(reinterpret_cast<const char*>(b + 4 * ldb), _MM_HINT_T0);
 #pragma GCC unroll 16
         for (int i = 0; i < M; ++i) {
-            const __m512 ai = _mm512_set1_ps(lda > 0 ? a[i * lda] : a[i]);
+            const __m512 ai = _mm512_set1_ps(AMode == kDirectARows ? a[i * lda] : a[i]);
 #pragma GCC unroll 4
             for (int q = 0; q < NV; ++q) acc[i][q] = _mm512_fmadd_ps(ai, bv[q], acc[i][q]);
         }
-        a += lda > 0 || M == 1 ? 1 : MR;
+        a += AMode == kDirectACols ? lda : AMode == kDirectARows || M == 1 ? 1 : MR;
         b += ldb;
     }
 #pragma GCC unroll 16
@@ -157,19 +157,24 @@ constexpr GemmUkernel entry() {
     else return nullptr;
 }
 
-template <int M>
+template <int M, int AMode>
 constexpr GemmUkernelDirect direct() {
-    if constexpr (M <= MR) return ukernel_direct<M>;
+    if constexpr (M <= MR) return ukernel_direct<M, AMode>;
     else return nullptr;
 }
 
 }  // namespace
 
+#define DIRECT_ROW(mode)                                                                                    \
+    {nullptr, direct<1, mode>(), direct<2, mode>(), direct<3, mode>(), direct<4, mode>(), direct<5, mode>(),      \
+     direct<6, mode>(), direct<7, mode>(), direct<8, mode>(), direct<9, mode>(), direct<10, mode>(),              \
+     direct<11, mode>(), direct<12, mode>(), direct<13, mode>(), direct<14, mode>(), direct<15, mode>(),          \
+     direct<16, mode>()}
 const GemmKernels kGemmAvx512 = {
     KILN_ISA_AVX512, "gemm_f32_avx512", MR, NR, /*kc=*/256, /*nc=*/512,
     {nullptr, entry<1>(), entry<2>(), entry<3>(), entry<4>(), entry<5>(), entry<6>(), entry<7>(), entry<8>(),
      entry<9>(), entry<10>(), entry<11>(), entry<12>(), entry<13>(), entry<14>(), entry<15>(), entry<16>()},
-    {nullptr, direct<1>(), direct<2>(), direct<3>(), direct<4>(), direct<5>(), direct<6>(), direct<7>(), direct<8>(),
-     direct<9>(), direct<10>(), direct<11>(), direct<12>(), direct<13>(), direct<14>(), direct<15>(), direct<16>()}};
+    {DIRECT_ROW(kDirectAPacked), DIRECT_ROW(kDirectARows), DIRECT_ROW(kDirectACols)}};
+#undef DIRECT_ROW
 
 }  // namespace kiln
