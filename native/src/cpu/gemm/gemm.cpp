@@ -114,6 +114,9 @@ void apply_epilogue(const kiln_epilogue* ep, float* c, int64_t ldc, int rows, in
 // 256x784x512 104 -> 110, 512^3 106 -> 106; at 1024 rows direct falls to 80 (B panels are reused by
 // too many row panels to be read strided), so the limit is 256.
 constexpr int64_t kDirectMaxRows = 256;
+// With kc = K every row panel streams all of B: fine from L2/L3, not from DRAM (16x4096x4096
+// pre-packed, 64 MiB of B: 78 -> 42 GFLOP/s direct). So the row rule holds only up to 4 MiB of B.
+constexpr int64_t kDirectMaxRowsBFloats = int64_t(1) << 20;
 // ... as do products of any height whose whole B fits in L2 (256 KiB): the B panels stay in L1/L2
 // and not packing A is what pays (a weight gradient x^T g with a batch-sized K). 1 thread:
 // 784x128x256 (A transposed) 104 -> 108, 4096x256x64 80 -> 105; wide B (1024x256x1024,
@@ -208,8 +211,10 @@ kiln_status run(Problem p) {
     // ukernel_direct); a pre-packed B is read from its panels. One row panel, or nothing packed: all
     // of K at once (no C reloads).
     p.direct = !p.tb && !p.pairs && p.kern->ukernel_direct[0][1] != nullptr &&
-               (p.packed_b == nullptr ? p.m <= kDirectMaxRows || p.k * p.n <= kDirectMaxBFloats
-                                      : p.m > p.kern->mr && p.m <= kDirectMaxRows);
+               (p.packed_b == nullptr ? (p.m <= kDirectMaxRows && p.k * p.n <= kDirectMaxRowsBFloats) ||
+                                            p.k * p.n <= kDirectMaxBFloats
+                                      : p.m > p.kern->mr && p.m <= kDirectMaxRows &&
+                                            p.k * p.n <= kDirectMaxRowsBFloats);
     p.direct_a = p.direct;
     p.kc = ((p.m <= p.kern->mr || p.direct_a) && p.k <= 4096) ? p.k : p.kern->kc;
     if (p.k == 0) {  // C = beta * C, then the epilogue

@@ -46,38 +46,6 @@ inline void store_row(float* c, const __m512* v, int nr, float alpha, float beta
     }
 }
 
-template <int M>
-void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
-             float beta, bool load_c) {
-    __m512 acc[M][NV];
-#pragma GCC unroll 16
-    for (int i = 0; i < M; ++i) {
-#pragma GCC unroll 4
-        for (int q = 0; q < NV; ++q) acc[i][q] = _mm512_setzero_ps();
-        // The C tile is read/written only after the k loop: start bringing it in now.
-#pragma GCC unroll 4
-        for (int q = 0; q < NV; ++q) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * q), _MM_HINT_T0);
-    }
-    for (int64_t k = 0; k < kc; ++k) {
-        __m512 bv[NV];
-#pragma GCC unroll 4
-        for (int q = 0; q < NV; ++q) {
-            bv[q] = _mm512_load_ps(b + 16 * q);
-            _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetch * NR + 16 * q), _MM_HINT_T0);
-        }
-#pragma GCC unroll 16
-        for (int i = 0; i < M; ++i) {
-            const __m512 ai = _mm512_set1_ps(a[i]);
-#pragma GCC unroll 4
-            for (int q = 0; q < NV; ++q) acc[i][q] = _mm512_fmadd_ps(ai, bv[q], acc[i][q]);
-        }
-        a += MR;
-        b += NR;
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < M; ++i) store_row(c + i * ldc, acc[i], nr, alpha, beta, load_c);
-}
-
 // One row (packed contiguously: a[k]): four k steps in flight, summed at the end. Bound by streaming
 // B; measured: software prefetch at any distance (16..64 steps) only slows it, the hardware
 // prefetcher does best.
@@ -113,14 +81,15 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
     (void)ldc;
 }
 
-// ukernel<M> over an unpacked row-major B: row k of the panel at b + k * ldb (nr <= NR columns,
-// masked loads so nothing past column nr is read). Small-M products run this instead of packing B:
-// each B panel is used by only a few row panels, so packing (a read and a write of all of B) costs
-// more than the strided reads it saves. The hardware's stride prefetcher follows the rows; a
-// software prefetch a few rows ahead covers the start.
-template <int M, int AMode>
-void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
-                    int nr, float alpha, float beta, bool load_c) {
+// The M x 32 register tile over kc steps. A comes packed or in place (AMode, see DirectA); B comes
+// packed (PackedB: one aligned NR-float step after another, prefetched kPrefetch steps ahead) or in
+// place, row k at b + k * ldb with masked loads so nothing past column nr is read. Small products
+// read B in place instead of packing it: each B panel is used by only a few row panels, so packing
+// (a read and a write of all of B) costs more than the strided reads it saves; the hardware's
+// stride prefetcher follows the rows and a software prefetch four rows ahead covers the start.
+template <int M, int AMode, bool PackedB>
+inline void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                 int nr, float alpha, float beta, bool load_c) {
     __mmask16 mask[NV];
 #pragma GCC unroll 4
     for (int q = 0; q < NV; ++q) mask[q] = lane_mask(nr, q);
@@ -129,14 +98,22 @@ void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int
     for (int i = 0; i < M; ++i) {
 #pragma GCC unroll 4
         for (int q = 0; q < NV; ++q) acc[i][q] = _mm512_setzero_ps();
+        // The C tile is read/written only after the k loop: start bringing it in now.
 #pragma GCC unroll 4
         for (int q = 0; q < NV; ++q) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * q), _MM_HINT_T0);
     }
     for (int64_t k = 0; k < kc; ++k) {
         __m512 bv[NV];
 #pragma GCC unroll 4
-        for (int q = 0; q < NV; ++q) bv[q] = _mm512_maskz_loadu_ps(mask[q], b + 16 * q);
-        _mm_prefetch(reinterpret_cast<const char*>(b + 4 * ldb), _MM_HINT_T0);
+        for (int q = 0; q < NV; ++q) {
+            if constexpr (PackedB) {
+                bv[q] = _mm512_load_ps(b + 16 * q);
+                _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetch * NR + 16 * q), _MM_HINT_T0);
+            } else {
+                bv[q] = _mm512_maskz_loadu_ps(mask[q], b + 16 * q);
+            }
+        }
+        if constexpr (!PackedB) _mm_prefetch(reinterpret_cast<const char*>(b + 4 * ldb), _MM_HINT_T0);
 #pragma GCC unroll 16
         for (int i = 0; i < M; ++i) {
             const __m512 ai = _mm512_set1_ps(AMode == kDirectARows ? a[i * lda] : a[i]);
@@ -144,10 +121,24 @@ void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int
             for (int q = 0; q < NV; ++q) acc[i][q] = _mm512_fmadd_ps(ai, bv[q], acc[i][q]);
         }
         a += AMode == kDirectACols ? lda : AMode == kDirectARows || M == 1 ? 1 : MR;
-        b += ldb;
+        b += PackedB ? NR : ldb;
     }
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) store_row(c + i * ldc, acc[i], nr, alpha, beta, load_c);
+}
+
+// Both operands packed (see gemm_kernels.hpp).
+template <int M>
+void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha, float beta,
+             bool load_c) {
+    tile<M, kDirectAPacked, true>(kc, a, 0, b, NR, c, ldc, nr, alpha, beta, load_c);
+}
+
+// B in place (or a pre-packed B's panel, read as rows of NR floats), A as AMode says.
+template <int M, int AMode>
+void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                    int nr, float alpha, float beta, bool load_c) {
+    tile<M, AMode, false>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c);
 }
 
 template <int M>
