@@ -91,7 +91,7 @@ struct Problem {
     const kiln_epilogue* ep;
     // Set by run() from the whole problem, so that the summation order (kc) does not depend on how
     // the threads split C: results are identical for every thread count.
-    bool direct = false, direct_a = false;
+    bool direct = false;
     int64_t kc = 0;
 };
 
@@ -126,17 +126,41 @@ constexpr int64_t kDirectMaxBFloats = 65536;
 // packed panels whole (kc = K). GFLOP/s packed A -> direct A, 1 thread / 2 threads: 32x784x512
 // 102 -> 108 / 175 -> 198, 256x784x512 103 -> 110 / 179 -> 214.
 
+// Rows [i0, i0+rows) x columns [jc, jc+ncur) of C over steps [pc, pc+kcur), nothing packed: A and
+// B are read in place (B is the caller's rows, or a pre-packed B's panels: k-major, NR floats a step).
+void direct_block(const Problem& p, int64_t i0, int64_t rows, int64_t pc, int64_t kcur, int64_t jc, int64_t ncur,
+                  float beta, bool load_c, bool last) {
+    const GemmKernels& kn = *p.kern;
+    const int mr = kn.mr, nr = kn.nr;
+    const bool pre = p.packed_b != nullptr;
+    const float* a = static_cast<const float*>(p.a);
+    const float* bb = pre ? p.packed_b + pc * nr : static_cast<const float*>(p.b) + pc * p.ldb + jc;
+    const int64_t ldb = pre ? nr : p.ldb;
+    for (int64_t ir = 0; ir < rows; ir += mr) {
+        const int mcur = int((rows - ir) < mr ? (rows - ir) : mr);
+        const float* ap = p.ta ? a + pc * p.lda + (i0 + ir) : a + (i0 + ir) * p.lda + pc;
+        const GemmUkernelDirect uk = kn.ukernel_direct[p.ta ? 1 : 0][mcur];
+        for (int64_t jr = 0; jr < ncur; jr += nr) {
+            const int ncol = int((ncur - jr) < nr ? (ncur - jr) : nr);
+            float* cp = p.c + (i0 + ir) * p.ldc + jc + jr;
+            const float* bp = pre ? bb + ((jc + jr) / nr) * p.k * nr : bb + jr;
+            uk(kcur, ap, p.lda, bp, ldb, cp, p.ldc, ncol, p.alpha, beta, load_c);
+            if (last && p.ep) apply_epilogue(p.ep, cp, p.ldc, mcur, ncol, i0 + ir, jc + jr);
+        }
+    }
+}
+
 // C[i0:i1, j0:j1] of the problem. j0 is a multiple of NR.
 kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
     const GemmKernels& kn = *p.kern;
     const int mr = kn.mr, nr = kn.nr;
     const int64_t rows = i1 - i0;
-    const bool direct = p.direct, direct_a = p.direct_a;
+    const bool direct = p.direct;
     const int64_t kc = p.kc;
     const int64_t nc = kn.nc;
     const int64_t row_panels = (rows + mr - 1) / mr;
     float* abuf = nullptr;
-    if (!direct_a) {
+    if (!direct) {
         abuf = t_pack_a.get(size_t(row_panels * mr * units(p, kc)));
         if (abuf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for packing A");
     }
@@ -147,9 +171,9 @@ kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int6
     }
     for (int64_t pc = 0; pc < p.k; pc += kc) {
         const int64_t kcur = (p.k - pc) < kc ? (p.k - pc) : kc;
-        // A is packed once per k block and reused for every column block.
+        // A is packed (unless direct) once per k block and reused for every column block.
         const int64_t ucur = units(p, kcur);
-        if (!direct_a) p.pack_a(p.ta, p.a, p.lda, i0, rows, pc, kcur, mr, abuf);
+        if (!direct) p.pack_a(p.ta, p.a, p.lda, i0, rows, pc, kcur, mr, abuf);
         const bool first = pc == 0, last = pc + kcur >= p.k;
         const float beta = first ? p.beta : 1.0f;
         const bool load_c = !first || p.beta != 0.0f;
@@ -158,27 +182,7 @@ kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int6
             const float* bblock;
             int64_t panel_stride;
             if (direct) {
-                // B in place: the caller's rows, or a pre-packed B's panels (k-major, NR floats a step).
-                const bool pre = p.packed_b != nullptr;
-                const float* bb = pre ? p.packed_b + pc * nr : static_cast<const float*>(p.b) + pc * p.ldb + jc;
-                const int64_t ldb = pre ? nr : p.ldb;
-                for (int64_t ir = 0; ir < rows; ir += mr) {
-                    const int mcur = int((rows - ir) < mr ? (rows - ir) : mr);
-                    const float* a = static_cast<const float*>(p.a);
-                    const float* ap = !direct_a ? abuf + ir * ucur
-                                      : p.ta    ? a + pc * p.lda + (i0 + ir)
-                                                : a + (i0 + ir) * p.lda + pc;
-                    const int mode = !direct_a ? kDirectAPacked : p.ta ? kDirectACols : kDirectARows;
-                    const GemmUkernelDirect uk = kn.ukernel_direct[mode][mcur];
-                    const int64_t lda = p.lda;
-                    for (int64_t jr = 0; jr < ncur; jr += nr) {
-                        const int ncol = int((ncur - jr) < nr ? (ncur - jr) : nr);
-                        float* cp = p.c + (i0 + ir) * p.ldc + jc + jr;
-                        const float* bp = pre ? bb + ((jc + jr) / nr) * p.k * nr : bb + jr;
-                        uk(ucur, ap, lda, bp, ldb, cp, p.ldc, ncol, p.alpha, beta, load_c);
-                        if (last && p.ep) apply_epilogue(p.ep, cp, p.ldc, mcur, ncol, i0 + ir, jc + jr);
-                    }
-                }
+                direct_block(p, i0, rows, pc, kcur, jc, ncur, beta, load_c, last);
                 continue;
             }
             if (p.packed_b != nullptr) {
@@ -215,8 +219,7 @@ kiln_status run(Problem p) {
                                             p.k * p.n <= kDirectMaxBFloats
                                       : p.m > p.kern->mr && p.m <= kDirectMaxRows &&
                                             p.k * p.n <= kDirectMaxRowsBFloats);
-    p.direct_a = p.direct;
-    p.kc = ((p.m <= p.kern->mr || p.direct_a) && p.k <= 4096) ? p.k : p.kern->kc;
+    p.kc = ((p.m <= p.kern->mr || p.direct) && p.k <= 4096) ? p.k : p.kern->kc;
     if (p.k == 0) {  // C = beta * C, then the epilogue
         for (int64_t i = 0; i < p.m; ++i) {
             float* row = p.c + i * p.ldc;

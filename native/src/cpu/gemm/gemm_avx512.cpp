@@ -134,7 +134,7 @@ void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, 
     tile<M, kDirectAPacked, true>(kc, a, 0, b, NR, c, ldc, nr, alpha, beta, load_c);
 }
 
-// B in place (or a pre-packed B's panel, read as rows of NR floats), A as AMode says.
+// B in place (or a pre-packed B's panel, read as rows of NR floats), A in place as AMode says.
 template <int M, int AMode>
 void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
                     int nr, float alpha, float beta, bool load_c) {
@@ -165,7 +165,7 @@ const GemmKernels kGemmAvx512 = {
     KILN_ISA_AVX512, "gemm_f32_avx512", MR, NR, /*kc=*/256, /*nc=*/512,
     {nullptr, entry<1>(), entry<2>(), entry<3>(), entry<4>(), entry<5>(), entry<6>(), entry<7>(), entry<8>(),
      entry<9>(), entry<10>(), entry<11>(), entry<12>(), entry<13>(), entry<14>(), entry<15>(), entry<16>()},
-    {DIRECT_ROW(kDirectAPacked), DIRECT_ROW(kDirectARows), DIRECT_ROW(kDirectACols)}};
+    {DIRECT_ROW(kDirectARows), DIRECT_ROW(kDirectACols)}};
 #undef DIRECT_ROW
 
 }  // namespace kiln

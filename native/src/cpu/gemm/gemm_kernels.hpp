@@ -22,8 +22,9 @@ using GemmUkernel = void (*)(int64_t kc, const float* a, const float* b, float* 
                              int nr, float alpha, float beta, bool load_c);
 // The same over an unpacked B: b points at op(B)[k0][j0] of a row-major B (no transpose), row k at
 // b + k * ldb; only the nr columns are read (small-M products skip packing B, see gemm.cpp).
-// A comes packed (kDirectAPacked: a panel, lda unused), as rows (kDirectARows: op(A)[i][k] at
-// a[i * lda + k], A not transposed) or as columns (kDirectACols: at a[k * lda + i], A transposed).
+// How a micro-kernel reads A: packed (kDirectAPacked: a panel, lda unused), as rows (kDirectARows:
+// op(A)[i][k] at a[i * lda + k], A not transposed) or as columns (kDirectACols: at a[k * lda + i],
+// A transposed).
 enum DirectA { kDirectAPacked = 0, kDirectARows = 1, kDirectACols = 2 };
 using GemmUkernelDirect = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
                                    float* c, int64_t ldc, int nr, float alpha, float beta, bool load_c);
@@ -36,7 +37,8 @@ struct GemmKernels {
     int mr, nr;       // register tile
     int64_t kc, nc;   // cache blocking: kc steps (A micro-panel in L1), nc columns (B block in L2)
     GemmUkernel ukernel[kMaxMr + 1];  // ukernel[m] computes m rows, 1 <= m <= mr
-    GemmUkernelDirect ukernel_direct[3][kMaxMr + 1];  // unpacked B, by DirectA (f32 only; null where absent)
+    // A and B read in place (f32 only; null where absent): [0] A as rows, [1] A as columns (trans_a).
+    GemmUkernelDirect ukernel_direct[2][kMaxMr + 1];
 };
 
 extern const GemmKernels kGemmAvx512;
