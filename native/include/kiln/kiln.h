@@ -288,7 +288,8 @@ KILN_API kiln_status kiln_topk_f32(int64_t rows, int64_t cols, int64_t k, const 
  * op(A) is M x K: A itself (trans_a = 0, element [i][k] at a[i*lda + k]) or the transpose of a
  * K x M matrix (trans_a = 1, element at a[k*lda + i]); likewise op(B) is K x N. Leading dimensions
  * must be >= the row length they step over. beta = 0 never reads C (it may hold NaN). C must not
- * overlap A or B. Large products run on Kiln's pool; products with M <= 16 run on the calling thread.
+ * overlap A or B. Large products run on Kiln's pool, small ones (under 2^18 multiply-adds, 2^16 when
+ * M <= 16) on the calling thread; the result is the same for every thread count.
  * ========================================================================================== */
 
 /** Applied to each tile of C after the last accumulation, while it is in L1:

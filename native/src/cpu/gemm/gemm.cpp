@@ -236,7 +236,11 @@ kiln_status run(Problem p) {
     // on the training step of a 784-256-128-10 MLP at batch 32 and 2 threads: 2^21 -> 2^18 took it
     // from ~71k to ~98k samples/s (its 1M-MAC products now split too). Small M with many columns
     // (batch-1..16 inference on wide layers) splits the columns: each thread streams its own share.
-    if (threads <= 1 || macs < double(1 << 18) || (p.m <= 16 && n_panels < 2 * threads))
+    // Those split from 2^16 multiply-adds: a batch-1 layer streams its weights from L3, and halving
+    // the stream beats the wake-up (mlp-small 784-512-256-10 at batch 1, 2 threads: p50 15.8 ->
+    // 13.8 us once its 512x256 layer splits too; batch 8 and the training step unchanged).
+    const double min_macs = p.m <= 16 ? double(1 << 16) : double(1 << 18);
+    if (threads <= 1 || macs < min_macs || (p.m <= 16 && n_panels < 2 * threads))
         return run_block(p, 0, p.m, 0, p.n);
     // Squares and tall products split rows (each thread packs only its own A rows and keeps its B
     // block in its own L2); wide ones split columns. Measured on 1024^3 and 2048^3 at 2 threads:
