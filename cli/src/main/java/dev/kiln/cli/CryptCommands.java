@@ -2,6 +2,7 @@ package dev.kiln.cli;
 
 import dev.kiln.security.ArtifactKey;
 import dev.kiln.security.Artifacts;
+import java.io.IOException;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -29,14 +30,7 @@ final class CryptCommands {
 
         @Override
         public Integer call() throws Exception {
-            ArtifactKey k = key.key(keyId);
-            try {
-                Artifacts.encryptFile(in, out, k);
-            } finally {
-                k.destroy();
-            }
-            report(spec, json, "encrypted", out, keyId);
-            return 0;
+            return run(spec, json, key, keyId, "encrypted", in, out, Artifacts::encryptFile);
         }
     }
 
@@ -55,15 +49,27 @@ final class CryptCommands {
         @Override
         public Integer call() throws Exception {
             String id = keyId != null ? keyId : Artifacts.envelope(in).keyId();
-            ArtifactKey k = key.key(id);
-            try {
-                Artifacts.decryptFile(in, out, k);
-            } finally {
-                k.destroy();
-            }
-            report(spec, json, "decrypted", out, id);
-            return 0;
+            return run(spec, json, key, id, "decrypted", in, out, Artifacts::decryptFile);
         }
+    }
+
+    /** Encrypt or decrypt one file. */
+    @FunctionalInterface
+    interface FileOp {
+        void apply(Path in, Path out, ArtifactKey key) throws IOException;
+    }
+
+    /** Runs {@code op} with the key named {@code keyId} (destroyed afterwards) and reports the result. */
+    static int run(picocli.CommandLine.Model.CommandSpec spec, boolean json, KeyOptions key, String keyId, String what,
+                   Path in, Path out, FileOp op) throws IOException {
+        ArtifactKey k = key.key(keyId);
+        try {
+            op.apply(in, out, k);
+        } finally {
+            k.destroy();
+        }
+        report(spec, json, what, out, keyId);
+        return 0;
     }
 
     static void report(picocli.CommandLine.Model.CommandSpec spec, boolean json, String what, Path out, String keyId) {
