@@ -82,7 +82,7 @@ lines = ["## inference", "",
          "between forks) with -prof gc. Same weights on both sides: Kiln exports the model to ONNX and ONNX Runtime "
          "loads that file; outputs are checked equal before timing. `onnxruntime` = its fastest Java path (input tensor "
          "created once, outputs pinned); `onnxruntime_usual` = new input tensor per call, output copied out. "
-         "Throughput = batch / mean latency. Ratio = Kiln / peer (for µs and B/op, lower is better)."
+         "Throughput = batch / mean latency. Ratio = Kiln / peer (for µs and B/op, lower is better). B/op is JMH's -prof gc, which counts the allocation of every JVM thread: Kiln's figures are the harness's own steady background (tens to a few hundred KB/s, whatever the op's length; hence more B/op for longer ops), while the calling thread allocates 0 B per run (java-api test `InferenceSessionTest.runAllocatesNothingInSteadyState`)."
          + (f" Weight-streaming limit of mlp-wide (100.7 MB of fp32 weights) at the 1-thread STREAM read bandwidth "
             f"measured in this run ({stream_read} GB/s): the row `/ weight-streaming limit` is p50 over that time."
             if stream_read else ""), "",

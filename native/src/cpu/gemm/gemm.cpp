@@ -70,6 +70,12 @@ using PackFn = void (*)(bool trans, const void* src, int64_t ld, int64_t i0, int
 void pack_a_f32(bool t, const void* s, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc, int r, float* d) {
     pack_a(t, static_cast<const float*>(s), ld, i0, m, p0, kc, r, d);
 }
+void pack_a_f32_avx512(bool t, const void* s, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc, int r,
+                       float* d) {
+    pack_a_avx512(t, static_cast<const float*>(s), ld, i0, m, p0, kc, r, d);
+}
+// The A packer for a kernel table: vectorized for AVX-512's, else the generic one.
+PackFn pack_a_for(const GemmKernels* k) { return k->isa == KILN_ISA_AVX512 ? pack_a_f32_avx512 : pack_a_f32; }
 void pack_b_f32(bool t, const void* s, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc, int r, float* d) {
     pack_b(t, static_cast<const float*>(s), ld, i0, m, p0, kc, r, d);
 }
@@ -404,7 +410,7 @@ extern "C" KILN_API kiln_status kiln_sgemm(int32_t trans_a, int32_t trans_b, int
     if (n > 0 && k > 0 && 2 * n <= kern->nr && m >= 4 * n && m * n <= (int64_t(1) << 20)) {
         float* t = t_swap.get(size_t(m * n));
         if (t == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for a narrow product");
-        Problem q{kern, pack_a_f32, pack_b_f32, false, trans_b != 1, trans_a != 1, n, m, k,
+        Problem q{kern, pack_a_for(kern), pack_b_f32, false, trans_b != 1, trans_a != 1, n, m, k,
                   alpha, 0.0f, b, ldb, a, lda, nullptr, t, m, nullptr};
         if (kiln_status st = run(q)) return st;
         for (int64_t i = 0; i < m; ++i) {
@@ -420,7 +426,7 @@ extern "C" KILN_API kiln_status kiln_sgemm(int32_t trans_a, int32_t trans_b, int
                 apply_epilogue(epilogue, c + i * ldc, ldc, int(std::min<int64_t>(4096, m - i)), int(n), i, 0);
         return KILN_OK;
     }
-    Problem p{kern, pack_a_f32, pack_b_f32, false, trans_a == 1, trans_b == 1, m, n, k,
+    Problem p{kern, pack_a_for(kern), pack_b_f32, false, trans_a == 1, trans_b == 1, m, n, k,
               alpha, beta, a, lda, b, ldb, nullptr, c, ldc, epilogue};
     return run(p);
 }
@@ -453,7 +459,7 @@ extern "C" KILN_API kiln_status kiln_sgemm_packed(int32_t trans_a, int64_t m, fl
     if (kiln_status st = check_packed_gemm("kiln_sgemm_packed", trans_a, m, a, lda, b, c, ldc, epilogue,
                                            KILN_DTYPE_F32, "kiln_gemm_bf16_packed"))
         return st;
-    Problem p{b->kern, pack_a_f32, pack_b_f32, false, trans_a == 1, false, m, b->n, b->k, alpha, beta, a, lda,
+    Problem p{b->kern, pack_a_for(b->kern), pack_b_f32, false, trans_a == 1, false, m, b->n, b->k, alpha, beta, a, lda,
               nullptr, 0, b->data, c, ldc, epilogue};
     return run(p);
 }

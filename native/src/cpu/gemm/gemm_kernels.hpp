@@ -50,6 +50,9 @@ extern const GemmKernels kGemmBf16Avx512;  // bf16 pairs; needs AVX512_BF16 (gem
 // op(A)[i][k] = trans ? a[k*lda + i] : a[i*lda + k].
 void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int64_t p0, int64_t kc,
             int mr, float* dst);
+// pack_a for the AVX-512 kernels' 14-row panels, vectorized (gemm_avx512.cpp; falls back to pack_a).
+void pack_a_avx512(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int64_t p0, int64_t kc,
+                   int mr, float* dst);
 // Packs columns [j0, j0+n) x steps [p0, p0+kc) of op(B) into NR-column panels at dst, each panel
 // holding kc steps. op(B)[k][j] = trans ? b[j*ldb + k] : b[k*ldb + j].
 void pack_b(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc,

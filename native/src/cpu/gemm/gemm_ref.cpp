@@ -77,34 +77,45 @@ void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int6
 
 void pack_b(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc,
             int nr, float* dst) {
+    if (!trans) {
+        // Row by row across all panels: each source row is read front to back (the hardware
+        // prefetcher follows it), where panel by panel would jump a row stride per step and miss
+        // every time once the stride crosses pages. Profiled on 1024^3, 1 thread (perf, cpu-clock):
+        // packing B went from 3.1% to 2.4-2.7% of the time.
+        const int64_t full = n / nr * nr;
+        for (int64_t k = 0; k < kc; ++k) {
+            const float* src = b + (p0 + k) * ldb + j0;
+            float* o = dst + k * nr;
+            int64_t jp = 0;
+            if (nr == 32)  // the AVX-512 panel: a fixed-size copy the compiler unrolls
+                for (; jp < full; jp += 32) {
+                    float* op = o + jp * kc;
+                    for (int j = 0; j < 32; ++j) op[j] = src[jp + j];
+                }
+            for (; jp < n; jp += nr) {
+                const int cols = int(n - jp < nr ? n - jp : nr);
+                float* op = o + jp * kc;
+                for (int j = 0; j < cols; ++j) op[j] = src[jp + j];
+                for (int j = cols; j < nr; ++j) op[j] = 0.0f;
+            }
+        }
+        return;
+    }
     for (int64_t jp = 0; jp < n; jp += nr) {
         const int cols = int(n - jp < nr ? n - jp : nr);
         float* d = dst + jp * kc;  // panel jp/nr starts at (jp/nr) * kc * nr
-        if (!trans) {
-            for (int64_t k = 0; k < kc; ++k) {
-                const float* src = b + (p0 + k) * ldb + j0 + jp;
-                float* o = d + k * nr;
-                if (cols == 32 && nr == 32) {  // the AVX-512 panel: a fixed-size copy the compiler unrolls
-                    for (int j = 0; j < 32; ++j) o[j] = src[j];
-                    continue;
-                }
-                for (int j = 0; j < cols; ++j) o[j] = src[j];
-                for (int j = cols; j < nr; ++j) o[j] = 0.0f;
+        const float* base = b + (j0 + jp) * ldb + p0;
+        int64_t k = 0;
+        for (; k + 8 <= kc; k += 8)  // blocks of 8 k steps, as pack_a
+            for (int j = 0; j < cols; ++j) {
+                const float* s = base + j * ldb + k;
+                float* o = d + k * nr + j;
+                for (int u = 0; u < 8; ++u) o[u * nr] = s[u];
             }
-        } else {
-            const float* base = b + (j0 + jp) * ldb + p0;
-            int64_t k = 0;
-            for (; k + 8 <= kc; k += 8)  // blocks of 8 k steps, as pack_a
-                for (int j = 0; j < cols; ++j) {
-                    const float* s = base + j * ldb + k;
-                    float* o = d + k * nr + j;
-                    for (int u = 0; u < 8; ++u) o[u * nr] = s[u];
-                }
-            for (; k < kc; ++k)
-                for (int j = 0; j < cols; ++j) d[k * nr + j] = base[j * ldb + k];
-            for (int j = cols; j < nr; ++j)
-                for (int64_t kk = 0; kk < kc; ++kk) d[kk * nr + j] = 0.0f;
-        }
+        for (; k < kc; ++k)
+            for (int j = 0; j < cols; ++j) d[k * nr + j] = base[j * ldb + k];
+        for (int j = cols; j < nr; ++j)
+            for (int64_t kk = 0; kk < kc; ++kk) d[kk * nr + j] = 0.0f;
     }
 }
 

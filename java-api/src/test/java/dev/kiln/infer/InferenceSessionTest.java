@@ -101,6 +101,33 @@ class InferenceSessionTest {
         }
     }
 
+    /**
+     * The hot path allocates nothing: the calling thread's heap allocation, counted by the JVM,
+     * over 10,000 runs after warm-up. (JMH's {@code -prof gc} counts every JVM thread, so its
+     * B/op for long operations carries the harness's own background allocation.)
+     */
+    @Test
+    void runAllocatesNothingInSteadyState() {
+        var mx = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        try (Sequential model = mlp(); InferenceSession s = model.compile(32)) {
+            for (int batch : new int[] {1, 32}) {
+                try (Tensor x = Tensor.zeros(DType.F32, batch, 40).fillNormal(0, 1, batch);
+                        Tensor y = Tensor.zeros(DType.F32, batch, 10)) {
+                    for (int i = 0; i < 20_000; i++) {
+                        s.run(x, y);
+                    }
+                    long tid = Thread.currentThread().getId();
+                    long before = mx.getThreadAllocatedBytes(tid);
+                    for (int i = 0; i < 10_000; i++) {
+                        s.run(x, y);
+                    }
+                    long total = mx.getThreadAllocatedBytes(tid) - before;
+                    assertEquals(0, total / 10_000, "bytes allocated per run at batch " + batch + " (total " + total + ")");
+                }
+            }
+        }
+    }
+
     /** The acceptance's concurrency check: 8 threads x 100,000 inferences on one plan, distinct inputs. */
     @Test
     void eightThreadsShareOneSessionAndGetTheSingleThreadedResults() throws Exception {
