@@ -29,6 +29,28 @@ TEST(Threads, ConcurrentCallersBothFinish) {
     EXPECT_EQ(total.load(), 3 * 200 * 10000);
 }
 
+// A parallel_for inside a chunk of another (a GEMM called from pool work) runs inline on that
+// chunk's thread: every index once, on the same thread, from the caller's chunk and the workers'.
+TEST(Threads, NestedParallelForRunsInlineOnTheChunksThread) {
+    int32_t before = 0;
+    ASSERT_EQ(kiln_threads_get(&before), KILN_OK);
+    ASSERT_EQ(kiln_threads_set(3), KILN_OK);
+    std::atomic<int64_t> total{0};
+    std::atomic<int> foreign{0};
+    kiln::parallel_for(3, 1, [&](int64_t b, int64_t e) {
+        for (int64_t c = b; c < e; ++c) {
+            const std::thread::id me = std::this_thread::get_id();
+            kiln::parallel_for(5000, 1, [&](int64_t ib, int64_t ie) {
+                if (std::this_thread::get_id() != me) foreign.fetch_add(1);
+                total.fetch_add(ie - ib);
+            });
+        }
+    });
+    EXPECT_EQ(total.load(), 3 * 5000);
+    EXPECT_EQ(foreign.load(), 0);
+    ASSERT_EQ(kiln_threads_set(before), KILN_OK);
+}
+
 TEST(Threads, PoolSizeCanBeChanged) {
     int32_t before = 0;
     ASSERT_EQ(kiln_threads_get(&before), KILN_OK);

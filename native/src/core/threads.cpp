@@ -18,6 +18,11 @@
 namespace kiln {
 namespace {
 
+// Set while this thread runs a chunk of a pool job: a parallel_for inside it (a GEMM inside a
+// training step's per-thread share) runs inline on this thread, without touching the pool (which
+// the job's owner holds: trying its lock again from that thread would be undefined behavior).
+thread_local bool t_in_job = false;
+
 int default_threads() {
     if (const char* env = std::getenv("KILN_NUM_THREADS")) {
         char* end = nullptr;
@@ -86,7 +91,9 @@ private:
                 ctx = ctx_;
             }
             const int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+            t_in_job = true;
             fn(ctx, begin, end);
+            t_in_job = false;
             if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
                 std::lock_guard<std::mutex> lock(mu_);
                 done_.notify_all();
@@ -146,6 +153,10 @@ int pool_threads() { return pool()->threads(); }
 
 void parallel_for_raw(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
     if (n <= 0) return;
+    if (t_in_job) {
+        fn(ctx, 0, n);
+        return;
+    }
     grain = std::max<int64_t>(grain, 1);
     const auto p = pool();
     const int64_t chunks = std::min<int64_t>(p->threads(), (n + grain - 1) / grain);
