@@ -481,17 +481,16 @@ inline uint16_t bf16_at(const uint16_t* x, bool trans, int64_t ld, int64_t r, in
 }
 
 // A: MR-row panels of (kc+1)/2 pair units: unit [p][u][i] = (A[i][2u], A[i][2u+1]); one-row panels contiguous.
-void pack_a_bf16_pairs(bool t, const void* src, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc, int mr,
-                       float* dst) {
-    const auto* a = static_cast<const uint16_t*>(src);
+// Packs the panels starting at rows [ip_begin, ip_end) of the block, units [u_begin, ku) of each.
+void pack_a_bf16_units(bool t, const uint16_t* a, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc, int mr,
+                       uint32_t* d32, int64_t ip_begin, int64_t ip_end, int64_t u_begin) {
     const int64_t ku = (kc + 1) / 2;
-    auto* d32 = reinterpret_cast<uint32_t*>(dst);
-    for (int64_t ip = 0; ip < m; ip += mr) {
+    for (int64_t ip = ip_begin; ip < ip_end; ip += mr) {
         const int rows = int(m - ip < mr ? m - ip : mr);
         uint32_t* d = d32 + ip * ku;
         const int stride = rows == 1 ? 1 : mr;
         for (int r = 0; r < (rows == 1 ? 1 : mr); ++r)
-            for (int64_t u = 0; u < ku; ++u) {
+            for (int64_t u = u_begin; u < ku; ++u) {
                 if (r >= rows) {
                     d[u * stride + r] = 0;
                     continue;
@@ -502,6 +501,17 @@ void pack_a_bf16_pairs(bool t, const void* src, int64_t ld, int64_t i0, int64_t 
                 d[u * stride + r] = bf16_pair(lo, hi);
             }
     }
+}
+
+// Vectorized where it can be (AVX512_BF16 machines: the only ones that pack pairs), else scalar.
+void pack_a_bf16_pairs_fast(bool t, const void* src, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc,
+                            int mr, float* dst) {
+    const auto* a = static_cast<const uint16_t*>(src);
+    auto* d32 = reinterpret_cast<uint32_t*>(dst);
+    const int64_t whole = t ? 0 : pack_a_bf16_pairs_avx512(a, ld, i0, m, p0, kc, mr, d32);
+    const int64_t full = whole > 0 ? m / mr * mr : 0;
+    if (full > 0) pack_a_bf16_units(t, a, ld, i0, m, p0, kc, mr, d32, 0, full, whole);
+    pack_a_bf16_units(t, a, ld, i0, m, p0, kc, mr, d32, full, m, 0);
 }
 
 // B: NR-column panels of (kc+1)/2 pair units: unit [q][u][j] = (B[2u][j], B[2u+1][j]).
@@ -527,6 +537,13 @@ void pack_b_bf16_pairs(bool t, const void* src, int64_t ld, int64_t j0, int64_t 
             }
         }
     }
+}
+
+void pack_b_bf16_pairs_fast(bool t, const void* src, int64_t ld, int64_t j0, int64_t n, int64_t p0, int64_t kc,
+                            int nr, float* dst) {
+    if (t || !pack_b_bf16_pairs_avx512(static_cast<const uint16_t*>(src), ld, j0, n, p0, kc, nr,
+                                       reinterpret_cast<uint32_t*>(dst)))
+        pack_b_bf16_pairs(t, src, ld, j0, n, p0, kc, nr, dst);
 }
 
 inline float bf16_f32(uint16_t h) {
@@ -571,7 +588,7 @@ struct Bf16Config {
 
 Bf16Config bf16_config() {
     if (current_isa() >= KILN_ISA_AVX512 && (cpu_feature_bits() & KILN_CPU_AVX512BF16))
-        return {&kGemmBf16Avx512, pack_a_bf16_pairs, pack_b_bf16_pairs, true};
+        return {&kGemmBf16Avx512, pack_a_bf16_pairs_fast, pack_b_bf16_pairs_fast, true};
     return {&select_kernel(kTable), pack_a_bf16_f32, pack_b_bf16_f32, false};
 }
 
@@ -603,7 +620,7 @@ extern "C" KILN_API kiln_status kiln_gemm_bf16_packed(int32_t trans_a, int64_t m
     if (kiln_status st = check_packed_gemm("kiln_gemm_bf16_packed", trans_a, m, a, lda, b, c, ldc, epilogue,
                                            KILN_DTYPE_BF16, "kiln_sgemm_packed"))
         return st;
-    PackFn pa = b->pairs ? pack_a_bf16_pairs : pack_a_bf16_f32;
+    PackFn pa = b->pairs ? pack_a_bf16_pairs_fast : pack_a_bf16_f32;
     Problem p{b->kern, pa, nullptr, b->pairs, trans_a == 1, false, m, b->n, b->k, alpha, beta, a, lda, nullptr, 0,
               b->data, c, ldc, epilogue};
     return run(p);

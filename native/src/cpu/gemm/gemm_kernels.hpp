@@ -53,6 +53,14 @@ void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int6
 // pack_a for the AVX-512 kernels' 14-row panels, vectorized (gemm_avx512.cpp; falls back to pack_a).
 void pack_a_avx512(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int64_t p0, int64_t kc,
                    int mr, float* dst);
+// Vectorized bf16 pair packing (gemm_bf16_avx512.cpp; AVX512_BF16 machines only). The A packer
+// handles whole 14-row panels and whole 16-unit blocks of op(A) not transposed and returns how
+// many units of each panel it packed; the B packer handles op(B) not transposed and returns false
+// when it cannot.
+int64_t pack_a_bf16_pairs_avx512(const uint16_t* a, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc,
+                                 int mr, uint32_t* dst);
+bool pack_b_bf16_pairs_avx512(const uint16_t* b, int64_t ld, int64_t j0, int64_t n, int64_t p0, int64_t kc, int nr,
+                              uint32_t* dst);
 // Packs columns [j0, j0+n) x steps [p0, p0+kc) of op(B) into NR-column panels at dst, each panel
 // holding kc steps. op(B)[k][j] = trans ? b[j*ldb + k] : b[k*ldb + j].
 void pack_b(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc,
