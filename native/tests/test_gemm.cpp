@@ -24,9 +24,10 @@ inline float opb(const Case& c, const std::vector<float>& b, int64_t ldb, int64_
     return c.tb ? b[size_t(j * ldb + p)] : b[size_t(p * ldb + j)];
 }
 
-double act_ref(int op, double x) {
+double act_ref(int op, double x, double alpha = 0) {
     switch (op) {
         case KILN_UNARY_RELU: return x < 0 ? 0 : x;
+        case KILN_UNARY_LEAKY_RELU: return x < 0 ? alpha * x : x;
         case KILN_UNARY_GELU: return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
         case KILN_UNARY_SIGMOID: return 1 / (1 + std::exp(-x));
         case KILN_UNARY_TANH: return std::tanh(x);
@@ -68,7 +69,7 @@ void check_case(const Case& c, uint32_t seed, bool packed = false, const kiln_ep
             double tol = (double(c.k) + 2) * 1.2e-7 * (std::fabs(c.alpha) * mag + std::fabs(c.beta) * 2) + 1e-6;
             if (ep) {
                 if (ep->bias) want += ep->bias[j];
-                want = act_ref(ep->activation, want);
+                want = act_ref(ep->activation, want, ep->activation_alpha);
                 if (ep->residual) want += ep->residual[i * ep->ld_residual + j];
                 tol = tol * 1.5 + 4e-6 * std::fabs(want);
             }
@@ -151,16 +152,61 @@ TEST(Gemm, PrePackedBMatchesOnEveryIsaAndSmallM) {
 TEST(Gemm, FusedEpilogueBiasActivationResidual) {
     auto bias = random_floats(200, 3);
     auto residual = random_floats(size_t(33 * 210), 4);
+    auto big_residual = random_floats(size_t(1000 * 200), 9);
     for_each_isa([&](int32_t) {
-        for (int act : {KILN_UNARY_IDENTITY, KILN_UNARY_RELU, KILN_UNARY_GELU, KILN_UNARY_SIGMOID, KILN_UNARY_TANH}) {
-            kiln_epilogue ep{bias.data(), act, 0.0f, residual.data(), 210};
+        // Identity and (leaky) ReLU are applied in registers as the tile is stored (AVX-512); the
+        // others in a pass over the stored tile. Direct, packed and one-row kernels; 1000 rows
+        // take the packing path.
+        const std::pair<int, float> acts[] = {{KILN_UNARY_IDENTITY, 0.0f}, {KILN_UNARY_RELU, 0.0f},
+                                              {KILN_UNARY_LEAKY_RELU, 0.1f}, {KILN_UNARY_GELU, 0.0f},
+                                              {KILN_UNARY_SIGMOID, 0.0f},   {KILN_UNARY_TANH, 0.0f}};
+        for (const auto& [act, alpha] : acts) {
+            kiln_epilogue ep{bias.data(), act, alpha, residual.data(), 210};
             check_case({0, 0, 33, 200, 97, 1.0f, 0.0f, 0}, 5, false, &ep);
             check_case({0, 1, 33, 200, 97, 1.0f, 0.5f, 0}, 6, true, &ep);
-            kiln_epilogue bias_only{bias.data(), act, 0.0f, nullptr, 0};
+            kiln_epilogue tall{bias.data(), act, alpha, big_residual.data(), 200};
+            check_case({0, 0, 1000, 200, 300, 1.0f, 0.0f, 0}, 7, false, &tall);
+            kiln_epilogue bias_only{bias.data(), act, alpha, nullptr, 0};
             check_case({0, 0, 1, 200, 784, 1.0f, 0.0f, 0}, 8, true, &bias_only);
             if (HasFatalFailure()) return;
         }
     });
+}
+
+// The epilogue applied in registers equals the same epilogue applied afterwards, bit for bit.
+TEST(Gemm, FusedEpilogueEqualsASeparatePass) {
+    const int64_t m = 45, n = 70, k = 130;
+    auto a = random_floats(size_t(m * k), 21), b = random_floats(size_t(k * n), 22);
+    auto bias = random_floats(size_t(n), 23), res = random_floats(size_t(m * n), 24);
+    for (const auto& [act, alpha] : {std::pair<int, float>{KILN_UNARY_RELU, 0.0f}, {KILN_UNARY_LEAKY_RELU, 0.2f},
+                                     {KILN_UNARY_IDENTITY, 0.0f}}) {
+        for (bool packed : {false, true}) {
+            std::vector<float> fused(size_t(m * n)), plain(size_t(m * n));
+            const kiln_epilogue ep{bias.data(), act, alpha, res.data(), n};
+            if (packed) {
+                kiln_packed_b* pb = nullptr;
+                ASSERT_EQ(kiln_sgemm_pack_b(0, k, n, b.data(), n, &pb), KILN_OK);
+                ASSERT_EQ(kiln_sgemm_packed(0, m, 1.0f, a.data(), k, pb, 0.0f, fused.data(), n, &ep), KILN_OK);
+                ASSERT_EQ(kiln_sgemm_packed(0, m, 1.0f, a.data(), k, pb, 0.0f, plain.data(), n, nullptr), KILN_OK);
+                kiln_packed_b_destroy(pb);
+            } else {
+                ASSERT_EQ(kiln_sgemm(0, 0, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, fused.data(), n, &ep),
+                          KILN_OK);
+                ASSERT_EQ(kiln_sgemm(0, 0, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, plain.data(), n, nullptr),
+                          KILN_OK);
+            }
+            for (int64_t i = 0; i < m; ++i)
+                for (int64_t j = 0; j < n; ++j) {
+                    float x = plain[size_t(i * n + j)] + bias[size_t(j)];
+                    if (act == KILN_UNARY_RELU) x = x > 0.0f ? x : 0.0f;
+                    if (act == KILN_UNARY_LEAKY_RELU && x < 0.0f) x = x * alpha;
+                    x = x + res[size_t(i * n + j)];
+                    const float got = fused[size_t(i * n + j)];
+                    ASSERT_EQ(std::memcmp(&x, &got, 4), 0) << "act " << act << " packed " << packed << " at [" << i
+                                                           << "," << j << "]: " << got << " vs " << x;
+                }
+        }
+    }
 }
 
 TEST(Gemm, ResultDoesNotDependOnThreadCount) {

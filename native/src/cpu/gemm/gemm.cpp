@@ -103,6 +103,22 @@ struct Problem {
 
 inline int64_t units(const Problem& p, int64_t k) { return p.pairs ? (k + 1) / 2 : k; }
 
+// The in-register form of ep for the tile at (row0, col0), when the kernels apply one and the
+// activation is one they apply; else null (and apply_epilogue runs after the store).
+const TileEpilogue* tile_epilogue(const GemmKernels& kn, const kiln_epilogue* ep, int64_t row0, int64_t col0,
+                                  TileEpilogue* out) {
+    if (ep == nullptr || !kn.fused_store) return nullptr;
+    if (ep->activation != KILN_UNARY_IDENTITY && ep->activation != KILN_UNARY_RELU &&
+        ep->activation != KILN_UNARY_LEAKY_RELU)
+        return nullptr;
+    out->bias = ep->bias ? ep->bias + col0 : nullptr;
+    out->act = ep->activation;
+    out->act_alpha = ep->activation_alpha;
+    out->residual = ep->residual ? ep->residual + row0 * ep->ld_residual + col0 : nullptr;
+    out->ld_residual = ep->ld_residual;
+    return out;
+}
+
 void apply_epilogue(const kiln_epilogue* ep, float* c, int64_t ldc, int rows, int cols, int64_t row0,
                     int64_t col0) {
     const EltwiseKernels& ek = eltwise_kernels();
@@ -150,8 +166,10 @@ void direct_block(const Problem& p, int64_t i0, int64_t rows, int64_t pc, int64_
             const int ncol = int((ncur - jr) < nr ? (ncur - jr) : nr);
             float* cp = p.c + (i0 + ir) * p.ldc + jc + jr;
             const float* bp = pre ? bb + ((jc + jr) / nr) * p.k * nr : bb + jr;
-            uk(kcur, ap, p.lda, bp, ldb, cp, p.ldc, ncol, p.alpha, beta, load_c);
-            if (last && p.ep) apply_epilogue(p.ep, cp, p.ldc, mcur, ncol, i0 + ir, jc + jr);
+            TileEpilogue te;
+            const TileEpilogue* fused = last ? tile_epilogue(kn, p.ep, i0 + ir, jc + jr, &te) : nullptr;
+            uk(kcur, ap, p.lda, bp, ldb, cp, p.ldc, ncol, p.alpha, beta, load_c, fused);
+            if (last && p.ep && !fused) apply_epilogue(p.ep, cp, p.ldc, mcur, ncol, i0 + ir, jc + jr);
         }
     }
 }
@@ -206,8 +224,10 @@ kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int6
                 for (int64_t jr = 0; jr < ncur; jr += nr) {
                     const int ncol = int((ncur - jr) < nr ? (ncur - jr) : nr);
                     float* cp = p.c + (i0 + ir) * p.ldc + jc + jr;
-                    uk(ucur, ap, bblock + (jr / nr) * panel_stride, cp, p.ldc, ncol, p.alpha, beta, load_c);
-                    if (last && p.ep) apply_epilogue(p.ep, cp, p.ldc, mcur, ncol, i0 + ir, jc + jr);
+                    TileEpilogue te;
+                    const TileEpilogue* fused = last ? tile_epilogue(kn, p.ep, i0 + ir, jc + jr, &te) : nullptr;
+                    uk(ucur, ap, bblock + (jr / nr) * panel_stride, cp, p.ldc, ncol, p.alpha, beta, load_c, fused);
+                    if (last && p.ep && !fused) apply_epilogue(p.ep, cp, p.ldc, mcur, ncol, i0 + ir, jc + jr);
                 }
             }
         }

@@ -42,7 +42,7 @@ inline void store_tile_row(float* c, __m256 v0, __m256 v1, int nr, float alpha, 
 
 template <int M>
 void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
-             float beta, bool load_c) {
+             float beta, bool load_c, const TileEpilogue*) {
     __m256 c0[M], c1[M];
 #pragma GCC unroll 8
     for (int i = 0; i < M; ++i) {
@@ -67,7 +67,7 @@ void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, 
 }
 
 void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
-                float beta, bool load_c) {
+                float beta, bool load_c, const TileEpilogue*) {
     __m256 s[8];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) s[i] = _mm256_setzero_ps();
@@ -104,6 +104,6 @@ const GemmKernels kGemmAvx2 = {
     KILN_ISA_AVX2, "gemm_f32_avx2_6x16", MR, NR, /*kc=*/256, /*nc=*/512,
     {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, nullptr,
      nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
-    {}};
+    {}, /*fused_store=*/false};
 
 }  // namespace kiln

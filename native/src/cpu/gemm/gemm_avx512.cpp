@@ -30,17 +30,36 @@ inline __mmask16 lane_mask(int nr, int v) {
     return left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
 }
 
-inline void store_row(float* c, const __m512* v, int nr, float alpha, float beta, bool load_c) {
+// bias, activation, residual: in the order and with the arithmetic of the separate epilogue pass
+// (eltwise), so fused and unfused results are identical.
+inline __m512 epilogue(__m512 x, const TileEpilogue* ep, int i, int q, __mmask16 m) {
+    if (ep->bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, ep->bias + 16 * q));
+    if (ep->act == KILN_UNARY_RELU) {
+        x = _mm512_max_ps(_mm512_setzero_ps(), x);  // NaN stays NaN
+    } else if (ep->act == KILN_UNARY_LEAKY_RELU) {
+        x = _mm512_mask_mul_ps(x, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), x,
+                               _mm512_set1_ps(ep->act_alpha));
+    }
+    if (ep->residual)
+        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, ep->residual + int64_t(i) * ep->ld_residual + 16 * q));
+    return x;
+}
+
+// Row i of a tile: alpha * v + beta * C (when load_c), the epilogue if any, one store.
+inline void store_row(float* c, const __m512* v, int nr, float alpha, float beta, bool load_c,
+                      const TileEpilogue* ep = nullptr, int i = 0) {
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 4
     for (int q = 0; q < NV; ++q) {
         __m512 x = _mm512_mul_ps(v[q], va);
         if (nr == NR) {
             if (load_c) x = _mm512_fmadd_ps(vb, _mm512_loadu_ps(c + 16 * q), x);
+            if (ep) x = epilogue(x, ep, i, q, __mmask16(0xffff));
             _mm512_storeu_ps(c + 16 * q, x);
         } else {
             const __mmask16 m = lane_mask(nr, q);
             if (load_c) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, c + 16 * q), x);
+            if (ep) x = epilogue(x, ep, i, q, m);
             _mm512_mask_storeu_ps(c + 16 * q, m, x);
         }
     }
@@ -50,7 +69,7 @@ inline void store_row(float* c, const __m512* v, int nr, float alpha, float beta
 // B; measured: software prefetch at any distance (16..64 steps) only slows it, the hardware
 // prefetcher does best.
 void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
-                float beta, bool load_c) {
+                float beta, bool load_c, const TileEpilogue* ep) {
     __m512 s[4][NV];
 #pragma GCC unroll 4
     for (int u = 0; u < 4; ++u)
@@ -77,7 +96,7 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
     __m512 v[NV];
 #pragma GCC unroll 4
     for (int q = 0; q < NV; ++q) v[q] = _mm512_add_ps(_mm512_add_ps(s[0][q], s[1][q]), _mm512_add_ps(s[2][q], s[3][q]));
-    store_row(c, v, nr, alpha, beta, load_c);
+    store_row(c, v, nr, alpha, beta, load_c, ep, 0);
     (void)ldc;
 }
 
@@ -89,7 +108,7 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
 // stride prefetcher follows the rows and a software prefetch four rows ahead covers the start.
 template <int M, int AMode, bool PackedB>
 inline void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
-                 int nr, float alpha, float beta, bool load_c) {
+                 int nr, float alpha, float beta, bool load_c, const TileEpilogue* ep) {
     __mmask16 mask[NV];
 #pragma GCC unroll 4
     for (int q = 0; q < NV; ++q) mask[q] = lane_mask(nr, q);
@@ -124,21 +143,21 @@ inline void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_
         b += PackedB ? NR : ldb;
     }
 #pragma GCC unroll 16
-    for (int i = 0; i < M; ++i) store_row(c + i * ldc, acc[i], nr, alpha, beta, load_c);
+    for (int i = 0; i < M; ++i) store_row(c + i * ldc, acc[i], nr, alpha, beta, load_c, ep, i);
 }
 
 // Both operands packed (see gemm_kernels.hpp).
 template <int M>
 void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha, float beta,
-             bool load_c) {
-    tile<M, kDirectAPacked, true>(kc, a, 0, b, NR, c, ldc, nr, alpha, beta, load_c);
+             bool load_c, const TileEpilogue* ep) {
+    tile<M, kDirectAPacked, true>(kc, a, 0, b, NR, c, ldc, nr, alpha, beta, load_c, ep);
 }
 
 // B in place (or a pre-packed B's panel, read as rows of NR floats), A in place as AMode says.
 template <int M, int AMode>
 void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
-                    int nr, float alpha, float beta, bool load_c) {
-    tile<M, AMode, false>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c);
+                    int nr, float alpha, float beta, bool load_c, const TileEpilogue* ep) {
+    tile<M, AMode, false>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c, ep);
 }
 
 template <int M>
@@ -221,7 +240,8 @@ const GemmKernels kGemmAvx512 = {
     KILN_ISA_AVX512, "gemm_f32_avx512", MR, NR, /*kc=*/256, /*nc=*/512,
     {nullptr, entry<1>(), entry<2>(), entry<3>(), entry<4>(), entry<5>(), entry<6>(), entry<7>(), entry<8>(),
      entry<9>(), entry<10>(), entry<11>(), entry<12>(), entry<13>(), entry<14>(), entry<15>(), entry<16>()},
-    {DIRECT_ROW(kDirectARows), DIRECT_ROW(kDirectACols)}};
+    {DIRECT_ROW(kDirectARows), DIRECT_ROW(kDirectACols)},
+    /*fused_store=*/true};
 #undef DIRECT_ROW
 
 }  // namespace kiln

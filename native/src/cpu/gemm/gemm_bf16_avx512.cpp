@@ -35,7 +35,7 @@ inline void store_row(float* c, __m512 v0, __m512 v1, int nr, float alpha, float
 
 template <int M>
 void ukernel(int64_t ku, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha, float beta,
-             bool load_c) {
+             bool load_c, const TileEpilogue*) {
     const auto* a32 = reinterpret_cast<const int*>(a);
     __m512 c0[M], c1[M];
 #pragma GCC unroll 16
@@ -65,7 +65,7 @@ void ukernel(int64_t ku, const float* a, const float* b, float* c, int64_t ldc, 
 
 // One row (pairs packed contiguously): four units in flight, 8 accumulator chains.
 void ukernel_m1(int64_t ku, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha, float beta,
-                bool load_c) {
+                bool load_c, const TileEpilogue*) {
     const auto* a32 = reinterpret_cast<const int*>(a);
     __m512 s[8];
 #pragma GCC unroll 8
@@ -102,7 +102,7 @@ const GemmKernels kGemmBf16Avx512 = {
     KILN_ISA_AVX512, "gemm_bf16_avx512bf16_14x32", MR, NR, /*kc=*/512, /*nc=*/512,
     {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, ukernel<7>, ukernel<8>,
      ukernel<9>, ukernel<10>, ukernel<11>, ukernel<12>, ukernel<13>, ukernel<14>, nullptr, nullptr},
-    {}};
+    {}, /*fused_store=*/false};
 
 namespace {
 

@@ -18,8 +18,20 @@
 
 namespace kiln {
 
+// An epilogue applied in registers as a tile is stored (kernels whose table sets fused_store):
+// C = act(alpha * AB + beta * C + bias) + residual, written once. Pointers are at the tile's
+// origin: bias[j], residual[i * ld_residual + j]. act is IDENTITY, RELU or LEAKY_RELU (others run
+// as a separate pass over the tile). Null: a plain store.
+struct TileEpilogue {
+    const float* bias;
+    int32_t act;
+    float act_alpha;
+    const float* residual;
+    int64_t ld_residual;
+};
+
 using GemmUkernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                             int nr, float alpha, float beta, bool load_c);
+                             int nr, float alpha, float beta, bool load_c, const TileEpilogue* ep);
 // The same over an unpacked B: b points at op(B)[k0][j0] of a row-major B (no transpose), row k at
 // b + k * ldb; only the nr columns are read (small-M products skip packing B, see gemm.cpp).
 // How a micro-kernel reads A: packed (kDirectAPacked: a panel, lda unused), as rows (kDirectARows:
@@ -27,7 +39,8 @@ using GemmUkernel = void (*)(int64_t kc, const float* a, const float* b, float* 
 // A transposed).
 enum DirectA { kDirectAPacked = 0, kDirectARows = 1, kDirectACols = 2 };
 using GemmUkernelDirect = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
-                                   float* c, int64_t ldc, int nr, float alpha, float beta, bool load_c);
+                                   float* c, int64_t ldc, int nr, float alpha, float beta, bool load_c,
+                                   const TileEpilogue* ep);
 
 constexpr int kMaxMr = 16;
 
@@ -39,6 +52,7 @@ struct GemmKernels {
     GemmUkernel ukernel[kMaxMr + 1];  // ukernel[m] computes m rows, 1 <= m <= mr
     // A and B read in place (f32 only; null where absent): [0] A as rows, [1] A as columns (trans_a).
     GemmUkernelDirect ukernel_direct[2][kMaxMr + 1];
+    bool fused_store;  // the kernels apply a TileEpilogue (else they ignore it and get null)
 };
 
 extern const GemmKernels kGemmAvx512;

@@ -13,7 +13,7 @@ constexpr int NR = 8;
 // A single-row panel is packed contiguously (stride 1), wider ones with stride MR.
 template <int M>
 void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
-             float beta, bool load_c) {
+             float beta, bool load_c, const TileEpilogue*) {
     float acc[M][NR] = {};
     for (int64_t k = 0; k < kc; ++k) {
         for (int i = 0; i < M; ++i)
@@ -35,7 +35,7 @@ const GemmKernels kGemmRef = {
     KILN_ISA_PORTABLE, "gemm_f32_ref_4x8", MR, NR, /*kc=*/256, /*nc=*/512,
     {nullptr, ukernel<1>, ukernel<2>, ukernel<3>, ukernel<4>, nullptr, nullptr, nullptr, nullptr,
      nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
-    {}};
+    {}, /*fused_store=*/false};
 
 void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int64_t p0, int64_t kc,
             int mr, float* dst) {
