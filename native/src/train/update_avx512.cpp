@@ -38,12 +38,16 @@ inline void store(float* p, __mmask16 k, __m512 x) {
 }
 
 // One vector of 16 parameters at offset i (k: the lanes to touch when !Full).
-template <int Kind, bool Full>
+// Plain: no clipping scale, no L2, no decoupled decay (the common case: three multiplies fewer).
+template <int Kind, bool Full, bool Plain>
 inline void update16(const Consts& c, bool momentum, bool nesterov, __mmask16 k, int64_t i, float* value,
                      const float* grad, float* m, float* v) {
     __m512 w = load<Full>(k, value + i);
-    __m512 g = _mm512_add_ps(_mm512_mul_ps(load<Full>(k, grad + i), c.scale), _mm512_mul_ps(c.l2, w));
-    w = _mm512_sub_ps(w, _mm512_mul_ps(c.decay, w));
+    __m512 g = load<Full>(k, grad + i);
+    if constexpr (!Plain) {
+        g = _mm512_add_ps(_mm512_mul_ps(g, c.scale), _mm512_mul_ps(c.l2, w));
+        w = _mm512_sub_ps(w, _mm512_mul_ps(c.decay, w));
+    }
     if constexpr (Kind == KILN_OPT_SGD) {
         if (momentum) {
             const __m512 buf = _mm512_add_ps(_mm512_mul_ps(c.mom, load<Full>(k, m + i)), g);
@@ -52,18 +56,20 @@ inline void update16(const Consts& c, bool momentum, bool nesterov, __mmask16 k,
         }
         w = _mm512_sub_ps(w, _mm512_mul_ps(c.lr, g));
     } else if constexpr (Kind == KILN_OPT_ADAM) {  // Adam and AdamW (the decay is applied above)
-        const __m512 mi = _mm512_add_ps(_mm512_mul_ps(c.b1, load<Full>(k, m + i)), _mm512_mul_ps(c.ob1, g));
-        const __m512 vi = _mm512_add_ps(_mm512_mul_ps(c.b2, load<Full>(k, v + i)),
-                                        _mm512_mul_ps(_mm512_mul_ps(c.ob2, g), g));
+        // Bound by the FP pipes (one zmm multiply or FMA per cycle on Zen 4), not by memory: fused
+        // multiply-adds where a multiply fed an add, and the plain case without the clipping
+        // scale, L2 and decay: 18 -> 15.5-16 cycles per 16 parameters (in L1 and in L3 alike).
+        const __m512 mi = _mm512_fmadd_ps(c.b1, load<Full>(k, m + i), _mm512_mul_ps(c.ob1, g));
+        const __m512 vi = _mm512_fmadd_ps(c.b2, load<Full>(k, v + i), _mm512_mul_ps(_mm512_mul_ps(c.ob2, g), g));
         store<Full>(m + i, k, mi);
         store<Full>(v + i, k, vi);
-        const __m512 den = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vi), c.ibc2), c.eps);
+        const __m512 den = _mm512_fmadd_ps(_mm512_sqrt_ps(vi), c.ibc2, c.eps);
         // 1/den: rcp14 and one Newton step (about 1 ulp) instead of a division.
         __m512 r = _mm512_rcp14_ps(den);
         // (den = +Inf: rcp14 gives 0 and the Newton step would make 0 * Inf = NaN; keep the 0.)
         r = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(r, _mm512_setzero_ps(), _CMP_NEQ_OQ), r,
                                 _mm512_fnmadd_ps(den, r, _mm512_set1_ps(2.0f)));
-        w = _mm512_sub_ps(w, _mm512_mul_ps(_mm512_mul_ps(c.ss, mi), r));
+        w = _mm512_fnmadd_ps(_mm512_mul_ps(c.ss, mi), r, w);
     } else {  // RMSprop
         const __m512 vi = _mm512_add_ps(_mm512_mul_ps(c.b2, load<Full>(k, v + i)),
                                         _mm512_mul_ps(_mm512_mul_ps(c.ob2, g), g));
@@ -73,13 +79,23 @@ inline void update16(const Consts& c, bool momentum, bool nesterov, __mmask16 k,
     store<Full>(value + i, k, w);
 }
 
+template <int Kind, bool Plain>
+void run_loop(const Consts& c, bool momentum, bool nesterov, int64_t n, float* value, const float* grad, float* m,
+              float* v) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) update16<Kind, true, Plain>(c, momentum, nesterov, 0xffff, i, value, grad, m, v);
+    if (i < n)
+        update16<Kind, false, Plain>(c, momentum, nesterov, __mmask16((1u << (n - i)) - 1), i, value, grad, m, v);
+}
+
 template <int Kind>
 void run(const UpdateArgs& a, int64_t n, float* value, const float* grad, float* m, float* v) {
     const Consts c(a);
     const bool momentum = a.momentum != 0.0f, nesterov = a.nesterov != 0;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) update16<Kind, true>(c, momentum, nesterov, 0xffff, i, value, grad, m, v);
-    if (i < n) update16<Kind, false>(c, momentum, nesterov, __mmask16((1u << (n - i)) - 1), i, value, grad, m, v);
+    if (a.grad_scale == 1.0f && a.l2 == 0.0f && a.decay == 0.0f)
+        run_loop<Kind, true>(c, momentum, nesterov, n, value, grad, m, v);
+    else
+        run_loop<Kind, false>(c, momentum, nesterov, n, value, grad, m, v);
 }
 
 }  // namespace
