@@ -6,7 +6,8 @@
 //     for jc in N step NC            pack B block kc x NC (unless pre-packed): L2 (512 KiB at kc = 256)
 //       for ir in M step MR          A micro-panel MR x kc in L1 (14 KiB at kc = 256)
 //         for jr in NC step NR       micro-kernel: C tile += A panel * B panel
-//                                    (+ epilogue on the last pc, while the tile is in L1)
+//                                    (+ epilogue on the last pc: in registers as the tile is
+//                                    stored where the kernels can, else a pass while it is in L1)
 // Threads split C into stripes: along N when N is wide enough (each thread packs only its own B
 // columns), else along M. Products with M <= 16 (batch-1 .. small-batch inference) take all of K
 // per row panel (kc = K), so each weight panel streams once with no C reloads; they split columns
