@@ -1,4 +1,7 @@
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 #include "test_support.hpp"
 
@@ -27,6 +30,41 @@ TEST(Alloc, ReturnsZeroedMemoryAligned64AndAccountsBytes) {
     const auto after = stats();
     EXPECT_EQ(after.bytes_in_use, before.bytes_in_use);
     EXPECT_EQ(after.live_allocations, before.live_allocations);
+}
+
+// Blocks of 2 MiB and more are advised to use transparent huge pages: where the kernel's THP mode
+// allows it ("madvise" or "always"), a 16 MiB block is backed by huge pages (AnonHugePages of its
+// mapping in /proc/self/smaps). Small blocks stay 64-byte aligned; big ones start on 2 MiB + 64.
+TEST(Alloc, BigBlocksAreAdvisedToUseHugePages) {
+    void* p = nullptr;
+    ASSERT_EQ(kiln_alloc(int64_t(16) << 20, &p), KILN_OK) << kiln_last_error();
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % (uintptr_t(2) << 20), 64u);
+    std::string mode;
+    std::getline(std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled"), mode);
+    if (mode.find("[madvise]") == std::string::npos && mode.find("[always]") == std::string::npos) {
+        kiln_free(p);
+        GTEST_SKIP() << "transparent huge pages are off here: '" << mode << "'";
+    }
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    std::ifstream smaps("/proc/self/smaps");
+    std::string line;
+    bool inside = false;
+    long huge_kb = -1;
+    while (std::getline(smaps, line)) {
+        unsigned long lo = 0, hi = 0;
+        char dash = 0;
+        if (std::sscanf(line.c_str(), "%lx%c%lx", &lo, &dash, &hi) == 3 && dash == '-') {
+            inside = a >= lo && a < hi;
+            continue;
+        }
+        if (inside && line.rfind("AnonHugePages:", 0) == 0) {
+            huge_kb = std::atol(line.c_str() + 14);
+            break;
+        }
+    }
+    ASSERT_EQ(kiln_free(p), KILN_OK);
+    if (huge_kb == 0) GTEST_SKIP() << "the kernel had no huge page to give (fragmented memory)";
+    EXPECT_GT(huge_kb, 0) << "no smaps entry for the block";
 }
 
 TEST(Alloc, ZeroBytesGivesAUniquePointerThatMustBeFreed) {

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <sys/mman.h>
+
 #include "error.hpp"
 
 namespace {
@@ -18,6 +20,8 @@ constexpr uint64_t kMagicFreed = 0x4b494c4e46524545ull; // "KILNFREE"
 // Refuse requests that cannot possibly succeed before asking the OS (and keeps header + rounding
 // from overflowing): 2^62 bytes.
 constexpr int64_t kMaxBytes = int64_t(1) << 62;
+constexpr int64_t kHugePage = int64_t(2) << 20;
+constexpr int64_t kHugeFrom = int64_t(2) << 20;
 
 struct alignas(64) Header {
     uint64_t magic;
@@ -48,12 +52,21 @@ extern "C" KILN_API kiln_status kiln_alloc(int64_t bytes, void** out) {
     if (bytes > kMaxBytes)
         return kiln::fail(KILN_ERR_OVERFLOW, "kiln_alloc: bytes is %lld: more than the 2^62 limit",
                           (long long)bytes);
-    const int64_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-    void* raw = std::aligned_alloc(kAlign, size_t(rounded + kAlign));
+    // Blocks of kHugeFrom bytes and more start on a 2 MiB boundary and are advised to use
+    // transparent huge pages before they are touched (where the kernel allows: THP "madvise" or
+    // "always"): a weight matrix streamed by a GEMM then takes a TLB entry per 2 MiB instead of
+    // per 4 KiB, and the hardware prefetchers are not stopped at every 4 KiB page. mlp-wide
+    // (1024-4096-4096-1024, 100 MB of weights) at batch 1, 1 thread: p50 4.15 -> 3.23 ms. The
+    // alignment costs address space, not memory: the size is not rounded up to 2 MiB.
+    const bool huge = bytes >= kHugeFrom;
+    const size_t size = size_t((bytes + kAlign + kAlign - 1) / kAlign * kAlign);
+    void* raw = nullptr;
+    if (posix_memalign(&raw, size_t(huge ? kHugePage : kAlign), size) != 0) raw = nullptr;
     if (raw == nullptr)
         return kiln::fail(KILN_ERR_OUT_OF_MEMORY, "kiln_alloc: could not allocate %lld bytes",
                           (long long)bytes);
-    std::memset(raw, 0, size_t(rounded + kAlign));
+    if (huge) madvise(raw, size, MADV_HUGEPAGE);  // advice only: failure changes nothing
+    std::memset(raw, 0, size);
     auto* h = static_cast<Header*>(raw);
     h->magic = kMagicLive;
     h->bytes = bytes;
