@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include "gemm_kernels.hpp"
+#include "transpose_avx512.hpp"
 
 // Tile: MR rows x NV zmm vectors. 14 x 2 (28 accumulators) and 8 x 3 (24) measured alike on Zen 4
 // (within the 2-3% noise of this machine); 14 x 2 is kept for its lower B traffic per FMA.
@@ -173,28 +174,6 @@ constexpr GemmUkernelDirect direct() {
     else return nullptr;
 }
 
-// 16 x 16 transpose in registers: round s swaps bit s of the row index with bit s of the column
-// index (rows i and i | 2^s exchange the halves of each 2^(s+1)-lane group); four rounds swap all.
-inline void transpose16(__m512 r[16]) {
-#pragma GCC unroll 4
-    for (int s = 0; s < 4; ++s) {
-        const int bit = 1 << s;
-        alignas(64) int lo[16], hi[16];
-        for (int c = 0; c < 16; ++c) {
-            lo[c] = (c & bit) ? 16 + (c & ~bit) : c;
-            hi[c] = (c & bit) ? 16 + c : (c | bit);
-        }
-        const __m512i il = _mm512_load_si512(lo), ih = _mm512_load_si512(hi);
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; ++i) {
-            if (i & bit) continue;
-            const __m512 a = r[i], b = r[i | bit];
-            r[i] = _mm512_permutex2var_ps(a, il, b);
-            r[i | bit] = _mm512_permutex2var_ps(a, ih, b);
-        }
-    }
-}
-
 }  // namespace
 
 // A not transposed into 14-row panels (the generic pack_a writes one float at a time): 16 k steps
@@ -214,22 +193,18 @@ void pack_a_avx512(bool trans, const float* a, int64_t lda, int64_t i0, int64_t 
         float* d = dst + ip * kc;
         int64_t k = 0;
         for (; k + 16 <= kc; k += 16) {
-            __m512 r[16];
+            __m512i r[16];
 #pragma GCC unroll 16
-            for (int i = 0; i < 16; ++i) r[i] = i < MR ? _mm512_loadu_ps(src + i * lda + k) : _mm512_setzero_ps();
-            transpose16(r);
+            for (int i = 0; i < 16; ++i) r[i] = i < MR ? _mm512_loadu_si512(src + i * lda + k) : _mm512_setzero_si512();
+            transpose16_u32(r);
 #pragma GCC unroll 16
-            for (int u = 0; u < 16; ++u) _mm512_mask_storeu_ps(d + (k + u) * MR, __mmask16((1u << MR) - 1), r[u]);
+            for (int u = 0; u < 16; ++u) _mm512_mask_storeu_epi32(d + (k + u) * MR, __mmask16((1u << MR) - 1), r[u]);
         }
         for (; k < kc; ++k)
             for (int i = 0; i < MR; ++i) d[k * MR + i] = src[i * lda + k];
     }
     if (full < m) pack_a(false, a, lda, i0 + full, m - full, p0, kc, mr, dst + full * kc);
 }
-
-namespace {
-
-}  // namespace
 
 #define DIRECT_ROW(mode)                                                                                    \
     {nullptr, direct<1, mode>(), direct<2, mode>(), direct<3, mode>(), direct<4, mode>(), direct<5, mode>(),      \

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "gemm_kernels.hpp"
+#include "transpose_avx512.hpp"
 
 namespace kiln {
 namespace {
@@ -103,32 +104,6 @@ const GemmKernels kGemmBf16Avx512 = {
     {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, ukernel<7>, ukernel<8>,
      ukernel<9>, ukernel<10>, ukernel<11>, ukernel<12>, ukernel<13>, ukernel<14>, nullptr, nullptr},
     {}, /*fused_store=*/false};
-
-namespace {
-
-// 16 x 16 transpose of 32-bit units (a pair of bf16 each): round s swaps bit s of the row index
-// with bit s of the column index; four rounds swap all (as in gemm_avx512.cpp).
-inline void transpose16_u32(__m512i r[16]) {
-#pragma GCC unroll 4
-    for (int s = 0; s < 4; ++s) {
-        const int bit = 1 << s;
-        alignas(64) int lo[16], hi[16];
-        for (int c = 0; c < 16; ++c) {
-            lo[c] = (c & bit) ? 16 + (c & ~bit) : c;
-            hi[c] = (c & bit) ? 16 + c : (c | bit);
-        }
-        const __m512i il = _mm512_load_si512(lo), ih = _mm512_load_si512(hi);
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; ++i) {
-            if (i & bit) continue;
-            const __m512i a = r[i], b = r[i | bit];
-            r[i] = _mm512_permutex2var_epi32(a, il, b);
-            r[i | bit] = _mm512_permutex2var_epi32(a, ih, b);
-        }
-    }
-}
-
-}  // namespace
 
 // The scalar packers (gemm.cpp) wrote one 32-bit unit at a time and took 18% of a 1024^3 bf16
 // GEMM. A row of A not transposed already holds its pairs as consecutive 32-bit units, so a panel
