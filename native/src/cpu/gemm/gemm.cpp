@@ -100,18 +100,24 @@ struct Problem {
     // the threads split C: results are identical for every thread count.
     bool direct = false;
     int64_t kc = 0;
+    bool fuse_ep = false;  // the kernels apply ep as they store a tile (see tile_epilogue)
 };
 
 inline int64_t units(const Problem& p, int64_t k) { return p.pairs ? (k + 1) / 2 : k; }
 
-// The in-register form of ep for the tile at (row0, col0), when the kernels apply one and the
-// activation is one they apply; else null (and apply_epilogue runs after the store).
-const TileEpilogue* tile_epilogue(const GemmKernels& kn, const kiln_epilogue* ep, int64_t row0, int64_t col0,
-                                  TileEpilogue* out) {
-    if (ep == nullptr || !kn.fused_store) return nullptr;
-    if (ep->activation != KILN_UNARY_IDENTITY && ep->activation != KILN_UNARY_RELU &&
-        ep->activation != KILN_UNARY_LEAKY_RELU)
-        return nullptr;
+// Whether the kernels can apply ep in registers: their table says so and the activation is one
+// they apply (identity, ReLU, leaky ReLU). Decided once per problem.
+bool can_fuse(const GemmKernels& kn, const kiln_epilogue* ep) {
+    return ep != nullptr && kn.fused_store &&
+           (ep->activation == KILN_UNARY_IDENTITY || ep->activation == KILN_UNARY_RELU ||
+            ep->activation == KILN_UNARY_LEAKY_RELU);
+}
+
+// The in-register form of the problem's epilogue for the tile at (row0, col0) of its last k
+// block; null when there is none to fuse (apply_epilogue then runs after the store).
+const TileEpilogue* tile_epilogue(const Problem& p, bool last, int64_t row0, int64_t col0, TileEpilogue* out) {
+    if (!last || !p.fuse_ep) return nullptr;
+    const kiln_epilogue* ep = p.ep;
     out->bias = ep->bias ? ep->bias + col0 : nullptr;
     out->act = ep->activation;
     out->act_alpha = ep->activation_alpha;
@@ -168,7 +174,7 @@ void direct_block(const Problem& p, int64_t i0, int64_t rows, int64_t pc, int64_
             float* cp = p.c + (i0 + ir) * p.ldc + jc + jr;
             const float* bp = pre ? bb + ((jc + jr) / nr) * p.k * nr : bb + jr;
             TileEpilogue te;
-            const TileEpilogue* fused = last ? tile_epilogue(kn, p.ep, i0 + ir, jc + jr, &te) : nullptr;
+            const TileEpilogue* fused = tile_epilogue(p, last, i0 + ir, jc + jr, &te);
             uk(kcur, ap, p.lda, bp, ldb, cp, p.ldc, ncol, p.alpha, beta, load_c, fused);
             if (last && p.ep && !fused) apply_epilogue(p.ep, cp, p.ldc, mcur, ncol, i0 + ir, jc + jr);
         }
@@ -226,7 +232,7 @@ kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int6
                     const int ncol = int((ncur - jr) < nr ? (ncur - jr) : nr);
                     float* cp = p.c + (i0 + ir) * p.ldc + jc + jr;
                     TileEpilogue te;
-                    const TileEpilogue* fused = last ? tile_epilogue(kn, p.ep, i0 + ir, jc + jr, &te) : nullptr;
+                    const TileEpilogue* fused = tile_epilogue(p, last, i0 + ir, jc + jr, &te);
                     uk(ucur, ap, bblock + (jr / nr) * panel_stride, cp, p.ldc, ncol, p.alpha, beta, load_c, fused);
                     if (last && p.ep && !fused) apply_epilogue(p.ep, cp, p.ldc, mcur, ncol, i0 + ir, jc + jr);
                 }
@@ -247,6 +253,7 @@ kiln_status run(Problem p) {
                                       : p.m > p.kern->mr && p.m <= kDirectMaxRows &&
                                             p.k * p.n <= kDirectMaxRowsBFloats);
     p.kc = ((p.m <= p.kern->mr || p.direct) && p.k <= 4096) ? p.k : p.kern->kc;
+    p.fuse_ep = can_fuse(*p.kern, p.ep);
     if (p.k == 0) {  // C = beta * C, then the epilogue
         for (int64_t i = 0; i < p.m; ++i) {
             float* row = p.c + i * p.ldc;
