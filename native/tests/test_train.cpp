@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kiln/kiln.h"
+#include "train/update.hpp"
 
 namespace {
 
@@ -633,6 +634,104 @@ TEST(Train, EmbeddingGradientsAndBadIds) {
     EXPECT_NE(std::string(kiln_last_error()).find("token id 5 at row 1, position 2"), std::string::npos)
         << kiln_last_error();
     kiln_trainer_destroy(t);
+}
+
+// The AVX-512 gradient epilogue (activation derivative in place, bias sums) gives the reference's
+// results bit for bit: odd widths (masked tails), one row, and NaN/Inf gradients where ReLU's
+// output is 0 (they must become +0, as y > 0 ? g : 0 does).
+TEST(Train, ActivationAndBiasGradientKernelsAgreeBitForBit) {
+    int32_t best = 0;
+    kiln_isa_best(&best);
+    if (best < KILN_ISA_AVX512) GTEST_SKIP() << "no AVX-512 on this CPU";
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int32_t act : {KILN_UNARY_IDENTITY, KILN_UNARY_RELU, KILN_UNARY_LEAKY_RELU})
+        for (int64_t rows : {1, 7, 128})
+            for (int64_t cols : {1, 10, 16, 17, 63, 64, 65, 130}) {
+                SCOPED_TRACE("act " + std::to_string(act) + ", " + std::to_string(rows) + "x" + std::to_string(cols));
+                std::vector<float> y(size_t(rows * cols)), g(y.size());
+                for (size_t i = 0; i < y.size(); ++i) {
+                    y[i] = act == KILN_UNARY_IDENTITY ? nd(rng) : std::max(0.0f, nd(rng));
+                    g[i] = nd(rng);
+                    if (act == KILN_UNARY_RELU && y[i] == 0.0f && i % 3 == 0) g[i] = i % 2 ? NAN : -INFINITY;
+                }
+                std::vector<float> g_ref = g, g_fast = g, b_ref(size_t(cols), -1.0f), b_fast(size_t(cols), -2.0f);
+                ASSERT_TRUE(kiln::train::act_bias_grad_ref(act, 0.1f, rows, cols, y.data(), g_ref.data(), b_ref.data()));
+                ASSERT_TRUE(kiln::train::act_bias_grad_avx512(act, 0.1f, rows, cols, y.data(), g_fast.data(), b_fast.data()));
+                ASSERT_EQ(std::memcmp(g_ref.data(), g_fast.data(), g.size() * sizeof(float)), 0);
+                ASSERT_EQ(std::memcmp(b_ref.data(), b_fast.data(), b_ref.size() * sizeof(float)), 0);
+                for (size_t i = 0; i < y.size(); ++i) {
+                    const float want = act == KILN_UNARY_IDENTITY || y[i] > 0.0f ? g[i]
+                                       : act == KILN_UNARY_RELU              ? 0.0f
+                                                                             : 0.1f * g[i];
+                    ASSERT_EQ(std::memcmp(&want, &g_ref[i], sizeof want), 0) << "element " << i;
+                }
+                for (int64_t j = 0; j < cols; ++j) {
+                    float sum = 0.0f;
+                    for (int64_t r = 0; r < rows; ++r) sum += g_ref[size_t(r * cols + j)];
+                    if (act == KILN_UNARY_RELU) {
+                        ASSERT_TRUE(std::isfinite(sum));
+                    }
+                    ASSERT_EQ(std::memcmp(&sum, &b_ref[size_t(j)], sizeof sum), 0) << "column " << j;
+                }
+                // Without a bias the gradient is still masked.
+                std::vector<float> g_nb = g;
+                ASSERT_TRUE(kiln::train::act_bias_grad_avx512(act, 0.1f, rows, cols, y.data(), g_nb.data(), nullptr));
+                ASSERT_EQ(std::memcmp(g_ref.data(), g_nb.data(), g.size() * sizeof(float)), 0);
+            }
+    float y = 1, g = 1;
+    EXPECT_FALSE(kiln::train::act_bias_grad_avx512(KILN_UNARY_TANH, 0, 1, 1, &y, &g, nullptr));
+    EXPECT_FALSE(kiln::train::act_bias_grad_ref(KILN_UNARY_TANH, 0, 1, 1, &y, &g, nullptr));
+}
+
+// The step's reductions (loss blocks, gradient guard, bias sums) and the GEMMs do not depend on the
+// thread count: 1, 2 and 3 threads give bit-identical losses and parameters.
+TEST(Train, StepIsBitIdenticalOnAnyThreadCount) {
+    int32_t threads_before = 1;
+    kiln_threads_get(&threads_before);
+    const int64_t batch = 128, in = 784, hidden = 64, out = 10;
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(batch * in)), w1(static_cast<size_t>(in * hidden)),
+        b1(static_cast<size_t>(hidden)), w2(static_cast<size_t>(hidden * out)), b2(static_cast<size_t>(out));
+    for (auto* v : {&x, &w1, &b1, &w2, &b2})
+        for (float& f : *v) f = nd(rng) * 0.1f;
+    std::vector<int32_t> y(static_cast<size_t>(batch));
+    for (int32_t& l : y) l = int32_t(rng() % uint32_t(out));
+    std::vector<std::vector<double>> losses;
+    std::vector<std::vector<float>> weights;
+    for (int32_t threads : {1, 2, 3}) {
+        ASSERT_EQ(kiln_threads_set(threads), KILN_OK);
+        kiln_trainer* t;
+        ASSERT_EQ(kiln_trainer_create(in, batch, &t), KILN_OK);
+        kiln_trainer_add_dense(t, hidden, w1.data(), b1.data());
+        kiln_trainer_add_activation(t, KILN_UNARY_RELU, 0);
+        kiln_trainer_add_dense(t, out, w2.data(), b2.data());
+        kiln_trainer_set_loss(t, KILN_LOSS_SOFTMAX_CROSS_ENTROPY, 0, nullptr);
+        kiln_optimizer o{KILN_OPT_ADAM, 0, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, 0.0f};
+        kiln_trainer_set_optimizer(t, &o);
+        ASSERT_EQ(kiln_trainer_compile(t), KILN_OK);
+        std::vector<double> l;
+        for (int s = 0; s < 5; ++s) {
+            double loss;
+            int64_t correct;
+            ASSERT_EQ(kiln_trainer_step(t, batch, x.data(), y.data(), nullptr, 1e-3f, &loss, &correct), KILN_OK);
+            l.push_back(loss);
+            l.push_back(double(correct));
+        }
+        losses.push_back(l);
+        std::vector<float> w(w1.size());
+        ASSERT_EQ(kiln_trainer_param(t, 0, 0, w.data(), int64_t(w.size())), KILN_OK);
+        weights.push_back(w);
+        kiln_trainer_destroy(t);
+    }
+    kiln_threads_set(threads_before);
+    EXPECT_GT(losses[0][0], losses[0][8]);  // it learns
+    for (size_t i = 1; i < losses.size(); ++i) {
+        EXPECT_EQ(losses[i], losses[0]) << "threads " << i + 1;
+        EXPECT_EQ(std::memcmp(weights[i].data(), weights[0].data(), weights[0].size() * sizeof(float)), 0)
+            << "threads " << i + 1;
+    }
 }
 
 }  // namespace

@@ -36,4 +36,11 @@ float max_abs_avx512(int64_t n, const float* x);
 double sum_squares_ref(int64_t n, const float* x);
 double sum_squares_avx512(int64_t n, const float* x);
 
+// A Dense layer's gradient epilogue for identity, ReLU and leaky ReLU (act: KILN_UNARY_*):
+// g = g * act'(y) in place over rows x cols (row-major), then, when gb is not null, the bias
+// gradient gb[j] = sum over rows, in row order, of g[r][j] (the same sums, bit for bit, at every
+// ISA). Returns false, doing nothing, for other activations.
+bool act_bias_grad_ref(int32_t act, float alpha, int64_t rows, int64_t cols, const float* y, float* g, float* gb);
+bool act_bias_grad_avx512(int32_t act, float alpha, int64_t rows, int64_t cols, const float* y, float* g, float* gb);
+
 }  // namespace kiln::train

@@ -51,6 +51,23 @@ float max_abs_ref(int64_t n, const float* x) {
     return mx;
 }
 
+bool act_bias_grad_ref(int32_t act, float alpha, int64_t rows, int64_t cols, const float* y, float* g, float* gb) {
+    if (act != KILN_UNARY_IDENTITY && act != KILN_UNARY_RELU && act != KILN_UNARY_LEAKY_RELU) return false;
+    if (gb != nullptr)
+        for (int64_t j = 0; j < cols; ++j) gb[j] = 0.0f;
+    for (int64_t r = 0; r < rows; ++r) {
+        float* gr = g + r * cols;
+        const float* yr = y + r * cols;
+        if (act == KILN_UNARY_RELU)
+            for (int64_t j = 0; j < cols; ++j) gr[j] = yr[j] > 0.0f ? gr[j] : 0.0f;
+        else if (act == KILN_UNARY_LEAKY_RELU)
+            for (int64_t j = 0; j < cols; ++j) gr[j] = yr[j] > 0.0f ? gr[j] : alpha * gr[j];
+        if (gb != nullptr)
+            for (int64_t j = 0; j < cols; ++j) gb[j] += gr[j];
+    }
+    return true;
+}
+
 double sum_squares_ref(int64_t n, const float* x) {
     double s = 0;
     for (int64_t i = 0; i < n; ++i) s += double(x[i]) * double(x[i]);
