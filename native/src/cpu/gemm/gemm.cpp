@@ -80,6 +80,12 @@ PackFn pack_a_for(const GemmKernels* k) { return k->isa == KILN_ISA_AVX512 ? pac
 void pack_b_f32(bool t, const void* s, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc, int r, float* d) {
     pack_b(t, static_cast<const float*>(s), ld, i0, m, p0, kc, r, d);
 }
+void pack_b_f32_avx512(bool t, const void* s, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc, int r,
+                       float* d) {
+    pack_b_avx512(t, static_cast<const float*>(s), ld, i0, m, p0, kc, r, d);
+}
+// The B packer for a kernel table: vectorized (transposed B) for AVX-512's, else the generic one.
+PackFn pack_b_for(const GemmKernels* k) { return k->isa == KILN_ISA_AVX512 ? pack_b_f32_avx512 : pack_b_f32; }
 
 struct Problem {
     const GemmKernels* kern;
@@ -438,7 +444,7 @@ extern "C" KILN_API kiln_status kiln_sgemm(int32_t trans_a, int32_t trans_b, int
     if (n > 0 && k > 0 && 2 * n <= kern->nr && m >= 4 * n && m * n <= (int64_t(1) << 20)) {
         float* t = t_swap.get(size_t(m * n));
         if (t == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for a narrow product");
-        Problem q{kern, pack_a_for(kern), pack_b_f32, false, trans_b != 1, trans_a != 1, n, m, k,
+        Problem q{kern, pack_a_for(kern), pack_b_for(kern), false, trans_b != 1, trans_a != 1, n, m, k,
                   alpha, 0.0f, b, ldb, a, lda, nullptr, t, m, nullptr};
         if (kiln_status st = run(q)) return st;
         for (int64_t i = 0; i < m; ++i) {
@@ -454,15 +460,16 @@ extern "C" KILN_API kiln_status kiln_sgemm(int32_t trans_a, int32_t trans_b, int
                 apply_epilogue(epilogue, c + i * ldc, ldc, int(std::min<int64_t>(4096, m - i)), int(n), i, 0);
         return KILN_OK;
     }
-    Problem p{kern, pack_a_for(kern), pack_b_f32, false, trans_a == 1, trans_b == 1, m, n, k,
+    Problem p{kern, pack_a_for(kern), pack_b_for(kern), false, trans_a == 1, trans_b == 1, m, n, k,
               alpha, beta, a, lda, b, ldb, nullptr, c, ldc, epilogue};
     return run(p);
 }
 
 extern "C" KILN_API kiln_status kiln_sgemm_pack_b(int32_t trans_b, int64_t k, int64_t n, const float* b,
                                                   int64_t ldb, kiln_packed_b** out) {
-    return make_packed_b("kiln_sgemm_pack_b", trans_b, k, n, b, ldb, &select_kernel(kTable), pack_b_f32, false,
-                         KILN_DTYPE_F32, out);
+    const GemmKernels* kern = &select_kernel(kTable);
+    return make_packed_b("kiln_sgemm_pack_b", trans_b, k, n, b, ldb, kern, pack_b_for(kern), false, KILN_DTYPE_F32,
+                         out);
 }
 
 extern "C" KILN_API kiln_status kiln_packed_b_destroy(kiln_packed_b* packed) {
@@ -487,7 +494,7 @@ extern "C" KILN_API kiln_status kiln_sgemm_packed(int32_t trans_a, int64_t m, fl
     if (kiln_status st = check_packed_gemm("kiln_sgemm_packed", trans_a, m, a, lda, b, c, ldc, epilogue,
                                            KILN_DTYPE_F32, "kiln_gemm_bf16_packed"))
         return st;
-    Problem p{b->kern, pack_a_for(b->kern), pack_b_f32, false, trans_a == 1, false, m, b->n, b->k, alpha, beta, a, lda,
+    Problem p{b->kern, pack_a_for(b->kern), pack_b_for(b->kern), false, trans_a == 1, false, m, b->n, b->k, alpha, beta, a, lda,
               nullptr, 0, b->data, c, ldc, epilogue};
     return run(p);
 }
