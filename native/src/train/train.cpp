@@ -597,7 +597,8 @@ double loss_and_grad(kiln_trainer* t, int64_t batch, const void* targets, double
                         h += best == y[r];
                         if (gr != nullptr) {
                             if (out > 256)
-                                for (int64_t j = 0; j < out; ++j) gr[j] = float(w / denom * std::exp(double(zr[j]) - lse));
+                                for (int64_t j = 0; j < out; ++j)
+                                    gr[j] = float(w / denom * std::exp(double(zr[j]) - lse));
                             gr[y[r]] -= float(w / denom);
                         }
                     }

@@ -148,8 +148,10 @@ bool act_bias_grad_avx512(int32_t act, float alpha, int64_t rows, int64_t cols, 
                 if (k[q] == 0) break;
                 __m512 v = _mm512_maskz_loadu_ps(k[q], gr + 16 * q);
                 if (act != KILN_UNARY_IDENTITY) {
-                    const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(k[q], yr + 16 * q), zero, _CMP_GT_OQ);
-                    v = act == KILN_UNARY_RELU ? _mm512_maskz_mov_ps(pos, v) : _mm512_mask_blend_ps(pos, _mm512_mul_ps(neg, v), v);
+                    const __m512 yv = _mm512_maskz_loadu_ps(k[q], yr + 16 * q);
+                    const __mmask16 pos = _mm512_cmp_ps_mask(yv, zero, _CMP_GT_OQ);
+                    v = act == KILN_UNARY_RELU ? _mm512_maskz_mov_ps(pos, v)
+                                               : _mm512_mask_blend_ps(pos, _mm512_mul_ps(neg, v), v);
                     _mm512_mask_storeu_ps(gr + 16 * q, k[q], v);
                 }
                 acc[q] = _mm512_add_ps(acc[q], v);

@@ -494,8 +494,8 @@ extern "C" KILN_API kiln_status kiln_sgemm_packed(int32_t trans_a, int64_t m, fl
     if (kiln_status st = check_packed_gemm("kiln_sgemm_packed", trans_a, m, a, lda, b, c, ldc, epilogue,
                                            KILN_DTYPE_F32, "kiln_gemm_bf16_packed"))
         return st;
-    Problem p{b->kern, pack_a_for(b->kern), pack_b_for(b->kern), false, trans_a == 1, false, m, b->n, b->k, alpha, beta, a, lda,
-              nullptr, 0, b->data, c, ldc, epilogue};
+    Problem p{b->kern, pack_a_for(b->kern), pack_b_for(b->kern), false, trans_a == 1, false, m, b->n, b->k,
+              alpha, beta, a, lda, nullptr, 0, b->data, c, ldc, epilogue};
     return run(p);
 }
 
