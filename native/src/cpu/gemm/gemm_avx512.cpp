@@ -46,12 +46,13 @@ inline __m512 epilogue(__m512 x, const TileEpilogue* ep, int i, int q, __mmask16
     return x;
 }
 
-// Row i of a tile: alpha * v + beta * C (when load_c), the epilogue if any, one store.
+// Row i of a tile (V vectors wide): alpha * v + beta * C (when load_c), the epilogue if any, one store.
+template <int V = NV>
 inline void store_row(float* c, const __m512* v, int nr, float alpha, float beta, bool load_c,
                       const TileEpilogue* ep = nullptr, int i = 0) {
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 4
-    for (int q = 0; q < NV; ++q) {
+    for (int q = 0; q < V; ++q) {
         __m512 x = _mm512_mul_ps(v[q], va);
         if (nr == NR) {
             if (load_c) x = _mm512_fmadd_ps(vb, _mm512_loadu_ps(c + 16 * q), x);
@@ -107,25 +108,26 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
 // read B in place instead of packing it: each B panel is used by only a few row panels, so packing
 // (a read and a write of all of B) costs more than the strided reads it saves; the hardware's
 // stride prefetcher follows the rows and a software prefetch four rows ahead covers the start.
-template <int M, int AMode, bool PackedB>
-inline void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
-                 int nr, float alpha, float beta, bool load_c, const TileEpilogue* ep) {
-    __mmask16 mask[NV];
+// V: the vectors computed per row (NV; 1 for a tile at most 16 columns wide, see tile).
+template <int M, int AMode, bool PackedB, int V>
+inline void tile_v(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                   int nr, float alpha, float beta, bool load_c, const TileEpilogue* ep) {
+    __mmask16 mask[V];
 #pragma GCC unroll 4
-    for (int q = 0; q < NV; ++q) mask[q] = lane_mask(nr, q);
-    __m512 acc[M][NV];
+    for (int q = 0; q < V; ++q) mask[q] = lane_mask(nr, q);
+    __m512 acc[M][V];
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) {
 #pragma GCC unroll 4
-        for (int q = 0; q < NV; ++q) acc[i][q] = _mm512_setzero_ps();
+        for (int q = 0; q < V; ++q) acc[i][q] = _mm512_setzero_ps();
         // The C tile is read/written only after the k loop: start bringing it in now.
 #pragma GCC unroll 4
-        for (int q = 0; q < NV; ++q) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * q), _MM_HINT_T0);
+        for (int q = 0; q < V; ++q) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * q), _MM_HINT_T0);
     }
     for (int64_t k = 0; k < kc; ++k) {
-        __m512 bv[NV];
+        __m512 bv[V];
 #pragma GCC unroll 4
-        for (int q = 0; q < NV; ++q) {
+        for (int q = 0; q < V; ++q) {
             if constexpr (PackedB) {
                 bv[q] = _mm512_load_ps(b + 16 * q);
                 _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetch * NR + 16 * q), _MM_HINT_T0);
@@ -138,13 +140,25 @@ inline void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_
         for (int i = 0; i < M; ++i) {
             const __m512 ai = _mm512_set1_ps(AMode == kDirectARows ? a[i * lda] : a[i]);
 #pragma GCC unroll 4
-            for (int q = 0; q < NV; ++q) acc[i][q] = _mm512_fmadd_ps(ai, bv[q], acc[i][q]);
+            for (int q = 0; q < V; ++q) acc[i][q] = _mm512_fmadd_ps(ai, bv[q], acc[i][q]);
         }
         a += AMode == kDirectACols ? lda : AMode == kDirectARows || M == 1 ? 1 : MR;
         b += PackedB ? NR : ldb;
     }
 #pragma GCC unroll 16
-    for (int i = 0; i < M; ++i) store_row(c + i * ldc, acc[i], nr, alpha, beta, load_c, ep, i);
+    for (int i = 0; i < M; ++i) store_row<V>(c + i * ldc, acc[i], nr, alpha, beta, load_c, ep, i);
+}
+
+// A tile at most 16 columns wide (a narrow layer's only panel: a classifier's 10 outputs) computes
+// one vector per row instead of NV, the others being all padding. mlp-small's last layer with its
+// pre-packed weights (10 outputs, K 256), 1 thread: 37.5 -> 19.1 us at batch 256, 4.8 -> 2.5 us at 32.
+template <int M, int AMode, bool PackedB>
+inline void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                 int nr, float alpha, float beta, bool load_c, const TileEpilogue* ep) {
+    if (NV > 1 && nr <= 16)
+        tile_v<M, AMode, PackedB, 1>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c, ep);
+    else
+        tile_v<M, AMode, PackedB, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c, ep);
 }
 
 // Both operands packed (see gemm_kernels.hpp).
