@@ -664,12 +664,7 @@ void dense_activation_and_bias_grad(const TLayer& l, int64_t batch, const float*
             for (int64_t j = 0; j < m; ++j) gy[j] = act_backward(l.act, l.alpha, 0.0f, y[j], gy[j]);
             break;
     }
-    if (gb == nullptr) return;
-    std::memcpy(gb, gy, size_t(l.out) * sizeof(float));
-    for (int64_t r = 1; r < batch; ++r) {
-        const float* gr = gy + r * l.out;
-        for (int64_t j = 0; j < l.out; ++j) gb[j] += gr[j];
-    }
+    if (gb != nullptr) fast(KILN_UNARY_IDENTITY, 0.0f, batch, l.out, y, gy, gb);  // the bias sums alone
 }
 
 // Backward pass from t->grad.back() (already holding dLoss/dOutput). Fills every parameter's grad.

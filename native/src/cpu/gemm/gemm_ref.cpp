@@ -37,6 +37,26 @@ const GemmKernels kGemmRef = {
      nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
     {}, /*fused_store=*/false};
 
+namespace {
+
+// rows x kc of a row-major source (row r at src + r * ld) written k-major into a panel `width`
+// floats a step: dst[k * width + r]. In blocks of 8 k steps: each source row contributes 8
+// consecutive floats (one cache line touched per row). Packs op(A) not transposed and op(B)
+// transposed alike.
+void rows_to_k_major(const float* src, int64_t ld, int rows, int64_t kc, int width, float* dst) {
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8)
+        for (int r = 0; r < rows; ++r) {
+            const float* s = src + r * ld + k;
+            float* o = dst + k * width + r;
+            for (int u = 0; u < 8; ++u) o[u * width] = s[u];
+        }
+    for (; k < kc; ++k)
+        for (int r = 0; r < rows; ++r) dst[k * width + r] = src[r * ld + k];
+}
+
+}  // namespace
+
 void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int64_t p0, int64_t kc,
             int mr, float* dst) {
     for (int64_t ip = 0; ip < m; ip += mr) {
@@ -48,18 +68,7 @@ void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int6
             continue;
         }
         if (!trans) {
-            // Transpose in blocks of 8 k steps: each source row contributes 8 consecutive floats
-            // (one cache line touched per row), the panel is written k-major.
-            const float* src = a + (i0 + ip) * lda + p0;
-            int64_t k = 0;
-            for (; k + 8 <= kc; k += 8)
-                for (int r = 0; r < rows; ++r) {
-                    const float* s = src + r * lda + k;
-                    float* o = d + k * mr + r;
-                    for (int u = 0; u < 8; ++u) o[u * mr] = s[u];
-                }
-            for (; k < kc; ++k)
-                for (int r = 0; r < rows; ++r) d[k * mr + r] = src[r * lda + k];
+            rows_to_k_major(a + (i0 + ip) * lda + p0, lda, rows, kc, mr, d);
         } else {
             // Rows of op(A) are contiguous in A: a plain loop (a memcpy call per 14 floats costs
             // more than the copy).
@@ -104,16 +113,7 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int6
     for (int64_t jp = 0; jp < n; jp += nr) {
         const int cols = int(n - jp < nr ? n - jp : nr);
         float* d = dst + jp * kc;  // panel jp/nr starts at (jp/nr) * kc * nr
-        const float* base = b + (j0 + jp) * ldb + p0;
-        int64_t k = 0;
-        for (; k + 8 <= kc; k += 8)  // blocks of 8 k steps, as pack_a
-            for (int j = 0; j < cols; ++j) {
-                const float* s = base + j * ldb + k;
-                float* o = d + k * nr + j;
-                for (int u = 0; u < 8; ++u) o[u * nr] = s[u];
-            }
-        for (; k < kc; ++k)
-            for (int j = 0; j < cols; ++j) d[k * nr + j] = base[j * ldb + k];
+        rows_to_k_major(b + (j0 + jp) * ldb + p0, ldb, cols, kc, nr, d);
         for (int j = cols; j < nr; ++j)
             for (int64_t kk = 0; kk < kc; ++kk) d[kk * nr + j] = 0.0f;
     }
