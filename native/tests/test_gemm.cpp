@@ -232,6 +232,24 @@ TEST(Gemm, ResultDoesNotDependOnThreadCount) {
     kiln_threads_set(threads);
 }
 
+TEST(Gemm, TallProductsPackARowsInChunks) {
+    // A thread packs at most 2^22 floats of A per k block (gemm.cpp, kPackAMaxFloats): at K = 32
+    // that is 131,068 rows, so 262,141 rows go in three chunks on 1 thread and two per thread on 2.
+    // B transposed so that the product packs (no direct path).
+    const Case c{0, 1, 262141, 40, 32, 1.0f, 0.0f, 0};
+    int32_t threads = 0;
+    kiln_threads_get(&threads);
+    kiln_threads_set(1);
+    check_case(c, 5);
+    auto a = random_floats(size_t(c.m * c.k), 1), b = random_floats(size_t(c.n * c.k), 2);
+    std::vector<float> c1(size_t(c.m * c.n)), c2(size_t(c.m * c.n));
+    ASSERT_EQ(kiln_sgemm(0, 1, c.m, c.n, c.k, 1, a.data(), c.k, b.data(), c.k, 0, c1.data(), c.n, nullptr), KILN_OK);
+    kiln_threads_set(2);
+    ASSERT_EQ(kiln_sgemm(0, 1, c.m, c.n, c.k, 1, a.data(), c.k, b.data(), c.k, 0, c2.data(), c.n, nullptr), KILN_OK);
+    EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4));
+    kiln_threads_set(threads);
+}
+
 TEST(Gemm, BadArgumentsAreRefused) {
     std::vector<float> x(100);
     float* p = x.data();

@@ -2,9 +2,9 @@
 // micro-kernels are in gemm_<isa>.cpp.
 //
 // Loop nest (per thread, over its block of C):
-//   for pc in K step KC              pack A rows x kc once per k block
-//     for jc in N step NC            pack B block kc x NC (unless pre-packed): L2 (512 KiB at kc = 256)
-//       for ir in M step MR          A micro-panel MR x kc in L1 (14 KiB at kc = 256)
+//   for pc in K step KC              pack A rows x kc once per k block (L3; chunks of rows when tall)
+//     for jc in N step NC            pack B block kc x NC (unless pre-packed): L2 (576 KiB at 768 x 192)
+//       for ir in M step MR          A micro-panel MR x kc (42 KiB at kc = 768), streamed from L2
 //         for jr in NC step NR       micro-kernel: C tile += A panel * B panel
 //                                    (+ epilogue on the last pc: in registers as the tile is
 //                                    stored where the kernels can, else a pass while it is in L1)
@@ -188,7 +188,7 @@ void direct_block(const Problem& p, int64_t i0, int64_t rows, int64_t pc, int64_
 }
 
 // C[i0:i1, j0:j1] of the problem. j0 is a multiple of NR.
-kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+kiln_status run_rows(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
     const GemmKernels& kn = *p.kern;
     const int mr = kn.mr, nr = kn.nr;
     const int64_t rows = i1 - i0;
@@ -248,6 +248,32 @@ kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int6
     return KILN_OK;
 }
 
+// The k block for K steps: at most kc_max, with K split into equal blocks (rounded up to 16 steps)
+// so that no short tail block pays a whole pass over C for a few steps: K = 2048 at kc_max = 768
+// takes 688 + 688 + 672, not 768 + 768 + 512.
+int64_t block_k(int64_t k, int64_t kc_max) {
+    if (k <= kc_max) return k;
+    const int64_t blocks = (k + kc_max - 1) / kc_max;
+    const int64_t kc = ((k + blocks - 1) / blocks + 15) / 16 * 16;
+    return kc < kc_max ? kc : kc_max;
+}
+
+// A thread packs the A rows of its whole stripe for a k block (read once per column block);
+// taller stripes go in chunks of rows, each repacking B, so that the A buffer stays under this
+// (16 MiB: 5,400 rows at kc = 768).
+constexpr int64_t kPackAMaxFloats = int64_t(1) << 22;
+
+// C[i0:i1, j0:j1] of the problem. j0 is a multiple of NR.
+kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    if (p.direct) return run_rows(p, i0, i1, j0, j1);
+    const int64_t mr = p.kern->mr;
+    const int64_t per_row = units(p, p.kc);
+    const int64_t chunk = std::max(mr, kPackAMaxFloats / per_row / mr * mr);
+    for (int64_t r = i0; r < i1; r += chunk)
+        if (kiln_status st = run_rows(p, r, std::min(i1, r + chunk), j0, j1)) return st;
+    return KILN_OK;
+}
+
 kiln_status run(Problem p) {
     if (p.m == 0 || p.n == 0) return KILN_OK;
     // Up to kDirectMaxRows rows, or a small B: read A and B in place instead of packing them (see
@@ -258,7 +284,7 @@ kiln_status run(Problem p) {
                                             p.k * p.n <= kDirectMaxBFloats
                                       : p.m > p.kern->mr && p.m <= kDirectMaxRows &&
                                             p.k * p.n <= kDirectMaxRowsBFloats);
-    p.kc = ((p.m <= p.kern->mr || p.direct) && p.k <= 4096) ? p.k : p.kern->kc;
+    p.kc = ((p.m <= p.kern->mr || p.direct) && p.k <= 4096) ? p.k : block_k(p.k, p.kern->kc);
     p.fuse_ep = can_fuse(*p.kern, p.ep);
     if (p.k == 0) {  // C = beta * C, then the epilogue
         for (int64_t i = 0; i < p.m; ++i) {

@@ -97,10 +97,11 @@ void ukernel_m1(int64_t ku, const float* a, const float* b, float* c, int64_t ld
 
 }  // namespace
 
-// kc = 256 pair units = 512 k steps per block: the A micro-panel is 14 x 256 x 4 bytes = 14 KiB, as
-// for fp32.
+// kc = 768 pair units = 1536 k steps per block, nc = 192: the same L2 budget as the fp32 kernels
+// (B block 576 KiB; see kGemmAvx512). 1 thread, GFLOP/s, 512 x 512 -> 1536 x 192 interleaved:
+// 1024^3 212-222 -> 225, 2048^3 214-217 -> 218-223 (oneDNN 223-225 in the same runs).
 const GemmKernels kGemmBf16Avx512 = {
-    KILN_ISA_AVX512, "gemm_bf16_avx512bf16_14x32", MR, NR, /*kc=*/512, /*nc=*/512,
+    KILN_ISA_AVX512, "gemm_bf16_avx512bf16_14x32", MR, NR, /*kc=*/1536, /*nc=*/192,
     {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, ukernel<7>, ukernel<8>,
      ukernel<9>, ukernel<10>, ukernel<11>, ukernel<12>, ukernel<13>, ukernel<14>, nullptr, nullptr},
     {}, /*fused_store=*/false};

@@ -79,8 +79,9 @@ bool pack_b_bf16_pairs_avx512(const uint16_t* b, int64_t ld, int64_t j0, int64_t
 // holding kc steps. op(B)[k][j] = trans ? b[j*ldb + k] : b[k*ldb + j].
 void pack_b(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc,
             int nr, float* dst);
-// pack_b for the AVX-512 kernels' 32-column panels: op(B) transposed by 16x16 register transposes
-// (gemm_avx512.cpp); not transposed, and partial panels, through pack_b.
+// pack_b for the AVX-512 kernels' 32-column panels (gemm_avx512.cpp): op(B) transposed by 16x16
+// register transposes, not transposed by vector copies with the source rows prefetched; partial
+// panels through pack_b.
 void pack_b_avx512(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc,
                    int nr, float* dst);
 
