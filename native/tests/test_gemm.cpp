@@ -232,6 +232,22 @@ TEST(Gemm, ResultDoesNotDependOnThreadCount) {
     kiln_threads_set(threads);
 }
 
+TEST(Gemm, LongKIsCutIntoEqualBlocks) {
+    // K over the kernels' k block (768 steps on AVX-512, 256 elsewhere) is cut into equal blocks,
+    // each a pass over C: packed products, products read in place (300 rows, small B), and few
+    // rows with K past the single-block limit of 4096.
+    const Case cases[] = {
+        {0, 1, 40, 50, 1537, 1.0f, 0.0f, 0}, {1, 0, 300, 13, 5000, 1.0f, 0.5f, 2},
+        {0, 0, 5, 20, 5003, -1.0f, 0.0f, 0}, {1, 1, 29, 33, 2049, 0.5f, 1.0f, 1},
+    };
+    for_each_isa([&](int32_t) {
+        for (const Case& c : cases) {
+            check_case(c, 13);
+            if (HasFatalFailure()) return;
+        }
+    });
+}
+
 TEST(Gemm, TallProductsPackARowsInChunks) {
     // A thread packs at most 2^22 floats of A per k block (gemm.cpp, kPackAMaxFloats): at K = 32
     // that is 131,068 rows, so 262,141 rows go in three chunks on 1 thread and two per thread on 2.
@@ -337,6 +353,9 @@ TEST(GemmBf16, LargerShapesAlphaBetaAndSmallM) {
         check_bf16(0, 0, 129, 257, 1031, 1.0f, 0.0f, false, 1);
         check_bf16(1, 1, 64, 100, 600, 0.5f, 1.0f, false, 2);
         for (int64_t m : {1, 8, 16, 33}) check_bf16(0, 0, m, 515, 784, 1.0f, 0.0f, true, uint32_t(m));
+        // Odd K over three k blocks (1536 steps each at most on AVX512_BF16: 1040 + 1040 + 1023).
+        check_bf16(0, 0, 40, 70, 3103, 1.0f, 0.0f, false, 3);
+        check_bf16(1, 0, 40, 70, 3103, 1.0f, 0.0f, true, 4);
     });
 }
 
