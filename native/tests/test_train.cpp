@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kiln/kiln.h"
+#include "test_support.hpp"
 #include "train/update.hpp"
 
 namespace {
@@ -305,7 +306,8 @@ TEST(Train, OddSizesGradients) {
 TEST(Train, OptimizerFormulas) {
     int32_t best;
     ASSERT_EQ(kiln_isa_best(&best), KILN_OK);
-    for (int32_t isa : {int32_t(KILN_ISA_PORTABLE), best}) {
+    for (int32_t isa : {int32_t(KILN_ISA_PORTABLE), int32_t(KILN_ISA_AVX2), int32_t(KILN_ISA_AVX512)}) {
+        if (isa > best) break;
         ASSERT_EQ(kiln_isa_set(isa), KILN_OK);
         for (int32_t kind : {KILN_OPT_SGD, KILN_OPT_ADAM, KILN_OPT_ADAMW, KILN_OPT_RMSPROP}) {
             SCOPED_TRACE(kind);
@@ -345,6 +347,63 @@ TEST(Train, OptimizerFormulas) {
         }
     }
     kiln_isa_set(best);
+}
+
+// The vector update kernels against the scalar reference, element by element: every optimizer,
+// with and without the clipping scale / L2 / decay, lengths around the vector widths (tails), and
+// the finiteness and norm helpers.
+TEST(Train, UpdateKernelsMatchTheReference) {
+    int32_t best = 0;
+    kiln_isa_best(&best);
+    if (best < KILN_ISA_AVX2) GTEST_SKIP() << "no AVX2 on this CPU";
+    std::mt19937 rng(21);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int32_t level : {int32_t(KILN_ISA_AVX2), int32_t(KILN_ISA_AVX512)}) {
+        if (level > best) break;
+        const kiln::train::Kernels& fast = kiln::train::kernels_for(kiln_isa(level));
+        for (int32_t kind : {KILN_OPT_SGD, KILN_OPT_ADAM, KILN_OPT_ADAMW, KILN_OPT_RMSPROP})
+            for (int plain = 0; plain < 2; ++plain)
+                for (int64_t n : {1, 7, 8, 9, 15, 16, 17, 31, 33, 1000}) {
+                    SCOPED_TRACE("isa " + std::to_string(level) + " kind " + std::to_string(kind) + " plain " +
+                                 std::to_string(plain) + " n " + std::to_string(n));
+                    kiln::train::UpdateArgs a{};
+                    a.kind = kind;
+                    a.nesterov = kind == KILN_OPT_SGD;
+                    a.lr = 0.01f;
+                    a.momentum = 0.9f;
+                    a.beta1 = 0.9f;
+                    a.beta2 = 0.999f;
+                    a.eps = 1e-8f;
+                    a.l2 = plain ? 0.0f : 0.01f;
+                    a.decay = plain ? 0.0f : 0.001f;
+                    a.grad_scale = plain ? 1.0f : 0.5f;
+                    a.step_size = 0.01f / (1.0f - 0.9f * 0.9f);
+                    a.inv_sqrt_bc2 = 1.0f / std::sqrt(1.0f - 0.999f * 0.999f);
+                    std::vector<float> w(static_cast<size_t>(n)), g(w.size()), m(w.size()), v(w.size());
+                    for (size_t i = 0; i < w.size(); ++i) {
+                        w[i] = nd(rng);
+                        g[i] = nd(rng);
+                        m[i] = 0.1f * nd(rng);
+                        v[i] = 0.01f * std::fabs(nd(rng));
+                    }
+                    // Guards past the end catch writes beyond n.
+                    auto pad = [](std::vector<float> x) { x.resize(x.size() + 16, 7.0f); return x; };
+                    std::vector<float> w1 = pad(w), m1 = pad(m), v1 = pad(v), w2 = pad(w), m2 = pad(m), v2 = pad(v);
+                    kiln::train::update_ref(a, n, w1.data(), g.data(), m1.data(), v1.data());
+                    fast.update(a, n, w2.data(), g.data(), m2.data(), v2.data());
+                    for (size_t i = 0; i < w1.size(); ++i) {
+                        const double tol = i < size_t(n) ? 2e-6 : 0.0;
+                        ASSERT_NEAR(w2[i], w1[i], tol * std::max(1.0f, std::fabs(w1[i]))) << "w " << i;
+                        ASSERT_NEAR(m2[i], m1[i], tol * std::max(1.0f, std::fabs(m1[i]))) << "m " << i;
+                        ASSERT_NEAR(v2[i], v1[i], tol * std::max(1.0f, std::fabs(v1[i]))) << "v " << i;
+                    }
+                    EXPECT_EQ(fast.max_abs(n, g.data()), kiln::train::max_abs_ref(n, g.data()));
+                    EXPECT_NEAR(fast.sum_squares(n, g.data()), kiln::train::sum_squares_ref(n, g.data()),
+                                1e-12 * kiln::train::sum_squares_ref(n, g.data()));
+                    g[size_t(n / 2)] = (n % 2) ? NAN : -INFINITY;
+                    EXPECT_EQ(fast.max_abs(n, g.data()), INFINITY);
+                }
+    }
 }
 
 TEST(Train, ClippingScalesTheGradientToTheNorm) {
@@ -642,7 +701,11 @@ TEST(Train, EmbeddingGradientsAndBadIds) {
 TEST(Train, ActivationAndBiasGradientKernelsAgreeBitForBit) {
     int32_t best = 0;
     kiln_isa_best(&best);
-    if (best < KILN_ISA_AVX512) GTEST_SKIP() << "no AVX-512 on this CPU";
+    if (best < KILN_ISA_AVX2) GTEST_SKIP() << "no AVX2 on this CPU";
+    for (int32_t level : {int32_t(KILN_ISA_AVX2), int32_t(KILN_ISA_AVX512)}) {
+    if (level > best) break;
+    SCOPED_TRACE("isa " + std::to_string(level));
+    const auto fast = level == KILN_ISA_AVX2 ? kiln::train::act_bias_grad_avx2 : kiln::train::act_bias_grad_avx512;
     std::mt19937 rng(11);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     for (int32_t act : {KILN_UNARY_IDENTITY, KILN_UNARY_RELU, KILN_UNARY_LEAKY_RELU})
@@ -657,7 +720,7 @@ TEST(Train, ActivationAndBiasGradientKernelsAgreeBitForBit) {
                 }
                 std::vector<float> g_ref = g, g_fast = g, b_ref(size_t(cols), -1.0f), b_fast(size_t(cols), -2.0f);
                 ASSERT_TRUE(kiln::train::act_bias_grad_ref(act, 0.1f, rows, cols, y.data(), g_ref.data(), b_ref.data()));
-                ASSERT_TRUE(kiln::train::act_bias_grad_avx512(act, 0.1f, rows, cols, y.data(), g_fast.data(), b_fast.data()));
+                ASSERT_TRUE(fast(act, 0.1f, rows, cols, y.data(), g_fast.data(), b_fast.data()));
                 ASSERT_EQ(std::memcmp(g_ref.data(), g_fast.data(), g.size() * sizeof(float)), 0);
                 ASSERT_EQ(std::memcmp(b_ref.data(), b_fast.data(), b_ref.size() * sizeof(float)), 0);
                 for (size_t i = 0; i < y.size(); ++i) {
@@ -676,12 +739,13 @@ TEST(Train, ActivationAndBiasGradientKernelsAgreeBitForBit) {
                 }
                 // Without a bias the gradient is still masked.
                 std::vector<float> g_nb = g;
-                ASSERT_TRUE(kiln::train::act_bias_grad_avx512(act, 0.1f, rows, cols, y.data(), g_nb.data(), nullptr));
+                ASSERT_TRUE(fast(act, 0.1f, rows, cols, y.data(), g_nb.data(), nullptr));
                 ASSERT_EQ(std::memcmp(g_ref.data(), g_nb.data(), g.size() * sizeof(float)), 0);
             }
     float y = 1, g = 1;
-    EXPECT_FALSE(kiln::train::act_bias_grad_avx512(KILN_UNARY_TANH, 0, 1, 1, &y, &g, nullptr));
+    EXPECT_FALSE(fast(KILN_UNARY_TANH, 0, 1, 1, &y, &g, nullptr));
     EXPECT_FALSE(kiln::train::act_bias_grad_ref(KILN_UNARY_TANH, 0, 1, 1, &y, &g, nullptr));
+    }
 }
 
 // The step's reductions (loss blocks, gradient guard, bias sums) and the GEMMs do not depend on the
@@ -698,6 +762,10 @@ TEST(Train, StepIsBitIdenticalOnAnyThreadCount) {
         for (float& f : *v) f = nd(rng) * 0.1f;
     std::vector<int32_t> y(static_cast<size_t>(batch));
     for (int32_t& l : y) l = int32_t(rng() % uint32_t(out));
+    // Every ISA level: the vector kernels' tails must compute what their bodies do, wherever a
+    // thread's chunk ends.
+    kiln_test::for_each_isa([&](int32_t isa) {
+    SCOPED_TRACE("isa " + std::to_string(isa));
     std::vector<std::vector<double>> losses;
     std::vector<std::vector<float>> weights;
     for (int32_t threads : {1, 2, 3}) {
@@ -732,6 +800,7 @@ TEST(Train, StepIsBitIdenticalOnAnyThreadCount) {
         EXPECT_EQ(std::memcmp(weights[i].data(), weights[0].data(), weights[0].size() * sizeof(float)), 0)
             << "threads " << i + 1;
     }
+    });
 }
 
 }  // namespace

@@ -647,14 +647,13 @@ double loss_and_grad(kiln_trainer* t, int64_t batch, const void* targets, double
 // and the bias gradient gb (the column sums of gz, rows in order), in one pass. It runs on the
 // calling thread: split over two threads it was slower (~18 against ~10 us for the Fashion-MNIST
 // MLP at batch 128), because the GEMM that wrote gy had split it otherwise and half the lines
-// would cross cores. Identity, ReLU and leaky ReLU have an AVX-512 kernel (one pass; two SSE2
+// would cross cores. Identity, ReLU and leaky ReLU have AVX-512 and AVX2 kernels (one pass; two SSE2
 // passes before): ~10 -> ~4.5 us on that MLP at 1 thread; at 2 threads it stays ~10 us, mostly
 // fetching the half of gy the other core wrote. Other activations take the generic loops.
 void dense_activation_and_bias_grad(const TLayer& l, int64_t batch, const float* y, float* gy, float* gb,
-                                    bool avx512) {
+                                    const kiln::train::Kernels& tk) {
     if (l.act == KILN_UNARY_IDENTITY && gb == nullptr) return;
-    const auto fast = avx512 ? kiln::train::act_bias_grad_avx512 : kiln::train::act_bias_grad_ref;
-    if (fast(l.act, l.alpha, batch, l.out, y, gy, gb)) return;
+    if (tk.act_bias_grad(l.act, l.alpha, batch, l.out, y, gy, gb)) return;
     const int64_t m = batch * l.out;
     switch (l.act) {  // one loop per activation: no branch per element, vectorizable
         case KILN_UNARY_SIGMOID:
@@ -664,13 +663,13 @@ void dense_activation_and_bias_grad(const TLayer& l, int64_t batch, const float*
             for (int64_t j = 0; j < m; ++j) gy[j] = act_backward(l.act, l.alpha, 0.0f, y[j], gy[j]);
             break;
     }
-    if (gb != nullptr) fast(KILN_UNARY_IDENTITY, 0.0f, batch, l.out, y, gy, gb);  // the bias sums alone
+    if (gb != nullptr) tk.act_bias_grad(KILN_UNARY_IDENTITY, 0.0f, batch, l.out, y, gy, gb);  // the bias sums alone
 }
 
 // Backward pass from t->grad.back() (already holding dLoss/dOutput). Fills every parameter's grad.
 kiln_status backward(kiln_trainer* t, int64_t batch) {
     const size_t n_layers = t->layers.size();
-    const bool avx512 = kiln::current_isa() >= KILN_ISA_AVX512;
+    const kiln::train::Kernels& tk = kiln::train::kernels_for(kiln::current_isa());
     std::fill(t->grad_written.begin(), t->grad_written.end(), 0);
     t->grad_written[n_layers] = 1;
     auto emit_target = [&](size_t v, bool* acc) -> float* {
@@ -690,7 +689,7 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
                 const float* x = t->act[vin];
                 const float* y = t->act[vout];
                 dense_activation_and_bias_grad(l, batch, y, gy, l.b >= 0 ? t->params[size_t(l.b)].grad : nullptr,
-                                               avx512);
+                                               tk);
                 Param& w = t->params[size_t(l.w)];
                 st = kiln_sgemm(1, 0, l.in, l.out, batch, 1.0f, x, l.in, gy, l.out, 0.0f, w.grad, l.out, nullptr);
                 if (st == KILN_OK && need_dx) {
@@ -808,8 +807,8 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
 // max|x| * max|gz| over every Dense layer's input x and output gradient gz (after its activation),
 // each maximum taken over all the layers; Inf when any element is NaN or Inf. The arrays are
 // split into equal parts, one per pool thread (maxima do not depend on the split).
-double dense_input_and_gradient_max(const kiln_trainer* t, int64_t batch, bool avx512) {
-    const auto max_abs = avx512 ? kiln::train::max_abs_avx512 : kiln::train::max_abs_ref;
+double dense_input_and_gradient_max(const kiln_trainer* t, int64_t batch, const kiln::train::Kernels& tk) {
+    const auto max_abs = tk.max_abs;
     int64_t elems = 0;
     for (const TLayer& l : t->layers)
         if (l.kind == Kind::Dense) elems += batch * (l.in + l.out);
@@ -884,11 +883,11 @@ extern "C" KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch
     // thread: 70k -> 74k samples/s. Should the bound fail, the full sum decides. The maxima are
     // taken over all Dense layers at once (a looser bound, still sufficient), on the pool.
     const kiln_optimizer& o = t->opt;
-    const bool avx512 = kiln::current_isa() >= KILN_ISA_AVX512;
-    const auto sum_squares = avx512 ? kiln::train::sum_squares_avx512 : kiln::train::sum_squares_ref;
+    const kiln::train::Kernels& tk = kiln::train::kernels_for(kiln::current_isa());
+    const auto sum_squares = tk.sum_squares;
     bool finite = false;
     if (o.clip_norm <= 0.0f) {
-        const double bound = double(batch) * dense_input_and_gradient_max(t, batch, avx512);
+        const double bound = double(batch) * dense_input_and_gradient_max(t, batch, tk);
         finite = bound < 1e37;  // false for Inf and NaN
         double sq = 0;
         for (const Param& p : t->params)
@@ -916,7 +915,7 @@ extern "C" KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch
     const double step = double(t->steps + 1);
     a.step_size = float(double(lr) / (1.0 - std::pow(double(o.beta1), step)));
     a.inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(double(o.beta2), step)));
-    const kiln::train::UpdateFn update = avx512 ? kiln::train::update_avx512 : kiln::train::update_ref;
+    const kiln::train::UpdateFn update = tk.update;
     for (Param& p : t->params) {
         kiln::train::UpdateArgs pa = a;
         pa.l2 = p.weight ? o.l2 : 0.0f;

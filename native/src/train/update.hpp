@@ -1,6 +1,6 @@
 // Fused optimizer updates: one pass over a parameter's value, gradient and moments per step.
-// Each ISA has its own translation unit (update_ref.cpp, update_avx512.cpp); train.cpp picks one
-// through the dispatch table.
+// Each ISA has its own translation unit (update_ref.cpp, update_avx2.cpp, update_avx512.cpp);
+// train.cpp takes them from kernels_for(the current ISA).
 #pragma once
 
 #include <cstdint>
@@ -26,14 +26,17 @@ struct UpdateArgs {
 using UpdateFn = void (*)(const UpdateArgs& a, int64_t n, float* value, const float* grad, float* m, float* v);
 
 void update_ref(const UpdateArgs& a, int64_t n, float* value, const float* grad, float* m, float* v);
+void update_avx2(const UpdateArgs& a, int64_t n, float* value, const float* grad, float* m, float* v);
 void update_avx512(const UpdateArgs& a, int64_t n, float* value, const float* grad, float* m, float* v);
 
 // Largest |x[i]|, or +Inf when any element is NaN or infinite (0 for n = 0).
 float max_abs_ref(int64_t n, const float* x);
+float max_abs_avx2(int64_t n, const float* x);
 float max_abs_avx512(int64_t n, const float* x);
 
 // Sum of squares in double (for the global gradient norm).
 double sum_squares_ref(int64_t n, const float* x);
+double sum_squares_avx2(int64_t n, const float* x);
 double sum_squares_avx512(int64_t n, const float* x);
 
 // A Dense layer's gradient epilogue for identity, ReLU and leaky ReLU (act: KILN_UNARY_*):
@@ -41,6 +44,21 @@ double sum_squares_avx512(int64_t n, const float* x);
 // gradient gb[j] = sum over rows, in row order, of g[r][j] (the same sums, bit for bit, at every
 // ISA). Returns false, doing nothing, for other activations.
 bool act_bias_grad_ref(int32_t act, float alpha, int64_t rows, int64_t cols, const float* y, float* g, float* gb);
+bool act_bias_grad_avx2(int32_t act, float alpha, int64_t rows, int64_t cols, const float* y, float* g, float* gb);
 bool act_bias_grad_avx512(int32_t act, float alpha, int64_t rows, int64_t cols, const float* y, float* g, float* gb);
+
+// The kernels above for one ISA level.
+struct Kernels {
+    UpdateFn update;
+    float (*max_abs)(int64_t n, const float* x);
+    double (*sum_squares)(int64_t n, const float* x);
+    bool (*act_bias_grad)(int32_t act, float alpha, int64_t rows, int64_t cols, const float* y, float* g, float* gb);
+};
+inline const Kernels& kernels_for(kiln_isa isa) {
+    static const Kernels ref{update_ref, max_abs_ref, sum_squares_ref, act_bias_grad_ref};
+    static const Kernels avx2{update_avx2, max_abs_avx2, sum_squares_avx2, act_bias_grad_avx2};
+    static const Kernels avx512{update_avx512, max_abs_avx512, sum_squares_avx512, act_bias_grad_avx512};
+    return isa >= KILN_ISA_AVX512 ? avx512 : isa >= KILN_ISA_AVX2 ? avx2 : ref;
+}
 
 }  // namespace kiln::train
