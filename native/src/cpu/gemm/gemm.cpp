@@ -13,7 +13,7 @@
 // per row panel (kc = K), so each weight panel streams once with no C reloads; they split columns
 // across threads only when the product is large enough to pay for waking a worker.
 //
-// Products with an unpacked, untransposed B and at most kDirectMaxRows rows (training steps, small
+// Products with an unpacked, untransposed B and at most direct_max_rows rows (training steps, small
 // batches), or a B small enough for L2, pack nothing: the direct micro-kernels read A (either
 // layout) and B's rows in place with kc = K. Packing pays only when a B panel is reused by many row
 // panels.
@@ -45,6 +45,9 @@ const EltwiseKernels& eltwise_kernels();
 namespace {
 
 const GemmKernels kTable[] = {kGemmAvx512, kGemmAvx2, kGemmRef};
+
+// Cleared by tests to run bf16 as AVX-512 machines without AVX512_BF16 do (converted to f32).
+std::atomic<bool> g_bf16_pairs{true};
 
 // Per-thread packing buffers, grown on demand and kept: no allocation in steady state.
 struct PackBuffer {
@@ -102,6 +105,8 @@ struct Problem {
     float* c;
     int64_t ldc;
     const kiln_epilogue* ep;
+    // A (and B, unless pre-packed) hold bf16: only packers read them (the direct kernels read f32).
+    bool bf16 = false;
     // Set by run() from the whole problem, so that the summation order (kc) does not depend on how
     // the threads split C: results are identical for every thread count.
     bool direct = false;
@@ -144,10 +149,13 @@ void apply_epilogue(const kiln_epilogue* ep, float* c, int64_t ldc, int rows, in
     }
 }
 
-// Row blocks up to this many rows skip packing (see run_block). Measured on Zen 4, 1 thread, GFLOP/s
-// packed -> direct: 32x784x256 88 -> 109, 128x784x512 99 -> 108, 256x256x256 105 -> 111,
-// 256x784x512 104 -> 110, 512^3 106 -> 106; at 1024 rows direct falls to 80 (B panels are reused by
-// too many row panels to be read strided), so the limit is 256.
+// Row blocks up to a kernel table's direct_max_rows skip packing (see run_block). Measured on Zen 4,
+// 1 thread, GFLOP/s packed -> direct, AVX-512 (14-row panels): 32x784x256 88 -> 109, 128x784x512
+// 99 -> 108, 256x256x256 105 -> 111, 256x784x512 104 -> 110, 512^3 106 -> 106; at 1024 rows direct
+// falls to 80 (B panels are reused by too many row panels to be read strided): 256 rows. AVX2
+// (6-row panels re-read B over twice as often), KILN_ISA=avx2: 32x784x256 74 -> 102-105,
+// 128x784x512 ~100 either way, 256x784x512 105 -> 98-99: 128 rows. With a pre-packed B the rule is
+// kDirectMaxRows on every table.
 constexpr int64_t kDirectMaxRows = 256;
 // With kc = K every row panel streams all of B: fine from L2/L3, not from DRAM (16x4096x4096
 // pre-packed, 64 MiB of B: 78 -> 42 GFLOP/s direct). So the row rule holds only up to 4 MiB of B.
@@ -276,11 +284,12 @@ kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int6
 
 kiln_status run(Problem p) {
     if (p.m == 0 || p.n == 0) return KILN_OK;
-    // Up to kDirectMaxRows rows, or a small B: read A and B in place instead of packing them (see
-    // ukernel_direct); a pre-packed B is read from its panels. One row panel, or nothing packed: all
-    // of K at once (no C reloads).
-    p.direct = !p.tb && !p.pairs && p.kern->ukernel_direct[0][1] != nullptr &&
-               (p.packed_b == nullptr ? (p.m <= kDirectMaxRows && p.k * p.n <= kDirectMaxRowsBFloats) ||
+    // Up to the table's direct_max_rows rows, or a small B: read A and B in place instead of packing
+    // them (see ukernel_direct); a pre-packed B is read from its panels. One row panel, or nothing
+    // packed: all of K at once (no C reloads).
+    p.direct = !p.tb && !p.bf16 && p.kern->ukernel_direct[0][1] != nullptr &&
+               (p.packed_b == nullptr ? (p.m <= p.kern->direct_max_rows &&
+                                         p.k * p.n <= kDirectMaxRowsBFloats) ||
                                             p.k * p.n <= kDirectMaxBFloats
                                       : p.m > p.kern->mr && p.m <= kDirectMaxRows &&
                                             p.k * p.n <= kDirectMaxRowsBFloats);
@@ -648,12 +657,16 @@ struct Bf16Config {
 };
 
 Bf16Config bf16_config() {
-    if (current_isa() >= KILN_ISA_AVX512 && (cpu_feature_bits() & KILN_CPU_AVX512BF16))
+    if (current_isa() >= KILN_ISA_AVX512 && (cpu_feature_bits() & KILN_CPU_AVX512BF16) &&
+        g_bf16_pairs.load(std::memory_order_relaxed))
         return {&kGemmBf16Avx512, pack_a_bf16_pairs_fast, pack_b_bf16_pairs_fast, true};
     return {&select_kernel(kTable), pack_a_bf16_f32, pack_b_bf16_f32, false};
 }
 
 }  // namespace
+
+void set_bf16_pairs_for_testing(bool on) { g_bf16_pairs.store(on, std::memory_order_relaxed); }
+
 }  // namespace kiln
 
 extern "C" KILN_API kiln_status kiln_gemm_bf16(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k,
@@ -664,7 +677,7 @@ extern "C" KILN_API kiln_status kiln_gemm_bf16(int32_t trans_a, int32_t trans_b,
         return st;
     const Bf16Config cfg = bf16_config();
     Problem p{cfg.kern, cfg.pack_a, cfg.pack_b, cfg.pairs, trans_a == 1, trans_b == 1, m, n, k, alpha, beta, a, lda,
-              b, ldb, nullptr, c, ldc, epilogue};
+              b, ldb, nullptr, c, ldc, epilogue, /*bf16=*/true};
     return run(p);
 }
 
@@ -683,7 +696,7 @@ extern "C" KILN_API kiln_status kiln_gemm_bf16_packed(int32_t trans_a, int64_t m
         return st;
     PackFn pa = b->pairs ? pack_a_bf16_pairs_fast : pack_a_bf16_f32;
     Problem p{b->kern, pa, nullptr, b->pairs, trans_a == 1, false, m, b->n, b->k, alpha, beta, a, lda, nullptr, 0,
-              b->data, c, ldc, epilogue};
+              b->data, c, ldc, epilogue, /*bf16=*/true};
     return run(p);
 }
 

@@ -73,6 +73,47 @@ void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, 
     for (int i = 0; i < M; ++i) store_tile_row(c + i * ldc, c0[i], c1[i], nr, alpha_m, beta_m, load_c);
 }
 
+// A and B in place (see GemmUkernelDirect): B's rows (or a pre-packed B's panel read as rows of NR
+// floats), A as rows (AMode kDirectARows) or columns (kDirectACols). Full: the tile is NR columns
+// wide (no masks in the loop).
+template <int M, int AMode, bool Full>
+void direct_tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                 int nr, float alpha, float beta, bool load_c) {
+    float alpha_m = alpha, beta_m = beta;  // in memory: the loop needs 15 ymm registers (see ukernel)
+    asm volatile("" : "+m"(alpha_m), "+m"(beta_m));
+    const __m256i m0 = tail_mask(nr < 8 ? nr : 8), m1 = tail_mask(nr > 8 ? nr - 8 : 0);
+    __m256 c0[M], c1[M];
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) {
+        c0[i] = _mm256_setzero_ps();
+        c1[i] = _mm256_setzero_ps();
+    }
+    for (int64_t k = 0; k < kc; ++k) {
+        const __m256 b0 = Full ? _mm256_loadu_ps(b) : _mm256_maskload_ps(b, m0);
+        const __m256 b1 = Full ? _mm256_loadu_ps(b + 8) : _mm256_maskload_ps(b + 8, m1);
+        _mm_prefetch(reinterpret_cast<const char*>(b + 4 * ldb), _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int i = 0; i < M; ++i) {
+            const __m256 ai = _mm256_broadcast_ss(AMode == kDirectARows ? a + i * lda : a + i);
+            c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+        }
+        a += AMode == kDirectACols ? lda : 1;
+        b += ldb;
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) store_tile_row(c + i * ldc, c0[i], c1[i], nr, alpha_m, beta_m, load_c);
+}
+
+template <int M, int AMode>
+void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                    int nr, float alpha, float beta, bool load_c, const TileEpilogue*) {
+    if (nr == NR)
+        direct_tile<M, AMode, true>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c);
+    else
+        direct_tile<M, AMode, false>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c);
+}
+
 void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
                 float beta, bool load_c, const TileEpilogue*) {
     __m256 s[8];
@@ -111,6 +152,10 @@ const GemmKernels kGemmAvx2 = {
     KILN_ISA_AVX2, "gemm_f32_avx2_6x16", MR, NR, /*kc=*/256, /*nc=*/512,
     {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, nullptr,
      nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
-    {}, /*fused_store=*/false};
+    {{nullptr, ukernel_direct<1, kDirectARows>, ukernel_direct<2, kDirectARows>, ukernel_direct<3, kDirectARows>,
+      ukernel_direct<4, kDirectARows>, ukernel_direct<5, kDirectARows>, ukernel_direct<6, kDirectARows>},
+     {nullptr, ukernel_direct<1, kDirectACols>, ukernel_direct<2, kDirectACols>, ukernel_direct<3, kDirectACols>,
+      ukernel_direct<4, kDirectACols>, ukernel_direct<5, kDirectACols>, ukernel_direct<6, kDirectACols>}},
+    /*fused_store=*/false, /*direct_max_rows=*/128};
 
 }  // namespace kiln

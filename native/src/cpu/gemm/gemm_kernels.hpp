@@ -53,12 +53,19 @@ struct GemmKernels {
     // A and B read in place (f32 only; null where absent): [0] A as rows, [1] A as columns (trans_a).
     GemmUkernelDirect ukernel_direct[2][kMaxMr + 1];
     bool fused_store;  // the kernels apply a TileEpilogue (else they ignore it and get null)
+    // Products with an unpacked B read it in place (no packing) up to this many rows: each row
+    // panel re-reads B, so the limit scales with MR (see gemm.cpp, kDirectMaxRows).
+    int64_t direct_max_rows;
 };
 
 extern const GemmKernels kGemmAvx512;
 extern const GemmKernels kGemmAvx2;
 extern const GemmKernels kGemmRef;
 extern const GemmKernels kGemmBf16Avx512;  // bf16 pairs; needs AVX512_BF16 (gemm_bf16_avx512.cpp)
+
+// Tests only: false makes bf16 GEMMs convert to f32 and run the f32 kernels even where AVX512_BF16
+// exists (what AVX-512 machines without it do). Set it only while no GEMM runs.
+void set_bf16_pairs_for_testing(bool on);
 
 // Packs rows [i0, i0+m) x steps [p0, p0+kc) of op(A) into MR-row panels at dst.
 // op(A)[i][k] = trans ? a[k*lda + i] : a[i*lda + k].
