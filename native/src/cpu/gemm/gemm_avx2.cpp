@@ -114,6 +114,10 @@ void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int
         direct_tile<M, AMode, false>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c);
 }
 
+// One row: k unrolled by 4 into 8 chains, bound by streaming B. No software prefetch: as on AVX-512,
+// the hardware prefetcher does better. KILN_ISA=avx2, 1 thread, with -> without a prefetch 48 steps
+// ahead: packed 1x784x512 35.5 -> 39.1 GFLOP/s, GEMV from DRAM 27.5 -> 28.9 GB/s, mlp-small batch 1
+// 30.9 -> 28.3 us.
 void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
                 float beta, bool load_c, const TileEpilogue*) {
     __m256 s[8];
@@ -121,9 +125,6 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
     for (int i = 0; i < 8; ++i) s[i] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 4 <= kc; k += 4) {
-#pragma GCC unroll 4
-        for (int l = 0; l < 4; ++l)  // the 4 cache lines of four k steps
-            _mm_prefetch(reinterpret_cast<const char*>(b + 48 * NR + 16 * l), _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int u = 0; u < 4; ++u) {
             const __m256 ai = _mm256_broadcast_ss(a + u);
