@@ -40,46 +40,20 @@ inline void store_tile_row(float* c, __m256 v0, __m256 v1, int nr, float alpha, 
     _mm256_maskstore_ps(c + 8, m1, v1);
 }
 
-template <int M>
-void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
-             float beta, bool load_c, const TileEpilogue*) {
-    // The full tile needs 15 of the 16 ymm registers in its loop. Left alone, GCC kept alpha (needed
-    // only after the loop) in the 16th and spilled an accumulator instead: a load, FMA and store per
-    // step through the stack, ~11 cycles a step instead of 6. Parking alpha and beta in memory frees
-    // the register. 1 thread, KILN_ISA=avx2 on this Zen 4 (whose 256-bit FMA peak equals its
-    // 512-bit one), GFLOP/s: 1024^3 49 -> 104, 2048^3 49 -> 105.
+// The M x 16 register tile over kc steps. A packed (AMode kDirectAPacked: MR floats a step) or in
+// place as rows (kDirectARows) or columns (kDirectACols); B packed (PackedB: aligned NR-float steps,
+// prefetched 8 steps ahead) or in place, row k at b + k * ldb (a pre-packed B's panel read as rows
+// of NR floats, or B's own rows). Full: B's rows are NR columns wide (no masks in the loop).
+//
+// The loop needs 15 of the 16 ymm registers. Left alone, GCC kept alpha (needed only after the
+// loop) in the 16th and spilled an accumulator instead: a load, FMA and store per step through the
+// stack, ~11 cycles a step instead of 6. Parking alpha and beta in memory frees the register.
+// 1 thread, KILN_ISA=avx2 on this Zen 4 (whose 256-bit FMA peak equals its 512-bit one), GFLOP/s:
+// 1024^3 49 -> 104, 2048^3 49 -> 105.
+template <int M, int AMode, bool PackedB, bool Full>
+void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int nr,
+          float alpha, float beta, bool load_c) {
     float alpha_m = alpha, beta_m = beta;
-    asm volatile("" : "+m"(alpha_m), "+m"(beta_m));
-    __m256 c0[M], c1[M];
-#pragma GCC unroll 8
-    for (int i = 0; i < M; ++i) {
-        c0[i] = _mm256_setzero_ps();
-        c1[i] = _mm256_setzero_ps();
-    }
-    for (int64_t k = 0; k < kc; ++k) {
-        const __m256 b0 = _mm256_load_ps(b);
-        const __m256 b1 = _mm256_load_ps(b + 8);
-        _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR), _MM_HINT_T0);  // one 64-byte line per step
-#pragma GCC unroll 8
-        for (int i = 0; i < M; ++i) {
-            const __m256 ai = _mm256_broadcast_ss(a + i);
-            c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
-            c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
-        }
-        a += MR;
-        b += NR;
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < M; ++i) store_tile_row(c + i * ldc, c0[i], c1[i], nr, alpha_m, beta_m, load_c);
-}
-
-// A and B in place (see GemmUkernelDirect): B's rows (or a pre-packed B's panel read as rows of NR
-// floats), A as rows (AMode kDirectARows) or columns (kDirectACols). Full: the tile is NR columns
-// wide (no masks in the loop).
-template <int M, int AMode, bool Full>
-void direct_tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
-                 int nr, float alpha, float beta, bool load_c) {
-    float alpha_m = alpha, beta_m = beta;  // in memory: the loop needs 15 ymm registers (see ukernel)
     asm volatile("" : "+m"(alpha_m), "+m"(beta_m));
     const __m256i m0 = tail_mask(nr < 8 ? nr : 8), m1 = tail_mask(nr > 8 ? nr - 8 : 0);
     __m256 c0[M], c1[M];
@@ -89,29 +63,44 @@ void direct_tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_
         c1[i] = _mm256_setzero_ps();
     }
     for (int64_t k = 0; k < kc; ++k) {
-        const __m256 b0 = Full ? _mm256_loadu_ps(b) : _mm256_maskload_ps(b, m0);
-        const __m256 b1 = Full ? _mm256_loadu_ps(b + 8) : _mm256_maskload_ps(b + 8, m1);
-        _mm_prefetch(reinterpret_cast<const char*>(b + 4 * ldb), _MM_HINT_T0);
+        __m256 b0, b1;
+        if constexpr (PackedB) {
+            b0 = _mm256_load_ps(b);
+            b1 = _mm256_load_ps(b + 8);
+            _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR), _MM_HINT_T0);  // one 64-byte line per step
+        } else {
+            b0 = Full ? _mm256_loadu_ps(b) : _mm256_maskload_ps(b, m0);
+            b1 = Full ? _mm256_loadu_ps(b + 8) : _mm256_maskload_ps(b + 8, m1);
+            _mm_prefetch(reinterpret_cast<const char*>(b + 4 * ldb), _MM_HINT_T0);
+        }
 #pragma GCC unroll 8
         for (int i = 0; i < M; ++i) {
             const __m256 ai = _mm256_broadcast_ss(AMode == kDirectARows ? a + i * lda : a + i);
             c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
         }
-        a += AMode == kDirectACols ? lda : 1;
-        b += ldb;
+        a += AMode == kDirectACols ? lda : AMode == kDirectARows ? 1 : MR;
+        b += PackedB ? NR : ldb;
     }
 #pragma GCC unroll 8
     for (int i = 0; i < M; ++i) store_tile_row(c + i * ldc, c0[i], c1[i], nr, alpha_m, beta_m, load_c);
 }
 
+// Both operands packed (see gemm_kernels.hpp; a packed B panel is zero-padded to NR columns).
+template <int M>
+void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
+             float beta, bool load_c, const TileEpilogue*) {
+    tile<M, kDirectAPacked, true, true>(kc, a, 0, b, NR, c, ldc, nr, alpha, beta, load_c);
+}
+
+// A and B in place (see GemmUkernelDirect).
 template <int M, int AMode>
 void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
                     int nr, float alpha, float beta, bool load_c, const TileEpilogue*) {
     if (nr == NR)
-        direct_tile<M, AMode, true>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c);
+        tile<M, AMode, false, true>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c);
     else
-        direct_tile<M, AMode, false>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c);
+        tile<M, AMode, false, false>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c);
 }
 
 // One row: k unrolled by 4 into 8 chains, bound by streaming B. No software prefetch: as on AVX-512,
