@@ -138,6 +138,28 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
 
 }  // namespace
 
+void pack_b_avx2(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc, int nr,
+                 float* dst) {
+    if (trans || nr != NR || n < NR) {
+        pack_b(trans, b, ldb, j0, n, p0, kc, nr, dst);
+        return;
+    }
+    constexpr int64_t kRowsAhead = 4;  // as pack_b_avx512: source rows come from L3 or DRAM
+    const int64_t full = n / NR * NR;
+    for (int64_t k = 0; k < kc; ++k) {
+        const float* src = b + (p0 + k) * ldb + j0;
+        if (k + kRowsAhead < kc)
+            for (int64_t j = 0; j < n; j += 16)
+                _mm_prefetch(reinterpret_cast<const char*>(src + kRowsAhead * ldb + j), _MM_HINT_T0);
+        float* o = dst + k * NR;
+        for (int64_t jp = 0; jp < full; jp += NR) {
+            _mm256_storeu_ps(o + jp * kc, _mm256_loadu_ps(src + jp));
+            _mm256_storeu_ps(o + jp * kc + 8, _mm256_loadu_ps(src + jp + 8));
+        }
+    }
+    if (full < n) pack_b(false, b, ldb, j0 + full, n - full, p0, kc, nr, dst + full * kc);
+}
+
 const GemmKernels kGemmAvx2 = {
     KILN_ISA_AVX2, "gemm_f32_avx2_6x16", MR, NR, /*kc=*/256, /*nc=*/512,
     {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, nullptr,
