@@ -115,6 +115,26 @@ TEST(Gemm, OddSizesUpTo1031AndThreads) {
     });
 }
 
+// Shapes on both sides of the rules that send small products to the direct (unpacked) path or
+// to packing: A's panel over K in L1 (K 877/878 on AVX-512, 2048/2049 on AVX2), B's rows 4 KiB
+// apart (ldb 1024) or 2 KiB apart past K = 800, and AVX2's 256 KiB column blocks; plain and
+// pre-packed B.
+TEST(Gemm, DirectPathRulesAtTheirEdges) {
+    const Case cases[] = {
+        {0, 0, 32, 1024, 300, 1.0f, 0.0f, 0},  {0, 0, 40, 512, 800, 1.0f, 0.0f, 0},
+        {0, 0, 40, 512, 801, 1.0f, 0.5f, 0},   {0, 0, 20, 100, 877, 1.0f, 0.0f, 0},
+        {1, 0, 20, 100, 878, 1.0f, 0.0f, 0},   {0, 0, 20, 64, 2048, 1.0f, 0.0f, 0},
+        {0, 0, 20, 64, 2049, 1.0f, 0.0f, 0},   {0, 0, 128, 300, 784, 1.0f, 1.0f, 0},
+    };
+    for_each_isa([&](int32_t) {
+        for (const Case& c : cases)
+            for (bool packed : {false, true}) {
+                check_case(c, 13, packed);
+                if (HasFatalFailure()) return;
+            }
+    });
+}
+
 TEST(Gemm, AlphaBetaAndLeadingDimensions) {
     for_each_isa([](int32_t) {
         for (float alpha : {1.0f, -0.5f, 2.0f})
@@ -155,8 +175,8 @@ TEST(Gemm, FusedEpilogueBiasActivationResidual) {
     auto residual = random_floats(size_t(33 * 210), 4);
     auto big_residual = random_floats(size_t(1000 * 200), 9);
     for_each_isa([&](int32_t) {
-        // Identity and (leaky) ReLU are applied in registers as the tile is stored (AVX-512); the
-        // others in a pass over the stored tile. Direct, packed and one-row kernels; 1000 rows
+        // Identity and (leaky) ReLU are applied in registers as the tile is stored (AVX-512, AVX2);
+        // the others in a pass over the stored tile. Direct, packed and one-row kernels; 1000 rows
         // take the packing path.
         const std::pair<int, float> acts[] = {{KILN_UNARY_IDENTITY, 0.0f}, {KILN_UNARY_RELU, 0.0f},
                                               {KILN_UNARY_LEAKY_RELU, 0.1f}, {KILN_UNARY_GELU, 0.0f},
@@ -174,9 +194,10 @@ TEST(Gemm, FusedEpilogueBiasActivationResidual) {
     });
 }
 
-// The epilogue applied in registers equals the same epilogue applied afterwards, bit for bit.
-TEST(Gemm, FusedEpilogueEqualsASeparatePass) {
-    const int64_t m = 45, n = 70, k = 130;
+// fused_equals_separate(m): m x 130 times 130 x 70 with bias, activation and residual, fused and
+// as a separate pass afterwards.
+void fused_equals_separate(int64_t m) {
+    const int64_t n = 70, k = 130;
     auto a = random_floats(size_t(m * k), 21), b = random_floats(size_t(k * n), 22);
     auto bias = random_floats(size_t(n), 23), res = random_floats(size_t(m * n), 24);
     for (const auto& [act, alpha] : {std::pair<int, float>{KILN_UNARY_RELU, 0.0f}, {KILN_UNARY_LEAKY_RELU, 0.2f},
@@ -208,6 +229,17 @@ TEST(Gemm, FusedEpilogueEqualsASeparatePass) {
                 }
         }
     }
+}
+
+// The epilogue applied in registers equals the same epilogue applied afterwards, bit for bit, on
+// every ISA: full and partial tiles (70 columns), direct, packed and one-row kernels.
+TEST(Gemm, FusedEpilogueEqualsASeparatePass) {
+    for_each_isa([](int32_t) {
+        for (const int64_t m : {45, 1, 400}) {
+            fused_equals_separate(m);
+            if (::testing::Test::HasFatalFailure()) return;
+        }
+    });
 }
 
 TEST(Gemm, ResultDoesNotDependOnThreadCount) {

@@ -171,6 +171,20 @@ constexpr int64_t kDirectMaxRowsBFloats = int64_t(1) << 20;
 // 784x128x256 (A transposed) 104 -> 108, 4096x256x64 80 -> 105; wide B (1024x256x1024,
 // 2048x128x2048) is 7-10% slower direct, hence the size limit.
 constexpr int64_t kDirectMaxBFloats = 65536;
+// Both rules also need a short K, and an unpacked B whose rows do not alias in the caches. A tile
+// reads K steps of A's rows in place: its panel (mr rows) should stay in L1, under
+// kDirectMaxAPanelBytes (K <= 877 on AVX-512's 14-row panels, 2048 on AVX2's 6). And it streams
+// K rows of B a stride apart: rows 4 KiB apart (ldb a multiple of 1024 floats) share a few cache
+// sets and evict each other, as do rows 2 KiB apart once K passes 800. Packing is faster there.
+// 1 thread, GFLOP/s direct -> packed, AVX-512 / KILN_ISA=avx2: 128x1024x256 80 / 92 -> 105 / 101,
+// 32x1024x512 83 / 75 -> 96 / 84, 64x2048x512 72 / 65 -> 94 / 91, 128x896x512 102 / 89 -> 104 /
+// 100, 128x768x1024 87 / 47 -> 103 / 99, 128x256x1024 99 / 49 -> 108 / 102; 128x784x512 (rows 2
+// KiB apart) stays direct (110 / 103).
+constexpr int64_t kDirectMaxAPanelBytes = 48 * 1024;
+inline bool direct_k_fits(const Problem& p) {
+    return p.k * p.kern->mr * int64_t(sizeof(float)) <= kDirectMaxAPanelBytes;
+}
+inline bool b_rows_alias(int64_t ldb, int64_t k) { return ldb % 1024 == 0 || (ldb % 512 == 0 && k > 800); }
 // With a pre-packed B (inference plans), 15..256 rows read A in place the same way and take the
 // packed panels whole (kc = K). GFLOP/s packed A -> direct A, 1 thread / 2 threads: 32x784x512
 // 102 -> 108 / 175 -> 198, 256x784x512 103 -> 110 / 179 -> 214.
@@ -201,6 +215,14 @@ void direct_block(const Problem& p, int64_t i0, int64_t rows, int64_t pc, int64_
     }
 }
 
+// Columns per block of a direct product with kc steps: the table's nc, or fewer where its
+// direct_block_bytes says so (the block, kc x nc floats read by every row panel, stays in L2).
+int64_t direct_nc(const GemmKernels& kn, int64_t kc) {
+    if (kn.direct_block_bytes == 0) return kn.nc;
+    const int64_t cols = kn.direct_block_bytes / (kc * int64_t(sizeof(float))) / kn.nr * kn.nr;
+    return std::max<int64_t>(kn.nr, std::min<int64_t>(kn.nc, cols));
+}
+
 // C[i0:i1, j0:j1] of the problem. j0 is a multiple of NR.
 kiln_status run_rows(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
     const GemmKernels& kn = *p.kern;
@@ -208,7 +230,9 @@ kiln_status run_rows(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64
     const int64_t rows = i1 - i0;
     const bool direct = p.direct;
     const int64_t kc = p.kc;
-    const int64_t nc = kn.nc;
+    // Direct products take all of K at once, so their B block (kc x nc) is sized here to stay in
+    // L2 while every row panel of the stripe re-reads it.
+    const int64_t nc = direct ? direct_nc(kn, kc) : kn.nc;
     const int64_t row_panels = (rows + mr - 1) / mr;
     float* abuf = nullptr;
     if (!direct) {
@@ -295,10 +319,11 @@ kiln_status run(Problem p) {
     // packed: all of K at once (no C reloads).
     p.direct = !p.tb && !p.bf16 && p.kern->ukernel_direct[0][1] != nullptr &&
                (p.packed_b == nullptr ? (p.m <= p.kern->direct_max_rows &&
-                                         p.k * p.n <= kDirectMaxRowsBFloats) ||
+                                         p.k * p.n <= kDirectMaxRowsBFloats && direct_k_fits(p) &&
+                                         !b_rows_alias(p.ldb, p.k)) ||
                                             p.k * p.n <= kDirectMaxBFloats
                                       : p.m > p.kern->mr && p.m <= kDirectMaxRows &&
-                                            p.k * p.n <= kDirectMaxRowsBFloats);
+                                            p.k * p.n <= kDirectMaxRowsBFloats && direct_k_fits(p));
     p.kc = ((p.m <= p.kern->mr || p.direct) && p.k <= 4096) ? p.k : block_k(p.k, p.kern->kc);
     p.fuse_ep = can_fuse(*p.kern, p.ep);
     if (p.k == 0) {  // C = beta * C, then the epilogue

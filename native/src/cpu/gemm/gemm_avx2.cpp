@@ -16,28 +16,46 @@ inline __m256i tail_mask(int n) {  // lanes < n set (n in 0..8)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
 }
 
-inline void store_tile_row(float* c, __m256 v0, __m256 v1, int nr, float alpha, float beta, bool load_c) {
+// bias, activation, residual on one vector of a tile row (lanes past the tile masked off), in the
+// order and with the arithmetic of the separate epilogue pass (eltwise_avx2), so fused and unfused
+// results are identical.
+inline __m256 epilogue(__m256 x, const TileEpilogue* ep, int i, int off, __m256i m) {
+    if (ep->bias) x = _mm256_add_ps(x, _mm256_maskload_ps(ep->bias + off, m));
+    if (ep->act == KILN_UNARY_RELU) {
+        x = _mm256_max_ps(_mm256_setzero_ps(), x);  // NaN stays NaN
+    } else if (ep->act == KILN_UNARY_LEAKY_RELU) {
+        x = _mm256_blendv_ps(x, _mm256_mul_ps(x, _mm256_set1_ps(ep->act_alpha)),
+                             _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+    }
+    if (ep->residual) x = _mm256_add_ps(x, _mm256_maskload_ps(ep->residual + int64_t(i) * ep->ld_residual + off, m));
+    return x;
+}
+
+// Row i of a tile: alpha * v + beta * C (when load_c), the epilogue if any, one store.
+inline void store_tile_row(float* c, __m256 v0, __m256 v1, int nr, float alpha, float beta, bool load_c,
+                           const TileEpilogue* ep, int i) {
     const __m256 va = _mm256_set1_ps(alpha);
     v0 = _mm256_mul_ps(v0, va);
     v1 = _mm256_mul_ps(v1, va);
-    if (nr == NR) {
-        if (load_c) {
-            const __m256 vb = _mm256_set1_ps(beta);
-            v0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), v0);
-            v1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), v1);
-        }
-        _mm256_storeu_ps(c, v0);
-        _mm256_storeu_ps(c + 8, v1);
-        return;
-    }
-    const __m256i m0 = tail_mask(nr < 8 ? nr : 8), m1 = tail_mask(nr > 8 ? nr - 8 : 0);
+    const __m256i all = _mm256_set1_epi32(-1);
+    const bool full = nr == NR;
+    const __m256i m0 = full ? all : tail_mask(nr < 8 ? nr : 8), m1 = full ? all : tail_mask(nr > 8 ? nr - 8 : 0);
     if (load_c) {
         const __m256 vb = _mm256_set1_ps(beta);
-        v0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(c, m0), v0);
-        v1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(c + 8, m1), v1);
+        v0 = _mm256_fmadd_ps(vb, full ? _mm256_loadu_ps(c) : _mm256_maskload_ps(c, m0), v0);
+        v1 = _mm256_fmadd_ps(vb, full ? _mm256_loadu_ps(c + 8) : _mm256_maskload_ps(c + 8, m1), v1);
     }
-    _mm256_maskstore_ps(c, m0, v0);
-    _mm256_maskstore_ps(c + 8, m1, v1);
+    if (ep) {
+        v0 = epilogue(v0, ep, i, 0, m0);
+        v1 = epilogue(v1, ep, i, 8, m1);
+    }
+    if (full) {
+        _mm256_storeu_ps(c, v0);
+        _mm256_storeu_ps(c + 8, v1);
+    } else {
+        _mm256_maskstore_ps(c, m0, v0);
+        _mm256_maskstore_ps(c + 8, m1, v1);
+    }
 }
 
 // The M x 16 register tile over kc steps. A packed (AMode kDirectAPacked: MR floats a step) or in
@@ -52,17 +70,28 @@ inline void store_tile_row(float* c, __m256 v0, __m256 v1, int nr, float alpha, 
 // 1024^3 49 -> 104, 2048^3 49 -> 105.
 template <int M, int AMode, bool PackedB, bool Full>
 void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int nr,
-          float alpha, float beta, bool load_c) {
+          float alpha, float beta, bool load_c, const TileEpilogue* ep) {
+    // Short tiles keep S k steps in flight in S sets of accumulators, summed after the loop: with
+    // one set, 2 or 3 rows (4 or 6 FMA chains) are bound by the FMA latency (4 cycles, two pipes:
+    // 8 chains needed). KILN_ISA=avx2, 1 thread, 32 x 784 x 512 with pre-packed weights (5 panels
+    // of 6 rows and one of 2): the 2-row panel cost 2.05x a 6-row panel's time per row, 1.36x with
+    // two sets and B in registers; the mlp-small plan at batch 32 went 323 -> 312 us. Which rows
+    // share a panel depends only on the problem (panels start at multiples of MR), so results stay
+    // independent of the thread count.
+    constexpr int S = M == 1 ? 4 : M <= 3 ? 2 : 1;
     float alpha_m = alpha, beta_m = beta;
     asm volatile("" : "+m"(alpha_m), "+m"(beta_m));
     const __m256i m0 = tail_mask(nr < 8 ? nr : 8), m1 = tail_mask(nr > 8 ? nr - 8 : 0);
-    __m256 c0[M], c1[M];
+    __m256 c0[S][M], c1[S][M];
+#pragma GCC unroll 4
+    for (int s = 0; s < S; ++s)
 #pragma GCC unroll 8
-    for (int i = 0; i < M; ++i) {
-        c0[i] = _mm256_setzero_ps();
-        c1[i] = _mm256_setzero_ps();
-    }
-    for (int64_t k = 0; k < kc; ++k) {
+        for (int i = 0; i < M; ++i) {
+            c0[s][i] = _mm256_setzero_ps();
+            c1[s][i] = _mm256_setzero_ps();
+        }
+    // One k step into accumulator set s.
+    auto step = [&](int s) __attribute__((always_inline)) {
         __m256 b0, b1;
         if constexpr (PackedB) {
             b0 = _mm256_load_ps(b);
@@ -73,34 +102,54 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, 
             b1 = Full ? _mm256_loadu_ps(b + 8) : _mm256_maskload_ps(b + 8, m1);
             _mm_prefetch(reinterpret_cast<const char*>(b + 4 * ldb), _MM_HINT_T0);
         }
+        // Loaded once per step: for short tiles GCC otherwise folds a load of B into every FMA
+        // (M loads a vector instead of one), and 2 rows became bound by the loads.
+        if constexpr (M > 1) asm("" : "+x"(b0), "+x"(b1));
 #pragma GCC unroll 8
         for (int i = 0; i < M; ++i) {
             const __m256 ai = _mm256_broadcast_ss(AMode == kDirectARows ? a + i * lda : a + i);
-            c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
-            c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+            c0[s][i] = _mm256_fmadd_ps(ai, b0, c0[s][i]);
+            c1[s][i] = _mm256_fmadd_ps(ai, b1, c1[s][i]);
         }
         a += AMode == kDirectACols ? lda : AMode == kDirectARows ? 1 : MR;
         b += PackedB ? NR : ldb;
+    };
+    int64_t k = 0;
+    for (; k + S <= kc; k += S)
+#pragma GCC unroll 4
+        for (int s = 0; s < S; ++s) step(s);
+    for (; k < kc; ++k) step(0);
+    if constexpr (S > 1) {
+#pragma GCC unroll 8
+        for (int i = 0; i < M; ++i) {
+            if constexpr (S == 4) {
+                c0[0][i] = _mm256_add_ps(_mm256_add_ps(c0[0][i], c0[1][i]), _mm256_add_ps(c0[2][i], c0[3][i]));
+                c1[0][i] = _mm256_add_ps(_mm256_add_ps(c1[0][i], c1[1][i]), _mm256_add_ps(c1[2][i], c1[3][i]));
+            } else {
+                c0[0][i] = _mm256_add_ps(c0[0][i], c0[1][i]);
+                c1[0][i] = _mm256_add_ps(c1[0][i], c1[1][i]);
+            }
+        }
     }
 #pragma GCC unroll 8
-    for (int i = 0; i < M; ++i) store_tile_row(c + i * ldc, c0[i], c1[i], nr, alpha_m, beta_m, load_c);
+    for (int i = 0; i < M; ++i) store_tile_row(c + i * ldc, c0[0][i], c1[0][i], nr, alpha_m, beta_m, load_c, ep, i);
 }
 
 // Both operands packed (see gemm_kernels.hpp; a packed B panel is zero-padded to NR columns).
 template <int M>
 void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
-             float beta, bool load_c, const TileEpilogue*) {
-    tile<M, kDirectAPacked, true, true>(kc, a, 0, b, NR, c, ldc, nr, alpha, beta, load_c);
+             float beta, bool load_c, const TileEpilogue* ep) {
+    tile<M, kDirectAPacked, true, true>(kc, a, 0, b, NR, c, ldc, nr, alpha, beta, load_c, ep);
 }
 
 // A and B in place (see GemmUkernelDirect).
 template <int M, int AMode>
 void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
-                    int nr, float alpha, float beta, bool load_c, const TileEpilogue*) {
+                    int nr, float alpha, float beta, bool load_c, const TileEpilogue* ep) {
     if (nr == NR)
-        tile<M, AMode, false, true>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c);
+        tile<M, AMode, false, true>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c, ep);
     else
-        tile<M, AMode, false, false>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c);
+        tile<M, AMode, false, false>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c, ep);
 }
 
 // One row: k unrolled by 4 into 8 chains, bound by streaming B. No software prefetch: as on AVX-512,
@@ -108,7 +157,7 @@ void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int
 // ahead: packed 1x784x512 35.5 -> 39.1 GFLOP/s, GEMV from DRAM 27.5 -> 28.9 GB/s, mlp-small batch 1
 // 30.9 -> 28.3 us.
 void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
-                float beta, bool load_c, const TileEpilogue*) {
+                float beta, bool load_c, const TileEpilogue* ep) {
     __m256 s[8];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) s[i] = _mm256_setzero_ps();
@@ -132,7 +181,7 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
     }
     const __m256 v0 = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[4], s[6]));
     const __m256 v1 = _mm256_add_ps(_mm256_add_ps(s[1], s[3]), _mm256_add_ps(s[5], s[7]));
-    store_tile_row(c, v0, v1, nr, alpha, beta, load_c);
+    store_tile_row(c, v0, v1, nr, alpha, beta, load_c, ep, 0);
     (void)ldc;
 }
 
@@ -168,6 +217,10 @@ const GemmKernels kGemmAvx2 = {
       ukernel_direct<4, kDirectARows>, ukernel_direct<5, kDirectARows>, ukernel_direct<6, kDirectARows>},
      {nullptr, ukernel_direct<1, kDirectACols>, ukernel_direct<2, kDirectACols>, ukernel_direct<3, kDirectACols>,
       ukernel_direct<4, kDirectACols>, ukernel_direct<5, kDirectACols>, ukernel_direct<6, kDirectACols>}},
-    /*fused_store=*/false, /*direct_max_rows=*/128};
+    /*fused_store=*/true, /*direct_max_rows=*/128,
+    // Direct blocks at nc = 512 took 784 x 512 B blocks (1.6 MB), re-read from L3 by every 6-row
+    // panel. 1 thread, GFLOP/s, whole B -> 256 KiB blocks: 32x784x512 80 -> 98, 128x784x512 83 ->
+    // 103, 32x784x256 97 -> 104 (384 KiB alike, 512 and 768 KiB in between).
+    /*direct_block_bytes=*/256 * 1024};
 
 }  // namespace kiln

@@ -286,7 +286,7 @@ const GemmKernels kGemmAvx512 = {
     {nullptr, entry<1>(), entry<2>(), entry<3>(), entry<4>(), entry<5>(), entry<6>(), entry<7>(), entry<8>(),
      entry<9>(), entry<10>(), entry<11>(), entry<12>(), entry<13>(), entry<14>(), entry<15>(), entry<16>()},
     {DIRECT_ROW(kDirectARows), DIRECT_ROW(kDirectACols)},
-    /*fused_store=*/true, /*direct_max_rows=*/256};
+    /*fused_store=*/true, /*direct_max_rows=*/256, /*direct_block_bytes=*/0};
 #undef DIRECT_ROW
 
 }  // namespace kiln

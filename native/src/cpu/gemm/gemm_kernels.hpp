@@ -56,6 +56,9 @@ struct GemmKernels {
     // Products with an unpacked B read it in place (no packing) up to this many rows: each row
     // panel re-reads B, so the limit scales with MR (see gemm.cpp, kDirectMaxRows).
     int64_t direct_max_rows;
+    // Direct products take all of K at once; their column blocks (K x nc floats, re-read by every
+    // row panel) are cut to fit this many bytes (0: nc columns, whatever K).
+    int64_t direct_block_bytes;
 };
 
 extern const GemmKernels kGemmAvx512;
