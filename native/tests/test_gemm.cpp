@@ -135,6 +135,31 @@ TEST(Gemm, DirectPathRulesAtTheirEdges) {
     });
 }
 
+// 1..4 rows times a plain B stream B's rows (stream kernels): column chunks (5000 columns at one
+// row, 1100 at four), odd K (a pass's remainder steps), A transposed, padding, alpha and beta,
+// epilogues (applied after the chunk's store), narrow products computed transposed.
+TEST(Gemm, FewRowsStreamPlainB) {
+    auto bias = random_floats(5000, 31);
+    auto residual = random_floats(size_t(4 * 1103), 32);
+    for_each_isa([&](int32_t) {
+        const Case cases[] = {
+            {0, 0, 1, 5000, 37, 1.0f, 0.0f, 0},    {1, 0, 2, 1100, 301, -0.5f, 0.25f, 3},
+            {0, 0, 3, 1029, 130, 1.0f, 1.0f, 0},   {0, 0, 4, 1100, 515, 2.0f, 0.0f, 1},
+            {1, 0, 4, 33, 1000, 1.0f, 0.0f, 0},    {0, 0, 2, 4100, 2, 1.0f, 0.5f, 0},
+            // Narrow products run as C^T = B^T A^T: here 3 rows of A^T (500 columns) streamed.
+            {1, 0, 500, 3, 40, 1.0f, 0.5f, 0},     {1, 1, 600, 2, 50, 1.0f, 0.0f, 2},
+        };
+        for (const Case& c : cases) {
+            check_case(c, 17);
+            if (HasFatalFailure()) return;
+        }
+        kiln_epilogue ep{bias.data(), KILN_UNARY_RELU, 0.0f, residual.data(), 1103};
+        check_case({0, 0, 3, 1100, 300, 1.0f, 0.0f, 0}, 18, false, &ep);
+        kiln_epilogue gelu{bias.data(), KILN_UNARY_GELU, 0.0f, nullptr, 0};
+        check_case({0, 0, 1, 2000, 99, 1.0f, 0.5f, 0}, 19, false, &gelu);
+    });
+}
+
 TEST(Gemm, AlphaBetaAndLeadingDimensions) {
     for_each_isa([](int32_t) {
         for (float alpha : {1.0f, -0.5f, 2.0f})
@@ -246,7 +271,8 @@ TEST(Gemm, ResultDoesNotDependOnThreadCount) {
     // Column splits (wide); row splits of products that skip packing (200 rows; 400 rows with a
     // small B) and of one that packs (400 rows, 300 columns: one thread's share alone would be under
     // the row limit).
-    const int64_t shapes[][3] = {{300, 400, 500}, {200, 64, 600}, {400, 64, 600}, {400, 300, 600}, {32, 256, 784}};
+    const int64_t shapes[][3] = {{300, 400, 500}, {200, 64, 600}, {400, 64, 600}, {400, 300, 600}, {32, 256, 784},
+                                 {3, 2100, 900}};
     int32_t threads = 0;
     kiln_threads_get(&threads);
     for (const auto& s : shapes) {

@@ -116,6 +116,7 @@ struct Problem {
     // Set by run() from the whole problem, so that the summation order (kc) does not depend on how
     // the threads split C: results are identical for every thread count.
     bool direct = false;
+    bool stream = false;  // few rows, B in place streamed row by row (see stream_block)
     int64_t kc = 0;
     bool fuse_ep = false;  // the kernels apply ep as they store a tile (see tile_epilogue)
 };
@@ -175,7 +176,8 @@ constexpr int64_t kDirectMaxBFloats = 65536;
 // reads K steps of A's rows in place: its panel (mr rows) should stay in L1, under
 // kDirectMaxAPanelBytes (K <= 877 on AVX-512's 14-row panels, 2048 on AVX2's 6). And it streams
 // K rows of B a stride apart: rows 4 KiB apart (ldb a multiple of 1024 floats) share a few cache
-// sets and evict each other, as do rows 2 KiB apart once K passes 800. Packing is faster there.
+// sets and evict each other, as do rows 2 KiB apart once K passes 800. Packing is faster there,
+// unless a single row panel reads each B row once anyway (8x1024x1024: 91 direct, 63 packed).
 // 1 thread, GFLOP/s direct -> packed, AVX-512 / KILN_ISA=avx2: 128x1024x256 80 / 92 -> 105 / 101,
 // 32x1024x512 83 / 75 -> 96 / 84, 64x2048x512 72 / 65 -> 94 / 91, 128x896x512 102 / 89 -> 104 /
 // 100, 128x768x1024 87 / 47 -> 103 / 99, 128x256x1024 99 / 49 -> 108 / 102; 128x784x512 (rows 2
@@ -301,8 +303,69 @@ int64_t block_k(int64_t k, int64_t kc_max) {
 // (16 MiB: 5,400 rows at kc = 768).
 constexpr int64_t kPackAMaxFloats = int64_t(1) << 22;
 
+// Columns per pass of a stream kernel: its accumulators (rows x columns) in 16 KiB of L1.
+constexpr int64_t kStreamAccFloats = 4096;
+// Below this much of B the direct tiles do as well (the stream path's zeroing and final pass over
+// its accumulators cost more than they save: 2x30x100 54 -> 40 GFLOP/s streamed).
+constexpr int64_t kStreamMinBFloats = 8192;
+
+// Where in buf (64-byte aligned, 4 KiB to spare) a stream pass's accumulators go. A pass stores
+// accumulator rows and loads rows of B in step along the columns; when a load's address matches a
+// recent store's in its low 12 bits (4 KiB aliasing), the load waits for the store. Whether that
+// happens depended on where B and the scratch happened to lie: 4x1024x1024 ran at 49 or 108
+// GFLOP/s from one program to the next. So the accumulator rows are placed as far as possible
+// (circularly, in a 4 KiB page) from the first rows of B.
+float* stream_acc(float* buf, const float* b, int64_t ldb, int64_t rows, int64_t ld_acc) {
+    constexpr int64_t kPage = 4096, kLine = 64;
+    const int64_t base = int64_t(reinterpret_cast<uintptr_t>(buf) % kPage);
+    int64_t b_off[4];
+    for (int u = 0; u < 4; ++u)
+        b_off[u] = int64_t((reinterpret_cast<uintptr_t>(b) + uintptr_t(u * ldb) * sizeof(float)) % kPage);
+    const int64_t row_step = ld_acc * int64_t(sizeof(float)) % kPage;
+    int64_t best = 0, best_gap = -1;
+    for (int64_t off = 0; off < kPage; off += kLine) {
+        int64_t gap = kPage;
+        for (int64_t i = 0; i < rows; ++i)
+            for (int u = 0; u < 4; ++u) {
+                const int64_t d = ((off + i * row_step - b_off[u]) % kPage + kPage) % kPage;
+                gap = std::min(gap, std::min(d, kPage - d));
+            }
+        if (gap > best_gap) {
+            best_gap = gap;
+            best = off;
+        }
+    }
+    return buf + ((best - base) % kPage + kPage) % kPage / int64_t(sizeof(float));
+}
+
+// C[i0:i1, j0:j1] of a stream problem (few rows, B in place, not transposed): column chunks whose
+// accumulators stay in L1, B's rows read front to back across each chunk, all of K at once.
+kiln_status stream_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    const GemmKernels& kn = *p.kern;
+    const int64_t rows = i1 - i0;
+    const int64_t cols = std::max<int64_t>(64, kStreamAccFloats / rows / 16 * 16);
+    const int64_t chunk = std::min(cols, j1 - j0);
+    // + 1024 floats: room to place the accumulators in the page (stream_acc); + 32: store_row
+    // reads whole tiles.
+    float* buf = t_pack_a.get(size_t(rows * stream_ld(chunk) + 1024 + 32));
+    if (buf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for accumulators");
+    const float* a = static_cast<const float*>(p.a);
+    const float* b = static_cast<const float*>(p.b);
+    const bool load_c = p.beta != 0.0f;
+    for (int64_t jc = j0; jc < j1; jc += chunk) {
+        const int64_t nc = std::min(chunk, j1 - jc);
+        float* acc = stream_acc(buf, b + jc, p.ldb, rows, stream_ld(nc));
+        const float* ap = p.ta ? a + i0 : a + i0 * p.lda;
+        kn.stream[rows](p.k, ap, p.lda, p.ta, b + jc, p.ldb, nc, acc, p.c + i0 * p.ldc + jc, p.ldc, p.alpha, p.beta,
+                        load_c);
+        if (p.ep) apply_epilogue(p.ep, p.c + i0 * p.ldc + jc, p.ldc, int(rows), int(nc), i0, jc);
+    }
+    return KILN_OK;
+}
+
 // C[i0:i1, j0:j1] of the problem. j0 is a multiple of NR.
 kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    if (p.stream) return stream_block(p, i0, i1, j0, j1);
     if (p.direct) return run_rows(p, i0, i1, j0, j1);
     const int64_t mr = p.kern->mr;
     const int64_t per_row = units(p, p.kc);
@@ -319,11 +382,16 @@ kiln_status run(Problem p) {
     // packed: all of K at once (no C reloads).
     p.direct = !p.tb && !p.bf16 && p.kern->ukernel_direct[0][1] != nullptr &&
                (p.packed_b == nullptr ? (p.m <= p.kern->direct_max_rows &&
-                                         p.k * p.n <= kDirectMaxRowsBFloats && direct_k_fits(p) &&
-                                         !b_rows_alias(p.ldb, p.k)) ||
+                                         p.k * p.n <= kDirectMaxRowsBFloats &&
+                                         (p.m <= p.kern->mr || (direct_k_fits(p) && !b_rows_alias(p.ldb, p.k)))) ||
                                             p.k * p.n <= kDirectMaxBFloats
                                       : p.m > p.kern->mr && p.m <= kDirectMaxRows &&
                                             p.k * p.n <= kDirectMaxRowsBFloats && direct_k_fits(p));
+    // Up to the table's stream_max_rows rows with B in place (and not tiny): B's rows stream whole
+    // (see stream_block); products that small gain nothing from packing B, read once either way.
+    p.stream = !p.tb && !p.bf16 && p.packed_b == nullptr && p.m <= p.kern->stream_max_rows &&
+               p.kern->stream[p.m] != nullptr && p.k * p.n >= kStreamMinBFloats;
+    if (p.stream) p.direct = false;
     p.kc = ((p.m <= p.kern->mr || p.direct) && p.k <= 4096) ? p.k : block_k(p.k, p.kern->kc);
     p.fuse_ep = can_fuse(*p.kern, p.ep);
     if (p.k == 0) {  // C = beta * C, then the epilogue

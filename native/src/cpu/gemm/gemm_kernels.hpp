@@ -44,6 +44,19 @@ using GemmUkernelDirect = void (*)(int64_t kc, const float* a, int64_t lda, cons
 
 constexpr int kMaxMr = 16;
 
+// Few rows times a B read in place (f32, not transposed), B's rows streamed whole (GEMV-like
+// products with plain weights): for m rows (the table's stream[m]), C[i][j] = alpha * sum_k
+// op(A)[i][k] B[k][j] (+ beta * C[i][j] when load_c) for j < nc, each sum one FMA chain in k order
+// (as a direct tile with kc = K computes it). op(A)[i][k] = ta ? a[k * lda + i] : a[i * lda + k];
+// B's row k at b + k * ldb; acc: 64-byte aligned scratch for m rows of stream_ld(nc) floats (a
+// line more than nc rounded up: rows 4 KiB apart made loads wait on stores to the row before, 3
+// rows of 1024 columns ran at 31 instead of 107 GFLOP/s).
+constexpr int kStreamMaxRows = 8;
+using GemmStreamKernel = void (*)(int64_t k, const float* a, int64_t lda, bool ta, const float* b, int64_t ldb,
+                                  int64_t nc, float* acc, float* c, int64_t ldc, float alpha, float beta,
+                                  bool load_c);
+inline int64_t stream_ld(int64_t nc) { return (nc + 15) / 16 * 16 + 16; }
+
 struct GemmKernels {
     kiln_isa isa;
     const char* name;
@@ -59,6 +72,10 @@ struct GemmKernels {
     // Direct products take all of K at once; their column blocks (K x nc floats, re-read by every
     // row panel) are cut to fit this many bytes (0: nc columns, whatever K).
     int64_t direct_block_bytes;
+    // Products of at most stream_max_rows rows with B in place (f32, not transposed): stream[m]
+    // (null where absent; see GemmStreamKernel).
+    GemmStreamKernel stream[kStreamMaxRows + 1];
+    int stream_max_rows;
 };
 
 extern const GemmKernels kGemmAvx512;
