@@ -137,7 +137,8 @@ TEST(Gemm, DirectPathRulesAtTheirEdges) {
 
 // 1..4 rows times a plain B stream B's rows (stream kernels): column chunks (5000 columns at one
 // row, 1100 at four), odd K (a pass's remainder steps), A transposed, padding, alpha and beta,
-// epilogues (applied after the chunk's store), narrow products computed transposed.
+// epilogues (applied after the chunk's store), narrow products computed transposed, B transposed
+// (dot products), any thread count.
 TEST(Gemm, FewRowsStreamPlainB) {
     auto bias = random_floats(5000, 31);
     auto residual = random_floats(size_t(4 * 1103), 32);
@@ -148,6 +149,11 @@ TEST(Gemm, FewRowsStreamPlainB) {
             {1, 0, 4, 33, 1000, 1.0f, 0.0f, 0},    {0, 0, 2, 4100, 2, 1.0f, 0.5f, 0},
             // Narrow products run as C^T = B^T A^T: here 3 rows of A^T (500 columns) streamed.
             {1, 0, 500, 3, 40, 1.0f, 0.5f, 0},     {1, 1, 600, 2, 50, 1.0f, 0.0f, 2},
+            // B transposed: dot products of A's rows and B's rows (groups of rows of B and a
+            // remainder, K tails, A transposed copied into rows).
+            {0, 1, 1, 3001, 37, 1.0f, 0.0f, 0},    {1, 1, 2, 1100, 301, -0.5f, 0.25f, 3},
+            {0, 1, 3, 1029, 130, 1.0f, 1.0f, 0},   {0, 1, 4, 101, 1000, 2.0f, 0.0f, 1},
+            {0, 1, 2, 4100, 2, 1.0f, 0.5f, 0},
         };
         for (const Case& c : cases) {
             check_case(c, 17);
@@ -157,6 +163,24 @@ TEST(Gemm, FewRowsStreamPlainB) {
         check_case({0, 0, 3, 1100, 300, 1.0f, 0.0f, 0}, 18, false, &ep);
         kiln_epilogue gelu{bias.data(), KILN_UNARY_GELU, 0.0f, nullptr, 0};
         check_case({0, 0, 1, 2000, 99, 1.0f, 0.5f, 0}, 19, false, &gelu);
+        check_case({0, 1, 3, 1100, 300, 1.0f, 0.0f, 0}, 20, false, &ep);
+        if (HasFatalFailure()) return;
+        // Columns split across threads give the same bits as one thread.
+        const int64_t m = 3, n = 2100, k = 333;
+        auto a = random_floats(size_t(m * k), 21), b = random_floats(size_t(n * k), 22);
+        std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
+        int32_t threads = 0;
+        kiln_threads_get(&threads);
+        for (int tb = 0; tb < 2; ++tb) {
+            kiln_threads_set(1);
+            ASSERT_EQ(kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), tb ? k : n, 0, c1.data(), n, nullptr),
+                      KILN_OK);
+            kiln_threads_set(3);
+            ASSERT_EQ(kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), tb ? k : n, 0, c2.data(), n, nullptr),
+                      KILN_OK);
+            EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4)) << "tb " << tb;
+        }
+        kiln_threads_set(threads);
     });
 }
 

@@ -343,6 +343,25 @@ float* stream_acc(float* buf, const float* b, int64_t ldb, int64_t rows, int64_t
 kiln_status stream_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
     const GemmKernels& kn = *p.kern;
     const int64_t rows = i1 - i0;
+    if (p.tb) {  // dot products of A's rows and B's rows; a transposed A is copied into rows first
+        const float* a = static_cast<const float*>(p.a);
+        const float* ar = p.ta ? a + i0 : a + i0 * p.lda;
+        int64_t ld_ar = p.lda;
+        if (p.ta) {
+            float* rows_buf = t_pack_a.get(size_t(rows * p.k));
+            if (rows_buf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for A's rows");
+            for (int64_t i = 0; i < rows; ++i)
+                for (int64_t q = 0; q < p.k; ++q) rows_buf[i * p.k + q] = ar[q * p.lda + i];
+            ar = rows_buf;
+            ld_ar = p.k;
+        }
+        const float* b = static_cast<const float*>(p.b) + j0 * p.ldb;
+        float* c = p.c + i0 * p.ldc + j0;
+        kn.stream_t[rows](p.k, ar, ld_ar, false, b, p.ldb, j1 - j0, nullptr, c, p.ldc, p.alpha, p.beta,
+                          p.beta != 0.0f);
+        if (p.ep) apply_epilogue(p.ep, c, p.ldc, int(rows), int(j1 - j0), i0, j0);
+        return KILN_OK;
+    }
     const int64_t cols = std::max<int64_t>(64, kStreamAccFloats / rows / 16 * 16);
     const int64_t chunk = std::min(cols, j1 - j0);
     // + 1024 floats: room to place the accumulators in the page (stream_acc); + 32: store_row
@@ -389,8 +408,8 @@ kiln_status run(Problem p) {
                                             p.k * p.n <= kDirectMaxRowsBFloats && direct_k_fits(p));
     // Up to the table's stream_max_rows rows with B in place (and not tiny): B's rows stream whole
     // (see stream_block); products that small gain nothing from packing B, read once either way.
-    p.stream = !p.tb && !p.bf16 && p.packed_b == nullptr && p.m <= p.kern->stream_max_rows &&
-               p.kern->stream[p.m] != nullptr && p.k * p.n >= kStreamMinBFloats;
+    p.stream = !p.bf16 && p.packed_b == nullptr && p.m <= p.kern->stream_max_rows &&
+               (p.tb ? p.kern->stream_t[p.m] : p.kern->stream[p.m]) != nullptr && p.k * p.n >= kStreamMinBFloats;
     if (p.stream) p.direct = false;
     p.kc = ((p.m <= p.kern->mr || p.direct) && p.k <= 4096) ? p.k : block_k(p.k, p.kern->kc);
     p.fuse_ep = can_fuse(*p.kern, p.ep);

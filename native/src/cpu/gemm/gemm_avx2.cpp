@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "gemm_kernels.hpp"
+#include "gemm_stream_t.hpp"
 
 namespace kiln {
 namespace {
@@ -278,6 +279,9 @@ const GemmKernels kGemmAvx2 = {
     // panel. 1 thread, GFLOP/s, whole B -> 256 KiB blocks: 32x784x512 80 -> 98, 128x784x512 83 ->
     // 103, 32x784x256 97 -> 104 (384 KiB alike, 512 and 768 KiB in between).
     /*direct_block_bytes=*/256 * 1024,
-    {nullptr, stream_rows<1>, stream_rows<2>, stream_rows<3>, stream_rows<4>}, /*stream_max_rows=*/4};
+    {nullptr, stream_rows<1>, stream_rows<2>, stream_rows<3>, stream_rows<4>},
+    // M x J accumulators in 16 ymm registers: 8 FMA chains or more.
+    {nullptr, stream_rows_t<1, 8>, stream_rows_t<2, 4>, stream_rows_t<3, 2>, stream_rows_t<4, 2>},
+    /*stream_max_rows=*/4};
 
 }  // namespace kiln

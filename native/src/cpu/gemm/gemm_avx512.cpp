@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include "gemm_kernels.hpp"
+#include "gemm_stream_t.hpp"
 #include "transpose_avx512.hpp"
 
 // Tile: MR rows x NV zmm vectors. 14 x 2 (28 accumulators) and 8 x 3 (24) measured alike on Zen 4
@@ -347,6 +348,12 @@ const GemmKernels kGemmAvx512 = {
     {DIRECT_ROW(kDirectARows), DIRECT_ROW(kDirectACols)},
     /*fused_store=*/true, /*direct_max_rows=*/256, /*direct_block_bytes=*/0,
     {nullptr, stream_rows<1>, stream_rows<2>, stream_rows<3>, stream_rows<4>},
+    // M x J accumulators (AVX-512VL: 32 ymm registers), 8 or 16 FMA chains. 1 thread, GFLOP/s,
+    // against the tiles on a packed B^T: 1x1024x1024 7 -> 38-40 (oneDNN's sgemm 39-41),
+    // 2x1024x1024 13 -> 62-69, 4x784x512 42 -> 100, 1x4096x4096 from DRAM 5 -> 12 (oneDNN 10).
+    // 512-bit vectors streamed B's rows slower (1x1024x1024 34, 3x1024x1024 60 against 94,
+    // 4x784x512 84); a software prefetch of B's rows did not help.
+    {nullptr, stream_rows_t<1, 8>, stream_rows_t<2, 8>, stream_rows_t<3, 4>, stream_rows_t<4, 4>},
     /*stream_max_rows=*/4};
 #undef DIRECT_ROW
 

@@ -104,7 +104,7 @@ const GemmKernels kGemmBf16Avx512 = {
     KILN_ISA_AVX512, "gemm_bf16_avx512bf16_14x32", MR, NR, /*kc=*/1536, /*nc=*/192,
     {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, ukernel<7>, ukernel<8>,
      ukernel<9>, ukernel<10>, ukernel<11>, ukernel<12>, ukernel<13>, ukernel<14>, nullptr, nullptr},
-    {}, /*fused_store=*/false, /*direct_max_rows=*/0, /*direct_block_bytes=*/0, {}, /*stream_max_rows=*/0};
+    {}, /*fused_store=*/false, /*direct_max_rows=*/0, /*direct_block_bytes=*/0, {}, {}, /*stream_max_rows=*/0};
 
 // The scalar packers (gemm.cpp) wrote one 32-bit unit at a time and took 18% of a 1024^3 bf16
 // GEMM. A row of A not transposed already holds its pairs as consecutive 32-bit units, so a panel

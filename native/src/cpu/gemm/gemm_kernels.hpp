@@ -56,6 +56,10 @@ using GemmStreamKernel = void (*)(int64_t k, const float* a, int64_t lda, bool t
                                   int64_t nc, float* acc, float* c, int64_t ldc, float alpha, float beta,
                                   bool load_c);
 inline int64_t stream_ld(int64_t nc) { return (nc + 15) / 16 * 16 + 16; }
+// The same with B transposed (op(B)[k][j] = b[j * ldb + k]: weights stored out x in, y = W x):
+// C[i][j] is the dot product of A's row i and B's row j, both read front to back, in vector
+// lanes over k and summed across the lanes at the end. a: op(A)'s rows, row i at a + i * lda
+// (the caller copies a transposed A into rows); b: B's row j0; acc unused.
 
 struct GemmKernels {
     kiln_isa isa;
@@ -75,6 +79,7 @@ struct GemmKernels {
     // Products of at most stream_max_rows rows with B in place (f32, not transposed): stream[m]
     // (null where absent; see GemmStreamKernel).
     GemmStreamKernel stream[kStreamMaxRows + 1];
+    GemmStreamKernel stream_t[kStreamMaxRows + 1];  // B transposed
     int stream_max_rows;
 };
 

@@ -35,7 +35,7 @@ const GemmKernels kGemmRef = {
     KILN_ISA_PORTABLE, "gemm_f32_ref_4x8", MR, NR, /*kc=*/256, /*nc=*/512,
     {nullptr, ukernel<1>, ukernel<2>, ukernel<3>, ukernel<4>, nullptr, nullptr, nullptr, nullptr,
      nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
-    {}, /*fused_store=*/false, /*direct_max_rows=*/0, /*direct_block_bytes=*/0, {}, /*stream_max_rows=*/0};
+    {}, /*fused_store=*/false, /*direct_max_rows=*/0, /*direct_block_bytes=*/0, {}, {}, /*stream_max_rows=*/0};
 
 namespace {
 
