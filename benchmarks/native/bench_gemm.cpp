@@ -337,17 +337,26 @@ struct DnnlMatmul {
     }
 };
 
-// sgemm MxKxN: plain-layout weights every call (the training case). Peers: openblas, onednn sgemm.
-void case_sgemm(int64_t m, int64_t k, int64_t n, int threads) {
-    const std::string name = "sgemm " + std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n);
+// sgemm MxKxN: plain-layout weights every call (the training case; few rows: a vector or a few
+// times weights that are not pre-packed). Peers: openblas, onednn sgemm. With bt, "sgemm_bt": the
+// weights stored N x K (y = x W^T, PyTorch's Linear layout, ONNX Gemm transB).
+void case_sgemm(int64_t m, int64_t k, int64_t n, int threads, bool bt = false) {
+    const std::string name = std::string(bt ? "sgemm_bt " : "sgemm ") + std::to_string(m) + "x" + std::to_string(k) +
+                             "x" + std::to_string(n);
     if (!selected(name)) return;
     set_threads(threads);
     Aligned a(size_t(m * k)), b(size_t(k * n)), c1(size_t(m * n)), c2(size_t(m * n)), c3(size_t(m * n));
     fill(a.p, a.n, 1);
     fill(b.p, b.n, 2);
-    auto kiln = [&] { check(kiln_sgemm(0, 0, m, n, k, 1.0f, a.p, k, b.p, n, 0.0f, c1.p, n, nullptr), "kiln_sgemm"); };
-    auto blas = [&] { cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(n), int(k), 1.0f, a.p, int(k), b.p, int(n), 0.0f, c2.p, int(n)); };
-    auto dnnl = [&] { dnnl_sgemm('N', 'N', m, n, k, 1.0f, a.p, k, b.p, n, 0.0f, c3.p, n); };
+    const int64_t ldb = bt ? k : n;
+    auto kiln = [&] {
+        check(kiln_sgemm(0, bt, m, n, k, 1.0f, a.p, k, b.p, ldb, 0.0f, c1.p, n, nullptr), "kiln_sgemm");
+    };
+    auto blas = [&] {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, bt ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), 1.0f, a.p,
+                    int(k), b.p, int(ldb), 0.0f, c2.p, int(n));
+    };
+    auto dnnl = [&] { dnnl_sgemm('N', bt ? 'T' : 'N', m, n, k, 1.0f, a.p, k, b.p, ldb, 0.0f, c3.p, n); };
     kiln(); blas(); dnnl();
     expect_agree(name.c_str(), c1.p, c2.p, c1.n, 1e-4);
     expect_agree(name.c_str(), c3.p, c2.p, c1.n, 1e-4);
@@ -503,6 +512,11 @@ int main(int argc, char** argv) {
         for (int64_t m : {128, 256}) case_sgemm(m, 784, 512, t);
         case_sgemm(32, 784, 256, t);  // the training forward at batch 32: weights change every step
         case_sgemm(32, 256, 128, t);
+        // Few rows times weights that are not pre-packed, both weight layouts.
+        for (int64_t m : {1, 4}) {
+            case_sgemm(m, 1024, 1024, t);
+            case_sgemm(m, 1024, 1024, t, true);
+        }
     }
     case_gemv_dram(1);
     for (int t : {1, 2}) {
