@@ -364,9 +364,8 @@ kiln_status stream_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, i
     }
     const int64_t cols = std::max<int64_t>(64, kStreamAccFloats / rows / 16 * 16);
     const int64_t chunk = std::min(cols, j1 - j0);
-    // + 1024 floats: room to place the accumulators in the page (stream_acc); + 32: store_row
-    // reads whole tiles.
-    float* buf = t_pack_a.get(size_t(rows * stream_ld(chunk) + 1024 + 32));
+    // + 1024 floats: room to place the accumulators in the page (stream_acc).
+    float* buf = t_pack_a.get(size_t(rows * stream_ld(chunk) + 1024));
     if (buf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for accumulators");
     const float* a = static_cast<const float*>(p.a);
     const float* b = static_cast<const float*>(p.b);

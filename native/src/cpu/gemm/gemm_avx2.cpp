@@ -4,7 +4,7 @@
 #include <immintrin.h>
 
 #include "gemm_kernels.hpp"
-#include "gemm_stream_t.hpp"
+#include "gemm_stream.hpp"
 
 namespace kiln {
 namespace {
@@ -186,62 +186,6 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
     (void)ldc;
 }
 
-// Stream kernels (see GemmStreamKernel and gemm_avx512.cpp): a pass takes U k steps, reading U
-// rows of B once across the nc columns; the accumulators stay in L1.
-template <int M, int U>
-inline void stream_pass(const float* a, int64_t lda, bool ta, int64_t p, const float* b, int64_t ldb, int64_t nc,
-                        float* acc, int64_t ld_acc) {
-    __m256 av[M][U];
-#pragma GCC unroll 4
-    for (int i = 0; i < M; ++i)
-#pragma GCC unroll 4
-        for (int u = 0; u < U; ++u) av[i][u] = _mm256_set1_ps(ta ? a[(p + u) * lda + i] : a[i * lda + p + u]);
-    const float* bp = b + p * ldb;
-    int64_t j = 0;
-    for (; j + 8 <= nc; j += 8) {
-        __m256 bv[U];
-#pragma GCC unroll 4
-        for (int u = 0; u < U; ++u) bv[u] = _mm256_loadu_ps(bp + u * ldb + j);
-#pragma GCC unroll 4
-        for (int i = 0; i < M; ++i) {
-            __m256 x = _mm256_load_ps(acc + i * ld_acc + j);
-#pragma GCC unroll 4
-            for (int u = 0; u < U; ++u) x = _mm256_fmadd_ps(av[i][u], bv[u], x);
-            _mm256_store_ps(acc + i * ld_acc + j, x);
-        }
-    }
-    if (j < nc) {
-        const __m256i m = tail_mask(int(nc - j));
-        __m256 bv[U];
-#pragma GCC unroll 4
-        for (int u = 0; u < U; ++u) bv[u] = _mm256_maskload_ps(bp + u * ldb + j, m);
-#pragma GCC unroll 4
-        for (int i = 0; i < M; ++i) {
-            __m256 x = _mm256_load_ps(acc + i * ld_acc + j);
-#pragma GCC unroll 4
-            for (int u = 0; u < U; ++u) x = _mm256_fmadd_ps(av[i][u], bv[u], x);
-            _mm256_store_ps(acc + i * ld_acc + j, x);
-        }
-    }
-}
-
-template <int M>
-void stream_rows(int64_t k, const float* a, int64_t lda, bool ta, const float* b, int64_t ldb, int64_t nc, float* acc,
-                 float* c, int64_t ldc, float alpha, float beta, bool load_c) {
-    constexpr int U = M <= 2 ? 4 : 2;  // M x U broadcasts of A in registers (16 ymm in all)
-    const int64_t ld_acc = stream_ld(nc);
-    for (int64_t i = 0; i < M * ld_acc; i += 8) _mm256_store_ps(acc + i, _mm256_setzero_ps());
-    int64_t p = 0;
-    for (; p + U <= k; p += U) stream_pass<M, U>(a, lda, ta, p, b, ldb, nc, acc, ld_acc);
-    for (; p < k; ++p) stream_pass<M, 1>(a, lda, ta, p, b, ldb, nc, acc, ld_acc);
-    for (int i = 0; i < M; ++i)
-        for (int64_t j = 0; j < nc; j += NR) {
-            const int w = int(nc - j < NR ? nc - j : NR);
-            store_tile_row(c + i * ldc + j, _mm256_load_ps(acc + i * ld_acc + j),
-                           _mm256_load_ps(acc + i * ld_acc + j + 8), w, alpha, beta, load_c, nullptr, 0);
-        }
-}
-
 }  // namespace
 
 void pack_b_avx2(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc, int nr,
@@ -279,7 +223,9 @@ const GemmKernels kGemmAvx2 = {
     // panel. 1 thread, GFLOP/s, whole B -> 256 KiB blocks: 32x784x512 80 -> 98, 128x784x512 83 ->
     // 103, 32x784x256 97 -> 104 (384 KiB alike, 512 and 768 KiB in between).
     /*direct_block_bytes=*/256 * 1024,
-    {nullptr, stream_rows<1>, stream_rows<2>, stream_rows<3>, stream_rows<4>},
+    // Few rows, B in place: M x U broadcasts of A in registers (16 ymm in all).
+    {nullptr, stream_rows<Vec8, 1, 4>, stream_rows<Vec8, 2, 4>, stream_rows<Vec8, 3, 2>,
+     stream_rows<Vec8, 4, 2>},
     // M x J accumulators in 16 ymm registers: 8 FMA chains or more.
     {nullptr, stream_rows_t<1, 8>, stream_rows_t<2, 4>, stream_rows_t<3, 2>, stream_rows_t<4, 2>},
     /*stream_max_rows=*/4};

@@ -9,7 +9,7 @@
 #include <immintrin.h>
 
 #include "gemm_kernels.hpp"
-#include "gemm_stream_t.hpp"
+#include "gemm_stream.hpp"
 #include "transpose_avx512.hpp"
 
 // Tile: MR rows x NV zmm vectors. 14 x 2 (28 accumulators) and 8 x 3 (24) measured alike on Zen 4
@@ -177,65 +177,6 @@ void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int
     tile<M, AMode, false>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c, ep);
 }
 
-// Stream kernels (see GemmStreamKernel). One pass takes U k steps: U rows of B are read once
-// across the nc columns, each accumulator row is loaded, takes U FMAs (k in order) and is stored.
-// The accumulators (m x nc, <= 16 KiB) stay in L1 while B's rows stream from wherever they are.
-template <int M, int U>
-inline void stream_pass(const float* a, int64_t lda, bool ta, int64_t p, const float* b, int64_t ldb, int64_t nc,
-                        float* acc, int64_t ld_acc) {
-    __m512 av[M][U];
-#pragma GCC unroll 8
-    for (int i = 0; i < M; ++i)
-#pragma GCC unroll 4
-        for (int u = 0; u < U; ++u) av[i][u] = _mm512_set1_ps(ta ? a[(p + u) * lda + i] : a[i * lda + p + u]);
-    const float* bp = b + p * ldb;
-    int64_t j = 0;
-    for (; j + 16 <= nc; j += 16) {
-        __m512 bv[U];
-#pragma GCC unroll 4
-        for (int u = 0; u < U; ++u) bv[u] = _mm512_loadu_ps(bp + u * ldb + j);
-#pragma GCC unroll 8
-        for (int i = 0; i < M; ++i) {
-            __m512 x = _mm512_load_ps(acc + i * ld_acc + j);
-#pragma GCC unroll 4
-            for (int u = 0; u < U; ++u) x = _mm512_fmadd_ps(av[i][u], bv[u], x);
-            _mm512_store_ps(acc + i * ld_acc + j, x);
-        }
-    }
-    if (j < nc) {
-        const __mmask16 m = __mmask16((1u << (nc - j)) - 1);
-        __m512 bv[U];
-#pragma GCC unroll 4
-        for (int u = 0; u < U; ++u) bv[u] = _mm512_maskz_loadu_ps(m, bp + u * ldb + j);
-#pragma GCC unroll 8
-        for (int i = 0; i < M; ++i) {
-            __m512 x = _mm512_load_ps(acc + i * ld_acc + j);
-#pragma GCC unroll 4
-            for (int u = 0; u < U; ++u) x = _mm512_fmadd_ps(av[i][u], bv[u], x);
-            _mm512_store_ps(acc + i * ld_acc + j, x);
-        }
-    }
-}
-
-template <int M>
-void stream_rows(int64_t k, const float* a, int64_t lda, bool ta, const float* b, int64_t ldb, int64_t nc, float* acc,
-                 float* c, int64_t ldc, float alpha, float beta, bool load_c) {
-    constexpr int U = 4;  // M x U broadcasts of A in registers (M <= 4)
-    const int64_t ld_acc = stream_ld(nc);
-    for (int64_t i = 0; i < M * ld_acc; i += 16) _mm512_store_ps(acc + i, _mm512_setzero_ps());
-    int64_t p = 0;
-    for (; p + U <= k; p += U) stream_pass<M, U>(a, lda, ta, p, b, ldb, nc, acc, ld_acc);
-    for (; p < k; ++p) stream_pass<M, 1>(a, lda, ta, p, b, ldb, nc, acc, ld_acc);
-    for (int i = 0; i < M; ++i)
-        for (int64_t j = 0; j < nc; j += NR) {
-            const int w = int(nc - j < NR ? nc - j : NR);
-            __m512 v[NV];
-#pragma GCC unroll 4
-            for (int q = 0; q < NV; ++q) v[q] = _mm512_load_ps(acc + i * ld_acc + j + 16 * q);
-            store_row(c + i * ldc + j, v, w, alpha, beta, load_c);
-        }
-}
-
 template <int M>
 constexpr GemmUkernel entry() {
     if constexpr (M == 1) return ukernel_m1;
@@ -347,12 +288,15 @@ const GemmKernels kGemmAvx512 = {
      entry<9>(), entry<10>(), entry<11>(), entry<12>(), entry<13>(), entry<14>(), entry<15>(), entry<16>()},
     {DIRECT_ROW(kDirectARows), DIRECT_ROW(kDirectACols)},
     /*fused_store=*/true, /*direct_max_rows=*/256, /*direct_block_bytes=*/0,
-    {nullptr, stream_rows<1>, stream_rows<2>, stream_rows<3>, stream_rows<4>},
-    // M x J accumulators (AVX-512VL: 32 ymm registers), 8 or 16 FMA chains. 1 thread, GFLOP/s,
-    // against the tiles on a packed B^T: 1x1024x1024 7 -> 38-40 (oneDNN's sgemm 39-41),
-    // 2x1024x1024 13 -> 62-69, 4x784x512 42 -> 100, 1x4096x4096 from DRAM 5 -> 12 (oneDNN 10).
-    // 512-bit vectors streamed B's rows slower (1x1024x1024 34, 3x1024x1024 60 against 94,
-    // 4x784x512 84); a software prefetch of B's rows did not help.
+    // Few rows, B in place: U = 4 k steps a pass (M x 4 broadcasts of A in registers). 1 thread,
+    // GFLOP/s, against the tiles: 1x1024x1024 12 -> 40 (oneDNN's sgemm 36), 4x1024x1024 40 -> 108,
+    // 1x784x512 15 -> 46, 1x4096x4096 from DRAM 4.7 -> 11 (oneDNN 9.8).
+    {nullptr, stream_rows<Vec16, 1, 4>, stream_rows<Vec16, 2, 4>, stream_rows<Vec16, 3, 4>,
+     stream_rows<Vec16, 4, 4>},
+    // B transposed: M x J accumulators (AVX-512VL: 32 ymm registers), 8 or 16 FMA chains. Against
+    // the tiles on a packed B^T: 1x1024x1024 7 -> 38-40 (oneDNN 39-41), 2x1024x1024 13 -> 62-69,
+    // 4x784x512 42 -> 100, 1x4096x4096 from DRAM 5 -> 12 (oneDNN 10). A software prefetch of B's
+    // rows did not help.
     {nullptr, stream_rows_t<1, 8>, stream_rows_t<2, 8>, stream_rows_t<3, 4>, stream_rows_t<4, 4>},
     /*stream_max_rows=*/4};
 #undef DIRECT_ROW
