@@ -294,24 +294,32 @@ TEST(Gemm, FusedEpilogueEqualsASeparatePass) {
 TEST(Gemm, ResultDoesNotDependOnThreadCount) {
     // Column splits (wide); row splits of products that skip packing (200 rows; 400 rows with a
     // small B) and of one that packs (400 rows, 300 columns: one thread's share alone would be under
-    // the row limit).
+    // the row limit). 200, 110, 44, 29 and 20 rows end in two balanced panels (on AVX-512 or AVX2),
+    // which 3 or 4 threads split between them.
     const int64_t shapes[][3] = {{300, 400, 500}, {200, 64, 600}, {400, 64, 600}, {400, 300, 600}, {32, 256, 784},
-                                 {3, 2100, 900}};
+                                 {3, 2100, 900}, {110, 64, 600}, {44, 64, 600}, {29, 64, 600}, {20, 64, 600}};
     int32_t threads = 0;
     kiln_threads_get(&threads);
-    for (const auto& s : shapes) {
-        const int64_t m = s[0], n = s[1], k = s[2];
-        auto a = random_floats(size_t(m * k), 1), b = random_floats(size_t(k * n), 2);
-        std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
-        for (int32_t ta = 0; ta < 2; ++ta) {
-            const int64_t lda = ta ? m : k;
-            kiln_threads_set(1);
-            ASSERT_EQ(kiln_sgemm(ta, 0, m, n, k, 1, a.data(), lda, b.data(), n, 0, c1.data(), n, nullptr), KILN_OK);
-            kiln_threads_set(3);
-            ASSERT_EQ(kiln_sgemm(ta, 0, m, n, k, 1, a.data(), lda, b.data(), n, 0, c2.data(), n, nullptr), KILN_OK);
-            EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4)) << m << "x" << k << "x" << n << " ta " << ta;
+    for_each_isa([&](int32_t isa) {
+        for (const auto& s : shapes) {
+            const int64_t m = s[0], n = s[1], k = s[2];
+            auto a = random_floats(size_t(m * k), 1), b = random_floats(size_t(k * n), 2);
+            std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
+            for (int32_t ta = 0; ta < 2; ++ta) {
+                const int64_t lda = ta ? m : k;
+                kiln_threads_set(1);
+                ASSERT_EQ(kiln_sgemm(ta, 0, m, n, k, 1, a.data(), lda, b.data(), n, 0, c1.data(), n, nullptr),
+                          KILN_OK);
+                for (int32_t t : {3, 4}) {
+                    kiln_threads_set(t);
+                    ASSERT_EQ(kiln_sgemm(ta, 0, m, n, k, 1, a.data(), lda, b.data(), n, 0, c2.data(), n, nullptr),
+                              KILN_OK);
+                    EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4))
+                        << m << "x" << k << "x" << n << " ta " << ta << " isa " << isa << " threads " << t;
+                }
+            }
         }
-    }
+    });
     kiln_threads_set(threads);
 }
 

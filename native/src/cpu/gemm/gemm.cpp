@@ -191,18 +191,43 @@ inline bool b_rows_alias(int64_t ldb, int64_t k) { return ldb % 1024 == 0 || (ld
 // packed panels whole (kc = K). GFLOP/s packed A -> direct A, 1 thread / 2 threads: 32x784x512
 // 102 -> 108 / 175 -> 198, 256x784x512 103 -> 110 / 179 -> 214.
 
+// The row panels of a direct product: mr rows each, except that a short last one (at most a third
+// of mr: a few rows that would re-read all of B for little work) shares the last two panels' rows
+// evenly: 15 rows on AVX-512 go 8 + 7, not 14 + 1. They depend on the problem only (M and mr),
+// never on how the threads split it. 1 thread, GFLOP/s, B in place, AVX-512: 15x784x512 76 -> 96,
+// 16x784x512 87 -> 101, 29x784x512 87 -> 99, 17x784x512 102 -> 109; KILN_ISA=avx2: 7x784x512 34 ->
+// 48, 32x784x256 104 -> 108. (A third of mr measured better than a half.)
+struct RowPanels {
+    int64_t m, mr, count, merged_at = -1, first_of_two = 0;
+    RowPanels(int64_t rows, int64_t r) : m(rows), mr(r), count((rows + r - 1) / r) {
+        const int64_t rem = m - (count - 1) * mr;
+        if (count >= 2 && rem * 3 <= mr) {
+            merged_at = (count - 2) * mr;
+            first_of_two = (mr + rem + 1) / 2;
+        }
+    }
+    int64_t start(int64_t q) const {  // first row of panel q (q = count: m)
+        if (q >= count) return m;
+        return merged_at >= 0 && q == count - 1 ? merged_at + first_of_two : q * mr;
+    }
+    int64_t end(int64_t i) const {  // end of the panel starting at row i
+        return i == merged_at ? i + first_of_two : std::min(i + mr, m);
+    }
+};
+
 // Rows [i0, i0+rows) x columns [jc, jc+ncur) of C over steps [pc, pc+kcur), nothing packed: A and
 // B are read in place (B is the caller's rows, or a pre-packed B's panels: k-major, NR floats a step).
 void direct_block(const Problem& p, int64_t i0, int64_t rows, int64_t pc, int64_t kcur, int64_t jc, int64_t ncur,
                   float beta, bool load_c, bool last) {
     const GemmKernels& kn = *p.kern;
-    const int mr = kn.mr, nr = kn.nr;
+    const int nr = kn.nr;
     const bool pre = p.packed_b != nullptr;
     const float* a = static_cast<const float*>(p.a);
     const float* bb = pre ? p.packed_b + pc * nr : static_cast<const float*>(p.b) + pc * p.ldb + jc;
     const int64_t ldb = pre ? nr : p.ldb;
-    for (int64_t ir = 0; ir < rows; ir += mr) {
-        const int mcur = int((rows - ir) < mr ? (rows - ir) : mr);
+    const RowPanels panels(p.m, kn.mr);
+    for (int64_t ir = 0; ir < rows;) {
+        const int mcur = int(std::min(panels.end(i0 + ir), i0 + rows) - (i0 + ir));
         const float* ap = p.ta ? a + pc * p.lda + (i0 + ir) : a + (i0 + ir) * p.lda + pc;
         const GemmUkernelDirect uk = kn.ukernel_direct[p.ta ? 1 : 0][mcur];
         for (int64_t jr = 0; jr < ncur; jr += nr) {
@@ -214,6 +239,7 @@ void direct_block(const Problem& p, int64_t i0, int64_t rows, int64_t pc, int64_
             uk(kcur, ap, p.lda, bp, ldb, cp, p.ldc, ncol, p.alpha, beta, load_c, fused);
             if (last && p.ep && !fused) apply_epilogue(p.ep, cp, p.ldc, mcur, ncol, i0 + ir, jc + jr);
         }
+        ir += mcur;
     }
 }
 
@@ -308,6 +334,11 @@ constexpr int64_t kStreamAccFloats = 4096;
 // Below this much of B the direct tiles do as well (the stream path's zeroing and final pass over
 // its accumulators cost more than they save: 2x30x100 54 -> 40 GFLOP/s streamed).
 constexpr int64_t kStreamMinBFloats = 8192;
+// ... and, B not transposed, at least this many columns per row: narrower products leave the
+// stream kernels' accumulator passes short, and the direct tiles (B's rows close together) do
+// better. 1 thread, GFLOP/s, direct -> streamed: 4x512x64 99 -> 62, 2x1536x128 72 -> 67,
+// 2x512x256 52 -> 63, 1x512x128 29 -> 36, 4x1024x1024 43 -> 84.
+constexpr int64_t kStreamMinColsPerRow = 128;
 
 // Where in buf (64-byte aligned, 4 KiB to spare) a stream pass's accumulators go. A pass stores
 // accumulator rows and loads rows of B in step along the columns; when a load's address matches a
@@ -408,7 +439,8 @@ kiln_status run(Problem p) {
     // Up to the table's stream_max_rows rows with B in place (and not tiny): B's rows stream whole
     // (see stream_block); products that small gain nothing from packing B, read once either way.
     p.stream = !p.bf16 && p.packed_b == nullptr && p.m <= p.kern->stream_max_rows &&
-               (p.tb ? p.kern->stream_t[p.m] : p.kern->stream[p.m]) != nullptr && p.k * p.n >= kStreamMinBFloats;
+               (p.tb ? p.kern->stream_t[p.m] : p.kern->stream[p.m]) != nullptr && p.k * p.n >= kStreamMinBFloats &&
+               (p.tb || p.n >= kStreamMinColsPerRow * p.m);
     if (p.stream) p.direct = false;
     p.kc = ((p.m <= p.kern->mr || p.direct) && p.k <= 4096) ? p.k : block_k(p.k, p.kern->kc);
     p.fuse_ep = can_fuse(*p.kern, p.ep);
@@ -451,8 +483,13 @@ kiln_status run(Problem p) {
                 st = q0 == q1 ? KILN_OK : run_block(p, 0, p.m, q0 * nr, j1);
             } else {
                 const int64_t q0 = m_panels * t / threads, q1 = m_panels * (t + 1) / threads;
-                const int64_t i1 = q1 * mr < p.m ? q1 * mr : p.m;
-                st = q0 == q1 ? KILN_OK : run_block(p, q0 * mr, i1, 0, p.n);
+                if (p.direct) {  // the direct path's panels (see RowPanels)
+                    const RowPanels panels(p.m, mr);
+                    st = q0 == q1 ? KILN_OK : run_block(p, panels.start(q0), panels.start(q1), 0, p.n);
+                } else {
+                    const int64_t i1 = q1 * mr < p.m ? q1 * mr : p.m;
+                    st = q0 == q1 ? KILN_OK : run_block(p, q0 * mr, i1, 0, p.n);
+                }
             }
             if (st != KILN_OK && !error_taken.exchange(true)) {
                 std::strncpy(first_error, kiln_last_error(), sizeof first_error - 1);

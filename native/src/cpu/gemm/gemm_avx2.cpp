@@ -20,7 +20,7 @@ inline __m256i tail_mask(int n) {  // lanes < n set (n in 0..8)
 // bias, activation, residual on one vector of a tile row (lanes past the tile masked off), in the
 // order and with the arithmetic of the separate epilogue pass (eltwise_avx2), so fused and unfused
 // results are identical.
-inline __m256 epilogue(__m256 x, const TileEpilogue* ep, int i, int off, __m256i m) {
+__attribute__((always_inline)) inline __m256 epilogue(__m256 x, const TileEpilogue* ep, int i, int off, __m256i m) {
     if (ep->bias) x = _mm256_add_ps(x, _mm256_maskload_ps(ep->bias + off, m));
     if (ep->act == KILN_UNARY_RELU) {
         x = _mm256_max_ps(_mm256_setzero_ps(), x);  // NaN stays NaN
@@ -33,8 +33,8 @@ inline __m256 epilogue(__m256 x, const TileEpilogue* ep, int i, int off, __m256i
 }
 
 // Row i of a tile: alpha * v + beta * C (when load_c), the epilogue if any, one store.
-inline void store_tile_row(float* c, __m256 v0, __m256 v1, int nr, float alpha, float beta, bool load_c,
-                           const TileEpilogue* ep, int i) {
+__attribute__((always_inline)) inline void store_tile_row(float* c, __m256 v0, __m256 v1, int nr, float alpha,
+                                                          float beta, bool load_c, const TileEpilogue* ep, int i) {
     const __m256 va = _mm256_set1_ps(alpha);
     v0 = _mm256_mul_ps(v0, va);
     v1 = _mm256_mul_ps(v1, va);
