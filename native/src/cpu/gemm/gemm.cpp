@@ -191,17 +191,19 @@ inline bool b_rows_alias(int64_t ldb, int64_t k) { return ldb % 1024 == 0 || (ld
 // packed panels whole (kc = K). GFLOP/s packed A -> direct A, 1 thread / 2 threads: 32x784x512
 // 102 -> 108 / 175 -> 198, 256x784x512 103 -> 110 / 179 -> 214.
 
-// The row panels of a direct product: mr rows each, except that a short last one (at most a third
-// of mr: a few rows that would re-read all of B for little work) shares the last two panels' rows
-// evenly: 15 rows on AVX-512 go 8 + 7, not 14 + 1. They depend on the problem only (M and mr),
-// never on how the threads split it. 1 thread, GFLOP/s, B in place, AVX-512: 15x784x512 76 -> 96,
+// The row panels of a direct product: mr rows each, except that with B in place a short last one
+// (at most a third of mr: a few rows that would re-read all of B, a row stride apart, for little
+// work) shares the last two panels' rows evenly: 15 rows on AVX-512 go 8 + 7, not 14 + 1. They
+// depend on the problem only, never on how the threads split it. (A pre-packed B, streamed
+// contiguously, keeps mr-row panels: the mlp-small plan at batch 32, 14 + 14 + 4 rows, took 310 us
+// against 312 as 14 + 9 + 9.) 1 thread, GFLOP/s, B in place, AVX-512: 15x784x512 76 -> 96,
 // 16x784x512 87 -> 101, 29x784x512 87 -> 99, 17x784x512 102 -> 109; KILN_ISA=avx2: 7x784x512 34 ->
 // 48, 32x784x256 104 -> 108. (A third of mr measured better than a half.)
 struct RowPanels {
     int64_t m, mr, count, merged_at = -1, first_of_two = 0;
-    RowPanels(int64_t rows, int64_t r) : m(rows), mr(r), count((rows + r - 1) / r) {
+    explicit RowPanels(const Problem& p) : m(p.m), mr(p.kern->mr), count((p.m + mr - 1) / mr) {
         const int64_t rem = m - (count - 1) * mr;
-        if (count >= 2 && rem * 3 <= mr) {
+        if (p.packed_b == nullptr && count >= 2 && rem * 3 <= mr) {
             merged_at = (count - 2) * mr;
             first_of_two = (mr + rem + 1) / 2;
         }
@@ -225,7 +227,7 @@ void direct_block(const Problem& p, int64_t i0, int64_t rows, int64_t pc, int64_
     const float* a = static_cast<const float*>(p.a);
     const float* bb = pre ? p.packed_b + pc * nr : static_cast<const float*>(p.b) + pc * p.ldb + jc;
     const int64_t ldb = pre ? nr : p.ldb;
-    const RowPanels panels(p.m, kn.mr);
+    const RowPanels panels(p);
     for (int64_t ir = 0; ir < rows;) {
         const int mcur = int(std::min(panels.end(i0 + ir), i0 + rows) - (i0 + ir));
         const float* ap = p.ta ? a + pc * p.lda + (i0 + ir) : a + (i0 + ir) * p.lda + pc;
@@ -484,7 +486,7 @@ kiln_status run(Problem p) {
             } else {
                 const int64_t q0 = m_panels * t / threads, q1 = m_panels * (t + 1) / threads;
                 if (p.direct) {  // the direct path's panels (see RowPanels)
-                    const RowPanels panels(p.m, mr);
+                    const RowPanels panels(p);
                     st = q0 == q1 ? KILN_OK : run_block(p, panels.start(q0), panels.start(q1), 0, p.n);
                 } else {
                     const int64_t i1 = q1 * mr < p.m ? q1 * mr : p.m;
