@@ -371,8 +371,9 @@ float* stream_acc(float* buf, const float* b, int64_t ldb, int64_t rows, int64_t
     return buf + ((best - base) % kPage + kPage) % kPage / int64_t(sizeof(float));
 }
 
-// C[i0:i1, j0:j1] of a stream problem (few rows, B in place, not transposed): column chunks whose
-// accumulators stay in L1, B's rows read front to back across each chunk, all of K at once.
+// C[i0:i1, j0:j1] of a stream problem (few rows, B in place). B not transposed: column chunks
+// whose accumulators stay in L1, B's rows read front to back across each chunk, all of K at once.
+// B transposed: dot products of A's rows and B's rows (see GemmStreamKernel).
 kiln_status stream_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
     const GemmKernels& kn = *p.kern;
     const int64_t rows = i1 - i0;
