@@ -59,8 +59,9 @@ struct Vec16 {
 // A pass takes U k steps: U rows of B are read once across the nc columns; each accumulator row
 // (in L1) is loaded, takes U FMAs and is stored.
 template <class V, int M, int U, bool Tail>
-__attribute__((always_inline)) inline void stream_columns(const typename V::Reg (&av)[M][U], const float* bp, int64_t ldb, int64_t j,
-                           typename V::Mask m, float* acc, int64_t ld_acc) {
+__attribute__((always_inline)) inline void stream_columns(const typename V::Reg (&av)[M][U], const float* bp,
+                                                          int64_t ldb, int64_t j, typename V::Mask m, float* acc,
+                                                          int64_t ld_acc) {
     typename V::Reg bv[U];
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) bv[u] = Tail ? V::load_tail(bp + u * ldb + j, m) : V::loadu(bp + u * ldb + j);
@@ -74,8 +75,9 @@ __attribute__((always_inline)) inline void stream_columns(const typename V::Reg 
 }
 
 template <class V, int M, int U>
-__attribute__((always_inline)) inline void stream_pass(const float* a, int64_t lda, bool ta, int64_t p, const float* b, int64_t ldb, int64_t nc,
-                        float* acc, int64_t ld_acc) {
+__attribute__((always_inline)) inline void stream_pass(const float* a, int64_t lda, bool ta, int64_t p,
+                                                       const float* b, int64_t ldb, int64_t nc, float* acc,
+                                                       int64_t ld_acc) {
     typename V::Reg av[M][U];
 #pragma GCC unroll 4
     for (int i = 0; i < M; ++i)
