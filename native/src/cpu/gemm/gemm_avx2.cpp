@@ -5,6 +5,7 @@
 
 #include "gemm_kernels.hpp"
 #include "gemm_stream.hpp"
+#include "gemm_vec.hpp"
 
 namespace kiln {
 namespace {
@@ -194,20 +195,7 @@ void pack_b_avx2(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n,
         pack_b(trans, b, ldb, j0, n, p0, kc, nr, dst);
         return;
     }
-    constexpr int64_t kRowsAhead = 4;  // as pack_b_avx512: source rows come from L3 or DRAM
-    const int64_t full = n / NR * NR;
-    for (int64_t k = 0; k < kc; ++k) {
-        const float* src = b + (p0 + k) * ldb + j0;
-        if (k + kRowsAhead < kc)
-            for (int64_t j = 0; j < n; j += 16)
-                _mm_prefetch(reinterpret_cast<const char*>(src + kRowsAhead * ldb + j), _MM_HINT_T0);
-        float* o = dst + k * NR;
-        for (int64_t jp = 0; jp < full; jp += NR) {
-            _mm256_storeu_ps(o + jp * kc, _mm256_loadu_ps(src + jp));
-            _mm256_storeu_ps(o + jp * kc + 8, _mm256_loadu_ps(src + jp + 8));
-        }
-    }
-    if (full < n) pack_b(false, b, ldb, j0 + full, n - full, p0, kc, nr, dst + full * kc);
+    pack_b_rows<Vec8, NR>(b, ldb, j0, n, p0, kc, dst);
 }
 
 const GemmKernels kGemmAvx2 = {

@@ -10,6 +10,7 @@
 
 #include "gemm_kernels.hpp"
 #include "gemm_stream.hpp"
+#include "gemm_vec.hpp"
 #include "transpose_avx512.hpp"
 
 // Tile: MR rows x NV zmm vectors. 14 x 2 (28 accumulators) and 8 x 3 (24) measured alike on Zen 4
@@ -26,7 +27,6 @@ constexpr int MR = KILN_GEMM_MR;
 constexpr int NV = KILN_GEMM_NV;  // zmm vectors per row of the tile
 constexpr int NR = 16 * NV;
 constexpr int kPrefetch = 8;  // k steps ahead for B in the full tile (L2-resident block)
-constexpr int64_t kPackRowsAhead = 4;  // source rows ahead for pack_b (rows come from L3 or DRAM)
 
 inline __mmask16 lane_mask(int nr, int v) {
     const int left = nr - 16 * v;
@@ -239,23 +239,8 @@ void pack_a_avx512(bool trans, const float* a, int64_t lda, int64_t i0, int64_t 
 // (gz W^T, 128x256x128) at 1 thread: see the commit.
 void pack_b_avx512(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc, int nr,
                    float* dst) {
-    // Not transposed: row by row, two vectors per panel, prefetching the source rows a few steps
-    // ahead (they come from L3 or DRAM, a row stride apart). 2048^3, 1 thread: packing B went from
-    // 2.0% to 1.4-1.6% of the time (perf, cpu-clock).
-    if (!trans && nr == NR && NR == 32 && n >= NR) {
-        const int64_t full = n / NR * NR;
-        for (int64_t k = 0; k < kc; ++k) {
-            const float* src = b + (p0 + k) * ldb + j0;
-            if (k + kPackRowsAhead < kc)
-                for (int64_t j = 0; j < n; j += 16)
-                    _mm_prefetch(reinterpret_cast<const char*>(src + kPackRowsAhead * ldb + j), _MM_HINT_T0);
-            float* o = dst + k * NR;
-            for (int64_t jp = 0; jp < full; jp += NR) {
-                _mm512_storeu_ps(o + jp * kc, _mm512_loadu_ps(src + jp));
-                _mm512_storeu_ps(o + jp * kc + 16, _mm512_loadu_ps(src + jp + 16));
-            }
-        }
-        if (full < n) pack_b(false, b, ldb, j0 + full, n - full, p0, kc, nr, dst + full * kc);
+    if (!trans && nr == NR && n >= NR) {  // row by row (gemm_vec.hpp)
+        pack_b_rows<Vec16, NR>(b, ldb, j0, n, p0, kc, dst);
         return;
     }
     if (!trans || nr != NR || NR != 32) {

@@ -117,7 +117,7 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int6
 void pack_b_avx512(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc,
                    int nr, float* dst);
 // pack_b for the AVX2 kernels' 16-column panels, op(B) not transposed: vector copies with the source
-// rows prefetched (gemm_avx2.cpp); the rest through pack_b.
+// rows prefetched (pack_b_rows in gemm_vec.hpp); the rest through pack_b.
 void pack_b_avx2(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc, int nr,
                  float* dst);
 

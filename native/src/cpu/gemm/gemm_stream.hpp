@@ -14,46 +14,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "gemm_vec.hpp"
+
 namespace kiln {
 namespace {
-
-inline __m256i lanes_below(int64_t n) {  // lanes < n set (n in 0..8)
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-// Vector types for stream_rows: 8 lanes (AVX2) and, in the AVX-512 file, 16.
-struct Vec8 {
-    using Reg = __m256;
-    using Mask = __m256i;
-    static constexpr int kLanes = 8;
-    static Reg zero() { return _mm256_setzero_ps(); }
-    static Reg set1(float x) { return _mm256_set1_ps(x); }
-    static Reg load(const float* p) { return _mm256_load_ps(p); }
-    static Reg loadu(const float* p) { return _mm256_loadu_ps(p); }
-    static Mask tail(int64_t n) { return lanes_below(n); }
-    static Reg load_tail(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
-    static void store(float* p, Reg x) { _mm256_store_ps(p, x); }
-    static void store_tail(float* p, Mask m, Reg x) { _mm256_maskstore_ps(p, m, x); }
-    static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
-    static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
-};
-#ifdef __AVX512F__
-struct Vec16 {
-    using Reg = __m512;
-    using Mask = __mmask16;
-    static constexpr int kLanes = 16;
-    static Reg zero() { return _mm512_setzero_ps(); }
-    static Reg set1(float x) { return _mm512_set1_ps(x); }
-    static Reg load(const float* p) { return _mm512_load_ps(p); }
-    static Reg loadu(const float* p) { return _mm512_loadu_ps(p); }
-    static Mask tail(int64_t n) { return Mask((1u << n) - 1); }
-    static Reg load_tail(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
-    static void store(float* p, Reg x) { _mm512_store_ps(p, x); }
-    static void store_tail(float* p, Mask m, Reg x) { _mm512_mask_storeu_ps(p, m, x); }
-    static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
-    static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
-};
-#endif
 
 // ---- B not transposed: C[i][:] = sum_k op(A)[i][k] B[k][:], one FMA chain per element in k order.
 // A pass takes U k steps: U rows of B are read once across the nc columns; each accumulator row
