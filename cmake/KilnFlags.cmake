@@ -26,3 +26,14 @@ if(KILN_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
   add_link_options(-fsanitize=address,undefined)
 endif()
+
+# The thread pool, the per-thread scratch and the plans shared by serving threads, under
+# ThreadSanitizer (the tsan preset). Not with KILN_SANITIZE: the two runtimes exclude each other.
+option(KILN_SANITIZE_THREAD "Build with ThreadSanitizer" OFF)
+if(KILN_SANITIZE_THREAD)
+  if(KILN_SANITIZE)
+    message(FATAL_ERROR "KILN_SANITIZE_THREAD and KILN_SANITIZE cannot be combined")
+  endif()
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=thread)
+endif()

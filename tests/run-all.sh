@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every test Kiln has, in one command (the README's test command; .ci/run calls exactly this):
 #   1. native tests (GoogleTest under ctest), Release build
-#   2. the same native tests built with AddressSanitizer + UndefinedBehaviorSanitizer
+#   2. the same native tests built with AddressSanitizer + UndefinedBehaviorSanitizer, then with
+#      ThreadSanitizer (all but the exhaustive small-size GEMM sweep: slow under TSan, and the
+#      other GEMM tests cover its threaded paths)
 #   3. the Maven build on JDK 17: libkiln + JNI glue, Java unit tests three times (best ISA,
 #      forced AVX2, forced portable), the packaged-jar integration tests, the CLI tests
 #   4. the Java tests again on JDK 25 (Temurin), when installed
@@ -18,6 +20,10 @@ step "native tests, Release"
 step "native tests, ASan + UBSan"
 (cd native && cmake --preset asan --log-level=WARNING && cmake --build --preset asan \
   && ctest --preset asan)
+
+step "native tests, ThreadSanitizer"
+(cd native && cmake --preset tsan --log-level=WARNING && cmake --build --preset tsan \
+  && ctest --preset tsan)
 
 jdk17="${KILN_JDK17:-}"
 if [ -z "$jdk17" ]; then

@@ -67,4 +67,35 @@ TEST(Threads, PoolSizeCanBeChanged) {
     ASSERT_EQ(kiln_threads_set(before), KILN_OK);
 }
 
+// Callers keep using the pool while another thread replaces it (the pool size is read without the
+// pool's lock): every job still covers its range once, and work of one chunk stays on its caller.
+TEST(Threads, PoolReplacedWhileCallersRun) {
+    int32_t before = 0;
+    ASSERT_EQ(kiln_threads_get(&before), KILN_OK);
+    std::atomic<bool> stop{false};
+    std::atomic<int64_t> total{0};
+    std::atomic<int> foreign{0};
+    auto job = [&] {
+        const std::thread::id me = std::this_thread::get_id();
+        for (int rep = 0; rep < 300; ++rep) {
+            kiln::parallel_for(10000, 100, [&](int64_t b, int64_t e) { total.fetch_add(e - b); });
+            kiln::parallel_for(50, 100, [&](int64_t b, int64_t e) {
+                if (std::this_thread::get_id() != me) foreign.fetch_add(1);
+                total.fetch_add(e - b);
+            });
+        }
+    };
+    std::thread resizer([&] {
+        for (int i = 0; !stop.load(); ++i) ASSERT_EQ(kiln_threads_set(1 + i % 4), KILN_OK);
+    });
+    std::thread t1(job), t2(job);
+    t1.join();
+    t2.join();
+    stop = true;
+    resizer.join();
+    EXPECT_EQ(total.load(), 2 * 300 * (10000 + 50));
+    EXPECT_EQ(foreign.load(), 0);
+    ASSERT_EQ(kiln_threads_set(before), KILN_OK);
+}
+
 }  // namespace

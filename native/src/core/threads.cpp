@@ -140,16 +140,25 @@ private:
 
 std::mutex g_pool_mu;  // guards replacing the pool
 std::shared_ptr<Pool> g_pool;
+// The pool's size, 0 before it exists: read by every GEMM call to choose its split, without the
+// lock that many serving threads calling at once would otherwise queue on.
+std::atomic<int> g_threads{0};
 
 std::shared_ptr<Pool> pool() {
     std::lock_guard<std::mutex> lock(g_pool_mu);
-    if (!g_pool) g_pool = std::make_shared<Pool>(default_threads());
+    if (!g_pool) {
+        g_pool = std::make_shared<Pool>(default_threads());
+        g_threads.store(g_pool->threads(), std::memory_order_relaxed);
+    }
     return g_pool;
 }
 
 }  // namespace
 
-int pool_threads() { return pool()->threads(); }
+int pool_threads() {
+    const int n = g_threads.load(std::memory_order_relaxed);
+    return n > 0 ? n : pool()->threads();
+}
 
 void parallel_for_raw(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
     if (n <= 0) return;
@@ -158,6 +167,12 @@ void parallel_for_raw(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
         return;
     }
     grain = std::max<int64_t>(grain, 1);
+    // One chunk, or one thread: run here without touching the pool (its lock is shared by every
+    // thread that calls into Kiln).
+    if (n <= grain || pool_threads() <= 1) {
+        fn(ctx, 0, n);
+        return;
+    }
     const auto p = pool();
     const int64_t chunks = std::min<int64_t>(p->threads(), (n + grain - 1) / grain);
     if (chunks <= 1 || !p->try_run(n, chunks, fn, ctx)) fn(ctx, 0, n);
@@ -171,6 +186,7 @@ extern "C" KILN_API kiln_status kiln_threads_set(int32_t n) {
     auto fresh = std::make_shared<kiln::Pool>(n);
     std::lock_guard<std::mutex> lock(kiln::g_pool_mu);
     kiln::g_pool = std::move(fresh);  // the old pool ends when its last user lets go
+    kiln::g_threads.store(n, std::memory_order_relaxed);
     return KILN_OK;
 }
 

@@ -97,6 +97,16 @@ PackFn pack_b_for(const GemmKernels* k) {
 }
 
 struct Problem {
+    // A constructor, not an aggregate: GCC clears a mostly-zero aggregate with `rep stos` before
+    // filling it in, ~10 ns of a 70 ns 8x8x8 kiln_sgemm.
+    Problem(const GemmKernels* kern_, PackFn pack_a_, PackFn pack_b_, bool pairs_, bool ta_, bool tb_, int64_t m_,
+            int64_t n_, int64_t k_, float alpha_, float beta_, const void* a_, int64_t lda_, const void* b_,
+            int64_t ldb_, const float* packed_b_, float* c_, int64_t ldc_, const kiln_epilogue* ep_,
+            bool bf16_ = false)
+        : kern(kern_), pack_a(pack_a_), pack_b(pack_b_), pairs(pairs_), ta(ta_), tb(tb_), m(m_), n(n_), k(k_),
+          alpha(alpha_), beta(beta_), a(a_), lda(lda_), b(b_), ldb(ldb_), packed_b(packed_b_), c(c_), ldc(ldc_),
+          ep(ep_), bf16(bf16_) {}
+
     const GemmKernels* kern;
     PackFn pack_a, pack_b;
     bool pairs;  // units are bf16 pairs: a k block of kc steps is (kc + 1) / 2 units
@@ -112,13 +122,13 @@ struct Problem {
     int64_t ldc;
     const kiln_epilogue* ep;
     // A (and B, unless pre-packed) hold bf16: only packers read them (the direct kernels read f32).
-    bool bf16 = false;
+    bool bf16;
     // Set by run() from the whole problem, so that the summation order (kc) does not depend on how
     // the threads split C: results are identical for every thread count.
     bool direct = false;
     bool stream = false;  // few rows, B in place streamed row by row (see stream_block)
-    int64_t kc = 0;
     bool fuse_ep = false;  // the kernels apply ep as they store a tile (see tile_epilogue)
+    int64_t kc = 0;
 };
 
 inline int64_t units(const Problem& p, int64_t k) { return p.pairs ? (k + 1) / 2 : k; }
@@ -262,10 +272,15 @@ kiln_status run_rows(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64
     const int64_t kc = p.kc;
     // Direct products take all of K at once, so their B block (kc x nc) is sized here to stay in
     // L2 while every row panel of the stripe re-reads it.
-    const int64_t nc = direct ? direct_nc(kn, kc) : kn.nc;
-    const int64_t row_panels = (rows + mr - 1) / mr;
+    // A stripe whose B block fits the budget is one block (no divisions on small calls).
+    const int64_t cols = j1 - j0;
+    const int64_t nc = !direct ? kn.nc
+                       : cols <= kn.nc && cols * kc * int64_t(sizeof(float)) <= kn.direct_block_bytes
+                           ? cols
+                           : direct_nc(kn, kc);
     float* abuf = nullptr;
     if (!direct) {
+        const int64_t row_panels = (rows + mr - 1) / mr;
         abuf = t_pack_a.get(size_t(row_panels * mr * units(p, kc)));
         if (abuf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for packing A");
     }
@@ -427,55 +442,18 @@ kiln_status run_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int6
     return KILN_OK;
 }
 
-kiln_status run(Problem p) {
-    if (p.m == 0 || p.n == 0) return KILN_OK;
-    // Up to the table's direct_max_rows rows, or a small B: read A and B in place instead of packing
-    // them (see ukernel_direct); a pre-packed B is read from its panels. One row panel, or nothing
-    // packed: all of K at once (no C reloads).
-    p.direct = !p.tb && !p.bf16 && p.kern->ukernel_direct[0][1] != nullptr &&
-               (p.packed_b == nullptr ? (p.m <= p.kern->direct_max_rows &&
-                                         p.k * p.n <= kDirectMaxRowsBFloats &&
-                                         (p.m <= p.kern->mr || (direct_k_fits(p) && !b_rows_alias(p.ldb, p.k)))) ||
-                                            p.k * p.n <= kDirectMaxBFloats
-                                      : p.m > p.kern->mr && p.m <= kDirectMaxRows &&
-                                            p.k * p.n <= kDirectMaxRowsBFloats && direct_k_fits(p));
-    // Up to the table's stream_max_rows rows with B in place (and not tiny): B's rows stream whole
-    // (see stream_block); products that small gain nothing from packing B, read once either way.
-    p.stream = !p.bf16 && p.packed_b == nullptr && p.m <= p.kern->stream_max_rows &&
-               (p.tb ? p.kern->stream_t[p.m] : p.kern->stream[p.m]) != nullptr && p.k * p.n >= kStreamMinBFloats &&
-               (p.tb || p.n >= kStreamMinColsPerRow * p.m);
-    if (p.stream) p.direct = false;
-    p.kc = ((p.m <= p.kern->mr || p.direct) && p.k <= 4096) ? p.k : block_k(p.k, p.kern->kc);
-    p.fuse_ep = can_fuse(*p.kern, p.ep);
-    if (p.k == 0) {  // C = beta * C, then the epilogue
-        for (int64_t i = 0; i < p.m; ++i) {
-            float* row = p.c + i * p.ldc;
-            for (int64_t j = 0; j < p.n; ++j) row[j] = p.beta == 0.0f ? 0.0f : p.beta * row[j];
-            if (p.ep) apply_epilogue(p.ep, row, p.ldc, 1, int(p.n), i, 0);
-        }
-        return KILN_OK;
-    }
+// Runs p on `threads` threads of the pool (see run). Kept out of line: its error buffer is not
+// set up on the calls that stay on one thread.
+__attribute__((noinline)) kiln_status run_split(const Problem& p, int threads, int64_t n_panels, int64_t m_panels) {
     const int mr = p.kern->mr, nr = p.kern->nr;
-    const int threads = pool_threads();
-    const double macs = double(p.m) * double(p.n) * double(p.k);
-    const int64_t n_panels = (p.n + nr - 1) / nr, m_panels = (p.m + mr - 1) / mr;
-    // Small products (< 2^18 multiply-adds, ~5 µs on one core) stay on the caller's thread. Measured
-    // on the training step of a 784-256-128-10 MLP at batch 32 and 2 threads: 2^21 -> 2^18 took it
-    // from ~71k to ~98k samples/s (its 1M-MAC products now split too). Small M with many columns
-    // (batch-1..16 inference on wide layers) splits the columns: each thread streams its own share.
-    // Those split from 2^16 multiply-adds: a batch-1 layer streams its weights from L3, and halving
-    // the stream beats the wake-up (mlp-small 784-512-256-10 at batch 1, 2 threads: p50 15.8 ->
-    // 13.8 us once its 512x256 layer splits too; batch 8 and the training step unchanged).
-    const double min_macs = p.m <= 16 ? double(1 << 16) : double(1 << 18);
-    if (threads <= 1 || macs < min_macs || (p.m <= 16 && n_panels < 2 * threads))
-        return run_block(p, 0, p.m, 0, p.n);
     // Squares and tall products split rows (each thread packs only its own A rows and keeps its B
     // block in its own L2); wide ones split columns. Measured on 1024^3 and 2048^3 at 2 threads:
     // splitting rows is 5-10% faster than splitting columns.
     const bool split_n = n_panels >= 2 * threads && (p.n > p.m || m_panels < 2 * threads);
     std::atomic<int> status{KILN_OK};
     std::atomic<bool> failed{false};
-    char first_error[1024] = {0};
+    char first_error[1024];
+    first_error[0] = '\0';
     std::atomic<bool> error_taken{false};
     parallel_for(threads, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
@@ -503,6 +481,51 @@ kiln_status run(Problem p) {
     });
     if (failed) return fail(kiln_status(status.load()), "%s", first_error);
     return KILN_OK;
+}
+
+kiln_status run(Problem& p) {
+    if (p.m == 0 || p.n == 0) return KILN_OK;
+    // Up to the table's direct_max_rows rows, or a small B: read A and B in place instead of packing
+    // them (see ukernel_direct); a pre-packed B is read from its panels. One row panel, or nothing
+    // packed: all of K at once (no C reloads).
+    p.direct = !p.tb && !p.bf16 && p.kern->ukernel_direct[0][1] != nullptr &&
+               (p.packed_b == nullptr ? (p.m <= p.kern->direct_max_rows &&
+                                         p.k * p.n <= kDirectMaxRowsBFloats &&
+                                         (p.m <= p.kern->mr || (direct_k_fits(p) && !b_rows_alias(p.ldb, p.k)))) ||
+                                            p.k * p.n <= kDirectMaxBFloats
+                                      : p.m > p.kern->mr && p.m <= kDirectMaxRows &&
+                                            p.k * p.n <= kDirectMaxRowsBFloats && direct_k_fits(p));
+    // Up to the table's stream_max_rows rows with B in place (and not tiny): B's rows stream whole
+    // (see stream_block); products that small gain nothing from packing B, read once either way.
+    p.stream = !p.bf16 && p.packed_b == nullptr && p.m <= p.kern->stream_max_rows &&
+               (p.tb ? p.kern->stream_t[p.m] : p.kern->stream[p.m]) != nullptr && p.k * p.n >= kStreamMinBFloats &&
+               (p.tb || p.n >= kStreamMinColsPerRow * p.m);
+    if (p.stream) p.direct = false;
+    p.kc = ((p.m <= p.kern->mr || p.direct) && p.k <= 4096) ? p.k : block_k(p.k, p.kern->kc);
+    p.fuse_ep = can_fuse(*p.kern, p.ep);
+    if (p.k == 0) {  // C = beta * C, then the epilogue
+        for (int64_t i = 0; i < p.m; ++i) {
+            float* row = p.c + i * p.ldc;
+            for (int64_t j = 0; j < p.n; ++j) row[j] = p.beta == 0.0f ? 0.0f : p.beta * row[j];
+            if (p.ep) apply_epilogue(p.ep, row, p.ldc, 1, int(p.n), i, 0);
+        }
+        return KILN_OK;
+    }
+    const int threads = pool_threads();
+    const double macs = double(p.m) * double(p.n) * double(p.k);
+    // Small products (< 2^18 multiply-adds, ~5 µs on one core) stay on the caller's thread. Measured
+    // on the training step of a 784-256-128-10 MLP at batch 32 and 2 threads: 2^21 -> 2^18 took it
+    // from ~71k to ~98k samples/s (its 1M-MAC products now split too). Small M with many columns
+    // (batch-1..16 inference on wide layers) splits the columns: each thread streams its own share.
+    // Those split from 2^16 multiply-adds: a batch-1 layer streams its weights from L3, and halving
+    // the stream beats the wake-up (mlp-small 784-512-256-10 at batch 1, 2 threads: p50 15.8 ->
+    // 13.8 us once its 512x256 layer splits too; batch 8 and the training step unchanged).
+    const double min_macs = p.m <= 16 ? double(1 << 16) : double(1 << 18);
+    if (threads <= 1 || macs < min_macs) return run_block(p, 0, p.m, 0, p.n);
+    const int mr = p.kern->mr, nr = p.kern->nr;
+    const int64_t n_panels = (p.n + nr - 1) / nr, m_panels = (p.m + mr - 1) / mr;
+    if (p.m <= 16 && n_panels < 2 * threads) return run_block(p, 0, p.m, 0, p.n);
+    return run_split(p, threads, n_panels, m_panels);
 }
 
 bool spans_overlap(const void* a, int64_t a_bytes, const void* b, int64_t b_bytes) {
@@ -545,7 +568,8 @@ kiln_status check_matrix(const char* fn, const char* name, const void* p, int64_
     if (ld < cols)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: ld%s is %lld: must be >= %lld (its row length)", fn, name,
                     (long long)ld, (long long)cols);
-    if (ld > (INT64_MAX / 4) / rows)
+    int64_t floats;  // no division: this runs on every call, and a 64-bit divide is ~15 cycles
+    if (__builtin_mul_overflow(ld, rows, &floats) || floats > INT64_MAX / 4)
         return fail(KILN_ERR_OVERFLOW, "%s: %s's rows x ld overflows int64 bytes", fn, name);
     return KILN_OK;
 }
