@@ -184,6 +184,49 @@ TEST(Gemm, FewRowsStreamPlainB) {
     });
 }
 
+// Narrow products with A as rows and K >= 96 run as dot products of A's rows and op(B)'s columns
+// (B copied transposed when in place): every n the tables send there and its neighbours, row
+// counts around the groups of 4, K tails, alpha/beta, padding, epilogues, and threads.
+TEST(Gemm, NarrowProductsAsDotProducts) {
+    auto bias = random_floats(32, 41);
+    auto residual = random_floats(size_t(301 * 40), 42);
+    for_each_isa([&](int32_t) {
+        uint32_t seed = 50;
+        for (int tb = 0; tb < 2; ++tb)
+            for (int64_t n : {4, 5, 6, 7, 8, 9, 10, 12, 13, 16, 17, 20, 24, 25, 26})
+                for (int64_t m : {1, 3, 4, 7, 37}) {
+                    const int64_t k = 96 + (m * 7 + n) % 40;  // 96..135: K tails of 0..7
+                    check_case({0, tb, m, n, k, 1.0f, 0.0f, 0}, seed++);
+                    if (HasFatalFailure()) return;
+                }
+        check_case({0, 0, 301, 10, 256, -0.5f, 0.25f, 3}, seed++);
+        check_case({0, 1, 301, 12, 300, 2.0f, 1.0f, 1}, seed++);
+        kiln_epilogue ep{bias.data(), KILN_UNARY_RELU, 0.0f, residual.data(), 40};
+        check_case({0, 0, 301, 10, 200, 1.0f, 0.0f, 0}, seed++, false, &ep);
+        kiln_epilogue gelu{bias.data(), KILN_UNARY_GELU, 0.0f, nullptr, 0};
+        check_case({0, 1, 37, 20, 150, 1.0f, 0.5f, 2}, seed++, false, &gelu);
+        if (HasFatalFailure()) return;
+        // Groups of rows split across threads give the same bits as one thread.
+        const int64_t m = 301, k = 256;
+        auto a = random_floats(size_t(m * k), 43), b = random_floats(size_t(20 * k), 44);
+        int32_t threads = 0;
+        kiln_threads_get(&threads);
+        for (int tb = 0; tb < 2; ++tb)
+            for (int64_t n : {6, 10, 20}) {
+                std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
+                const int64_t ldb = tb ? k : n;
+                kiln_threads_set(1);
+                ASSERT_EQ(kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), ldb, 0, c1.data(), n, nullptr),
+                          KILN_OK);
+                kiln_threads_set(3);
+                ASSERT_EQ(kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), ldb, 0, c2.data(), n, nullptr),
+                          KILN_OK);
+                EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4)) << "tb " << tb << " n " << n;
+            }
+        kiln_threads_set(threads);
+    });
+}
+
 TEST(Gemm, AlphaBetaAndLeadingDimensions) {
     for_each_isa([](int32_t) {
         for (float alpha : {1.0f, -0.5f, 2.0f})

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 namespace kiln {
 
@@ -18,7 +19,8 @@ void parallel_for_raw(int64_t n, int64_t grain, RangeFn fn, void* ctx);
 
 template <typename F>
 void parallel_for(int64_t n, int64_t grain, F&& f) {
-    auto tramp = [](void* ctx, int64_t b, int64_t e) { (*static_cast<F*>(ctx))(b, e); };
+    using Fn = std::remove_reference_t<F>;  // f may be a named lambda (an lvalue) or a temporary
+    auto tramp = [](void* ctx, int64_t b, int64_t e) { (*static_cast<Fn*>(ctx))(b, e); };
     parallel_for_raw(n, grain, tramp, const_cast<void*>(static_cast<const void*>(&f)));
 }
 

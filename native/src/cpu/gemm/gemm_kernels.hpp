@@ -81,7 +81,15 @@ struct GemmKernels {
     GemmStreamKernel stream[kStreamMaxRows + 1];
     GemmStreamKernel stream_t[kStreamMaxRows + 1];  // B transposed
     int stream_max_rows;
+    // Narrow products with B in place run as dot products (stream_t, 4 rows of A a pass) for the n
+    // whose bit is set here: where the direct tiles measured slower (see kiln_sgemm).
+    uint32_t narrow_dots_cols = 0;
 };
+
+// Bits lo..hi of a GemmKernels::narrow_dots_cols.
+constexpr uint32_t cols_bits(int lo, int hi) {
+    return hi < lo ? 0u : ((hi >= 31 ? ~0u : (1u << (hi + 1)) - 1u) & ~((1u << lo) - 1u));
+}
 
 extern const GemmKernels kGemmAvx512;
 extern const GemmKernels kGemmAvx2;

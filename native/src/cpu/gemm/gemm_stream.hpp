@@ -142,6 +142,11 @@ void stream_rows_t(int64_t k, const float* a, int64_t lda, bool, const float* b,
         dot_rows<M, J>(k, a, lda, b + j0 * ldb, ldb, dots);
         finish(j0, J);
     }
+    if (J > 2 && j0 + 2 <= nc) {  // a pair left: one pass over A's rows for both
+        dot_rows<M, 2>(k, a, lda, b + j0 * ldb, ldb, dots);
+        finish(j0, 2);
+        j0 += 2;
+    }
     for (; j0 < nc; ++j0) {
         dot_rows<M, 1>(k, a, lda, b + j0 * ldb, ldb, dots);
         finish(j0, 1);
