@@ -139,9 +139,9 @@ TEST(Gemm, DirectPathRulesAtTheirEdges) {
 // row, 1100 at four), odd K (a pass's remainder steps), A transposed, padding, alpha and beta,
 // epilogues (applied after the chunk's store), narrow products computed transposed, B transposed
 // (dot products), any thread count.
-TEST(Gemm, FewRowsStreamPlainB) {
+TEST(Gemm, FewRowsStream) {
     auto bias = random_floats(5000, 31);
-    auto residual = random_floats(size_t(4 * 1103), 32);
+    auto residual = random_floats(size_t(16 * 1103), 32);
     for_each_isa([&](int32_t) {
         const Case cases[] = {
             {0, 0, 1, 5000, 37, 1.0f, 0.0f, 0},    {1, 0, 2, 1100, 301, -0.5f, 0.25f, 3},
@@ -154,6 +154,10 @@ TEST(Gemm, FewRowsStreamPlainB) {
             {0, 1, 1, 3001, 37, 1.0f, 0.0f, 0},    {1, 1, 2, 1100, 301, -0.5f, 0.25f, 3},
             {0, 1, 3, 1029, 130, 1.0f, 1.0f, 0},   {0, 1, 4, 101, 1000, 2.0f, 0.0f, 1},
             {0, 1, 2, 4100, 2, 1.0f, 0.5f, 0},
+            // 5-16 rows, B transposed: groups of 4 rows over chunks of B's rows.
+            {0, 1, 5, 600, 174, 1.0f, 0.0f, 0},    {1, 1, 7, 500, 300, -0.5f, 0.25f, 3},
+            {0, 1, 12, 1029, 130, 1.0f, 1.0f, 1},  {0, 1, 16, 101, 1000, 2.0f, 0.0f, 0},
+            {1, 1, 9, 70, 2000, 1.0f, 0.0f, 2},
         };
         for (const Case& c : cases) {
             check_case(c, 17);
@@ -164,22 +168,26 @@ TEST(Gemm, FewRowsStreamPlainB) {
         kiln_epilogue gelu{bias.data(), KILN_UNARY_GELU, 0.0f, nullptr, 0};
         check_case({0, 0, 1, 2000, 99, 1.0f, 0.5f, 0}, 19, false, &gelu);
         check_case({0, 1, 3, 1100, 300, 1.0f, 0.0f, 0}, 20, false, &ep);
+        check_case({0, 1, 4, 1100, 300, 1.0f, 0.5f, 0}, 23, false, &ep);
+        check_case({0, 1, 11, 1100, 300, 1.0f, 0.0f, 0}, 24, false, &ep);
         if (HasFatalFailure()) return;
         // Columns split across threads give the same bits as one thread.
-        const int64_t m = 3, n = 2100, k = 333;
-        auto a = random_floats(size_t(m * k), 21), b = random_floats(size_t(n * k), 22);
-        std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
+        const int64_t n = 2100, k = 333;
+        auto a = random_floats(size_t(9 * k), 21), b = random_floats(size_t(n * k), 22);
+        std::vector<float> c1(size_t(9 * n)), c2(size_t(9 * n));
         int32_t threads = 0;
         kiln_threads_get(&threads);
-        for (int tb = 0; tb < 2; ++tb) {
-            kiln_threads_set(1);
-            ASSERT_EQ(kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), tb ? k : n, 0, c1.data(), n, nullptr),
-                      KILN_OK);
-            kiln_threads_set(3);
-            ASSERT_EQ(kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), tb ? k : n, 0, c2.data(), n, nullptr),
-                      KILN_OK);
-            EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4)) << "tb " << tb;
-        }
+        for (int64_t m : {3, 9})
+            for (int tb = 0; tb < 2; ++tb) {
+                const int64_t ldb = tb ? k : n;
+                kiln_threads_set(1);
+                ASSERT_EQ(kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), ldb, 0, c1.data(), n, nullptr),
+                          KILN_OK);
+                kiln_threads_set(3);
+                ASSERT_EQ(kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), ldb, 0, c2.data(), n, nullptr),
+                          KILN_OK);
+                EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), size_t(m * n) * 4)) << "m " << m << " tb " << tb;
+            }
         kiln_threads_set(threads);
     });
 }
