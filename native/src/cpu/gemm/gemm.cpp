@@ -191,7 +191,9 @@ constexpr int64_t kDirectMaxBFloats = 65536;
 // 1 thread, GFLOP/s direct -> packed, AVX-512 / KILN_ISA=avx2: 128x1024x256 80 / 92 -> 105 / 101,
 // 32x1024x512 83 / 75 -> 96 / 84, 64x2048x512 72 / 65 -> 94 / 91, 128x896x512 102 / 89 -> 104 /
 // 100, 128x768x1024 87 / 47 -> 103 / 99, 128x256x1024 99 / 49 -> 108 / 102; 128x784x512 (rows 2
-// KiB apart) stays direct (110 / 103).
+// KiB apart) stays direct (110 / 103). Two row panels read B twice, still less than packing it:
+// they stay direct whatever K (packed -> direct: 20x3000x300 82 -> 105, 27x900x1000 90 -> 100,
+// 16x1218x708 75 -> 89; KILN_ISA=avx2 8x3000x300 48 -> 75, 12x3000x300 61 -> 87).
 constexpr int64_t kDirectMaxAPanelBytes = 48 * 1024;
 inline bool direct_k_fits(const Problem& p) {
     return p.k * p.kern->mr * int64_t(sizeof(float)) <= kDirectMaxAPanelBytes;
@@ -506,7 +508,9 @@ kiln_status run(Problem& p) {
     p.direct = !p.tb && !p.bf16 && p.kern->ukernel_direct[0][1] != nullptr &&
                (p.packed_b == nullptr ? (p.m <= p.kern->direct_max_rows &&
                                          p.k * p.n <= kDirectMaxRowsBFloats &&
-                                         (p.m <= p.kern->mr || (direct_k_fits(p) && !b_rows_alias(p.ldb, p.k)))) ||
+                                         (p.m <= p.kern->mr ||
+                                          ((direct_k_fits(p) || p.m <= 2 * p.kern->mr) &&
+                                           !b_rows_alias(p.ldb, p.k)))) ||
                                             p.k * p.n <= kDirectMaxBFloats
                                       : p.m > p.kern->mr && p.m <= kDirectMaxRows &&
                                             p.k * p.n <= kDirectMaxRowsBFloats && direct_k_fits(p));
