@@ -239,6 +239,39 @@ TEST(Gemm, NarrowProductsAsDotProducts) {
     });
 }
 
+// B transposed and K long against m and n: dot products at any height on AVX-512 (groups of 4 rows
+// over chunks of B's rows; the split between threads falls on any row), packed tiles elsewhere.
+TEST(Gemm, LongKTransposedBAsDotProducts) {
+    auto bias = random_floats(200, 61);
+    auto residual = random_floats(size_t(301 * 120), 62);
+    for_each_isa([&](int32_t) {
+        const Case cases[] = {
+            {0, 1, 30, 34, 643, 1.0f, 0.0f, 0},   {0, 1, 37, 45, 700, -0.5f, 0.25f, 3},
+            {1, 1, 61, 33, 900, 1.0f, 1.0f, 1},   {0, 1, 150, 150, 1001, 2.0f, 0.0f, 0},
+            {0, 1, 17, 300, 1000, 1.0f, 0.0f, 2}, {1, 1, 99, 40, 2003, 1.0f, 0.5f, 0},
+        };
+        uint32_t seed = 70;
+        for (const Case& c : cases) {
+            check_case(c, seed++);
+            if (HasFatalFailure()) return;
+        }
+        kiln_epilogue ep{bias.data(), KILN_UNARY_RELU, 0.0f, residual.data(), 120};
+        check_case({0, 1, 301, 100, 1000, 1.0f, 0.0f, 0}, seed++, false, &ep);
+        if (HasFatalFailure()) return;
+        const int64_t m = 301, n = 100, k = 1000;
+        auto a = random_floats(size_t(m * k), 63), b = random_floats(size_t(n * k), 64);
+        std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
+        int32_t threads = 0;
+        kiln_threads_get(&threads);
+        kiln_threads_set(1);
+        ASSERT_EQ(kiln_sgemm(0, 1, m, n, k, 1, a.data(), k, b.data(), k, 0, c1.data(), n, nullptr), KILN_OK);
+        kiln_threads_set(3);
+        ASSERT_EQ(kiln_sgemm(0, 1, m, n, k, 1, a.data(), k, b.data(), k, 0, c2.data(), n, nullptr), KILN_OK);
+        EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4));
+        kiln_threads_set(threads);
+    });
+}
+
 TEST(Gemm, AlphaBetaAndLeadingDimensions) {
     for_each_isa([](int32_t) {
         for (float alpha : {1.0f, -0.5f, 2.0f})

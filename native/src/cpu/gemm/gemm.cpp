@@ -363,6 +363,15 @@ constexpr int64_t kStreamMinColsPerRow = 128;
 // 12x784x512 72 -> 98 (46 -> 63), 16x784x512 76 -> 87 (43 -> 67), 7x1024x1024 48 -> 96; oneDNN's
 // sgemm 80-107 on these.
 constexpr int64_t kStreamTMaxRows = 16;
+// Past that, where the table says its dot kernels run near the peak (long_k_dots), they still win
+// while their horizontal sums (~8 cycles an element of C, ~128 / K of the time at 16 MACs a cycle)
+// cost less than packing A and B (~12 (1/m + 1/n) of it). In-process A/B, 1 thread, GFLOP/s,
+// AVX-512, packed -> dots: 30x643x34 56 -> 96, 100x2000x40 78 -> 110, 20x1000x300 83 -> 107,
+// 32x784x512 94 -> 108, 150x1000x150 100 -> 106, 1000x1000x100 92 -> 102; kept packed: 128x512x128
+// (97 vs 78 dots), 200x512x100 (87 vs 79), 256x784x512 (108 vs 104), 64x256x256 (103 vs 97).
+inline bool long_k_for_dots(const Problem& p) {
+    return 32.0 * double(p.m) * double(p.n) < 3.0 * double(p.k) * double(p.m + p.n);
+}
 
 // Where in buf (64-byte aligned, 4 KiB to spare) a stream pass's accumulators go. A pass stores
 // accumulator rows and loads rows of B in step along the columns; when a load's address matches a
@@ -516,10 +525,11 @@ kiln_status run(Problem& p) {
                                             p.k * p.n <= kDirectMaxRowsBFloats && direct_k_fits(p));
     // Up to the table's stream_max_rows rows with B in place (and not tiny): B's rows stream whole
     // (see stream_block); products that small gain nothing from packing B, read once either way.
-    // With B transposed, up to kStreamTMaxRows rows go through the dot kernels in groups of
-    // stream_max_rows (see stream_block).
-    const int64_t stream_rows = p.tb ? kStreamTMaxRows : p.kern->stream_max_rows;
-    p.stream = !p.bf16 && p.packed_b == nullptr && p.m <= stream_rows && p.k * p.n >= kStreamMinBFloats &&
+    // With B transposed, up to kStreamTMaxRows rows (or more, K long enough) go through the dot
+    // kernels in groups of stream_max_rows (see stream_block).
+    const bool dot_rows = p.tb && (p.m <= kStreamTMaxRows || (p.kern->long_k_dots && long_k_for_dots(p)));
+    p.stream = !p.bf16 && p.packed_b == nullptr && (dot_rows || p.m <= p.kern->stream_max_rows) &&
+               p.k * p.n >= kStreamMinBFloats &&
                (p.tb ? p.kern->stream_t[std::min<int64_t>(p.m, p.kern->stream_max_rows)]
                      : p.kern->stream[p.m]) != nullptr &&
                (p.tb || p.n >= kStreamMinColsPerRow * p.m);

@@ -329,7 +329,8 @@ const GemmKernels kGemmAvx512 = {
     /*stream_max_rows=*/4,
     // Dots ran at ~90 GFLOP/s whatever n; the tiles at ~110 x the share of their lanes in use
     // (256 x 256 x n, 1 thread: n = 12 67, 14 96, 16 110, 20 69, 24 83, 28 97).
-    /*narrow_dots_cols=*/cols_bits(5, 12) | cols_bits(17, 25)};
+    /*narrow_dots_cols=*/cols_bits(5, 12) | cols_bits(17, 25),
+    /*long_k_dots=*/true};
 #undef DIRECT_ROW
 
 }  // namespace kiln

@@ -84,6 +84,9 @@ struct GemmKernels {
     // Narrow products with B in place run as dot products (stream_t, 4 rows of A a pass) for the n
     // whose bit is set here: where the direct tiles measured slower (see kiln_sgemm).
     uint32_t narrow_dots_cols = 0;
+    // Its dot kernels (stream_t) run near the FMA peak: products with B transposed and a long K take
+    // them at any height (see long_k_for_dots in gemm.cpp).
+    bool long_k_dots = false;
 };
 
 // Bits lo..hi of a GemmKernels::narrow_dots_cols.
