@@ -364,13 +364,15 @@ constexpr int64_t kStreamMinColsPerRow = 128;
 // sgemm 80-107 on these.
 constexpr int64_t kStreamTMaxRows = 16;
 // Past that, where the table says its dot kernels run near the peak (long_k_dots), they still win
-// while their horizontal sums (~8 cycles an element of C, ~128 / K of the time at 16 MACs a cycle)
-// cost less than packing A and B (~12 (1/m + 1/n) of it). In-process A/B, 1 thread, GFLOP/s,
-// AVX-512, packed -> dots: 30x643x34 56 -> 96, 100x2000x40 78 -> 110, 20x1000x300 83 -> 107,
-// 32x784x512 94 -> 108, 150x1000x150 100 -> 106, 1000x1000x100 92 -> 102; kept packed: 128x512x128
-// (97 vs 78 dots), 200x512x100 (87 vs 79), 256x784x512 (108 vs 104), 64x256x256 (103 vs 97).
+// while their horizontal sums (~2.5 cycles an element of C with sum8, ~40 / K of the time at 16
+// MACs a cycle) cost less than packing A and B (~8-12 (1/m + 1/n) of it), and B stays within
+// kDirectMaxRowsBFloats (each group of rows re-reads it). In-process A/B, 1 thread, GFLOP/s,
+// AVX-512, packed -> dots: 30x643x34 56 -> 99, 100x2000x40 78 -> 107, 20x1000x300 83 -> 107,
+// 32x784x512 94 -> 108, 200x512x100 95 -> 108, 1000x1000x100 94 -> 105, 128x600x600 107 -> 110;
+// kept packed: 256x784x512 (109 either way), 64x512x4000 (96 vs 90 dots), 1024^3.
 inline bool long_k_for_dots(const Problem& p) {
-    return 32.0 * double(p.m) * double(p.n) < 3.0 * double(p.k) * double(p.m + p.n);
+    return p.k * p.n <= kDirectMaxRowsBFloats &&
+           5.0 * double(p.m) * double(p.n) < double(p.k) * double(p.m + p.n);
 }
 
 // Where in buf (64-byte aligned, 4 KiB to spare) a stream pass's accumulators go. A pass stores
