@@ -129,6 +129,11 @@ TEST(Gemm, DirectPathRulesAtTheirEdges) {
         {0, 0, 28, 300, 1500, 1.0f, 0.0f, 0},  {0, 0, 29, 300, 1500, 1.0f, 0.5f, 0},
         {1, 0, 16, 200, 1500, 1.0f, 0.0f, 1},  {0, 0, 12, 100, 3000, 1.0f, 0.0f, 0},
         {0, 0, 13, 100, 3000, 1.0f, 0.0f, 0},  {0, 0, 8, 100, 2000, -1.0f, 1.0f, 2},
+        // A transposed: direct at any K (two panels everywhere, any height on AVX-512), B rows
+        // 4 KiB apart included.
+        {1, 0, 64, 64, 4096, 1.0f, 0.0f, 0},   {1, 0, 29, 300, 1500, 1.0f, 0.5f, 3},
+        {1, 0, 12, 512, 2048, 1.0f, 0.0f, 0},  {1, 0, 200, 100, 1300, 0.5f, 0.0f, 0},
+        {1, 0, 40, 1024, 1024, 1.0f, 1.0f, 0},
     };
     for_each_isa([&](int32_t) {
         for (const Case& c : cases)

@@ -198,6 +198,14 @@ constexpr int64_t kDirectMaxAPanelBytes = 48 * 1024;
 inline bool direct_k_fits(const Problem& p) {
     return p.k * p.kern->mr * int64_t(sizeof(float)) <= kDirectMaxAPanelBytes;
 }
+// A transposed (a weight gradient x^T g, K the batch) is read as columns: each k step is one
+// contiguous piece of a row of A, streamed front to back like B's rows, so neither rule above
+// applies. Two row panels always stay direct; any height on tables whose column tiles keep up
+// (a_cols_any_k). In-process A/B, 1 thread, GFLOP/s, packed -> direct, AVX-512: 64x4096x64 97 ->
+// 112, 256x4096x64 98 -> 112, 100x3000x200 97 -> 106, 32x2048x512 95 -> 107, 128x4096x128 101 ->
+// 106, 64x1024x1024 101 -> 105, 128x1024x1024 106 either way; AVX2 12x2048x512 63 -> 73, but
+// 64x1024x1024 93 -> 47 and 128x4096x128 93 -> 61 at more panels.
+inline bool a_cols_direct(const Problem& p) { return p.m <= 2 * p.kern->mr || p.kern->a_cols_any_k; }
 inline bool b_rows_alias(int64_t ldb, int64_t k) { return ldb % 1024 == 0 || (ldb % 512 == 0 && k > 800); }
 // With a pre-packed B (inference plans), 15..256 rows read A in place the same way and take the
 // packed panels whole (kc = K). GFLOP/s packed A -> direct A, 1 thread / 2 threads: 32x784x512
@@ -519,7 +527,7 @@ kiln_status run(Problem& p) {
     p.direct = !p.tb && !p.bf16 && p.kern->ukernel_direct[0][1] != nullptr &&
                (p.packed_b == nullptr ? (p.m <= p.kern->direct_max_rows &&
                                          p.k * p.n <= kDirectMaxRowsBFloats &&
-                                         (p.m <= p.kern->mr ||
+                                         (p.m <= p.kern->mr || (p.ta && a_cols_direct(p)) ||
                                           ((direct_k_fits(p) || p.m <= 2 * p.kern->mr) &&
                                            !b_rows_alias(p.ldb, p.k)))) ||
                                             p.k * p.n <= kDirectMaxBFloats

@@ -330,7 +330,7 @@ const GemmKernels kGemmAvx512 = {
     // Dots ran at ~90 GFLOP/s whatever n; the tiles at ~110 x the share of their lanes in use
     // (256 x 256 x n, 1 thread: n = 12 67, 14 96, 16 110, 20 69, 24 83, 28 97).
     /*narrow_dots_cols=*/cols_bits(5, 12) | cols_bits(17, 25),
-    /*long_k_dots=*/true};
+    /*long_k_dots=*/true, /*a_cols_any_k=*/true};
 #undef DIRECT_ROW
 
 }  // namespace kiln

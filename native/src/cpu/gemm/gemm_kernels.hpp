@@ -87,6 +87,8 @@ struct GemmKernels {
     // Its dot kernels (stream_t) run near the FMA peak: products with B transposed and a long K take
     // them at any height (see long_k_for_dots in gemm.cpp).
     bool long_k_dots = false;
+    // Products with A transposed and B in place read them in place at any K (see a_cols_direct).
+    bool a_cols_any_k = false;
 };
 
 // Bits lo..hi of a GemmKernels::narrow_dots_cols.
