@@ -87,6 +87,25 @@ void check_case(const Case& c, uint32_t seed, bool packed = false, const kiln_ep
     }
 }
 
+// kiln_sgemm (A as rows, op(B) from b) at 1 thread and at 3, bit for bit: however threads split the
+// product, each element is computed the same way.
+void expect_same_bits_at_any_thread_count(int tb, int64_t m, int64_t n, int64_t k, const std::vector<float>& a,
+                                          const std::vector<float>& b) {
+    std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
+    int32_t threads = 0;
+    kiln_threads_get(&threads);
+    const int64_t ldb = tb ? k : n;
+    kiln_threads_set(1);
+    const kiln_status s1 = kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), ldb, 0, c1.data(), n, nullptr);
+    kiln_threads_set(3);
+    const kiln_status s3 = kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), ldb, 0, c2.data(), n, nullptr);
+    kiln_threads_set(threads);
+    ASSERT_EQ(s1, KILN_OK);
+    ASSERT_EQ(s3, KILN_OK);
+    EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4)) << "m=" << m << " n=" << n << " k=" << k
+                                                                   << " tb=" << tb;
+}
+
 TEST(Gemm, EverySizeOneToSeventyEveryTransposeEveryIsa) {
     for_each_isa([](int32_t) {
         // Every (m, n) pair in 1..70; k cycles through 1..70 and the transposes through all four.
@@ -147,7 +166,7 @@ TEST(Gemm, DirectPathRulesAtTheirEdges) {
 // 1..4 rows times a plain B stream B's rows (stream kernels): column chunks (5000 columns at one
 // row, 1100 at four), odd K (a pass's remainder steps), A transposed, padding, alpha and beta,
 // epilogues (applied after the chunk's store), narrow products computed transposed, B transposed
-// (dot products), any thread count.
+// (dot products; 5-16 rows in groups of 4 over chunks of B), any thread count.
 TEST(Gemm, FewRowsStream) {
     auto bias = random_floats(5000, 31);
     auto residual = random_floats(size_t(16 * 1103), 32);
@@ -183,21 +202,8 @@ TEST(Gemm, FewRowsStream) {
         // Columns split across threads give the same bits as one thread.
         const int64_t n = 2100, k = 333;
         auto a = random_floats(size_t(9 * k), 21), b = random_floats(size_t(n * k), 22);
-        std::vector<float> c1(size_t(9 * n)), c2(size_t(9 * n));
-        int32_t threads = 0;
-        kiln_threads_get(&threads);
         for (int64_t m : {3, 9})
-            for (int tb = 0; tb < 2; ++tb) {
-                const int64_t ldb = tb ? k : n;
-                kiln_threads_set(1);
-                ASSERT_EQ(kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), ldb, 0, c1.data(), n, nullptr),
-                          KILN_OK);
-                kiln_threads_set(3);
-                ASSERT_EQ(kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), ldb, 0, c2.data(), n, nullptr),
-                          KILN_OK);
-                EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), size_t(m * n) * 4)) << "m " << m << " tb " << tb;
-            }
-        kiln_threads_set(threads);
+            for (int tb = 0; tb < 2; ++tb) expect_same_bits_at_any_thread_count(tb, m, n, k, a, b);
     });
 }
 
@@ -226,21 +232,8 @@ TEST(Gemm, NarrowProductsAsDotProducts) {
         // Groups of rows split across threads give the same bits as one thread.
         const int64_t m = 301, k = 256;
         auto a = random_floats(size_t(m * k), 43), b = random_floats(size_t(20 * k), 44);
-        int32_t threads = 0;
-        kiln_threads_get(&threads);
         for (int tb = 0; tb < 2; ++tb)
-            for (int64_t n : {6, 10, 20}) {
-                std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
-                const int64_t ldb = tb ? k : n;
-                kiln_threads_set(1);
-                ASSERT_EQ(kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), ldb, 0, c1.data(), n, nullptr),
-                          KILN_OK);
-                kiln_threads_set(3);
-                ASSERT_EQ(kiln_sgemm(0, tb, m, n, k, 1, a.data(), k, b.data(), ldb, 0, c2.data(), n, nullptr),
-                          KILN_OK);
-                EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4)) << "tb " << tb << " n " << n;
-            }
-        kiln_threads_set(threads);
+            for (int64_t n : {6, 10, 20}) expect_same_bits_at_any_thread_count(tb, m, n, k, a, b);
     });
 }
 
@@ -264,16 +257,8 @@ TEST(Gemm, LongKTransposedBAsDotProducts) {
         check_case({0, 1, 301, 100, 1000, 1.0f, 0.0f, 0}, seed++, false, &ep);
         if (HasFatalFailure()) return;
         const int64_t m = 301, n = 100, k = 1000;
-        auto a = random_floats(size_t(m * k), 63), b = random_floats(size_t(n * k), 64);
-        std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
-        int32_t threads = 0;
-        kiln_threads_get(&threads);
-        kiln_threads_set(1);
-        ASSERT_EQ(kiln_sgemm(0, 1, m, n, k, 1, a.data(), k, b.data(), k, 0, c1.data(), n, nullptr), KILN_OK);
-        kiln_threads_set(3);
-        ASSERT_EQ(kiln_sgemm(0, 1, m, n, k, 1, a.data(), k, b.data(), k, 0, c2.data(), n, nullptr), KILN_OK);
-        EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4));
-        kiln_threads_set(threads);
+        expect_same_bits_at_any_thread_count(1, m, n, k, random_floats(size_t(m * k), 63),
+                                             random_floats(size_t(n * k), 64));
     });
 }
 
