@@ -711,12 +711,18 @@ kiln_status narrow_run(const GemmKernels* kn, int32_t trans_b, int64_t m, int64_
     const float* bt = b;  // op(B)'s columns as rows
     int64_t ldbt = ldb;
     if (trans_b == 0) {  // n x k floats: a copy of B transposed, read by every group of rows
-        float* t = t_swap.get(size_t(n * k));
+        // Rows a multiple of 1 KiB apart would share L1 sets with each other (and with A's rows).
+        ldbt = (k + 15) / 16 * 16;
+        if (ldbt % 256 == 0) ldbt += 16;
+        float* t = t_swap.get(size_t(n * ldbt));
         if (t == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for a narrow product");
-        for (int64_t q = 0; q < k; ++q)
-            for (int64_t j = 0; j < n; ++j) t[j * k + q] = b[q * ldb + j];
+        if (kn->isa == KILN_ISA_AVX512) {
+            transpose_avx512(b, ldb, k, n, t, ldbt);
+        } else {
+            for (int64_t q = 0; q < k; ++q)
+                for (int64_t j = 0; j < n; ++j) t[j * ldbt + q] = b[q * ldb + j];
+        }
         bt = t;
-        ldbt = k;
     }
     const int64_t groups = (m + 3) / 4;
     auto rows = [&](int64_t g0, int64_t g1) {

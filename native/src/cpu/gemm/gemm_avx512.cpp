@@ -300,6 +300,23 @@ void pack_b_avx512(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t 
     }
 }
 
+void transpose_avx512(const float* src, int64_t ld_src, int64_t rows, int64_t cols, float* dst, int64_t ld_dst) {
+    for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+        const int ri = int(std::min<int64_t>(16, rows - i0));
+        const __mmask16 store_mask = __mmask16((1u << ri) - 1);
+        for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+            const int cj = int(std::min<int64_t>(16, cols - j0));
+            const __mmask16 load_mask = __mmask16((1u << cj) - 1);
+            __m512i r[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; ++i)
+                r[i] = i < ri ? _mm512_maskz_loadu_epi32(load_mask, src + (i0 + i) * ld_src + j0) : _mm512_setzero_si512();
+            transpose16_u32(r);
+            for (int u = 0; u < cj; ++u) _mm512_mask_storeu_epi32(dst + (j0 + u) * ld_dst + i0, store_mask, r[u]);
+        }
+    }
+}
+
 #define DIRECT_ROW(mode)                                                                                    \
     {nullptr, direct<1, mode>(), direct<2, mode>(), direct<3, mode>(), direct<4, mode>(), direct<5, mode>(),      \
      direct<6, mode>(), direct<7, mode>(), direct<8, mode>(), direct<9, mode>(), direct<10, mode>(),              \

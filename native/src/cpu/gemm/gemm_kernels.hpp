@@ -125,10 +125,13 @@ bool pack_b_bf16_pairs_avx512(const uint16_t* b, int64_t ld, int64_t j0, int64_t
 void pack_b(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc,
             int nr, float* dst);
 // pack_b for the AVX-512 kernels' 32-column panels (gemm_avx512.cpp): op(B) transposed by 16x16
-// register transposes, not transposed by vector copies with the source rows prefetched; partial
-// panels through pack_b.
+// register transposes (a short last panel alike), not transposed by vector copies with the source
+// rows prefetched.
 void pack_b_avx512(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc,
                    int nr, float* dst);
+// dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols, by 16x16 register transposes
+// (gemm_avx512.cpp; AVX-512 only).
+void transpose_avx512(const float* src, int64_t ld_src, int64_t rows, int64_t cols, float* dst, int64_t ld_dst);
 // pack_b for the AVX2 kernels' 16-column panels, op(B) not transposed: vector copies with the source
 // rows prefetched (pack_b_rows in gemm_vec.hpp); the rest through pack_b.
 void pack_b_avx2(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc, int nr,
