@@ -104,7 +104,10 @@ inline void dot_rows(int64_t k, const float* a, int64_t lda, const float* b, int
         for (int j = 0; j < J; ++j) bv[j] = _mm256_loadu_ps(b + j * ldb + p);
 #pragma GCC unroll 4
         for (int i = 0; i < M; ++i) {
-            const __m256 av = _mm256_loadu_ps(a + i * lda + p);
+            __m256 av = _mm256_loadu_ps(a + i * lda + p);
+            // In a register, loaded once: left alone, GCC folded the load into each of the J FMAs
+            // (AVX2, J = 2: 10 loads for 8 FMAs instead of 6).
+            __asm__("" : "+x"(av));
 #pragma GCC unroll 8
             for (int j = 0; j < J; ++j) s[i][j] = _mm256_fmadd_ps(av, bv[j], s[i][j]);
         }
