@@ -209,13 +209,18 @@ class TrainerTest {
             for (int i = 0; i < 2000; i++) {
                 t.trainBatch(d.features(), d.targets(), null);
             }
+            // The quietest of up to 5 windows: a one-off event (a JIT recompilation in the middle of
+            // the suite's fork) can allocate in one window; an allocation in the step shows in all.
             long tid = Thread.currentThread().getId();
-            long before = mx.getThreadAllocatedBytes(tid);
-            for (int i = 0; i < 10000; i++) {
-                t.trainBatch(d.features(), d.targets(), null);
+            long best = Long.MAX_VALUE;
+            for (int w = 0; w < 5 && best > 0; w++) {
+                long before = mx.getThreadAllocatedBytes(tid);
+                for (int i = 0; i < 4000; i++) {
+                    t.trainBatch(d.features(), d.targets(), null);
+                }
+                best = Math.min(best, (mx.getThreadAllocatedBytes(tid) - before) / 4000);
             }
-            long per = (mx.getThreadAllocatedBytes(tid) - before) / 10000;
-            assertEquals(0, per, "bytes allocated per step");
+            assertEquals(0, best, "bytes allocated per step");
         }
     }
 
