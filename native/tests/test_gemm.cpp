@@ -262,6 +262,30 @@ TEST(Gemm, LongKTransposedBAsDotProducts) {
     });
 }
 
+// Wider products whose last columns fill under 3/4 of a vector run those columns as a narrow
+// product beside the tiles: every remainder around the limit, both B layouts, alpha/beta, padding,
+// an epilogue shifted to the tail's columns, and threads.
+TEST(Gemm, ColumnTailAsDotProducts) {
+    auto bias = random_floats(260, 81);
+    auto residual = random_floats(size_t(130 * 260), 82);
+    for_each_isa([&](int32_t) {
+        uint32_t seed = 90;
+        for (int tb = 0; tb < 2; ++tb)
+            for (int64_t n : {33, 35, 40, 44, 45, 47, 50, 100, 203}) {
+                check_case({0, tb, 37, n, 96 + n % 7, 1.0f, 0.0f, 0}, seed++);
+                check_case({0, tb, 5, n, 300, -0.5f, 0.25f, 3}, seed++);
+                if (HasFatalFailure()) return;
+            }
+        kiln_epilogue ep{bias.data(), KILN_UNARY_RELU, 0.0f, residual.data(), 260};
+        check_case({0, 0, 129, 203, 200, 1.0f, 0.0f, 0}, seed++, false, &ep);
+        check_case({0, 1, 64, 35, 500, 1.0f, 1.0f, 1}, seed++, false, &ep);
+        if (HasFatalFailure()) return;
+        const int64_t m = 301, n = 203, k = 300;
+        expect_same_bits_at_any_thread_count(0, m, n, k, random_floats(size_t(m * k), 83),
+                                             random_floats(size_t(n * k), 84));
+    });
+}
+
 TEST(Gemm, AlphaBetaAndLeadingDimensions) {
     for_each_isa([](int32_t) {
         for (float alpha : {1.0f, -0.5f, 2.0f})
