@@ -737,7 +737,7 @@ kiln_status narrow_run(const GemmKernels* kn, int32_t trans_b, int64_t m, int64_
                        const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                        const kiln_epilogue* ep) {
     if (m == 0) return KILN_OK;
-    const int64_t groups = (m + 3) / 4;
+    const int64_t group = kn->stream_max_rows, groups = (m + group - 1) / group;
     const int64_t ldbt = trans_b == 0 ? padded_ld(k) : ldb;
     std::atomic<bool> no_memory{false};
     auto rows = [&](int64_t g0, int64_t g1) {
@@ -755,7 +755,7 @@ kiln_status narrow_run(const GemmKernels* kn, int32_t trans_b, int64_t m, int64_
             bt = t;
         }
         for (int64_t g = g0; g < g1; ++g) {
-            const int64_t i = 4 * g, r = std::min<int64_t>(4, m - i);
+            const int64_t i = group * g, r = std::min(group, m - i);
             kn->stream_t[r](k, a + i * lda, lda, false, bt, ldbt, n, nullptr, c + i * ldc, ldc, alpha, beta,
                             beta != 0.0f);
             if (ep) apply_epilogue(ep, c + i * ldc, ldc, int(r), int(n), i, 0);
