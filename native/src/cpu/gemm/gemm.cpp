@@ -371,6 +371,15 @@ constexpr int64_t kStreamMinColsPerRow = 128;
 // 12x784x512 72 -> 98 (46 -> 63), 16x784x512 76 -> 87 (43 -> 67), 7x1024x1024 48 -> 96; oneDNN's
 // sgemm 80-107 on these.
 constexpr int64_t kStreamTMaxRows = 16;
+// With B transposed the dot kernels have no accumulator pass to pay for, and a small B still
+// beats packing it and A once K gives each sum enough steps (or the rows are a single group).
+// In-process A/B, 1 thread, GFLOP/s, packed -> dots: 6x43x24 28 -> 50, 4x32x64 34 -> 57,
+// 15x68x24 49 -> 69, 16x100x80 66 -> 84, 2x20x30 12 -> 25, 3x16x40 16 -> 33; kept packed:
+// 16x16x64 (58 vs 42 dots), 16x20x200 (56 vs 43), and A transposed (TT 12x40x30 56 vs 53: A's
+// rows are copied first).
+inline bool small_b_dots(const Problem& p) {
+    return !p.ta && p.k >= 16 && (p.k >= 32 || p.m <= p.kern->stream_max_rows);
+}
 // Past that, where the table says its dot kernels run near the peak (long_k_dots), they still win
 // while their horizontal sums (~2.5 cycles an element of C with sum8, ~40 / K of the time at 16
 // MACs a cycle) cost less than packing A and B (~8-12 (1/m + 1/n) of it), and B stays within
@@ -557,7 +566,7 @@ kiln_status run(Problem& p) {
     // kernels in groups of stream_max_rows (see stream_block).
     const bool dot_rows = p.tb && (p.m <= kStreamTMaxRows || (p.kern->long_k_dots && long_k_for_dots(p)));
     p.stream = !p.bf16 && p.packed_b == nullptr && (dot_rows || p.m <= p.kern->stream_max_rows) &&
-               p.k * p.n >= kStreamMinBFloats &&
+               (p.k * p.n >= kStreamMinBFloats || (p.tb && small_b_dots(p))) &&
                (p.tb ? p.kern->stream_t[std::min<int64_t>(p.m, p.kern->stream_max_rows)]
                      : p.kern->stream[p.m]) != nullptr &&
                (p.tb || p.n >= kStreamMinColsPerRow * p.m);
