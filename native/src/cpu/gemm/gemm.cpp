@@ -443,6 +443,21 @@ void transpose_into(const GemmKernels& kn, const float* src, int64_t ld_src, int
         for (int64_t j = 0; j < cols; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
 }
 
+// rows x nc of C at c: dot products of A's rows (a, lda) and nc rows of bt (ldbt), K steps, in
+// groups of the table's stream_max_rows rows (stream_t), each followed by the epilogue; (row0, col0)
+// is c's place in the whole product.
+void dot_groups(const GemmKernels& kn, int64_t k, const float* a, int64_t lda, const float* bt, int64_t ldbt,
+                int64_t rows, int64_t nc, float* c, int64_t ldc, float alpha, float beta, const kiln_epilogue* ep,
+                int64_t row0, int64_t col0) {
+    const int64_t group = kn.stream_max_rows;
+    for (int64_t r0 = 0; r0 < rows; r0 += group) {
+        const int64_t r = std::min(group, rows - r0);
+        float* cr = c + r0 * ldc;
+        kn.stream_t[r](k, a + r0 * lda, lda, false, bt, ldbt, nc, nullptr, cr, ldc, alpha, beta, beta != 0.0f);
+        if (ep) apply_epilogue(ep, cr, ldc, int(r), int(nc), row0 + r0, col0);
+    }
+}
+
 kiln_status stream_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
     const GemmKernels& kn = *p.kern;
     const int64_t rows = i1 - i0;
@@ -464,13 +479,8 @@ kiln_status stream_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, i
         for (int64_t jc = j0; jc < j1; jc += chunk) {
             const int64_t nc = std::min(chunk, j1 - jc);
             const float* b = static_cast<const float*>(p.b) + jc * p.ldb;
-            for (int64_t r0 = 0; r0 < rows; r0 += group) {
-                const int64_t r = std::min(group, rows - r0);
-                float* c = p.c + (i0 + r0) * p.ldc + jc;
-                kn.stream_t[r](p.k, ar + r0 * ld_ar, ld_ar, false, b, p.ldb, nc, nullptr, c, p.ldc, p.alpha, p.beta,
-                               p.beta != 0.0f);
-                if (p.ep) apply_epilogue(p.ep, c, p.ldc, int(r), int(nc), i0 + r0, jc);
-            }
+            dot_groups(kn, p.k, ar, ld_ar, b, p.ldb, rows, nc, p.c + i0 * p.ldc + jc, p.ldc, p.alpha, p.beta, p.ep,
+                       i0, jc);
         }
         return KILN_OK;
     }
@@ -763,12 +773,8 @@ kiln_status narrow_run(const GemmKernels* kn, int32_t trans_b, int64_t m, int64_
             transpose_into(*kn, b, ldb, k, n, t, ldbt);
             bt = t;
         }
-        for (int64_t g = g0; g < g1; ++g) {
-            const int64_t i = group * g, r = std::min(group, m - i);
-            kn->stream_t[r](k, a + i * lda, lda, false, bt, ldbt, n, nullptr, c + i * ldc, ldc, alpha, beta,
-                            beta != 0.0f);
-            if (ep) apply_epilogue(ep, c + i * ldc, ldc, int(r), int(n), i, 0);
-        }
+        const int64_t i0 = group * g0, i1 = std::min(m, group * g1);
+        dot_groups(*kn, k, a + i0 * lda, lda, bt, ldbt, i1 - i0, n, c + i0 * ldc, ldc, alpha, beta, ep, i0, 0);
     };
     // Each C element is one dot product whoever computes it: the split does not change results.
     if (double(m) * double(n) * double(k) >= double(1 << 18) && groups >= 8)
