@@ -471,6 +471,9 @@ TEST(Gemm, BadArgumentsAreRefused) {
     EXPECT_NE(std::strstr(kiln_last_error(), "overlaps"), nullptr);
     kiln_epilogue bad{nullptr, 77, 0, nullptr, 0};
     EXPECT_EQ(kiln_sgemm(0, 0, 2, 2, 2, 1, p, 2, p + 10, 2, 0, p + 20, 2, &bad), KILN_ERR_INVALID_ARGUMENT);
+    kiln_epilogue nan_slope{nullptr, KILN_UNARY_LEAKY_RELU, std::nanf(""), nullptr, 0};
+    EXPECT_EQ(kiln_sgemm(0, 0, 2, 2, 2, 1, p, 2, p + 10, 2, 0, p + 20, 2, &nan_slope), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::strstr(kiln_last_error(), "alpha is not finite"), nullptr) << kiln_last_error();
     kiln_packed_b* pb = reinterpret_cast<kiln_packed_b*>(0x1);
     EXPECT_EQ(kiln_sgemm_pack_b(0, -3, 2, p, 2, &pb), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(pb, nullptr);

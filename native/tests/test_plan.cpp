@@ -1,5 +1,6 @@
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 #include "test_support.hpp"
@@ -116,6 +117,10 @@ TEST(Plan, MisuseIsRefused) {
     float w[8] = {1, 0, 0, 1, 1, 0, 0, 1}, x[8] = {}, y[4];
     EXPECT_EQ(kiln_plan_add_dense(p, 2, nullptr, nullptr, 0, 0), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(kiln_plan_add_dense(p, 2, w, nullptr, 42, 0), KILN_ERR_INVALID_ARGUMENT);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_EQ(kiln_plan_add_dense(p, 2, w, nullptr, KILN_UNARY_LEAKY_RELU, nan), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::strstr(kiln_last_error(), "activation alpha is not finite"), nullptr) << kiln_last_error();
+    EXPECT_EQ(kiln_plan_add_activation(p, KILN_UNARY_LEAKY_RELU, INFINITY), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(kiln_plan_run(p, 1, x, y, nullptr, 0), KILN_ERR_INVALID_ARGUMENT);  // not compiled
     ASSERT_EQ(kiln_plan_add_dense(p, 2, w, nullptr, 0, 0), KILN_OK);
     ASSERT_EQ(kiln_plan_compile(p), KILN_OK);

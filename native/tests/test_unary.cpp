@@ -83,6 +83,8 @@ TEST(Unary, NaNAndInfinities) {
             EXPECT_TRUE(std::isnan(out[0])) << "op " << op << " must keep NaN";
         }
         EXPECT_EQ(kiln_unary_f32(99, 0, 1, shape, in, unit, out, unit), KILN_ERR_INVALID_ARGUMENT);
+        EXPECT_EQ(kiln_unary_f32(KILN_UNARY_LEAKY_RELU, std::nanf(""), 1, shape, in, unit, out, unit),
+                  KILN_ERR_INVALID_ARGUMENT);  // a NaN slope would make every negative input NaN
     });
 }
 

@@ -2,6 +2,7 @@
 // the same messages for the sizes both take.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "error.hpp"
@@ -25,6 +26,15 @@ inline kiln_status check_dense(const char* fn, int64_t out_features, const float
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: out_features is %lld: must be in 1..2^31", fn,
                     (long long)out_features);
     if (weight == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: weight is NULL", fn);
+    return KILN_OK;
+}
+
+// An activation code and its alpha (LeakyReLU's slope): a non-finite alpha would turn every
+// negative input into NaN or an infinity.
+inline kiln_status check_activation(const char* fn, int32_t activation, float alpha) {
+    if (activation < KILN_UNARY_IDENTITY || activation > KILN_UNARY_GELU_TANH)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation is %d: not a kiln_unary_op", fn, activation);
+    if (!std::isfinite(alpha)) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation alpha is not finite", fn);
     return KILN_OK;
 }
 

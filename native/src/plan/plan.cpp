@@ -112,8 +112,7 @@ extern "C" KILN_API kiln_status kiln_plan_add_dense(kiln_plan* plan, int64_t out
     static const char* fn = "kiln_plan_add_dense";
     if (kiln_status st = check_open(fn, plan)) return st;
     if (kiln_status st = kiln::check_dense(fn, out_features, weight)) return st;
-    if (activation < KILN_UNARY_IDENTITY || activation > KILN_UNARY_GELU_TANH)
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation is %d: not a kiln_unary_op", fn, activation);
+    if (kiln_status st = kiln::check_activation(fn, activation, activation_alpha)) return st;
     Layer l;
     l.kind = Kind::Dense;
     l.in = plan->features;
@@ -135,8 +134,7 @@ extern "C" KILN_API kiln_status kiln_plan_add_dense(kiln_plan* plan, int64_t out
 extern "C" KILN_API kiln_status kiln_plan_add_activation(kiln_plan* plan, int32_t activation, float activation_alpha) {
     static const char* fn = "kiln_plan_add_activation";
     if (kiln_status st = check_open(fn, plan)) return st;
-    if (activation < KILN_UNARY_IDENTITY || activation > KILN_UNARY_GELU_TANH)
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation is %d: not a kiln_unary_op", fn, activation);
+    if (kiln_status st = kiln::check_activation(fn, activation, activation_alpha)) return st;
     Layer l;
     l.kind = Kind::Activation;
     l.in = l.out = plan->features;

@@ -1,5 +1,6 @@
 // Elementwise driver: validates, coalesces dimensions, splits work over the pool and calls the
 // ISA kernel on each contiguous run (or a strided scalar loop where a run is not contiguous).
+#include <cmath>
 #include <vector>
 
 #include "../../core/cpu.hpp"
@@ -132,6 +133,7 @@ extern "C" KILN_API kiln_status kiln_unary_f32(int32_t op, float alpha, int32_t 
     static const char* fn = "kiln_unary_f32";
     if (op < KILN_UNARY_IDENTITY || op > KILN_UNARY_GELU_TANH)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: op is %d: not a kiln_unary_op", fn, op);
+    if (!std::isfinite(alpha)) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: alpha is not finite", fn);
     const int64_t* strides[2] = {a_strides, out_strides};
     const void* ptrs[2] = {a, out};
     const char* names[2] = {"a", "out"};

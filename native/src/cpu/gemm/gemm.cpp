@@ -19,6 +19,7 @@
 // panels.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -624,6 +625,8 @@ kiln_status check_epilogue(const char* fn, const kiln_epilogue* ep, int64_t n) {
     if (ep->activation < KILN_UNARY_IDENTITY || ep->activation > KILN_UNARY_GELU_TANH)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: epilogue activation is %d: not a kiln_unary_op", fn,
                     ep->activation);
+    if (!std::isfinite(ep->activation_alpha))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: epilogue activation alpha is not finite", fn);
     if (ep->residual != nullptr && ep->ld_residual < n)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: epilogue ld_residual is %lld: must be >= n = %lld", fn,
                     (long long)ep->ld_residual, (long long)n);

@@ -19,7 +19,7 @@ public final class Standardizer {
         this.std = std;
     }
 
-    /** Fits on {@code features} ({@code [n, f]} contiguous F32, n >= 1). */
+    /** Fits on {@code features} ({@code [n, f]} contiguous F32, n >= 1, every value finite). */
     public static Standardizer fit(Tensor features) {
         check(features, -1);
         int n = (int) features.size(0), f = (int) features.size(1);
@@ -28,6 +28,10 @@ public final class Standardizer {
         for (int i = 0; i < n; i++) {
             for (int j = 0; j < f; j++) {
                 double v = x.get(i * f + j);
+                if (!Double.isFinite(v)) {
+                    throw new IllegalArgumentException("fit: feature " + j + " of row " + i + " is " + (float) v
+                            + ": the data must be finite (impute or drop that row)");
+                }
                 double d = v - mean[j];
                 mean[j] += d / (i + 1);
                 m2[j] += d * (v - mean[j]);

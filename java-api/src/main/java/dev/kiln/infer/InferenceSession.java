@@ -1,5 +1,6 @@
 package dev.kiln.infer;
 
+import dev.kiln.KilnException;
 import dev.kiln.internal.Native;
 import dev.kiln.internal.bindings.KilnNative;
 import dev.kiln.nn.Sequential;
@@ -42,7 +43,14 @@ public final class InferenceSession implements AutoCloseable {
         this.maxBatch = maxBatch;
         this.workspaceBytes = workspaceBytes;
         this.workspace = ThreadLocal.withInitial(() -> {
-            Tensor t = Tensor.zeros(DType.U8, Math.max(workspaceBytes, 1));
+            Tensor t;
+            try {
+                t = Tensor.zeros(DType.U8, Math.max(workspaceBytes, 1));
+            } catch (KilnException e) {
+                throw new KilnException(e.status(), e.code(), "run: cannot allocate this thread's workspace of "
+                        + workspaceBytes + " bytes (buffers for the compiled maximum batch " + maxBatch
+                        + "): compile with a smaller maxBatch (" + e.getMessage() + ")");
+            }
             workspaces.add(t);
             return t;
         });
@@ -145,7 +153,7 @@ public final class InferenceSession implements AutoCloseable {
      * One forward pass: input [batch, inputFeatures] to output [batch, outputFeatures], both
      * contiguous CPU tensors (output F32; input F32, or I32 token ids when the model starts with an
      * embedding: an id out of range fails the call naming its row and position), 1 <= batch <=
-     * maxBatch.
+     * maxBatch, not overlapping each other.
      */
     public void run(Tensor input, Tensor output) {
         if (!runIfOpen(input, output)) {
@@ -173,6 +181,10 @@ public final class InferenceSession implements AutoCloseable {
             Tensor ws = workspace.get();
             NativeAccess.acquireAll(input, output, ws);
             try {
+                long in = NativeAccess.address(input), out = NativeAccess.address(output);
+                if (in < out + output.byteSize() && out < in + input.byteSize()) {
+                    throw new IllegalArgumentException("run: output overlaps input: write to a separate tensor");
+                }
                 Native.check(KilnNative.planRun(plan, batch, NativeAccess.address(input), NativeAccess.address(output),
                         NativeAccess.address(ws), workspaceBytes));
             } finally {

@@ -337,6 +337,10 @@ public final class Sequential implements AutoCloseable {
 
         public Builder activation(Activation f, float alpha) {
             Objects.requireNonNull(f, "activation");
+            if (!Float.isFinite(alpha)) {
+                throw new IllegalArgumentException(f.name().toLowerCase(java.util.Locale.ROOT) + ": alpha is " + alpha
+                        + ": must be finite");
+            }
             layers.add(new Layer(Layer.Kind.ACTIVATION, features, features, null, null, null, null, f, alpha, 0));
             return this;
         }

@@ -41,6 +41,9 @@ public final class Epilogue {
 
     /** LeakyReLU with negative slope {@code alpha}. */
     public Epilogue withLeakyRelu(float alpha) {
+        if (!Float.isFinite(alpha)) {
+            throw new IllegalArgumentException("leaky_relu: alpha is " + alpha + ": must be finite");
+        }
         return new Epilogue(bias, Activation.LEAKY_RELU, alpha, residual);
     }
 

@@ -448,6 +448,9 @@ public final class Ops {
     public static void unary(Activation f, float alpha, Tensor a, Tensor out) {
         Objects.requireNonNull(f, "f");
         String name = f.name().toLowerCase(java.util.Locale.ROOT);
+        if (!Float.isFinite(alpha)) {
+            throw new IllegalArgumentException(name + ": alpha is " + alpha + ": must be finite");
+        }
         requireF32Cpu(name, "a", a);
         requireF32Cpu(name, "out", out);
         if (!Arrays.equals(a.shapeRef(), out.shapeRef())) {

@@ -9,22 +9,24 @@ import java.util.zip.CRC32;
 
 /**
  * Checkpoint file: {@code "KILNCKPT"}, u32 format version, the trainer's position (fixed
- * little-endian fields), u64 state length, the native trainer state, and a CRC-32 of everything
- * before it. Written to a temporary file, fsynced and renamed into place.
+ * little-endian fields), since version 2 the optimizer's kind (u16 length, ASCII name), u64 state
+ * length, the native trainer state, and a CRC-32 of everything before it. Written to a temporary
+ * file, fsynced and renamed into place. Version 1 files (no optimizer name) are still read.
  */
 final class Checkpoint {
-    static final int VERSION = 1;
+    static final int VERSION = 2;
     private static final byte[] MAGIC = {'K', 'I', 'L', 'N', 'C', 'K', 'P', 'T'};
 
     record State(int epoch, long batch, long seed, int batchSize, double lossSum, long correct, long seen, double best,
-                 int bad, int bestEpoch, double[] schedule) {}
+                 int bad, int bestEpoch, double[] schedule, String optimizer) {}
 
     record Loaded(State state, byte[] stateBytes) {}
 
     private Checkpoint() {}
 
     static void write(Path path, State s, ByteBuffer state) throws IOException {
-        int fixed = 8 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 8 * s.schedule().length + 8;
+        byte[] opt = s.optimizer().getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        int fixed = 8 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 8 * s.schedule().length + 2 + opt.length + 8;
         ByteBuffer head = ByteBuffer.allocate(fixed).order(ByteOrder.LITTLE_ENDIAN);
         head.put(MAGIC).putInt(VERSION).putInt(s.epoch()).putLong(s.batch()).putLong(s.seed()).putInt(s.batchSize())
                 .putDouble(s.lossSum()).putLong(s.correct()).putLong(s.seen()).putDouble(s.best()).putInt(s.bad())
@@ -32,6 +34,7 @@ final class Checkpoint {
         for (double d : s.schedule()) {
             head.putDouble(d);
         }
+        head.putShort((short) opt.length).put(opt);
         head.putLong(state.remaining());
         head.flip();
         CRC32 crc = new CRC32();
@@ -87,6 +90,16 @@ final class Checkpoint {
             for (int i = 0; i < sched; i++) {
                 schedule[i] = b.getDouble();
             }
+            String optimizer = null;
+            if (version >= 2) {
+                int n = b.getShort() & 0xffff;
+                if (n < 1 || n > 32) {
+                    throw new IOException(path + ": checkpoint header is invalid");
+                }
+                byte[] name = new byte[n];
+                b.get(name);
+                optimizer = new String(name, java.nio.charset.StandardCharsets.US_ASCII);
+            }
             long len = b.getLong();
             if (len < 0 || len != b.remaining() - 4) {
                 throw new IOException(path + ": checkpoint state length " + len + " does not match the file");
@@ -94,7 +107,7 @@ final class Checkpoint {
             byte[] state = new byte[(int) len];
             b.get(state);
             return new Loaded(new State(epoch, batch, seed, batchSize, lossSum, correct, seen, best, bad, bestEpoch,
-                    schedule), state);
+                    schedule, optimizer), state);
         } catch (java.nio.BufferUnderflowException e) {
             throw new IOException(path + ": checkpoint is truncated");
         }

@@ -40,7 +40,7 @@ import java.util.SplittableRandom;
  * shuffling, dropout masks and the kernels' reduction order depend on nothing else. A checkpoint
  * holds the weights, optimizer moments, step, position in the epoch and schedule state, so
  * {@link #resume} continues with the identical loss sequence. A trainer is used by one thread at a
- * time.
+ * time: a call from a second thread while one runs fails with {@link IllegalStateException}.
  */
 public final class Trainer implements AutoCloseable {
     private final long handle;
@@ -60,7 +60,14 @@ public final class Trainer implements AutoCloseable {
     private final Path checkpointPath;
     private final Tensor scratch; // bytes 0 loss (double), 8 loss sum, 16 weight sum, 24 correct, 32 steps (int64)
     private final ByteBuffer scratchView;
-    private boolean closed;
+    // One thread at a time, and a close() that never frees memory under a call in flight: the
+    // thread inside (null: none), how deep (fit's listeners may call back in), and whether close()
+    // was called. The native trainer is freed by close(), or by the call in flight as it leaves.
+    private final Object guard = new Object();
+    private Thread user;
+    private int depth;
+    private volatile boolean closed;
+    private boolean freed;
     private long steps; // mirrors the native count: successful steps only
 
     // Position and running state, saved in checkpoints.
@@ -241,8 +248,12 @@ public final class Trainer implements AutoCloseable {
 
     /** Steps taken so far (across fits and resumes). */
     public long steps() {
-        checkOpen();
-        return steps;
+        enter();
+        try {
+            return steps;
+        } finally {
+            exit();
+        }
     }
 
     /** Re-reads the native step count (after a state load). */
@@ -251,9 +262,30 @@ public final class Trainer implements AutoCloseable {
         steps = scratchView.getLong(32);
     }
 
-    private void checkOpen() {
-        if (closed) {
-            throw new IllegalStateException("the trainer is closed");
+    private void enter() {
+        synchronized (guard) {
+            Thread me = Thread.currentThread();
+            if (closed) {
+                throw new IllegalStateException(user == me ? "the trainer was closed during this call"
+                        : "the trainer is closed");
+            }
+            if (user != null && user != me) {
+                throw new IllegalStateException("the trainer is in use by thread '" + user.getName()
+                        + "': a trainer is used by one thread at a time");
+            }
+            user = me;
+            depth++;
+        }
+    }
+
+    private void exit() {
+        synchronized (guard) {
+            if (--depth == 0) {
+                user = null;
+                if (closed) {
+                    free();
+                }
+            }
         }
     }
 
@@ -295,7 +327,15 @@ public final class Trainer implements AutoCloseable {
      * stopping and reduce-on-plateau then watch the training loss.
      */
     public History fit(Dataset train, Dataset validation, int epochs) {
-        checkOpen();
+        enter();
+        try {
+            return fitGuarded(train, validation, epochs);
+        } finally {
+            exit();
+        }
+    }
+
+    private History fitGuarded(Dataset train, Dataset validation, int epochs) {
         checkData("train", train);
         if (validation != null) {
             checkData("validation", validation);
@@ -327,7 +367,7 @@ public final class Trainer implements AutoCloseable {
                     if (wb != null) {
                         Dataset.gatherInto(train.sampleWeights(), index, from, m, wb);
                     }
-                    long step = steps();
+                    long step = steps;
                     double lr = optimizer.learningRate * schedule.factor(step, epoch);
                     double l = step(m, xb, yb, wb, lr, step);
                     epochLossSum += l * m;
@@ -345,7 +385,7 @@ public final class Trainer implements AutoCloseable {
                 double trainLoss = epochLossSum / epochSeen;
                 double trainAcc = classes ? epochCorrect / (double) epochSeen : Double.NaN;
                 Evaluation v = validation != null ? evaluate(validation) : null;
-                double lr = optimizer.learningRate * schedule.factor(steps(), epoch);
+                double lr = optimizer.learningRate * schedule.factor(steps, epoch);
                 EpochMetrics em = new EpochMetrics(epoch + 1, trainLoss, trainAcc, v != null ? v.loss() : Double.NaN,
                         v != null ? v.accuracy() : Double.NaN, lr, epochSeen / seconds);
                 history.add(em);
@@ -403,6 +443,9 @@ public final class Trainer implements AutoCloseable {
     }
 
     private double step(long m, Tensor x, Tensor y, Tensor w, double lr, long step) {
+        if (closed) {
+            throw new IllegalStateException("the trainer was closed during training, before step " + step);
+        }
         long s = NativeAccess.address(scratch);
         NativeAccess.acquireAll(x, y, w);
         try {
@@ -433,11 +476,19 @@ public final class Trainer implements AutoCloseable {
      * the batch's mean loss. The learning rate is the optimizer's times the schedule's factor.
      */
     public double trainBatch(Tensor x, Tensor targets, Tensor weights) {
-        checkOpen();
+        enter();
+        try {
+            return trainBatchGuarded(x, targets, weights);
+        } finally {
+            exit();
+        }
+    }
+
+    private double trainBatchGuarded(Tensor x, Tensor targets, Tensor weights) {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(targets, "targets");
         long m = checkBatch(x, targets, weights);
-        long step = steps();
+        long step = steps;
         return step(m, x, targets, weights, optimizer.learningRate * schedule.factor(step, epoch), step);
     }
 
@@ -466,7 +517,15 @@ public final class Trainer implements AutoCloseable {
 
     /** Loss and accuracy of the current weights on {@code data} (evaluation mode: no dropout). */
     public Evaluation evaluate(Dataset data) {
-        checkOpen();
+        enter();
+        try {
+            return evaluateGuarded(data);
+        } finally {
+            exit();
+        }
+    }
+
+    private Evaluation evaluateGuarded(Dataset data) {
         checkData("data", data);
         int n = data.size();
         long f = data.featureCount();
@@ -494,7 +553,15 @@ public final class Trainer implements AutoCloseable {
 
     /** Writes the trained parameters into the model's tensors. */
     public void copyToModel() {
-        checkOpen();
+        enter();
+        try {
+            copyToModelGuarded();
+        } finally {
+            exit();
+        }
+    }
+
+    private void copyToModelGuarded() {
         for (int i = 0; i < modelParams.size(); i++) {
             Tensor t = modelParams.get(i);
             NativeAccess.acquire(t);
@@ -537,12 +604,20 @@ public final class Trainer implements AutoCloseable {
      * renamed over {@code path}. A crash leaves the previous checkpoint intact.
      */
     public void checkpoint(Path path) {
-        checkOpen();
+        enter();
+        try {
+            checkpointGuarded(path);
+        } finally {
+            exit();
+        }
+    }
+
+    private void checkpointGuarded(Path path) {
         Objects.requireNonNull(path, "path");
         try (Tensor state = Tensor.zeros(DType.U8, stateBytes())) {
             saveState(state);
             Checkpoint.State s = new Checkpoint.State(epoch, batchInEpoch, seed, batchSize, epochLossSum, epochCorrect,
-                    epochSeen, bestMonitored, badEpochs, bestEpoch, schedule.saveState());
+                    epochSeen, bestMonitored, badEpochs, bestEpoch, schedule.saveState(), optimizer.kind().name());
             Checkpoint.write(path, s, state.byteView());
         } catch (IOException e) {
             throw new java.io.UncheckedIOException("checkpoint: cannot write " + path + ": " + e.getMessage(), e);
@@ -551,15 +626,28 @@ public final class Trainer implements AutoCloseable {
 
     /**
      * Restores a checkpoint written by a trainer built the same way (model structure, batch size,
-     * seed); the next {@link #fit} continues where it stopped, with the identical loss sequence.
+     * seed, optimizer kind: each is checked); the next {@link #fit} continues where it stopped, with the identical loss sequence.
      */
     public void resume(Path path) throws IOException {
-        checkOpen();
+        enter();
+        try {
+            resumeGuarded(path);
+        } finally {
+            exit();
+        }
+    }
+
+    private void resumeGuarded(Path path) throws IOException {
         Checkpoint.Loaded c = Checkpoint.read(path);
         try (Tensor state = Tensor.zeros(DType.U8, c.stateBytes().length)) {
             if (c.state().batchSize() != batchSize || c.state().seed() != seed) {
                 throw new IllegalArgumentException(path + ": written with batch size " + c.state().batchSize() + " and seed "
                         + c.state().seed() + "; this trainer has " + batchSize + " and " + seed);
+            }
+            String kind = optimizer.kind().name();
+            if (c.state().optimizer() != null && !c.state().optimizer().equals(kind)) {
+                throw new IllegalArgumentException(path + ": written by a trainer with optimizer " + c.state().optimizer()
+                        + "; this trainer's is " + kind + " (its state would be read as the other's)");
             }
             state.copyFrom(c.stateBytes());
             try {
@@ -582,9 +670,26 @@ public final class Trainer implements AutoCloseable {
     }
 
     @Override
+    /**
+     * Frees the native trainer. Called while another thread is inside {@link #fit} (or any other
+     * call), it does not wait: that call stops at its next step with an
+     * {@link IllegalStateException}, and the memory is freed when it returns. Idempotent.
+     */
     public void close() {
-        if (!closed) {
+        synchronized (guard) {
+            if (closed) {
+                return;
+            }
             closed = true;
+            if (depth == 0) {
+                free();
+            }
+        }
+    }
+
+    private void free() {
+        if (!freed) {
+            freed = true;
             KilnNative.trainerDestroy(handle);
             scratch.close();
         }

@@ -105,6 +105,10 @@ class DataTest {
             try (Tensor other = Tensor.of(new float[] {1, 2, 3}, 1, 3)) {
                 assertThrows(IllegalArgumentException.class, () -> s.apply(other));
             }
+            try (Tensor bad = Tensor.of(new float[] {1, 2, 3, Float.NaN}, 2, 2)) {
+                assertEquals("fit: feature 1 of row 1 is NaN: the data must be finite (impute or drop that row)",
+                        assertThrows(IllegalArgumentException.class, () -> Standardizer.fit(bad)).getMessage());
+            }
         }
     }
 

@@ -3,6 +3,7 @@ package dev.kiln.infer;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.kiln.Kiln;
 import dev.kiln.nn.Init;
@@ -232,6 +233,17 @@ class InferenceSessionTest {
                         assertThrows(IllegalArgumentException.class, () -> s.run(x2, y3)).getMessage());
                 assertEquals("run: input has dtype I32; the model takes F32",
                         assertThrows(IllegalArgumentException.class, () -> s.run(xi, y2)).getMessage());
+                // A one-layer model would read its input while writing the output over it.
+                try (Sequential one = Sequential.builder(4).dense(4, Init.HE, 1).build();
+                     InferenceSession s1 = one.compile(2); Tensor buf = Tensor.zeros(DType.F32, 12)) {
+                    for (long[] at : new long[][] {{0, 0}, {0, 4}, {4, 0}}) {
+                        Tensor in = buf.slice(0, at[0], at[0] + 8).reshape(2, 4);
+                        Tensor out = buf.slice(0, at[1], at[1] + 8).reshape(2, 4);
+                        assertEquals("run: output overlaps input: write to a separate tensor",
+                                assertThrows(IllegalArgumentException.class, () -> s1.run(in, out)).getMessage());
+                    }
+                    s1.run(buf.slice(0, 0, 4).reshape(1, 4), buf.slice(0, 4, 8).reshape(1, 4)); // adjacent: fine
+                }
                 s.run(x2, y2);
                 s.close();
                 assertEquals("run: the session is closed", assertThrows(IllegalStateException.class, () -> s.run(x2, y2)).getMessage());
@@ -242,6 +254,15 @@ class InferenceSessionTest {
             }
             assertEquals("compile: maxBatch is 0: must be >= 1",
                     assertThrows(IllegalArgumentException.class, () -> model.compile(0)).getMessage());
+            // Workspaces are allocated per thread at its first run: one that cannot be gets a message
+            // naming the compiled maximum batch (2^31 rows of 2^20 floats: 8 PiB, refused at once).
+            try (Sequential wide = Sequential.builder(4).dense(1 << 20, Init.HE, 1).relu().dense(1, Init.HE, 2).build();
+                 InferenceSession huge = wide.compile(Integer.MAX_VALUE);
+                 Tensor x1 = Tensor.zeros(DType.F32, 1, 4); Tensor y1 = Tensor.zeros(DType.F32, 1, 1)) {
+                String msg = assertThrows(dev.kiln.KilnException.class, () -> huge.run(x1, y1)).getMessage();
+                assertTrue(msg.startsWith("run: cannot allocate this thread's workspace of ")
+                        && msg.contains("maximum batch 2147483647): compile with a smaller maxBatch"), msg);
+            }
         }
         assertEquals(before, Kiln.memoryStats().bytesInUse(), "plans, workspaces and parameters all freed");
         assertThrows(IllegalStateException.class, () -> Sequential.builder(3).build());

@@ -165,4 +165,19 @@ class MisuseTest {
                     assertThrows(IllegalArgumentException.class, () -> t.fill(9)).getMessage());
         }
     }
+
+    @Test
+    void nonFiniteActivationSlopesAreRefused() {
+        try (Tensor a = Tensor.zeros(DType.F32, 2, 3)) {
+            assertEquals("leaky_relu: alpha is NaN: must be finite",
+                    assertThrows(IllegalArgumentException.class, () -> Ops.unary(Activation.LEAKY_RELU, Float.NaN, a, a))
+                            .getMessage());
+            assertEquals("leaky_relu: alpha is Infinity: must be finite",
+                    assertThrows(IllegalArgumentException.class, () -> Epilogue.activation(Activation.RELU).withLeakyRelu(Float.POSITIVE_INFINITY))
+                            .getMessage());
+            assertEquals("leaky_relu: alpha is NaN: must be finite",
+                    assertThrows(IllegalArgumentException.class,
+                            () -> dev.kiln.nn.Sequential.builder(3).leakyRelu(Float.NaN)).getMessage());
+        }
+    }
 }

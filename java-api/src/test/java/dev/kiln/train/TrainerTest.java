@@ -187,13 +187,15 @@ class TrainerTest {
                 assertTrue(e.step() > 3, e.getMessage());
                 assertEquals(e.step(), t.steps()); // the failing step did not count or update
                 byte[] good = Files.readAllBytes(ckpt);
-                try (Trainer again = Trainer.builder(model).loss(Loss.mse()).batchSize(4).seed(2).build()) {
+                try (Trainer again = Trainer.builder(model).loss(Loss.mse()).optimizer(Optimizer.sgd(10)).batchSize(4)
+                        .seed(2).build()) {
                     again.resume(ckpt);
                     assertEquals(e.step(), again.steps());
                 }
                 good[good.length / 2] ^= 1;
                 Files.write(ckpt, good);
-                try (Trainer again = Trainer.builder(model).loss(Loss.mse()).batchSize(4).seed(2).build()) {
+                try (Trainer again = Trainer.builder(model).loss(Loss.mse()).optimizer(Optimizer.sgd(10)).batchSize(4)
+                        .seed(2).build()) {
                     IOException io = assertThrows(IOException.class, () -> again.resume(ckpt));
                     assertTrue(io.getMessage().contains("corrupt"), io.getMessage());
                 }
@@ -234,5 +236,142 @@ class TrainerTest {
             t.fit(train, null, 1);
             assertNotEquals(a.get(a.size() - 1), t.evaluate(train).loss());
         }
+    }
+
+    /** A thread "kiln-fit" that runs 3 epochs of fit (parked by the trainer's listener), keeping what it throws. */
+    private static Thread fitThread(Trainer t, Dataset train, Throwable[] failure) {
+        Thread th = new Thread(() -> {
+            try {
+                t.fit(train, null, 3);
+            } catch (Throwable e) {
+                failure[0] = e;
+            }
+        }, "kiln-fit");
+        return th;
+    }
+
+    @Test
+    void aSecondThreadIsRefusedWhileFitRuns() throws Exception {
+        var parked = new java.util.concurrent.CountDownLatch(1);
+        var release = new java.util.concurrent.CountDownLatch(1);
+        Throwable[] failure = new Throwable[1];
+        try (Dataset train = blobs(64, 1); Sequential model = mlp(0);
+             Trainer t = Trainer.builder(model).batchSize(16).listener(m -> {
+                 parked.countDown();
+                 try {
+                     release.await();
+                 } catch (InterruptedException e) {
+                     Thread.currentThread().interrupt();
+                 }
+             }).build()) {
+            Thread th = fitThread(t, train, failure);
+            th.start();
+            assertTrue(parked.await(30, java.util.concurrent.TimeUnit.SECONDS));
+            for (org.junit.jupiter.api.function.Executable call : List.<org.junit.jupiter.api.function.Executable>of(
+                    () -> t.fit(train, null, 1), () -> t.evaluate(train), t::steps, t::copyToModel)) {
+                IllegalStateException e = assertThrows(IllegalStateException.class, call);
+                assertTrue(e.getMessage().contains("in use by thread 'kiln-fit'"), e.getMessage());
+            }
+            release.countDown();
+            th.join();
+            assertEquals(null, failure[0]);
+            assertEquals(3 * 4, t.steps()); // free again once fit returns
+        }
+    }
+
+    @Test
+    void closeDuringFitStopsItAtTheNextStepWithoutFreeingUnderIt() throws Exception {
+        var parked = new java.util.concurrent.CountDownLatch(1);
+        var release = new java.util.concurrent.CountDownLatch(1);
+        Throwable[] failure = new Throwable[1];
+        try (Dataset train = blobs(64, 1); Sequential model = mlp(0)) {
+            Trainer t = Trainer.builder(model).batchSize(16).listener(m -> {
+                parked.countDown();
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+                // Still inside fit after close(): the native trainer must still be there.
+                assertTrue(Double.isFinite(m.loss()));
+            }).build();
+            Thread th = fitThread(t, train, failure);
+            th.start();
+            assertTrue(parked.await(30, java.util.concurrent.TimeUnit.SECONDS));
+            t.close(); // does not wait for fit
+            assertThrows(IllegalStateException.class, t::steps);
+            release.countDown();
+            th.join();
+            assertTrue(failure[0] instanceof IllegalStateException, String.valueOf(failure[0]));
+            assertTrue(failure[0].getMessage().contains("closed during training, before step 4"), failure[0].getMessage());
+            t.close(); // idempotent
+        }
+    }
+
+    @Test
+    void resumeRefusesACheckpointOfAnotherOptimizer(@TempDir Path dir) throws IOException {
+        Path ckpt = dir.resolve("adam.ckpt");
+        try (Dataset train = blobs(64, 1); Sequential model = mlp(0)) {
+            try (Trainer t = Trainer.builder(model).batchSize(16).optimizer(Optimizer.adam(1e-3)).build()) {
+                t.fit(train, null, 1);
+                t.checkpoint(ckpt);
+            }
+            try (Trainer t = Trainer.builder(model).batchSize(16).optimizer(Optimizer.sgd(0.1).withMomentum(0.9, false))
+                    .build()) {
+                IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> t.resume(ckpt));
+                assertTrue(e.getMessage().contains("optimizer ADAM; this trainer's is SGD"), e.getMessage());
+                assertEquals(0, t.steps()); // nothing was loaded
+            }
+            // A different learning rate of the same kind is the user's choice (fine-tuning).
+            try (Trainer t = Trainer.builder(model).batchSize(16).optimizer(Optimizer.adam(1e-4)).build()) {
+                t.resume(ckpt);
+                assertEquals(4, t.steps());
+            }
+        }
+    }
+
+    @Test
+    void resumeStillReadsFormatVersion1Checkpoints(@TempDir Path dir) throws IOException {
+        Path v2 = dir.resolve("v2.ckpt"), v1 = dir.resolve("v1.ckpt");
+        List<Double> straight = new ArrayList<>(), resumed = new ArrayList<>();
+        try (Dataset train = blobs(64, 1); Sequential model = mlp(0)) {
+            try (Trainer t = Trainer.builder(model).batchSize(16).seed(4)
+                    .progress((ep, eps, batch, batches, step, loss, sec) -> straight.add(loss)).build()) {
+                t.fit(train, null, 1);
+                t.checkpoint(v2);
+                t.fit(train, null, 2);
+            }
+        }
+        // Version 1 had no optimizer name: drop it (u16 length + "ADAM" just before the u64 state
+        // length), set the version, recompute the CRC.
+        byte[] b = Files.readAllBytes(v2);
+        java.nio.ByteBuffer bb = java.nio.ByteBuffer.wrap(b).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        int sched = bb.getInt(8 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 4);
+        int at = 8 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 8 * sched;
+        assertEquals(4, bb.getShort(at));
+        java.io.ByteArrayOutputStream o = new java.io.ByteArrayOutputStream();
+        o.write(b, 0, at);
+        o.write(b, at + 6, b.length - 4 - (at + 6));
+        byte[] old = o.toByteArray();
+        java.nio.ByteBuffer.wrap(old).order(java.nio.ByteOrder.LITTLE_ENDIAN).putInt(8, 1);
+        java.util.zip.CRC32 crc = new java.util.zip.CRC32();
+        crc.update(old);
+        java.nio.ByteBuffer tail = java.nio.ByteBuffer.allocate(4).order(java.nio.ByteOrder.LITTLE_ENDIAN)
+                .putInt((int) crc.getValue());
+        Files.write(v1, old);
+        Files.write(v1, tail.array(), java.nio.file.StandardOpenOption.APPEND);
+        try (Dataset train = blobs(64, 1); Sequential model = mlp(0);
+             Trainer t = Trainer.builder(model).batchSize(16).seed(4).optimizer(Optimizer.sgd(0.1))
+                     .progress((ep, eps, batch, batches, step, loss, sec) -> resumed.add(loss)).build()) {
+            t.resume(v1); // no optimizer name to check against
+            assertEquals(4, t.steps());
+        }
+        try (Dataset train = blobs(64, 1); Sequential model = mlp(0);
+             Trainer t = Trainer.builder(model).batchSize(16).seed(4)
+                     .progress((ep, eps, batch, batches, step, loss, sec) -> resumed.add(loss)).build()) {
+            t.resume(v1);
+            t.fit(train, null, 2);
+        }
+        assertEquals(straight.subList(4, 8), resumed);
     }
 }
