@@ -37,7 +37,16 @@ final class RegistryCommand implements Callable<Integer> {
         return 0;
     }
 
+    /** The registry at --root, which must exist: only {@code register} creates one. */
     ModelRegistry open() throws java.io.IOException {
+        if (!java.nio.file.Files.isDirectory(root)) {
+            throw new java.nio.file.NoSuchFileException(root.toString(), null,
+                    "no registry there ('kiln registry --root DIR register ...' creates one)");
+        }
+        return ModelRegistry.open(root);
+    }
+
+    ModelRegistry openOrCreate() throws java.io.IOException {
         return ModelRegistry.open(root);
     }
 
@@ -123,7 +132,7 @@ final class RegistryCommand implements Callable<Integer> {
 
         @Override
         public Integer call() throws Exception {
-            ModelVersion v = parent.open().register(name, Files.readAllBytes(file), meta);
+            ModelVersion v = parent.openOrCreate().register(name, Files.readAllBytes(file), meta);
             parent.print(describe(v, Map.of()), "registered " + name + " version " + v.number() + " (" + v.sha256() + ")");
             return 0;
         }

@@ -101,6 +101,9 @@ final class TrainCommand implements Callable<Integer> {
         if (limit != null && limit < 1) {
             throw usage("--limit must be >= 1");
         }
+        if (threads != null && (threads < 1 || threads > 1024)) {
+            throw usage("--threads is " + threads + ": must be in 1..1024");
+        }
         Optimizer opt = switch (optimizer.toLowerCase(Locale.ROOT)) {
             case "adam" -> Optimizer.adam(lr);
             case "adamw" -> Optimizer.adamW(lr, 0.01);

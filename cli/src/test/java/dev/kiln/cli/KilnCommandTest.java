@@ -130,6 +130,9 @@ class KilnCommandTest {
         assertEquals(2, run("train", "--epochs", "0").code);
         assertEquals(2, run("train", "--optimizer", "lbfgs").code);
         assertEquals(2, run("train", "--lr", "-1").code);
+        Result r = run("train", "--threads", "0");
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("--threads is 0: must be in 1..1024"), r.err);
     }
 
     @Test
@@ -174,6 +177,18 @@ class KilnCommandTest {
     @Test
     void registryCommandsForOperators(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
         String root = dir.resolve("reg").toString();
+        // A mistyped --root is an error, not a fresh empty registry: only register creates one.
+        for (String[] cmd : new String[][] {{"list"}, {"show", "fraud", "1"}, {"promote", "fraud", "p", "1"}}) {
+            String[] args = new String[3 + cmd.length];
+            args[0] = "registry";
+            args[1] = "--root";
+            args[2] = root;
+            System.arraycopy(cmd, 0, args, 3, cmd.length);
+            Result none = run(args);
+            assertEquals(1, none.code, String.join(" ", args));
+            assertTrue(none.err.contains(root + ": no registry there"), none.err);
+        }
+        assertTrue(!java.nio.file.Files.exists(dir.resolve("reg")));
         java.nio.file.Path f = java.nio.file.Files.write(dir.resolve("a.kiln"), new byte[] {1, 2, 3});
         assertEquals(0, run("registry", "--root", root, "register", "fraud", f.toString(), "--meta", "auc=0.9").code);
         Result r = run("registry", "--root", root, "register", "fraud", f.toString(), "--json");
