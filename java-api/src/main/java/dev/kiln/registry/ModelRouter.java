@@ -33,15 +33,28 @@ import java.util.concurrent.atomic.AtomicReference;
  * on the old session finishes on it; the old session is freed after its last request. A request
  * that picks up a session at the instant it closes retries on the new one, so no request fails or
  * blocks. Every response comes from a version that was the alias's target at some point during
- * that request.
+ * that request. A refresh is all or nothing: it loads and checks every moved alias's version
+ * before it swaps any, and refuses (swapping none, the old versions serving on) a version whose
+ * input or output shape differs from the other arms' (every arm and the shadow must map the same
+ * shapes, so that the caller's tensors fit whichever serves them).
  *
  * <p>Splits: a key's arm is chosen by a hash of the key (the same key always gets the same arm as
  * long as the weights stay the same). Shadow: the shadow alias also scores every request, on the
  * caller's thread after the primary; its output is discarded, and {@link #shadowDisagreements}
- * counts the rows whose arg-max differs from the primary's.
+ * counts the rows whose arg-max differs from the primary's. A shadow that fails never fails the
+ * request: {@link #shadowFailures} counts it.
  */
 public final class ModelRouter implements AutoCloseable {
-    private record Loaded(ModelVersion version, InferenceSession session) {}
+    private record Loaded(ModelVersion version, InferenceSession session, DType inputDType) {
+        String shape() {
+            return inputDType + " [batch, " + session.inputFeatures() + "] -> [batch, " + session.outputFeatures() + "]";
+        }
+
+        boolean sameShapes(Loaded o) {
+            return inputDType == o.inputDType && session.inputFeatures() == o.session.inputFeatures()
+                    && session.outputFeatures() == o.session.outputFeatures();
+        }
+    }
 
     private static final class Arm {
         final String alias;
@@ -64,6 +77,7 @@ public final class ModelRouter implements AutoCloseable {
     private final Arm shadow;
     private final AtomicLong disagreements = new AtomicLong();
     private final AtomicLong shadowRows = new AtomicLong();
+    private final AtomicLong shadowFailures = new AtomicLong();
     private final ThreadLocal<Map<Long, Tensor>> shadowOut = ThreadLocal.withInitial(LinkedHashMap::new);
     private final List<Tensor> shadowTensors = java.util.Collections.synchronizedList(new ArrayList<>());
     private volatile boolean closed;
@@ -108,31 +122,62 @@ public final class ModelRouter implements AutoCloseable {
         if (closed) {
             throw new IllegalStateException("the router is closed");
         }
-        int changed = 0;
         List<Arm> all = new ArrayList<>(arms);
         if (shadow != null) {
             all.add(shadow);
         }
-        for (Arm a : all) {
-            ModelVersion v = registry.resolve(model, a.alias).orElseThrow(() -> new IllegalStateException(
-                    "model '" + model + "' has no alias '" + a.alias + "'"));
-            Loaded old = a.current.get();
-            if (old != null && old.version().number() == v.number()) {
-                continue;
+        // All or nothing: every moved alias's version is loaded and checked before any is swapped.
+        List<Arm> moved = new ArrayList<>();
+        List<Loaded> fresh = new ArrayList<>();
+        try {
+            for (Arm a : all) {
+                ModelVersion v = registry.resolve(model, a.alias).orElseThrow(() -> new IllegalStateException(
+                        "model '" + model + "' has no alias '" + a.alias + "'"));
+                Loaded old = a.current.get();
+                if (old != null && old.version().number() == v.number()) {
+                    continue;
+                }
+                Loaded f = load(v);
+                moved.add(a);
+                fresh.add(f);
+                checkShapes(a, f, all, moved, fresh);
             }
-            Loaded fresh = load(v);
-            a.current.set(fresh);
+        } catch (IOException | RuntimeException e) {
+            fresh.forEach(f -> f.session().close());
+            throw e;
+        }
+        for (int i = 0; i < moved.size(); i++) {
+            Loaded old = moved.get(i).current.getAndSet(fresh.get(i));
             if (old != null) {
                 old.session().close(); // freed after its last request in flight
             }
-            changed++;
         }
-        return changed;
+        return moved.size();
+    }
+
+    /**
+     * Every arm and the shadow take and give the same shapes: callers' tensors fit whichever arm a
+     * key gets, and a version that changes them is not swapped in under traffic shaped for the old.
+     */
+    private void checkShapes(Arm a, Loaded f, List<Arm> all, List<Arm> moved, List<Loaded> fresh) {
+        for (Arm other : all) {
+            int i = moved.indexOf(other);
+            Loaded o = i >= 0 ? fresh.get(i) : other.current.get();
+            if (other == a || o == null || f.sameShapes(o)) {
+                continue;
+            }
+            throw new IllegalStateException("model '" + model + "': alias '" + a.alias + "' points to version "
+                    + f.version().number() + ", which maps " + f.shape() + ", but alias '" + other.alias + "' (version "
+                    + o.version().number() + ") maps " + o.shape() + ": every arm and the shadow must take and give "
+                    + "the same shapes" + (a.current.get() != null ? "; nothing was swapped" : ""));
+        }
     }
 
     private Loaded load(ModelVersion v) throws IOException {
         InferenceSession s;
+        DType inputDType;
         try (Sequential m = registry.load(v, key)) {
+            inputDType = m.inputDType();
             s = m.compile(maxBatch);
             // Warm up before taking traffic: one run over zeros (token id 0 for an embedding).
             try (Tensor x = Tensor.zeros(m.inputDType(), 1, m.inputFeatures());
@@ -143,7 +188,7 @@ public final class ModelRouter implements AutoCloseable {
                 throw e;
             }
         }
-        return new Loaded(v, s);
+        return new Loaded(v, s, inputDType);
     }
 
     /** The arm a key is routed to (its alias). */
@@ -185,9 +230,14 @@ public final class ModelRouter implements AutoCloseable {
         ModelVersion served = runOn(arm, input, output);
         arm.requests.incrementAndGet();
         if (shadow != null) {
-            Tensor so = shadowOutput(output);
-            runOn(shadow, input, so);
-            compare(output, so);
+            // The shadow never fails (or changes) the served request: its errors are only counted.
+            try {
+                Tensor so = shadowOutput(output);
+                runOn(shadow, input, so);
+                compare(output, so);
+            } catch (RuntimeException e) {
+                shadowFailures.incrementAndGet();
+            }
         }
         return served;
     }
@@ -244,6 +294,11 @@ public final class ModelRouter implements AutoCloseable {
 
     public long shadowRows() {
         return shadowRows.get();
+    }
+
+    /** Requests whose shadow run failed (the served response was returned all the same). */
+    public long shadowFailures() {
+        return shadowFailures.get();
     }
 
     /** Requests served per arm (alias), and the version each arm serves now. */

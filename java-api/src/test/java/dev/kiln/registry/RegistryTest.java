@@ -230,4 +230,70 @@ class RegistryTest {
         assertFalse(Files.readString(r.version("enc", 1).artifact(), java.nio.charset.StandardCharsets.ISO_8859_1)
                 .contains("KILNFILE"), "stored encrypted");
     }
+
+    @Test
+    void everyArmMapsTheSameShapesAndARefreshIsAllOrNothing(@TempDir Path root) throws IOException {
+        ModelRegistry r = ModelRegistry.open(root);
+        try (Sequential wide = Sequential.builder(5).dense(2, Init.ZEROS, 0).build();
+             Sequential three = Sequential.builder(4).dense(3, Init.ZEROS, 0).build()) {
+            for (float c : new float[] {1, 2, 3}) {
+                try (Sequential m = constant(c)) {
+                    r.register("m", m, Map.of()); // versions 1, 2, 3: 4 -> 2
+                }
+            }
+            r.register("m", wide, Map.of()); // 4: 5 -> 2
+            r.register("m", three, Map.of()); // 5: 4 -> 3
+        }
+        r.promote("m", "production", 1);
+        r.promote("m", "canary", 4);
+        String msg = assertThrows(IllegalStateException.class,
+                () -> ModelRouter.builder(r, "m").split(Map.of("production", 0.9, "canary", 0.1)).build()).getMessage();
+        assertTrue(msg.contains("F32 [batch, 4] -> [batch, 2]") && msg.contains("(version 4) maps F32 [batch, 5]")
+                && msg.contains("must take and give the same shapes"), msg);
+        r.promote("m", "staging", 5);
+        assertThrows(IllegalStateException.class, () -> ModelRouter.builder(r, "m").shadow("staging").build());
+
+        r.promote("m", "canary", 2);
+        try (ModelRouter router = ModelRouter.builder(r, "m").split(Map.of("production", 0.5, "canary", 0.5)).build();
+             Tensor x = Tensor.zeros(DType.F32, 1, 4); Tensor y = Tensor.zeros(DType.F32, 1, 2)) {
+            assertEquals(Map.of("canary", 2, "production", 1), router.servingVersions());
+            // canary moves to a good version, production to one of another shape: neither swaps.
+            r.promote("m", "canary", 3);
+            r.promote("m", "production", 5);
+            msg = assertThrows(IllegalStateException.class, router::refresh).getMessage();
+            assertTrue(msg.contains("alias 'production' points to version 5") && msg.endsWith("nothing was swapped"), msg);
+            assertEquals(Map.of("canary", 2, "production", 1), router.servingVersions());
+            for (String key : new String[] {"a", "b", "c", "d"}) {
+                int served = router.run(key, x, y).number();
+                assertEquals(served, y.toFloatArray()[0], 0f); // each version's constant is its number
+            }
+            r.promote("m", "production", 1);
+            assertEquals(1, router.refresh()); // now only canary moved
+            assertEquals(Map.of("canary", 3, "production", 1), router.servingVersions());
+        }
+    }
+
+    @Test
+    void aFailingShadowNeverFailsTheServedRequest(@TempDir Path root) throws IOException {
+        ModelRegistry r = ModelRegistry.open(root);
+        // Same shapes (2 token ids -> 2 outputs), but the shadow knows 5 tokens and the primary 10.
+        try (Sequential big = Sequential.builder(2).embedding(10, 1, Init.XAVIER, 1).dense(2, Init.XAVIER, 2).build();
+             Sequential small = Sequential.builder(2).embedding(5, 1, Init.XAVIER, 1).dense(2, Init.XAVIER, 2).build()) {
+            r.register("tok", big, Map.of());
+            r.register("tok", small, Map.of());
+        }
+        r.promote("tok", "production", 1);
+        r.promote("tok", "staging", 2);
+        try (ModelRouter router = ModelRouter.builder(r, "tok").shadow("staging").build();
+             Tensor ok = Tensor.of(new int[] {1, 4}, 1, 2); Tensor unknown = Tensor.of(new int[] {1, 7}, 1, 2);
+             Tensor y = Tensor.zeros(DType.F32, 1, 2)) {
+            assertEquals(1, router.run("k", ok, y).number());
+            float[] before = y.toFloatArray();
+            assertEquals(0, router.shadowFailures());
+            assertEquals(1, router.run("k", unknown, y).number()); // token 7: the shadow fails, not the request
+            assertEquals(1, router.shadowFailures());
+            assertEquals(1, router.shadowRows());
+            assertFalse(java.util.Arrays.equals(before, y.toFloatArray()));
+        }
+    }
 }
