@@ -29,8 +29,15 @@ public final class Regression {
         return s / yTrue.length;
     }
 
+    /**
+     * Coefficient of determination, as scikit-learn's {@code r2_score}: 1 for a perfect fit of a
+     * constant target, 0 for an imperfect one, and NaN for a single sample (not defined there).
+     */
     public static double r2(double[] yTrue, double[] yPred) {
         check("r2", yTrue, yPred);
+        if (yTrue.length < 2) {
+            return Double.NaN;
+        }
         double mean = 0;
         for (double v : yTrue) {
             mean += v;

@@ -286,6 +286,10 @@ class EvalConformanceTest {
     void emptyInputIsRefused() {
         assertThrows(IllegalArgumentException.class, () -> Classification.accuracy(new int[0], new int[0]));
         assertThrows(IllegalArgumentException.class, () -> Regression.r2(new double[0], new double[0]));
+        // scikit-learn's r2_score: NaN (with a warning) for one sample; constant targets are forced finite.
+        assertTrue(Double.isNaN(Regression.r2(new double[] {1}, new double[] {2})));
+        assertEquals(0.0, Regression.r2(new double[] {1, 1}, new double[] {1, 2}));
+        assertEquals(1.0, Regression.r2(new double[] {1, 1}, new double[] {1, 1}));
         assertThrows(IllegalArgumentException.class, () -> Ranking.rocAuc(new int[0], new double[0]));
         assertEquals("accuracy: y_true has 2 samples but the predictions have 1",
                 assertThrows(IllegalArgumentException.class, () -> Classification.accuracy(new int[2], new int[1])).getMessage());
