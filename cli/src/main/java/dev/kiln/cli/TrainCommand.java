@@ -59,7 +59,7 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--limit", description = "Train on the first N training rows only (a quick run).")
     Integer limit;
 
-    @Option(names = "--checkpoint", description = "Checkpoint file, written every --checkpoint-every steps.")
+    @Option(names = "--checkpoint", description = "Checkpoint file, written every --checkpoint-every steps and at the end.")
     Path checkpoint;
 
     @Option(names = "--checkpoint-every", defaultValue = "500", description = "Steps between checkpoints (default: ${DEFAULT-VALUE}).")
@@ -103,6 +103,21 @@ final class TrainCommand implements Callable<Integer> {
         }
         if (threads != null && (threads < 1 || threads > 1024)) {
             throw usage("--threads is " + threads + ": must be in 1..1024");
+        }
+        if (checkpointEvery < 1) {
+            throw usage("--checkpoint-every is " + checkpointEvery + ": must be >= 1");
+        }
+        if (checkpoint != null && java.nio.file.Files.isDirectory(checkpoint)) {
+            throw usage("--checkpoint " + checkpoint + " is a directory: give a file name");
+        }
+        if (save != null) {
+            String name = save.getFileName().toString();
+            if (!name.endsWith(".onnx") && !name.endsWith(".safetensors")) {
+                throw usage("--save " + save + ": the name must end in .onnx or .safetensors");
+            }
+        }
+        if (resume != null && !java.nio.file.Files.isRegularFile(resume)) {
+            throw new IllegalStateException("--resume " + resume + ": no such checkpoint file");
         }
         Optimizer opt = switch (optimizer.toLowerCase(Locale.ROOT)) {
             case "adam" -> Optimizer.adam(lr);
@@ -173,6 +188,9 @@ final class TrainCommand implements Callable<Integer> {
                         trainer.resume(resume);
                     }
                     h = trainer.fit(train, test, epochs);
+                    if (checkpoint != null) {
+                        trainer.checkpoint(checkpoint); // the end state too, whatever --checkpoint-every
+                    }
                     finalTest = trainer.evaluate(test);
                 }
                 double seconds = (System.nanoTime() - t0) / 1e9;
@@ -203,15 +221,21 @@ final class TrainCommand implements Callable<Integer> {
                     o.put("epochs", eps);
                     o.put("test_accuracy", finalTest.accuracy());
                     o.put("test_loss", finalTest.loss());
-                    o.put("samples_per_second", meanRate);
+                    o.put("samples_per_second", h.epochs().isEmpty() ? null : meanRate);
                     o.put("seconds", seconds);
                     o.put("threads", Kiln.threads());
                     o.put("batch_size", batchSize);
                     o.put("seed", seed);
                     out.println(Json.write(o));
                 } else {
-                    out.printf(Locale.ROOT, "final test accuracy %.2f%% (loss %.4f); training %,.0f samples/s on average; "
-                            + "%.1f s in all%n", 100 * finalTest.accuracy(), finalTest.loss(), meanRate, seconds);
+                    if (h.epochs().isEmpty()) {
+                        out.printf(Locale.ROOT, "nothing left to train: the checkpoint had already reached epoch %d; "
+                                + "test accuracy %.2f%% (loss %.4f)%n", epochs, 100 * finalTest.accuracy(),
+                                finalTest.loss());
+                    } else {
+                        out.printf(Locale.ROOT, "final test accuracy %.2f%% (loss %.4f); training %,.0f samples/s on "
+                                + "average; %.1f s in all%n", 100 * finalTest.accuracy(), finalTest.loss(), meanRate, seconds);
+                    }
                     if (save != null) {
                         out.println("saved " + save);
                     }

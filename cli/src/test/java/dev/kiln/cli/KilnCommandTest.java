@@ -133,6 +133,14 @@ class KilnCommandTest {
         Result r = run("train", "--threads", "0");
         assertEquals(2, r.code);
         assertTrue(r.err.contains("--threads is 0: must be in 1..1024"), r.err);
+        r = run("train", "--save", "model.bin");
+        assertEquals(2, r.code); // refused before training, not after
+        assertTrue(r.err.contains("the name must end in .onnx or .safetensors"), r.err);
+        assertEquals(2, run("train", "--checkpoint", System.getProperty("java.io.tmpdir")).code);
+        assertEquals(2, run("train", "--checkpoint-every", "0").code);
+        r = run("train", "--resume", "/nonexistent/run.ckpt");
+        assertEquals(1, r.code);
+        assertTrue(r.err.contains("no such checkpoint file"), r.err);
     }
 
     @Test
@@ -147,6 +155,26 @@ class KilnCommandTest {
         double acc = Double.parseDouble(m.group(1));
         assertTrue(acc > 0.75, "test accuracy " + acc);
         assertTrue(java.nio.file.Files.isRegularFile(onnx));
+    }
+
+    @Test
+    void trainCheckpointsAtTheEndAndResumesFromIt(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) {
+        org.junit.jupiter.api.Assumptions.assumeTrue(java.nio.file.Files.isDirectory(
+                java.nio.file.Path.of("/usr/share/datasets/fashion-mnist")), "dataset-fashion-mnist is not installed");
+        String ckpt = dir.resolve("run.ckpt").toString();
+        // 1000 rows at batch 128: 8 steps, far fewer than --checkpoint-every's default 500.
+        Result r = run("train", "--limit", "1000", "--epochs", "1", "--no-progress", "--checkpoint", ckpt);
+        assertEquals(0, r.code, r.err);
+        assertTrue(java.nio.file.Files.isRegularFile(dir.resolve("run.ckpt")), "a checkpoint at the end");
+        r = run("train", "--limit", "1000", "--epochs", "2", "--no-progress", "--resume", ckpt);
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("epoch  2/2") && !r.out.contains("epoch  1/2"), r.out);
+        r = run("train", "--limit", "1000", "--epochs", "1", "--no-progress", "--resume", ckpt);
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("nothing left to train: the checkpoint had already reached epoch 1"), r.out);
+        r = run("train", "--limit", "1000", "--epochs", "2", "--optimizer", "sgd", "--resume", ckpt);
+        assertEquals(1, r.code);
+        assertTrue(r.err.contains("written by a trainer with optimizer ADAM"), r.err);
     }
 
     @Test
