@@ -975,8 +975,8 @@ void pack_a_bf16_f32(bool t, const void* src, int64_t ld, int64_t i0, int64_t m,
     for (int64_t ip = 0; ip < m; ip += mr) {
         const int rows = int(m - ip < mr ? m - ip : mr);
         float* d = dst + ip * kc;
-        const int stride = rows == 1 ? 1 : mr;
-        for (int r = 0; r < (rows == 1 ? 1 : mr); ++r)
+        const int stride = packed_a_stride(rows, mr);
+        for (int r = 0; r < stride; ++r)
             for (int64_t k = 0; k < kc; ++k)
                 d[k * stride + r] = r < rows ? bf16_f32(bf16_at(a, t, ld, i0 + ip + r, p0 + k)) : 0.0f;
     }

@@ -2,8 +2,9 @@
 // shared packing formats. The driver (gemm.cpp) does blocking, packing, threading and epilogues.
 //
 // Packed formats (all zero-padded to whole panels):
-//   A block: row panels of MR rows; panel p holds kc steps of MR floats: a[p][k][i]; a panel with
-//            a single row (the last one when rows % MR == 1, or M = 1) is contiguous: a[p][k]
+//   A block: row panels of MR rows; panel p holds kc steps of packed_a_stride(rows, MR) floats:
+//            a[p][k][i]: MR for a whole panel, the row count itself for a short one of at most
+//            kCompactRows rows (a single row is contiguous: a[p][k]), MR again for longer ones
 //   B:       column panels of NR columns; panel q holds `k_total` steps of NR floats: b[q][k][j]
 //            (for a pre-packed B, k_total = K; for a B block packed per call, k_total = kc)
 // A micro-kernel computes an m x nr tile (m <= MR, nr <= NR) of C over kc steps:
@@ -17,6 +18,13 @@
 #include "kiln/kiln.h"
 
 namespace kiln {
+
+// The step of a packed A panel of `rows` rows (every packer and every kernel that reads packed A
+// follows it). Short panels (batch 1-4 inference, the last panel of a product) are packed densely:
+// padded to MR floats a step, a 2-row panel over K = 784 read 44 KiB of mostly zeros beside B's
+// stream, and the 2-row kernel ran at half the B bandwidth of the 1-row one.
+constexpr int kCompactRows = 4;
+constexpr int packed_a_stride(int rows, int mr) { return rows <= kCompactRows ? rows : mr; }
 
 // An epilogue applied in registers as a tile is stored (kernels whose table sets fused_store):
 // C = act(alpha * AB + beta * C + bias) + residual, written once. Pointers are at the tile's

@@ -10,7 +10,7 @@ namespace {
 constexpr int MR = 4;
 constexpr int NR = 8;
 
-// A single-row panel is packed contiguously (stride 1), wider ones with stride MR.
+// Packed A steps are packed_a_stride(M, MR) floats apart (gemm_kernels.hpp).
 template <int M>
 void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
              float beta, bool load_c, const TileEpilogue*) {
@@ -18,7 +18,7 @@ void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, 
     for (int64_t k = 0; k < kc; ++k) {
         for (int i = 0; i < M; ++i)
             for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
-        a += M == 1 ? 1 : MR;
+        a += packed_a_stride(M, MR);
         b += NR;
     }
     for (int i = 0; i < M; ++i)
@@ -62,25 +62,21 @@ void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int6
     for (int64_t ip = 0; ip < m; ip += mr) {
         const int rows = int(m - ip < mr ? m - ip : mr);
         float* d = dst + ip * kc;  // panel ip/mr starts at (ip/mr) * kc * mr
-        if (rows == 1) {  // a one-row panel is packed contiguously: the m = 1 kernels read a[k]
-            for (int64_t k = 0; k < kc; ++k)
-                d[k] = trans ? a[(p0 + k) * lda + i0 + ip] : a[(i0 + ip) * lda + p0 + k];
-            continue;
-        }
+        const int stride = packed_a_stride(rows, mr);
         if (!trans) {
-            rows_to_k_major(a + (i0 + ip) * lda + p0, lda, rows, kc, mr, d);
+            rows_to_k_major(a + (i0 + ip) * lda + p0, lda, rows, kc, stride, d);
         } else {
             // Rows of op(A) are contiguous in A: a plain loop (a memcpy call per 14 floats costs
             // more than the copy).
             for (int64_t k = 0; k < kc; ++k) {
                 const float* s = a + (p0 + k) * lda + i0 + ip;
-                float* o = d + k * mr;
+                float* o = d + k * stride;
                 for (int r = 0; r < rows; ++r) o[r] = s[r];
             }
         }
-        if (rows < mr)
+        if (rows < stride)
             for (int64_t k = 0; k < kc; ++k)
-                for (int r = rows; r < mr; ++r) d[k * mr + r] = 0.0f;
+                for (int r = rows; r < stride; ++r) d[k * stride + r] = 0.0f;
     }
 }
 
