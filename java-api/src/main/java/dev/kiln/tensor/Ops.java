@@ -243,6 +243,11 @@ public final class Ops {
         }
     }
 
+    /** out = a · b with b packed once ({@link PackedMatrix#pack}). */
+    public static void matmul(Tensor a, PackedMatrix b, Tensor out) {
+        matmul(a, b, out, Epilogue.NONE);
+    }
+
     /** out = epilogue(a · b) with b packed once ({@link PackedMatrix#pack}); the inference path. */
     public static void matmul(Tensor a, PackedMatrix b, Tensor out, Epilogue epilogue) {
         Objects.requireNonNull(b, "b");

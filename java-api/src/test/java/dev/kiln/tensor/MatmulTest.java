@@ -119,7 +119,7 @@ class MatmulTest {
                 Tensor o2 = Tensor.zeros(DType.F32, 4, 30); Tensor copy = bt.transpose(0, 1).copy();
                 PackedMatrix p1 = PackedMatrix.pack(bt.transpose(0, 1)); PackedMatrix p2 = PackedMatrix.pack(copy)) {
             Ops.matmul(a, p1, o1, Epilogue.NONE);
-            Ops.matmul(a, p2, o2, Epilogue.NONE);
+            Ops.matmul(a, p2, o2); // no epilogue
             assertEquals(java.util.Arrays.toString(o1.toFloatArray()), java.util.Arrays.toString(o2.toFloatArray()));
             assertEquals(20, p1.rows());
             assertEquals(30, p1.columns());
