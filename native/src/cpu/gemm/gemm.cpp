@@ -903,8 +903,8 @@ void pack_a_bf16_units(bool t, const uint16_t* a, int64_t ld, int64_t i0, int64_
     for (int64_t ip = ip_begin; ip < ip_end; ip += mr) {
         const int rows = int(m - ip < mr ? m - ip : mr);
         uint32_t* d = d32 + ip * ku;
-        const int stride = rows == 1 ? 1 : mr;
-        for (int r = 0; r < (rows == 1 ? 1 : mr); ++r)
+        const int stride = packed_a_stride(rows, mr);
+        for (int r = 0; r < stride; ++r)
             for (int64_t u = u_begin; u < ku; ++u) {
                 if (r >= rows) {
                     d[u * stride + r] = 0;

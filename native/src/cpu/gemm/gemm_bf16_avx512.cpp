@@ -34,6 +34,46 @@ inline void store_row(float* c, __m512 v0, __m512 v1, int nr, float alpha, float
     _mm512_mask_storeu_ps(c + 16, m1, v1);
 }
 
+// Two rows: two units in flight, 8 chains (4 left the 2-row tile bound by vdpbf16ps's latency).
+// 1 thread, GFLOP/s, pre-packed 2x784x512: 112 -> 147 (dense A, B loaded once) -> 177 (this),
+// the one-row kernel's B bandwidth.
+void ukernel_m2(int64_t ku, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha, float beta,
+                bool load_c, const TileEpilogue*) {
+    const auto* a32 = reinterpret_cast<const int*>(a);
+    __m512 s[2][2][2];  // [unit in flight][row][vector]
+    for (int q = 0; q < 2; ++q)
+        for (int i = 0; i < 2; ++i) s[q][i][0] = s[q][i][1] = _mm512_setzero_ps();
+    int64_t u = 0;
+    for (; u + 2 <= ku; u += 2) {
+#pragma GCC unroll 2
+        for (int q = 0; q < 2; ++q) {
+            __m512i b0 = _mm512_load_si512(b + q * NR), b1 = _mm512_load_si512(b + q * NR + 16);
+            asm("" : "+v"(b0), "+v"(b1));
+#pragma GCC unroll 2
+            for (int i = 0; i < 2; ++i) {
+                const __m512bh ai = as_bh(_mm512_set1_epi32(a32[q * 2 + i]));
+                s[q][i][0] = _mm512_dpbf16_ps(s[q][i][0], ai, as_bh(b0));
+                s[q][i][1] = _mm512_dpbf16_ps(s[q][i][1], ai, as_bh(b1));
+            }
+        }
+        a32 += 4;
+        b += 2 * NR;
+    }
+    for (; u < ku; ++u) {
+        __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 16);
+        for (int i = 0; i < 2; ++i) {
+            const __m512bh ai = as_bh(_mm512_set1_epi32(a32[i]));
+            s[0][i][0] = _mm512_dpbf16_ps(s[0][i][0], ai, as_bh(b0));
+            s[0][i][1] = _mm512_dpbf16_ps(s[0][i][1], ai, as_bh(b1));
+        }
+        a32 += 2;
+        b += NR;
+    }
+    for (int i = 0; i < 2; ++i)
+        store_row(c + i * ldc, _mm512_add_ps(s[0][i][0], s[1][i][0]), _mm512_add_ps(s[0][i][1], s[1][i][1]), nr,
+                  alpha, beta, load_c);
+}
+
 template <int M>
 void ukernel(int64_t ku, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha, float beta,
              bool load_c, const TileEpilogue*) {
@@ -47,17 +87,23 @@ void ukernel(int64_t ku, const float* a, const float* b, float* c, int64_t ldc, 
         _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
     }
     for (int64_t u = 0; u < ku; ++u) {
-        const __m512bh b0 = as_bh(_mm512_load_si512(b));
-        const __m512bh b1 = as_bh(_mm512_load_si512(b + 16));
-        _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR + 16), _MM_HINT_T0);
+        __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 16);
+        if constexpr (M <= kCompactRows) {
+            // A few rows stream B as the f32 kernels' do (gemm_avx512.cpp, tile_v): each vector
+            // loaded once, no software prefetch. With the dense A panels (packed_a_stride), 1
+            // thread, GFLOP/s, pre-packed: 3x784x512 172 -> 210, 4x784x512 192 -> 215.
+            asm("" : "+v"(b0), "+v"(b1));
+        } else {
+            _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR + 16), _MM_HINT_T0);
+        }
 #pragma GCC unroll 16
         for (int i = 0; i < M; ++i) {
             const __m512bh ai = as_bh(_mm512_set1_epi32(a32[i]));
-            c0[i] = _mm512_dpbf16_ps(c0[i], ai, b0);
-            c1[i] = _mm512_dpbf16_ps(c1[i], ai, b1);
+            c0[i] = _mm512_dpbf16_ps(c0[i], ai, as_bh(b0));
+            c1[i] = _mm512_dpbf16_ps(c1[i], ai, as_bh(b1));
         }
-        a32 += MR;
+        a32 += packed_a_stride(M, MR);
         b += NR;
     }
 #pragma GCC unroll 16
@@ -102,7 +148,7 @@ void ukernel_m1(int64_t ku, const float* a, const float* b, float* c, int64_t ld
 // 1024^3 212-222 -> 225, 2048^3 214-217 -> 218-223 (oneDNN 223-225 in the same runs).
 const GemmKernels kGemmBf16Avx512 = {
     KILN_ISA_AVX512, "gemm_bf16_avx512bf16_14x32", MR, NR, /*kc=*/1536, /*nc=*/192,
-    {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, ukernel<7>, ukernel<8>,
+    {nullptr, ukernel_m1, ukernel_m2, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, ukernel<7>, ukernel<8>,
      ukernel<9>, ukernel<10>, ukernel<11>, ukernel<12>, ukernel<13>, ukernel<14>, nullptr, nullptr},
     {}, /*fused_store=*/false, /*direct_max_rows=*/0, /*direct_block_bytes=*/0, {}, {}, /*stream_max_rows=*/0};
 
