@@ -505,7 +505,7 @@ int main(int argc, char** argv) {
     for (int t : {1, 2})
         for (int64_t s : {256, 512, 1024, 2048}) case_sgemm(s, s, s, t);
     for (int t : {1, 2}) {
-        for (int64_t m : {1, 8, 32, 128, 256}) case_packed(m, 784, 512, t);
+        for (int64_t m : {1, 2, 4, 8, 32, 128, 256}) case_packed(m, 784, 512, t);
         for (int64_t m : {1, 32, 256}) case_packed(m, 512, 512, t);
         case_packed(16, 4096, 4096, t);
         case_packed(1024, 1024, 1024, t);
@@ -521,7 +521,7 @@ int main(int argc, char** argv) {
     case_gemv_dram(1);
     for (int t : {1, 2}) {
         for (int64_t s : {256, 512, 1024, 2048}) case_bf16(s, s, s, t);
-        for (int64_t m : {1, 8, 32, 128, 256}) case_bf16(m, 784, 512, t);
+        for (int64_t m : {1, 2, 4, 8, 32, 128, 256}) case_bf16(m, 784, 512, t);
     }
 
     FILE* f = std::fopen(out_path.c_str(), "w");
