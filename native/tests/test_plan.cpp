@@ -130,6 +130,9 @@ TEST(Plan, MisuseIsRefused) {
     EXPECT_EQ(kiln_plan_run(p, 0, x, y, nullptr, 0), KILN_ERR_SHAPE_MISMATCH);
     EXPECT_EQ(kiln_plan_run(p, 1, nullptr, y, nullptr, 0), KILN_ERR_INVALID_ARGUMENT);
     ASSERT_EQ(kiln_plan_run(p, 2, x, y, nullptr, 0), KILN_OK);  // one layer: no workspace needed
+    EXPECT_EQ(kiln_plan_run(p, 1, x, x + 2, nullptr, 0), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::strstr(kiln_last_error(), "output overlaps input"), nullptr) << kiln_last_error();
+    EXPECT_EQ(kiln_plan_run(p, 1, x, x + 4, nullptr, 0), KILN_OK);  // adjacent: fine
     kiln_plan_destroy(p);
     EXPECT_EQ(kiln_plan_destroy(nullptr), KILN_OK);
 }

@@ -10,6 +10,7 @@
 // workspace.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -319,6 +320,11 @@ extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t bat
     if (workspace_bytes < plan->workspace_bytes || (plan->workspace_bytes > 0 && workspace == nullptr))
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: workspace of %lld bytes: the plan needs %lld", fn,
                     (long long)workspace_bytes, (long long)plan->workspace_bytes);
+    // A Dense layer reading the input (the first, or a residual from it) while the output is
+    // written over it would read what it just wrote. Ids and floats are 4 bytes alike.
+    const uintptr_t in = reinterpret_cast<uintptr_t>(input), out = reinterpret_cast<uintptr_t>(output);
+    if (in < out + uintptr_t(batch * plan->features) * 4 && out < in + uintptr_t(batch * plan->in_features) * 4)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: output overlaps input: write to a separate buffer", fn);
     float* const ws = static_cast<float*>(workspace);
     auto value_ptr = [&](int64_t v) -> const float* {
         if (v == 0) return static_cast<const float*>(input);

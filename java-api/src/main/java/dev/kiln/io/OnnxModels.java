@@ -32,9 +32,9 @@ import java.util.Objects;
 /**
  * ONNX import and export of {@link Sequential} models, for the subset Kiln runs: Gemm, MatMul (+ Add
  * of a bias), Relu, LeakyRelu, Gelu, Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax,
- * LayerNormalization, Dropout, Identity, and Flatten/Reshape that keep rows 2-D. Graphs must be a
- * chain from the one input to the one output (residual branches and Gather/Embedding are not
- * supported yet). An unsupported op, attribute or graph shape is refused with
+ * LayerNormalization, Dropout, Identity, Flatten/Reshape that keep rows 2-D, Gather as an embedding
+ * lookup of the integer model input, and Add of two earlier values (a residual branch). Graphs run
+ * from the one input to the one output. An unsupported op, attribute or graph shape is refused with
  * IllegalArgumentException naming the op and the node.
  *
  * <p>Export writes opset 20 (Gelu), IR version 9, weights as initializers in raw little-endian
