@@ -38,6 +38,13 @@ for s in (4096, 8192):
     b = torch.randn(s, s, device="cuda", dtype=torch.bfloat16)
     ms = median_ms(lambda: torch.matmul(a, b), 10)
     row(f"gemm bf16 {s}x{s}x{s}", "TFLOP/s", 2 * s ** 3 / (ms * 1e9), "TFLOP/s")
+    bt = b.t().contiguous()  # B stored n x k, as Kiln's trans_b case reads it (cuBLAS's TN layout)
+    ms = median_ms(lambda: torch.matmul(a, bt.t()), 10)
+    row(f"gemm bf16 {s}x{s}x{s} (B n x k)", "TFLOP/s", 2 * s ** 3 / (ms * 1e9), "TFLOP/s")
+    if s == 4096:
+        bias = torch.randn(s, device="cuda", dtype=torch.float32)
+        ms = median_ms(lambda: torch.nn.functional.gelu(torch.matmul(a, bt.t()).float() + bias), 10)
+        row(f"gemm bf16 {s}x{s}x{s} (B n x k) + bias + gelu", "TFLOP/s", 2 * s ** 3 / (ms * 1e9), "TFLOP/s")
     if s == 4096:
         af, bf = a.float(), b.float()
         ms = median_ms(lambda: torch.matmul(af, bf), 5)

@@ -24,8 +24,8 @@ for k in kiln:
 date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 doc = {"suite": "gpu", "date": date, "command": command, "machine": {"gpu": gpu}, "rows": rows}
 json.dump(doc, open(os.path.join(out, "gpu.json"), "w"), indent=2)
-print(f"{'case':34} {'metric':8} {'kiln':>10} {'cublas':>10} {'ratio':>6}")
+print(f"{'case':52} {'metric':8} {'kiln':>10} {'cublas':>10} {'ratio':>6}")
 for r in rows:
     p = r["peers"]["cublas"]
     ratio = f"{r['kiln'] / p:.2f}" if p else "-"
-    print(f"{r['case']:34} {r['metric']:8} {r['kiln']:>10} {p if p is not None else '-':>10} {ratio:>6}")
+    print(f"{r['case']:52} {r['metric']:8} {r['kiln']:>10} {p if p is not None else '-':>10} {ratio:>6}")

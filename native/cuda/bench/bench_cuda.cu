@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kiln/kiln_cuda.h"
@@ -64,13 +65,31 @@ void row(const char* name, const char* metric, double v, const char* unit) {
 
 }  // namespace
 
-int main() {
+// `bench_cuda gemm S`: only S^3 bf16 GEMMs (B n x k), three of them, for a profiler (ncu) to look at;
+// KILN_CUDA_GEMM and KILN_CUDA_SM90_VARIANT choose the kernel.
+int profile_gemm(int64_t s) {
+    std::vector<uint16_t> h(size_t(s * s));
+    std::mt19937 g(1);
+    for (uint16_t& x : h) x = uint16_t(0x3c00 + g() % 0x200 - 0x100 + ((g() & 1) << 15));  // near +-2^-7, random
+    void *a, *c;
+    check(kiln_cuda_alloc(s * s * 2, &a), "alloc");
+    check(kiln_cuda_alloc(s * s * 4, &c), "alloc");
+    check(kiln_cuda_copy(a, h.data(), s * s * 2, 0), "copy");
+    for (int i = 0; i < 3; ++i)
+        check(kiln_cuda_gemm_bf16(1, s, s, s, 1.f, static_cast<uint16_t*>(a), s, static_cast<uint16_t*>(a), s, 0.f,
+                                  static_cast<float*>(c), s, nullptr), "gemm_bf16");
+    check(kiln_cuda_synchronize(), "synchronize");
+    return 0;
+}
+
+int main(int argc, char** argv) {
     int32_t n = 0;
     check(kiln_cuda_device_count(&n), "device count");
     if (n == 0) {
         std::fprintf(stderr, "no CUDA device: %s\n", kiln_cuda_last_error());
         return 1;
     }
+    if (argc == 3 && std::strcmp(argv[1], "gemm") == 0) return profile_gemm(std::atoll(argv[2]));
     // Device-to-device copy bandwidth (bytes read + written), the elementwise ceiling.
     {
         const size_t count = size_t(1) << 28;  // 1 GiB of floats
@@ -115,13 +134,46 @@ int main() {
         check(kiln_cuda_alloc(s * s * 4, &c), "alloc");
         check(kiln_cuda_copy(a, hb.data(), s * s * 2, 0), "copy");
         check(kiln_cuda_copy(b, hb.data(), s * s * 2, 0), "copy");
-        double ms = median_ms([&] {
-            check(kiln_cuda_gemm_bf16(s, s, s, 1.f, static_cast<uint16_t*>(a), s, static_cast<uint16_t*>(b), s, 0.f,
-                                      static_cast<float*>(c), s, nullptr), "gemm_bf16");
-        }, 10);
-        char name[64];
-        std::snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld", (long long)s, (long long)s, (long long)s);
-        row(name, "TFLOP/s", 2.0 * s * s * s / (ms * 1e9), "TFLOP/s");
+        // B k x n (row-major, transposed on the fly for sm90), then B n x k (no transpose).
+        for (int trans_b : {0, 1}) {
+            double ms = median_ms([&] {
+                check(kiln_cuda_gemm_bf16(trans_b, s, s, s, 1.f, static_cast<uint16_t*>(a), s,
+                                          static_cast<uint16_t*>(b), s, 0.f, static_cast<float*>(c), s, nullptr),
+                      "gemm_bf16");
+            }, 10);
+            char name[80];
+            std::snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld%s", (long long)s, (long long)s, (long long)s,
+                          trans_b ? " (B n x k)" : "");
+            row(name, "TFLOP/s", 2.0 * s * s * s / (ms * 1e9), "TFLOP/s");
+        }
+        if (s == 4096) {  // the general epilogue: bias and GELU in the store
+            float* bias = dev_random(size_t(s), 8);
+            const kiln_epilogue ep{bias, KILN_UNARY_GELU, 0.f, nullptr, 0};
+            double ms = median_ms([&] {
+                check(kiln_cuda_gemm_bf16(1, s, s, s, 1.f, static_cast<uint16_t*>(a), s, static_cast<uint16_t*>(b), s,
+                                          0.f, static_cast<float*>(c), s, &ep), "gemm_bf16 epilogue");
+            }, 10);
+            row("gemm bf16 4096x4096x4096 (B n x k) + bias + gelu", "TFLOP/s", 2.0 * s * s * s / (ms * 1e9), "TFLOP/s");
+            kiln_cuda_free(bias);
+        }
+        // The sm90 kernel's variants, B n x k (gemm_sm90.cu: bit 0 pipelined, bit 1 persistent, bit 2 clusters).
+        for (int variant : {0, 1, 3, 7, 3 + 16, 3 + 32}) {
+            setenv("KILN_CUDA_SM90_VARIANT", std::to_string(variant).c_str(), 1);
+            setenv("KILN_CUDA_GEMM", "sm90", 1);
+            double ms = median_ms([&] {
+                check(kiln_cuda_gemm_bf16(1, s, s, s, 1.f, static_cast<uint16_t*>(a), s, static_cast<uint16_t*>(b), s,
+                                          0.f, static_cast<float*>(c), s, nullptr), "gemm_bf16 sm90");
+            }, 10);
+            unsetenv("KILN_CUDA_SM90_VARIANT");
+            unsetenv("KILN_CUDA_GEMM");
+            // Variants 19 and 35 are timing probes that leave a stage out (their results are wrong): their
+            // figure is the rate the full product would have at that speed.
+            char name[96];
+            const char* what = variant == 19 ? "probe: copies only" : variant == 35 ? "probe: wgmma only" : "variant";
+            std::snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld (B n x k) sm90 %s %d", (long long)s,
+                          (long long)s, (long long)s, what, variant);
+            row(name, variant >= 16 ? "TFLOP/s equivalent" : "TFLOP/s", 2.0 * s * s * s / (ms * 1e9), "TFLOP/s");
+        }
         if (s == 4096) {
             float* bf = dev_random(size_t(s * s), 7);
             double ms32 = median_ms([&] {

@@ -1,30 +1,19 @@
 // GEMMs: fp32 on the CUDA cores (shared-memory tiles, 4x4 outputs per thread) and bf16 on the tensor
-// cores (WMMA 16x16x16 fragments, fp32 accumulation), both with Kiln's epilogue in the store:
-// C = act(alpha op(A) op(B) + beta C + bias) + residual.
+// cores, both with Kiln's epilogue in the store: C = act(alpha op(A) op(B) + beta C + bias) + residual.
+// bf16 on sm_90 (Hopper): TMA + wgmma (gemm_sm90.cu); elsewhere, or when TMA's alignment rules are
+// not met: WMMA 16x16x16 fragments (sm_80+).
 #include <cuda_bf16.h>
 #include <mma.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "common.cuh"
-#include "device_ops.cuh"
+#include "gemm_common.cuh"
 
 using namespace kiln_cuda;
 
 namespace {
-
-struct Ep {
-    const float* bias;
-    int act;
-    float alpha_act;
-    const float* residual;
-    int64_t ldr;
-};
-
-__device__ __forceinline__ float epilogue(const Ep& ep, float v, int64_t i, int64_t j) {
-    if (ep.bias) v += ep.bias[j];
-    v = unary_op(ep.act, ep.alpha_act, v);
-    if (ep.residual) v += ep.residual[i * ep.ldr + j];
-    return v;
-}
 
 constexpr int BM = 64, BN = 64, BK = 16;
 
@@ -79,7 +68,7 @@ __global__ void __launch_bounds__(256) sgemm_kernel(int ta, int tb, int64_t m, i
 // bf16: a block computes a 64x64 tile with 4 warps (2x2), each warp 32x32 as 2x2 WMMA fragments.
 constexpr int TM = 64, TN = 64, TK = 32;
 
-__global__ void __launch_bounds__(128) gemm_bf16_kernel(int64_t m, int64_t n, int64_t k, float alpha,
+__global__ void __launch_bounds__(128) gemm_bf16_kernel(int tb, int64_t m, int64_t n, int64_t k, float alpha,
                                                         const __nv_bfloat16* __restrict__ a, int64_t lda,
                                                         const __nv_bfloat16* __restrict__ b, int64_t ldb, float beta,
                                                         float* __restrict__ c, int64_t ldc, Ep ep) {
@@ -105,7 +94,7 @@ __global__ void __launch_bounds__(128) gemm_bf16_kernel(int64_t m, int64_t n, in
         for (int e = threadIdx.x; e < TK * TN; e += 128) {
             const int kk = e / TN, jj = e % TN;
             const int64_t gk = k0 + kk, gj = col0 + jj;
-            Bs[kk][jj] = (gk < k && gj < n) ? b[gk * ldb + gj] : zero;
+            Bs[kk][jj] = (gk < k && gj < n) ? (tb ? b[gj * ldb + gk] : b[gk * ldb + gj]) : zero;
         }
         __syncthreads();
 #pragma unroll
@@ -137,6 +126,32 @@ __global__ void __launch_bounds__(128) gemm_bf16_kernel(int64_t m, int64_t n, in
         if (beta != 0.f) v += beta * c[i * ldc + j];
         c[i * ldc + j] = epilogue(ep, v, i, j);
     }
+}
+
+// bf16 transpose (rows x cols, ld -> cols x rows, ldt) through 32 x 32 shared-memory tiles.
+__global__ void transpose_bf16_kernel(int64_t rows, int64_t cols, const uint16_t* __restrict__ in, int64_t ld,
+                                      uint16_t* __restrict__ out, int64_t ldt) {
+    __shared__ uint16_t tile[32][33];
+    const int64_t r0 = int64_t(blockIdx.y) * 32, c0 = int64_t(blockIdx.x) * 32;
+    for (int y = threadIdx.y; y < 32; y += 8) {
+        const int64_t r = r0 + y, c = c0 + threadIdx.x;
+        if (r < rows && c < cols) tile[y][threadIdx.x] = in[r * ld + c];
+    }
+    __syncthreads();
+    for (int y = threadIdx.y; y < 32; y += 8) {
+        const int64_t c = c0 + y, r = r0 + threadIdx.x;
+        if (r < rows && c < cols) out[c * ldt + r] = tile[threadIdx.x][y];
+    }
+}
+
+// KILN_CUDA_GEMM=wmma|sm90 forces a bf16 kernel (tests and benchmarks); unset or auto: sm90 on
+// Hopper when the operands allow it.
+int forced_bf16_kernel() {
+    const char* e = std::getenv("KILN_CUDA_GEMM");
+    if (e == nullptr || std::strcmp(e, "auto") == 0 || *e == 0) return 0;
+    if (std::strcmp(e, "wmma") == 0) return 1;
+    if (std::strcmp(e, "sm90") == 0) return 2;
+    return -1;
 }
 
 kiln_status check_gemm(const char* fn, int64_t m, int64_t n, int64_t k, const void* a, const void* b, const void* c,
@@ -177,19 +192,47 @@ extern "C" KILN_API kiln_status kiln_cuda_sgemm(int32_t trans_a, int32_t trans_b
     return KILN_OK;
 }
 
-extern "C" KILN_API kiln_status kiln_cuda_gemm_bf16(int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
-                                                   int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c,
-                                                   int64_t ldc, const kiln_epilogue* epilogue) {
+extern "C" KILN_API kiln_status kiln_cuda_gemm_bf16(int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                                                   const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb,
+                                                   float beta, float* c, int64_t ldc, const kiln_epilogue* epilogue) {
     static const char* fn = "kiln_cuda_gemm_bf16";
     Ep ep;
-    if (kiln_status st = check_gemm(fn, m, n, k, a, b, c, lda, ldb, ldc, k, n, epilogue, &ep)) return st;
+    if (kiln_status st = check_gemm(fn, m, n, k, a, b, c, lda, ldb, ldc, k, trans_b ? k : n, epilogue, &ep)) return st;
     if (m == 0 || n == 0) return KILN_OK;
     int dev = 0, major = 0;
     KILN_CUDA_CHECK(cudaGetDevice(&dev));
     KILN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
     if (major < 8) return fail(KILN_ERR_UNSUPPORTED, "%s: bf16 tensor cores need compute capability 8.0+", fn);
+    const int forced = forced_bf16_kernel();
+    if (forced < 0) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: KILN_CUDA_GEMM must be auto, wmma or sm90", fn);
+    // The Hopper kernel wants B as n x k with 16-byte aligned rows: a K x N B is transposed into a
+    // pooled scratch buffer first (one pass over B; weights kept as n x k skip it).
+    const int64_t ldt = (k + 7) / 8 * 8;
+    bool sm90 = major == 9 && forced != 1 && k > 0 &&
+                gemm_bf16_sm90_fits(m, n, k, a, lda, trans_b ? b : a, trans_b ? ldb : ldt);
+    if (forced == 2 && !sm90)
+        return fail(KILN_ERR_UNSUPPORTED, "%s: KILN_CUDA_GEMM=sm90 needs an sm_90 device, a library built with "
+                    "sm_90a code, 16-byte aligned operands and leading dimensions that are multiples of 8", fn);
+    if (sm90 && forced != 2 && m * n * k < (int64_t(1) << 21)) sm90 = false;  // tiny: WMMA's smaller tiles win
+    if (sm90) {
+        const uint16_t* bt = b;
+        void* scratch = nullptr;
+        if (!trans_b) {
+            if (kiln_status st = kiln_cuda_alloc(n * ldt * 2, &scratch)) return st;
+            const dim3 grid(unsigned((n + 31) / 32), unsigned((k + 31) / 32));
+            transpose_bf16_kernel<<<grid, dim3(32, 8), 0, stream()>>>(k, n, b, ldb, static_cast<uint16_t*>(scratch),
+                                                                      ldt);
+            bt = static_cast<const uint16_t*>(scratch);
+        }
+        const int64_t ldbt = trans_b ? ldb : ldt;
+        kiln_status st = gemm_bf16_sm90(fn, m, n, k, alpha, reinterpret_cast<const __nv_bfloat16*>(a), lda,
+                                        reinterpret_cast<const __nv_bfloat16*>(bt), ldbt, beta, c, ldc, ep);
+        if (scratch != nullptr) kiln_cuda_free(scratch);  // reusable once this stream's work is done
+        return st;
+    }
     const dim3 grid(unsigned((n + TN - 1) / TN), unsigned((m + TM - 1) / TM));
-    gemm_bf16_kernel<<<grid, 128, 0, stream()>>>(m, n, k, alpha, reinterpret_cast<const __nv_bfloat16*>(a), lda,
+    gemm_bf16_kernel<<<grid, 128, 0, stream()>>>(trans_b ? 1 : 0, m, n, k, alpha,
+                                                 reinterpret_cast<const __nv_bfloat16*>(a), lda,
                                                  reinterpret_cast<const __nv_bfloat16*>(b), ldb, beta, c, ldc, ep);
     KILN_CUDA_LAUNCHED(fn);
     return KILN_OK;

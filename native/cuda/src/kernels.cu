@@ -1,8 +1,8 @@
 // Elementwise, row (softmax, layer norm, cross-entropy), reduction and optimizer kernels.
 //
 // Row kernels: one block of 256 threads per row, block reductions through shared memory in a fixed
-// order (deterministic). Elementwise and optimizer kernels: grid-stride loops over float4 where the
-// count allows (16-byte loads), scalar tails.
+// order (deterministic). Elementwise and optimizer kernels: grid-stride loops over float4 when every
+// pointer is 16-byte aligned (several float4s in flight per thread), scalar otherwise.
 #include <cmath>
 
 #include "common.cuh"
@@ -14,27 +14,81 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ float binary_op(int op, float a, float b) {
-    switch (op) {
-        case KILN_BINARY_ADD: return a + b;
-        case KILN_BINARY_SUB: return a - b;
-        case KILN_BINARY_MUL: return a * b;
-        case KILN_BINARY_DIV: return a / b;
-        case KILN_BINARY_MAX: return (a != a || b != b) ? a + b : fmaxf(a, b);
-        default: return (a != a || b != b) ? a + b : fminf(a, b);
+// Elementwise kernels move bytes and nothing else, so the loop is what matters: float4 loads and stores
+// (when every pointer is 16-byte aligned) and kUnroll independent float4s per thread per iteration, so
+// enough loads are in flight to keep HBM busy. The op is a template parameter: no switch per element.
+constexpr int kUnroll = 4;
+
+template <class F>
+__global__ void __launch_bounds__(256) map2_vec_kernel(int64_t n, const float* __restrict__ a,
+                                                        const float* __restrict__ b, float* __restrict__ out, F f) {
+    const int64_t n4 = n / 4;
+    const float4* a4 = reinterpret_cast<const float4*>(a);
+    const float4* b4 = reinterpret_cast<const float4*>(b);
+    float4* o4 = reinterpret_cast<float4*>(out);
+    const int64_t stride = int64_t(gridDim.x) * blockDim.x * kUnroll;
+    for (int64_t base = int64_t(blockIdx.x) * blockDim.x * kUnroll + threadIdx.x; base < n4; base += stride) {
+        float4 x[kUnroll], y[kUnroll];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+            const int64_t i = base + int64_t(u) * blockDim.x;
+            if (i < n4) {
+                x[u] = a4[i];
+                y[u] = b4 ? b4[i] : x[u];
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+            const int64_t i = base + int64_t(u) * blockDim.x;
+            if (i < n4) o4[i] = make_float4(f(x[u].x, y[u].x), f(x[u].y, y[u].y), f(x[u].z, y[u].z), f(x[u].w, y[u].w));
+        }
+    }
+    // The last n % 4 elements.
+    if (blockIdx.x == 0 && threadIdx.x < n - n4 * 4) {
+        const int64_t i = n4 * 4 + threadIdx.x;
+        out[i] = f(a[i], b ? b[i] : a[i]);
     }
 }
 
-__global__ void binary_kernel(int op, int64_t n, const float* __restrict__ a, const float* __restrict__ b,
-                              float* __restrict__ out) {
+template <class F>
+__global__ void map2_scalar_kernel(int64_t n, const float* __restrict__ a, const float* __restrict__ b,
+                                   float* __restrict__ out, F f) {
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-        out[i] = binary_op(op, a[i], b[i]);
+        out[i] = f(a[i], b ? b[i] : a[i]);
 }
 
-__global__ void unary_kernel(int op, float alpha, int64_t n, const float* __restrict__ a, float* __restrict__ out) {
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-        out[i] = unary_op(op, alpha, a[i]);
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+// out[i] = f(a[i], b[i]) (b may be NULL: f(a[i], a[i])) on this thread's stream.
+template <class F>
+void launch_map2(int64_t n, const float* a, const float* b, float* out, F f) {
+    if (aligned16(a) && aligned16(b) && aligned16(out)) {
+        const int64_t per_block = int64_t(kThreads) * kUnroll * 4;
+        map2_vec_kernel<<<blocks_for((n + per_block - 1) / per_block, 1), kThreads, 0, stream()>>>(n, a, b, out, f);
+    } else {
+        map2_scalar_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(n, a, b, out, f);
+    }
 }
+
+template <int Op>
+struct BinaryF {
+    __device__ float operator()(float a, float b) const {
+        switch (Op) {
+            case KILN_BINARY_ADD: return a + b;
+            case KILN_BINARY_SUB: return a - b;
+            case KILN_BINARY_MUL: return a * b;
+            case KILN_BINARY_DIV: return a / b;
+            case KILN_BINARY_MAX: return (a != a || b != b) ? a + b : fmaxf(a, b);
+            default: return (a != a || b != b) ? a + b : fminf(a, b);
+        }
+    }
+};
+
+template <int Op>
+struct UnaryF {
+    float alpha;
+    __device__ float operator()(float a, float) const { return unary_op(Op, alpha, a); }
+};
 
 // Block-wide reductions (kThreads threads): a fixed tree, so results do not depend on timing.
 __device__ float block_sum(float v, float* shared) {
@@ -139,35 +193,96 @@ __global__ void sum_final_kernel(const float* __restrict__ partial, float* __res
     if (threadIdx.x == 0) *out = s;
 }
 
-__global__ void adam_kernel(int64_t n, float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
-                            float* __restrict__ v, float lr, float b1, float b2, float eps, float wd, int decoupled,
-                            float step_size, float inv_sqrt_bc2) {
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-        float wi = w[i];
-        float gi = g[i];
+// Optimizers: the same float4 scheme as the elementwise kernels (w, g, m, v read, w, m, v written).
+struct AdamF {
+    float lr, b1, b2, eps, wd, step_size, inv_sqrt_bc2;
+    int decoupled;
+    __device__ void operator()(float& w, float g, float& m, float& v) const {
         if (decoupled) {
-            wi -= lr * wd * wi;
+            w -= lr * wd * w;
         } else {
-            gi += wd * wi;
+            g += wd * w;
         }
-        const float mi = b1 * m[i] + (1.f - b1) * gi;
-        const float vi = b2 * v[i] + (1.f - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        w[i] = wi - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+        m = b1 * m + (1.f - b1) * g;
+        v = b2 * v + (1.f - b2) * g * g;
+        w = w - step_size * m / (sqrtf(v) * inv_sqrt_bc2 + eps);
+    }
+};
+
+struct SgdF {
+    float lr, momentum, wd;
+    int nesterov;
+    __device__ void operator()(float& w, float g, float& buf, float&) const {
+        g += wd * w;
+        if (momentum != 0.f) {
+            buf = momentum * buf + g;
+            g = nesterov ? g + momentum * buf : buf;
+        }
+        w -= lr * g;
+    }
+};
+
+// f(w[i], g[i], s1[i], s2[i]) for every i; s1, s2 may be NULL (then a dummy is passed). Vector path
+// when all pointers are 16-byte aligned.
+template <class F>
+__global__ void __launch_bounds__(256) update_vec_kernel(int64_t n, float* __restrict__ w, const float* __restrict__ g,
+                                                         float* __restrict__ s1, float* __restrict__ s2, F f) {
+    constexpr int U = 2;
+    const int64_t n4 = n / 4;
+    const int64_t stride = int64_t(gridDim.x) * blockDim.x * U;
+    for (int64_t base = int64_t(blockIdx.x) * blockDim.x * U + threadIdx.x; base < n4; base += stride) {
+        float4 wv[U], gv[U], av[U], bv[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int64_t i = base + int64_t(u) * blockDim.x;
+            if (i < n4) {
+                wv[u] = reinterpret_cast<const float4*>(w)[i];
+                gv[u] = reinterpret_cast<const float4*>(g)[i];
+                av[u] = s1 ? reinterpret_cast<const float4*>(s1)[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+                bv[u] = s2 ? reinterpret_cast<const float4*>(s2)[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int64_t i = base + int64_t(u) * blockDim.x;
+            if (i >= n4) continue;
+            f(wv[u].x, gv[u].x, av[u].x, bv[u].x);
+            f(wv[u].y, gv[u].y, av[u].y, bv[u].y);
+            f(wv[u].z, gv[u].z, av[u].z, bv[u].z);
+            f(wv[u].w, gv[u].w, av[u].w, bv[u].w);
+            reinterpret_cast<float4*>(w)[i] = wv[u];
+            if (s1) reinterpret_cast<float4*>(s1)[i] = av[u];
+            if (s2) reinterpret_cast<float4*>(s2)[i] = bv[u];
+        }
+    }
+    if (blockIdx.x == 0 && threadIdx.x < n - n4 * 4) {
+        const int64_t i = n4 * 4 + threadIdx.x;
+        float a = s1 ? s1[i] : 0.f, b = s2 ? s2[i] : 0.f;
+        f(w[i], g[i], a, b);
+        if (s1) s1[i] = a;
+        if (s2) s2[i] = b;
     }
 }
 
-__global__ void sgd_kernel(int64_t n, float* __restrict__ w, const float* __restrict__ g, float* __restrict__ buf,
-                           float lr, float momentum, int nesterov, float wd) {
+template <class F>
+__global__ void update_scalar_kernel(int64_t n, float* __restrict__ w, const float* __restrict__ g,
+                                     float* __restrict__ s1, float* __restrict__ s2, F f) {
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-        float gi = g[i] + wd * w[i];
-        if (momentum != 0.f) {
-            const float b = momentum * buf[i] + gi;
-            buf[i] = b;
-            gi = nesterov ? gi + momentum * b : b;
-        }
-        w[i] -= lr * gi;
+        float a = s1 ? s1[i] : 0.f, b = s2 ? s2[i] : 0.f;
+        f(w[i], g[i], a, b);
+        if (s1) s1[i] = a;
+        if (s2) s2[i] = b;
+    }
+}
+
+template <class F>
+void launch_update(int64_t n, float* w, const float* g, float* s1, float* s2, F f) {
+    if (aligned16(w) && aligned16(g) && aligned16(s1) && aligned16(s2)) {
+        const int64_t per_block = int64_t(kThreads) * 2 * 4;
+        const unsigned blocks = blocks_for((n + per_block - 1) / per_block, 1);
+        update_vec_kernel<<<blocks, kThreads, 0, stream()>>>(n, w, g, s1, s2, f);
+    } else {
+        update_scalar_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(n, w, g, s1, s2, f);
     }
 }
 
@@ -193,7 +308,14 @@ extern "C" KILN_API kiln_status kiln_cuda_binary_f32(int32_t op, int64_t n, cons
     if (kiln_status st = check_n(fn, n, a, out)) return st;
     if (n > 0 && b == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: b is NULL", fn);
     if (n == 0) return KILN_OK;
-    binary_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(op, n, a, b, out);
+    switch (op) {
+        case KILN_BINARY_ADD: launch_map2(n, a, b, out, BinaryF<KILN_BINARY_ADD>{}); break;
+        case KILN_BINARY_SUB: launch_map2(n, a, b, out, BinaryF<KILN_BINARY_SUB>{}); break;
+        case KILN_BINARY_MUL: launch_map2(n, a, b, out, BinaryF<KILN_BINARY_MUL>{}); break;
+        case KILN_BINARY_DIV: launch_map2(n, a, b, out, BinaryF<KILN_BINARY_DIV>{}); break;
+        case KILN_BINARY_MAX: launch_map2(n, a, b, out, BinaryF<KILN_BINARY_MAX>{}); break;
+        default: launch_map2(n, a, b, out, BinaryF<KILN_BINARY_MIN>{}); break;
+    }
     KILN_CUDA_LAUNCHED(fn);
     return KILN_OK;
 }
@@ -203,7 +325,21 @@ extern "C" KILN_API kiln_status kiln_cuda_unary_f32(int32_t op, float alpha, int
     if (op < KILN_UNARY_IDENTITY || op > KILN_UNARY_GELU_TANH) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: op is %d", fn, op);
     if (kiln_status st = check_n(fn, n, a, out)) return st;
     if (n == 0) return KILN_OK;
-    unary_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(op, alpha, n, a, out);
+    switch (op) {
+        case KILN_UNARY_RELU: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_RELU>{alpha}); break;
+        case KILN_UNARY_LEAKY_RELU: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_LEAKY_RELU>{alpha}); break;
+        case KILN_UNARY_GELU: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_GELU>{alpha}); break;
+        case KILN_UNARY_SIGMOID: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_SIGMOID>{alpha}); break;
+        case KILN_UNARY_TANH: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_TANH>{alpha}); break;
+        case KILN_UNARY_EXP: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_EXP>{alpha}); break;
+        case KILN_UNARY_LOG: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_LOG>{alpha}); break;
+        case KILN_UNARY_SQRT: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_SQRT>{alpha}); break;
+        case KILN_UNARY_NEG: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_NEG>{alpha}); break;
+        case KILN_UNARY_ABS: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_ABS>{alpha}); break;
+        case KILN_UNARY_SQUARE: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_SQUARE>{alpha}); break;
+        case KILN_UNARY_GELU_TANH: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_GELU_TANH>{alpha}); break;
+        default: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_IDENTITY>{alpha}); break;
+    }
     KILN_CUDA_LAUNCHED(fn);
     return KILN_OK;
 }
@@ -264,8 +400,7 @@ extern "C" KILN_API kiln_status kiln_cuda_adam_f32(int64_t n, float* w, const fl
     if (n == 0) return KILN_OK;
     const float step_size = float(double(lr) / (1.0 - std::pow(double(beta1), double(step))));
     const float inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(double(beta2), double(step))));
-    adam_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(n, w, g, m, v, lr, beta1, beta2, eps, weight_decay,
-                                                                     decoupled, step_size, inv_sqrt_bc2);
+    launch_update(n, w, g, m, v, AdamF{lr, beta1, beta2, eps, weight_decay, step_size, inv_sqrt_bc2, decoupled});
     KILN_CUDA_LAUNCHED(fn);
     return KILN_OK;
 }
@@ -276,7 +411,7 @@ extern "C" KILN_API kiln_status kiln_cuda_sgd_f32(int64_t n, float* w, const flo
     if (kiln_status st = check_n(fn, n, w, g)) return st;
     if (n > 0 && momentum != 0.f && buf == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: buf is NULL", fn);
     if (n == 0) return KILN_OK;
-    sgd_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream()>>>(n, w, g, buf, lr, momentum, nesterov, weight_decay);
+    launch_update(n, w, g, momentum != 0.f ? buf : nullptr, nullptr, SgdF{lr, momentum, weight_decay, nesterov});
     KILN_CUDA_LAUNCHED(fn);
     return KILN_OK;
 }

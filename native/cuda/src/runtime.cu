@@ -161,7 +161,22 @@ extern "C" KILN_API kiln_status kiln_cuda_free(void* ptr) {
     return KILN_OK;
 }
 
+// Pinned staging for host<->device copies: 8 MiB per thread, reused, returned when the thread ends
+// (or by kiln_cuda_trim on that thread).
+constexpr size_t kStage = size_t(8) << 20;
+struct Staging {
+    void* p = nullptr;
+    ~Staging() {
+        if (p != nullptr) cudaFreeHost(p);
+    }
+};
+thread_local Staging t_staging;
+
 extern "C" KILN_API kiln_status kiln_cuda_trim(void) {
+    if (t_staging.p != nullptr) {
+        cudaFreeHost(t_staging.p);
+        t_staging.p = nullptr;
+    }
     Pool& p = pool();
     std::lock_guard<std::mutex> lock(p.mu);
     for (auto& kv : p.free_blocks) {
@@ -194,10 +209,8 @@ extern "C" KILN_API kiln_status kiln_cuda_copy(void* dst, const void* src, int64
         return KILN_OK;
     }
     if (kind != 0 && kind != 1) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: kind is %d: 0, 1 or 2", fn, kind);
-    // Pinned staging, 8 MiB per thread, reused.
-    constexpr size_t kStage = size_t(8) << 20;
-    thread_local void* stage = nullptr;
-    if (stage == nullptr) KILN_CUDA_CHECK(cudaMallocHost(&stage, kStage));
+    if (t_staging.p == nullptr) KILN_CUDA_CHECK(cudaMallocHost(&t_staging.p, kStage));
+    void* const stage = t_staging.p;
     for (int64_t off = 0; off < bytes; off += int64_t(kStage)) {
         const size_t n = size_t(bytes - off < int64_t(kStage) ? bytes - off : int64_t(kStage));
         if (kind == 0) {

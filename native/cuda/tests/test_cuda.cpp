@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kiln/kiln.h"
@@ -90,8 +92,17 @@ TEST_F(Cuda, DeviceInfoAndPool) {
     EXPECT_EQ(down(d, big.size()), big);
 }
 
+// Returns the pool's blocks to the driver at the end, so compute-sanitizer's leak check sees only real leaks.
+class TrimPoolAtExit : public ::testing::Environment {
+public:
+    void TearDown() override { kiln_cuda_trim(); }
+};
+const auto* const trim_env = ::testing::AddGlobalTestEnvironment(new TrimPoolAtExit);
+
 TEST_F(Cuda, ElementwiseMatchesCpu) {
-    for (int64_t n : {1, 3, 1000, 1 << 20}) {
+    // Sizes around the float4 width and the unrolled block, then the same through unaligned pointers
+    // (the scalar path).
+    for (int64_t n : {1, 3, 4, 5, 7, 1000, 4099, 1 << 20}) {
         auto a = rnd(size_t(n), 2), b = rnd(size_t(n), 3, 0.5f, 2.f);
         Dev da = up(a), db = up(b);
         const int64_t shape[1] = {n}, unit[1] = {1};
@@ -111,6 +122,13 @@ TEST_F(Cuda, ElementwiseMatchesCpu) {
             EXPECT_LT(rel_err(down(out, size_t(n)), want), 1e-5) << "unary op " << op << " n " << n;
         }
     }
+    const int64_t n = 1001;
+    auto a = rnd(size_t(n + 1), 4), b = rnd(size_t(n + 1), 5);
+    Dev da = up(a), db = up(b), out = poisoned(size_t(n + 1));
+    ASSERT_EQ(kiln_cuda_binary_f32(KILN_BINARY_MUL, n, da.f() + 1, db.f() + 1, out.f() + 1), KILN_OK);
+    auto got = down(out, size_t(n + 1));
+    EXPECT_TRUE(std::isnan(got[0])) << "wrote before the output";
+    for (int64_t i = 1; i <= n; ++i) ASSERT_EQ(got[size_t(i)], a[size_t(i)] * b[size_t(i)]) << i;
 }
 
 TEST_F(Cuda, RowKernelsMatchCpu) {
@@ -197,28 +215,83 @@ TEST_F(Cuda, SgemmMatchesCpuWithEpilogues) {
     }
 }
 
+// One bf16 GEMM on the device against kiln_gemm_bf16 on the CPU (same bf16 operands, fp32
+// accumulation on both sides: only the summation order differs), with alpha, beta, bias, an
+// activation and a residual when `epi`; B given k x n or (trans_b) n x k.
+void check_bf16_gemm(int64_t m, int64_t n, int64_t k, int trans_b, bool epi, uint32_t seed) {
+    auto af = rnd(size_t(m * k), seed), bf = rnd(size_t(k * n), seed + 1), c0 = rnd(size_t(m * n), seed + 2);
+    auto bias = rnd(size_t(n), seed + 3), res = rnd(size_t(m * n), seed + 4);
+    std::vector<uint16_t> a(af.size()), b(bf.size());
+    ASSERT_EQ(kiln_convert(KILN_DTYPE_F32, af.data(), KILN_DTYPE_BF16, a.data(), int64_t(af.size())), KILN_OK);
+    ASSERT_EQ(kiln_convert(KILN_DTYPE_F32, bf.data(), KILN_DTYPE_BF16, b.data(), int64_t(bf.size())), KILN_OK);
+    const int64_t ldb = trans_b ? k : n;
+    const float alpha = epi ? 0.75f : 1.f, beta = epi ? 0.5f : 0.f;
+    kiln_epilogue ep{nullptr, KILN_UNARY_IDENTITY, 0.f, nullptr, 0};
+    if (epi) ep = {bias.data(), KILN_UNARY_LEAKY_RELU, 0.1f, res.data(), n};
+    std::vector<float> want(c0);
+    ASSERT_EQ(kiln_gemm_bf16(0, trans_b, m, n, k, alpha, a.data(), k, b.data(), ldb, beta, want.data(), n, &ep),
+              KILN_OK);
+    Dev da(a.size() * 2), db(b.size() * 2), dbias = up(bias), dres = up(res);
+    Dev dc = epi ? up(c0) : poisoned(size_t(m * n));
+    ASSERT_EQ(kiln_cuda_copy(da.p, a.data(), int64_t(a.size() * 2), 0), KILN_OK);
+    ASSERT_EQ(kiln_cuda_copy(db.p, b.data(), int64_t(b.size() * 2), 0), KILN_OK);
+    kiln_epilogue dep = ep;
+    if (epi) dep = {dbias.f(), KILN_UNARY_LEAKY_RELU, 0.1f, dres.f(), n};
+    ASSERT_EQ(kiln_cuda_gemm_bf16(trans_b, m, n, k, alpha, static_cast<uint16_t*>(da.p), k,
+                                  static_cast<uint16_t*>(db.p), ldb, beta, dc.f(), n, &dep), KILN_OK)
+        << kiln_cuda_last_error();
+    EXPECT_LT(rel_err(down(dc, want.size()), want), 1e-5) << m << "x" << n << "x" << k << " trans_b " << trans_b
+                                                           << " epilogue " << epi;
+}
+
+struct ForceGemm {
+    explicit ForceGemm(const char* kernel) { setenv("KILN_CUDA_GEMM", kernel, 1); }
+    ~ForceGemm() { unsetenv("KILN_CUDA_GEMM"); }
+};
+
 TEST_F(Cuda, Bf16GemmMatchesCpuWithinBf16Bounds) {
     kiln_cuda_device_info info;
     ASSERT_EQ(kiln_cuda_device_info_get(0, &info), KILN_OK);
     if (info.major < 8) GTEST_SKIP() << "bf16 tensor cores need sm_80+";
     std::mt19937 g(11);
-    for (int it = 0; it < 20; ++it) {
-        const int64_t m = 1 + g() % 200, n = 1 + g() % 200, k = 1 + g() % 300;
-        auto af = rnd(size_t(m * k), 200 + it), bf = rnd(size_t(k * n), 300 + it);
-        std::vector<uint16_t> a(af.size()), b(bf.size());
-        const int64_t sa[1] = {int64_t(af.size())}, sb[1] = {int64_t(bf.size())};
-        ASSERT_EQ(kiln_convert(KILN_DTYPE_F32, af.data(), KILN_DTYPE_BF16, a.data(), sa[0]), KILN_OK);
-        ASSERT_EQ(kiln_convert(KILN_DTYPE_F32, bf.data(), KILN_DTYPE_BF16, b.data(), sb[0]), KILN_OK);
-        std::vector<float> want(static_cast<size_t>(m * n));
-        ASSERT_EQ(kiln_gemm_bf16(0, 0, m, n, k, 1.f, a.data(), k, b.data(), n, 0.f, want.data(), n, nullptr), KILN_OK);
-        Dev da(a.size() * 2), db(b.size() * 2), dc = poisoned(size_t(m * n));
-        ASSERT_EQ(kiln_cuda_copy(da.p, a.data(), int64_t(a.size() * 2), 0), KILN_OK);
-        ASSERT_EQ(kiln_cuda_copy(db.p, b.data(), int64_t(b.size() * 2), 0), KILN_OK);
-        ASSERT_EQ(kiln_cuda_gemm_bf16(m, n, k, 1.f, static_cast<uint16_t*>(da.p), k, static_cast<uint16_t*>(db.p), n, 0.f,
-                                      dc.f(), n, nullptr), KILN_OK) << kiln_cuda_last_error();
-        // Same bf16 operands, fp32 accumulation on both sides: only the summation order differs.
-        EXPECT_LT(rel_err(down(dc, want.size()), want), 1e-5) << m << "x" << n << "x" << k;
+    for (int it = 0; it < 24; ++it)  // the automatic choice, small and odd sizes
+        check_bf16_gemm(1 + g() % 200, 1 + g() % 200, 1 + g() % 300, it % 2, it % 3 == 0, 200 + 10 * it);
+    // Every kernel this device has, on sizes that cross its tiles (128 x 256 x 64 for sm90, 64 x 64 x 32
+    // for WMMA) and leave partial tiles on every side; k multiples of 8 so that sm90 can run.
+    // 2304 x 2312: 180 tiles of 128 x 256, more than an H200's 132 multiprocessors, so persistent
+    // blocks take several tiles each.
+    const int64_t sizes[][3] = {{128, 256, 64}, {300, 520, 200}, {129, 257, 72}, {1, 8, 16}, {640, 768, 1032},
+                                {257, 1000, 8}, {64, 2048, 4096}, {2304, 2312, 72}};
+    for (const char* kernel : {"wmma", "sm90"}) {
+        const bool sm90 = std::strcmp(kernel, "sm90") == 0;
+        if (sm90 && info.major != 9) continue;
+        ForceGemm force(kernel);
+        for (int variant = sm90 ? 0 : 15; variant < 16; ++variant) {  // the sm90 kernel's variants (gemm_sm90.cu)
+            setenv("KILN_CUDA_SM90_VARIANT", std::to_string(variant).c_str(), 1);
+            int i = 0;
+            for (const auto& s : sizes)
+                for (int trans_b : {0, 1}) {
+                    SCOPED_TRACE(std::string(kernel) + " variant " + std::to_string(variant));
+                    check_bf16_gemm(s[0], s[1], s[2], trans_b, (i++) % 2 == 1, 700 + 10 * i);
+                }
+        }
+        unsetenv("KILN_CUDA_SM90_VARIANT");
     }
+}
+
+TEST_F(Cuda, Bf16GemmRefusesAForcedKernelItCannotRun) {
+    kiln_cuda_device_info info;
+    ASSERT_EQ(kiln_cuda_device_info_get(0, &info), KILN_OK);
+    if (info.major < 8) GTEST_SKIP() << "bf16 tensor cores need sm_80+";
+    Dev a(64 * 64 * 2 + 16), b(64 * 64 * 2), c(64 * 64 * 4);
+    ForceGemm force("sm90");
+    // lda 63 is not a multiple of 8: TMA cannot read it.
+    EXPECT_EQ(kiln_cuda_gemm_bf16(0, 64, 64, 63, 1.f, static_cast<uint16_t*>(a.p), 63, static_cast<uint16_t*>(b.p), 64,
+                                  0.f, c.f(), 64, nullptr), KILN_ERR_UNSUPPORTED);
+    EXPECT_NE(std::strstr(kiln_cuda_last_error(), "KILN_CUDA_GEMM=sm90"), nullptr) << kiln_cuda_last_error();
+    setenv("KILN_CUDA_GEMM", "fast", 1);
+    EXPECT_EQ(kiln_cuda_gemm_bf16(0, 64, 64, 64, 1.f, static_cast<uint16_t*>(a.p), 64, static_cast<uint16_t*>(b.p), 64,
+                                  0.f, c.f(), 64, nullptr), KILN_ERR_INVALID_ARGUMENT);
 }
 
 TEST_F(Cuda, OptimizersMatchTheirFormulas) {
@@ -243,6 +316,12 @@ TEST_F(Cuda, OptimizersMatchTheirFormulas) {
     std::vector<float> sgd(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) sgd[size_t(i)] = w0[size_t(i)] - 0.1f * (g[size_t(i)] + 0.9f * g[size_t(i)]);
     EXPECT_LT(rel_err(down(sw, size_t(n)), sgd), 1e-6);
+    // Plain SGD with weight decay through unaligned pointers (the scalar path), no momentum buffer.
+    Dev pw = up(w0);
+    ASSERT_EQ(kiln_cuda_sgd_f32(n - 1, pw.f() + 1, dg.f() + 1, nullptr, 0.1f, 0.f, 0, 0.5f), KILN_OK);
+    std::vector<float> plain(w0);
+    for (int64_t i = 1; i < n; ++i) plain[size_t(i)] = w0[size_t(i)] - 0.1f * (g[size_t(i)] + 0.5f * w0[size_t(i)]);
+    EXPECT_LT(rel_err(down(pw, size_t(n)), plain), 1e-6);
 }
 
 TEST(CudaWithoutDevice, BadArgumentsAreRefusedBeforeAnyLaunch) {

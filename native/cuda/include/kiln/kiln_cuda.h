@@ -41,13 +41,14 @@ KILN_API kiln_status kiln_cuda_device_set(int32_t device);
  *  no managed memory). 256-byte aligned. */
 KILN_API kiln_status kiln_cuda_alloc(int64_t bytes, void** out);
 KILN_API kiln_status kiln_cuda_free(void* device_ptr);
-/** Returns pooled blocks to the driver. */
+/** Returns pooled blocks to the driver, and this thread's pinned staging buffer (see kiln_cuda_copy). */
 KILN_API kiln_status kiln_cuda_trim(void);
 /** Bytes handed out and bytes held by the pool. */
 KILN_API kiln_status kiln_cuda_memory(int64_t* in_use, int64_t* pooled);
 
 /** Copies (kind: 0 host->device, 1 device->host, 2 device->device). Host<->device copies go
- *  through pinned staging buffers; they complete before returning (synchronous). */
+ *  through a pinned staging buffer (8 MiB per calling thread, freed when the thread ends); they
+ *  complete before returning (synchronous). */
 KILN_API kiln_status kiln_cuda_copy(void* dst, const void* src, int64_t bytes, int32_t kind);
 /** Waits for this thread's stream. */
 KILN_API kiln_status kiln_cuda_synchronize(void);
@@ -75,12 +76,16 @@ KILN_API kiln_status kiln_cuda_softmax_xent_f32(int64_t rows, int64_t cols, cons
 KILN_API kiln_status kiln_cuda_sgemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                                     const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                                     int64_t ldc, const kiln_epilogue* epilogue);
-/** bf16 A (m x k, row-major) times bf16 B (k x n, row-major), fp32 accumulation on tensor cores
- *  (mma.sync m16n8k16), C fp32 (m x n) = alpha A B + beta C, then the epilogue. */
-KILN_API kiln_status kiln_cuda_gemm_bf16(int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a, int64_t lda,
-                                        const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc,
-                                        const kiln_epilogue* epilogue);
-
+/** bf16 A (m x k, row-major) times bf16 op(B) (trans_b 0: B is k x n; 1: B is n x k, the layout of
+ *  nn.Linear's weights), fp32 accumulation on the tensor cores, C fp32 (m x n) = alpha A op(B) + beta C,
+ *  then the epilogue. On sm_90 (Hopper): TMA copies and wgmma when A's and B's bases are 16-byte
+ *  aligned and lda (and ldb when trans_b) are multiples of 8; a k x n B is first transposed into a
+ *  pooled scratch buffer (one pass over B). Otherwise, or on sm_80/sm_89: WMMA fragments. The
+ *  environment variable KILN_CUDA_GEMM=wmma|sm90 forces one kernel (sm90 fails with
+ *  KILN_ERR_UNSUPPORTED where it cannot run). */
+KILN_API kiln_status kiln_cuda_gemm_bf16(int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                                        const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb, float beta,
+                                        float* c, int64_t ldc, const kiln_epilogue* epilogue);
 /** Fused optimizer steps over n parameters (same formulas as the CPU trainer's). step is 1-based. */
 KILN_API kiln_status kiln_cuda_adam_f32(int64_t n, float* w, const float* g, float* m, float* v, float lr, float beta1,
                                        float beta2, float eps, float weight_decay, int32_t decoupled, int64_t step);
