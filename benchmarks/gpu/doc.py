@@ -21,7 +21,7 @@ lines = [
     "bf16 rows include Kiln's transpose of a k x n B. Probe rows leave a stage out (wrong results) "
     "and give the rate the full product would have at their speed.",
     "",
-    "| case | metric | Kiln | cuBLAS | ratio |",
+    "| case | metric | Kiln | PyTorch (cuBLAS) | ratio |",
     "|---|---|---|---|---|",
 ]
 for r in doc["rows"]:

@@ -2,6 +2,9 @@
 """cuBLAS peers of bench_cuda through PyTorch, same sizes and timing method (CUDA events, median of
 repeats after warm-up, random inputs). One JSON object per line."""
 import json
+import statistics
+import time
+
 import torch
 
 
@@ -25,7 +28,45 @@ def row(case, metric, value, unit):
     print(json.dumps({"case": case, "metric": metric, "peer": "cublas", "value": round(value, 3), "unit": unit}), flush=True)
 
 
+def median_host_us(fn, reps=2000):
+    """Median wall time of fn() plus a device synchronize, from the host (as bench_cuda's plan rows)."""
+    for _ in range(50):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1e6)
+    return statistics.median(times)
+
+
 torch.backends.cuda.matmul.allow_tf32 = False
+
+# mlp-small forward: PyTorch's fastest path here, the forward captured in a CUDA graph and replayed.
+mlp = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256), torch.nn.ReLU(),
+                          torch.nn.Linear(256, 10), torch.nn.Softmax(dim=1)).cuda().eval()
+for batch in (1, 256):
+    static_x = torch.rand(batch, 784, device="cuda")
+    with torch.no_grad():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                mlp(static_x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_y = mlp(static_x)
+    row(f"mlp-small b{batch} forward (CUDA graph, device buffers)", "us", median_host_us(graph.replay), "us")
+    if batch == 1:
+        host_x = torch.rand(1, 784)
+
+        def host_forward():
+            with torch.no_grad():
+                return mlp(host_x.cuda()).cpu()
+        row("mlp-small b1 forward (host in and out)", "us", median_host_us(host_forward), "us")
 n = 1 << 28
 x = torch.rand(n, device="cuda")
 y = torch.empty_like(x)

@@ -18,7 +18,8 @@ except Exception:
     pass
 rows = []
 for k in kiln:
-    r = {"case": k["case"], "threads": 0, "metric": k["metric"], "higher_is_better": True, "kiln": k["kiln"],
+    r = {"case": k["case"], "threads": 0, "metric": k["metric"], "higher_is_better": k["metric"] != "us",
+         "kiln": k["kiln"],
          "peers": {"cublas": peers.get(k["case"])}}
     rows.append(r)
 date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <cstdio>
 #include <cstdlib>
@@ -116,6 +117,58 @@ int main(int argc, char** argv) {
         });
         row("adam 2^26 params", "GB/s", 7.0 * count * 4 / (ms * 1e6), "GB/s");
         for (float* p : {w, g, m, v}) kiln_cuda_free(p);
+    }
+    // mlp-small (784-512-256-10, ReLU, softmax) forward through a GPU plan: the whole call, from the
+    // host, including the wait for the result (median of 2000 after 50 warm-up runs).
+    {
+        kiln_cuda_plan* plan = nullptr;
+        check(kiln_cuda_plan_create(784, 256, &plan), "plan");
+        const int64_t widths[] = {784, 512, 256, 10};
+        std::mt19937 g(3);
+        std::uniform_real_distribution<float> d(-0.05f, 0.05f);
+        for (int i = 0; i < 3; ++i) {
+            const size_t nw = size_t(widths[i] * widths[i + 1]), nb = size_t(widths[i + 1]);
+            std::vector<float> w(nw), b(nb);
+            for (float& x : w) x = d(g);
+            for (float& x : b) x = d(g);
+            check(kiln_cuda_plan_add_dense(plan, widths[i + 1], w.data(), b.data(),
+                                           i < 2 ? KILN_UNARY_RELU : KILN_UNARY_IDENTITY, 0.f), "dense");
+        }
+        check(kiln_cuda_plan_add_softmax(plan, 0), "softmax");
+        check(kiln_cuda_plan_compile(plan), "compile");
+        float* x = dev_random(size_t(256 * 784), 9);
+        void* y;
+        check(kiln_cuda_alloc(256 * 10 * 4, &y), "alloc");
+        std::vector<float> hx(784), hy(10);
+        for (int64_t batch : {1, 256}) {
+            auto timed = [&](const std::function<void()>& body) {
+                for (int i = 0; i < 50; ++i) body();
+                std::vector<double> t;
+                for (int i = 0; i < 2000; ++i) {
+                    const auto t0 = std::chrono::steady_clock::now();
+                    body();
+                    const auto dt = std::chrono::steady_clock::now() - t0;
+                    t.push_back(std::chrono::duration<double, std::micro>(dt).count());
+                }
+                std::sort(t.begin(), t.end());
+                return t[t.size() / 2];
+            };
+            const double us = timed([&] {
+                check(kiln_cuda_plan_run(plan, batch, x, static_cast<float*>(y)), "plan run");
+                check(kiln_cuda_synchronize(), "synchronize");
+            });
+            char name[80];
+            std::snprintf(name, sizeof name, "mlp-small b%lld forward (CUDA graph, device buffers)", (long long)batch);
+            row(name, "us", us, "us");
+            if (batch == 1) {
+                const double host_us =
+                    timed([&] { check(kiln_cuda_plan_run_host(plan, 1, hx.data(), hy.data()), "run"); });
+                row("mlp-small b1 forward (host in and out)", "us", host_us, "us");
+            }
+        }
+        kiln_cuda_free(x);
+        kiln_cuda_free(y);
+        kiln_cuda_plan_destroy(plan);
     }
     for (int64_t s : {4096, 8192}) {
         // bf16 operands made on the device from random floats.

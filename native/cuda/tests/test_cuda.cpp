@@ -324,6 +324,138 @@ TEST_F(Cuda, OptimizersMatchTheirFormulas) {
     EXPECT_LT(rel_err(down(pw, size_t(n)), plain), 1e-6);
 }
 
+// The same layers as a CPU plan (kiln_plan_*) and a GPU plan; returns false if a call failed.
+struct TwoPlans {
+    kiln_plan* cpu = nullptr;
+    kiln_cuda_plan* gpu = nullptr;
+    ~TwoPlans() {
+        kiln_plan_destroy(cpu);
+        kiln_cuda_plan_destroy(gpu);
+    }
+};
+
+void build_plans(TwoPlans& t, int64_t in, int64_t max_batch, bool with_norm, uint32_t seed) {
+    ASSERT_EQ(kiln_plan_create(in, max_batch, &t.cpu), KILN_OK);
+    ASSERT_EQ(kiln_cuda_plan_create(in, max_batch, &t.gpu), KILN_OK) << kiln_cuda_last_error();
+    const int64_t widths[] = {with_norm ? 129 : 512, with_norm ? 65 : 256, 10};
+    int64_t w_in = in;
+    for (int i = 0; i < 3; ++i) {
+        const int64_t out = widths[i];
+        auto w = rnd(size_t(w_in * out), seed + 10 * i, -0.1f, 0.1f), b = rnd(size_t(out), seed + 10 * i + 1);
+        if (i == 0) {  // an activation given inside the Dense
+            ASSERT_EQ(kiln_plan_add_dense(t.cpu, out, w.data(), b.data(), KILN_UNARY_RELU, 0.f), KILN_OK);
+            ASSERT_EQ(kiln_cuda_plan_add_dense(t.gpu, out, w.data(), b.data(), KILN_UNARY_RELU, 0.f), KILN_OK);
+        } else {  // one added after it (fused at compile), no bias on the last layer
+            const float* bias = i == 2 ? nullptr : b.data();
+            ASSERT_EQ(kiln_plan_add_dense(t.cpu, out, w.data(), bias, KILN_UNARY_IDENTITY, 0.f), KILN_OK);
+            ASSERT_EQ(kiln_cuda_plan_add_dense(t.gpu, out, w.data(), bias, KILN_UNARY_IDENTITY, 0.f), KILN_OK);
+            if (i == 1) {
+                const int act = with_norm ? KILN_UNARY_GELU : KILN_UNARY_LEAKY_RELU;
+                ASSERT_EQ(kiln_plan_add_activation(t.cpu, act, 0.05f), KILN_OK);
+                ASSERT_EQ(kiln_cuda_plan_add_activation(t.gpu, act, 0.05f), KILN_OK);
+            }
+        }
+        if (with_norm && i == 0) {
+            auto gamma = rnd(size_t(out), seed + 100), beta = rnd(size_t(out), seed + 101);
+            ASSERT_EQ(kiln_plan_add_layer_norm(t.cpu, gamma.data(), beta.data(), 1e-5f), KILN_OK);
+            ASSERT_EQ(kiln_cuda_plan_add_layer_norm(t.gpu, gamma.data(), beta.data(), 1e-5f), KILN_OK);
+            ASSERT_EQ(kiln_plan_add_activation(t.cpu, KILN_UNARY_TANH, 0.f), KILN_OK);  // not fused: after a norm
+            ASSERT_EQ(kiln_cuda_plan_add_activation(t.gpu, KILN_UNARY_TANH, 0.f), KILN_OK);
+        }
+        w_in = out;
+    }
+    ASSERT_EQ(kiln_plan_add_softmax(t.cpu, with_norm ? 1 : 0), KILN_OK);
+    ASSERT_EQ(kiln_cuda_plan_add_softmax(t.gpu, with_norm ? 1 : 0), KILN_OK);
+    ASSERT_EQ(kiln_plan_compile(t.cpu), KILN_OK);
+    ASSERT_EQ(kiln_cuda_plan_compile(t.gpu), KILN_OK) << kiln_cuda_last_error();
+}
+
+std::vector<float> cpu_forward(const kiln_plan* p, int64_t batch, const std::vector<float>& x, int64_t out) {
+    int64_t ws = 0;
+    EXPECT_EQ(kiln_plan_info(p, nullptr, nullptr, nullptr, &ws), KILN_OK);
+    void* work = std::aligned_alloc(64, size_t((ws + 63) / 64 * 64 + 64));
+    std::vector<float> y(size_t(batch * out));
+    EXPECT_EQ(kiln_plan_run(p, batch, x.data(), y.data(), work, ws), KILN_OK) << kiln_last_error();
+    std::free(work);
+    return y;
+}
+
+TEST_F(Cuda, PlanMatchesTheCpuPlanAtEveryBatch) {
+    for (bool with_norm : {false, true}) {
+        const int64_t in = with_norm ? 37 : 784;
+        TwoPlans t;
+        build_plans(t, in, 64, with_norm, with_norm ? 500 : 400);
+        int64_t gin = 0, gout = 0, gmax = 0;
+        ASSERT_EQ(kiln_cuda_plan_info(t.gpu, &gin, &gout, &gmax), KILN_OK);
+        EXPECT_EQ(gin, in);
+        EXPECT_EQ(gout, 10);
+        EXPECT_EQ(gmax, 64);
+        // Batches on both sides of the GEMV limit (8 rows), each run twice (the second replays the
+        // captured graph) and once more through device pointers.
+        for (int64_t batch : {1, 2, 3, 7, 8, 9, 33, 64}) {
+            auto x = rnd(size_t(batch * in), uint32_t(600 + batch));
+            const auto want = cpu_forward(t.cpu, batch, x, 10);
+            std::vector<float> got(want.size(), NAN), again(want.size(), NAN);
+            ASSERT_EQ(kiln_cuda_plan_run_host(t.gpu, batch, x.data(), got.data()), KILN_OK) << kiln_cuda_last_error();
+            EXPECT_LT(rel_err(got, want), 1e-5) << "batch " << batch << " norm " << with_norm;
+            ASSERT_EQ(kiln_cuda_plan_run_host(t.gpu, batch, x.data(), again.data()), KILN_OK);
+            EXPECT_EQ(std::memcmp(got.data(), again.data(), got.size() * 4), 0) << "replay differs, batch " << batch;
+            Dev dx = up(x), dy = poisoned(want.size());
+            ASSERT_EQ(kiln_cuda_plan_run(t.gpu, batch, dx.f(), dy.f()), KILN_OK) << kiln_cuda_last_error();
+            auto dev = down(dy, want.size());
+            EXPECT_EQ(std::memcmp(got.data(), dev.data(), got.size() * 4), 0) << "device pointers, batch " << batch;
+        }
+    }
+}
+
+TEST_F(Cuda, PlanRefusesBadUse) {
+    kiln_cuda_plan* p = nullptr;
+    ASSERT_EQ(kiln_cuda_plan_create(4, 8, &p), KILN_OK);
+    const std::vector<float> w(4 * 3, 0.5f);
+    ASSERT_EQ(kiln_cuda_plan_add_dense(p, 3, w.data(), nullptr, KILN_UNARY_IDENTITY, 0.f), KILN_OK);
+    Dev dx(8 * 4 * 4), dy(8 * 3 * 4);
+    EXPECT_EQ(kiln_cuda_plan_run(p, 1, dx.f(), dy.f()), KILN_ERR_INVALID_ARGUMENT);  // not compiled
+    ASSERT_EQ(kiln_cuda_plan_compile(p), KILN_OK) << kiln_cuda_last_error();
+    EXPECT_EQ(kiln_cuda_plan_add_softmax(p, 0), KILN_ERR_INVALID_ARGUMENT);  // compiled: closed
+    EXPECT_EQ(kiln_cuda_plan_run(p, 0, dx.f(), dy.f()), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_plan_run(p, 9, dx.f(), dy.f()), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::strstr(kiln_cuda_last_error(), "1..8"), nullptr) << kiln_cuda_last_error();
+    EXPECT_EQ(kiln_cuda_plan_run(p, 1, nullptr, dy.f()), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_plan_run(p, 2, dx.f(), dx.f() + 1), KILN_ERR_INVALID_ARGUMENT);  // overlap
+    const float x[4] = {1, 2, 3, 4};
+    float y[3] = {0, 0, 0};
+    ASSERT_EQ(kiln_cuda_plan_run_host(p, 1, x, y), KILN_OK);
+    for (float v : y) EXPECT_EQ(v, 5.f);
+    EXPECT_EQ(kiln_cuda_plan_destroy(p), KILN_OK);
+}
+
+TEST(CudaWithoutDevice, PlanArgumentsAreCheckedOnTheHost) {
+    kiln_cuda_plan* p = nullptr;
+    EXPECT_EQ(kiln_cuda_plan_create(0, 8, &p), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_plan_create(4, 0, &p), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_plan_create(4, 8, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    ASSERT_EQ(kiln_cuda_plan_create(4, 8, &p), KILN_OK);
+    const std::vector<float> w(4 * 3, 0.5f);
+    EXPECT_EQ(kiln_cuda_plan_compile(p), KILN_ERR_INVALID_ARGUMENT);  // no layer
+    EXPECT_EQ(kiln_cuda_plan_add_dense(p, 3, nullptr, nullptr, 0, 0.f), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_plan_add_dense(p, 0, w.data(), nullptr, 0, 0.f), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_plan_add_dense(p, 3, w.data(), nullptr, 99, 0.f), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_plan_add_dense(p, 3, w.data(), nullptr, KILN_UNARY_LEAKY_RELU, NAN), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_plan_add_softmax(p, 2), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_plan_add_layer_norm(p, nullptr, nullptr, -1.f), KILN_ERR_INVALID_ARGUMENT);
+    ASSERT_EQ(kiln_cuda_plan_add_dense(p, 3, w.data(), nullptr, KILN_UNARY_IDENTITY, 0.f), KILN_OK);
+    int32_t devices = 0;
+    ASSERT_EQ(kiln_cuda_device_count(&devices), KILN_OK);
+    if (devices == 0) {  // no device here: compile says so, and nothing runs
+        EXPECT_EQ(kiln_cuda_plan_compile(p), KILN_ERR_UNSUPPORTED);
+        EXPECT_NE(std::strstr(kiln_cuda_last_error(), "no CUDA device"), nullptr) << kiln_cuda_last_error();
+        float x[4] = {}, y[3] = {};
+        EXPECT_EQ(kiln_cuda_plan_run_host(p, 1, x, y), KILN_ERR_INVALID_ARGUMENT);
+    }
+    EXPECT_EQ(kiln_cuda_plan_destroy(p), KILN_OK);
+    EXPECT_EQ(kiln_cuda_plan_destroy(nullptr), KILN_OK);
+}
+
 TEST(CudaWithoutDevice, BadArgumentsAreRefusedBeforeAnyLaunch) {
     EXPECT_EQ(kiln_cuda_device_count(nullptr), KILN_ERR_INVALID_ARGUMENT);
     void* p = nullptr;

@@ -92,6 +92,47 @@ KILN_API kiln_status kiln_cuda_adam_f32(int64_t n, float* w, const float* g, flo
 KILN_API kiln_status kiln_cuda_sgd_f32(int64_t n, float* w, const float* g, float* buf, float lr, float momentum,
                                       int32_t nesterov, float weight_decay);
 
+/* ---- inference plans on the GPU ----
+ * The CPU plan's sequential layers (kiln.h: kiln_plan_*) on the device:
+ *
+ *     kiln_cuda_plan* p;  kiln_cuda_plan_create(784, 256, &p);
+ *     kiln_cuda_plan_add_dense(p, 512, w1, b1, KILN_UNARY_RELU, 0);   // w1: 784 x 512, host memory
+ *     kiln_cuda_plan_add_dense(p, 10, w2, b2, KILN_UNARY_IDENTITY, 0);
+ *     kiln_cuda_plan_add_softmax(p, 0);
+ *     kiln_cuda_plan_compile(p);                                      // uploads the weights
+ *     kiln_cuda_plan_run(p, batch, x, y);       // x, y device memory; async on this thread's stream
+ *     kiln_cuda_plan_run_host(p, batch, hx, hy);  // or host memory in and out, synchronous
+ *
+ * Layers copy their parameters from host memory when added. The forward pass for each (batch,
+ * input, output) a run meets is captured once as a CUDA graph (the 16 most recent are kept) and
+ * replayed: reuse the same device buffers to stay on the fast path. Runs from several threads or
+ * streams are ordered one after the other (they share the plan's activation buffers). Dense layers
+ * with up to 8 rows use a GEMV kernel, larger batches kiln_cuda_sgemm. Not yet: residual and
+ * embedding layers. */
+typedef struct kiln_cuda_plan kiln_cuda_plan;
+KILN_API kiln_status kiln_cuda_plan_create(int64_t input_features, int64_t max_batch, kiln_cuda_plan** out);
+/** Dense: y = activation(x W + b); W is in_features x out_features row-major (host), b may be NULL. */
+KILN_API kiln_status kiln_cuda_plan_add_dense(kiln_cuda_plan* plan, int64_t out_features, const float* weight,
+                                             const float* bias, int32_t activation, float activation_alpha);
+/** Elementwise activation; fused into a preceding Dense that has none at compile time. */
+KILN_API kiln_status kiln_cuda_plan_add_activation(kiln_cuda_plan* plan, int32_t activation, float activation_alpha);
+KILN_API kiln_status kiln_cuda_plan_add_softmax(kiln_cuda_plan* plan, int32_t log_softmax);
+/** gamma, beta: features floats (host) or NULL. */
+KILN_API kiln_status kiln_cuda_plan_add_layer_norm(kiln_cuda_plan* plan, const float* gamma, const float* beta,
+                                                  float eps);
+/** Fuses and uploads. Fails with KILN_ERR_UNSUPPORTED without a device; on failure nothing stays on
+ *  the device and compile may be called again. */
+KILN_API kiln_status kiln_cuda_plan_compile(kiln_cuda_plan* plan);
+KILN_API kiln_status kiln_cuda_plan_info(const kiln_cuda_plan* plan, int64_t* input_features,
+                                        int64_t* output_features, int64_t* max_batch);
+/** One forward pass of batch (1..max_batch) rows: x batch x in, y batch x out, device memory, not
+ *  overlapping. Asynchronous on this thread's stream. */
+KILN_API kiln_status kiln_cuda_plan_run(kiln_cuda_plan* plan, int64_t batch, const float* x, float* y);
+/** The same with x and y in host memory; returns when y is written. */
+KILN_API kiln_status kiln_cuda_plan_run_host(kiln_cuda_plan* plan, int64_t batch, const float* x, float* y);
+/** Waits for the plan's last forward and frees it (NULL is a no-op). */
+KILN_API kiln_status kiln_cuda_plan_destroy(kiln_cuda_plan* plan);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
