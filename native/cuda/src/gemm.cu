@@ -213,7 +213,8 @@ extern "C" KILN_API kiln_status kiln_cuda_gemm_bf16(int32_t trans_b, int64_t m, 
     if (forced == 2 && !sm90)
         return fail(KILN_ERR_UNSUPPORTED, "%s: KILN_CUDA_GEMM=sm90 needs an sm_90 device, a library built with "
                     "sm_90a code, 16-byte aligned operands and leading dimensions that are multiples of 8", fn);
-    if (sm90 && forced != 2 && m * n * k < (int64_t(1) << 21)) sm90 = false;  // tiny: WMMA's smaller tiles win
+    // Tiny products (under 2^21 multiply-adds) stay on WMMA's 64 x 64 tiles; the limit is a guess, not tuned.
+    if (sm90 && forced != 2 && double(m) * double(n) * double(k) < double(1 << 21)) sm90 = false;
     if (sm90) {
         const uint16_t* bt = b;
         void* scratch = nullptr;

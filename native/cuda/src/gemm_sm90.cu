@@ -1,8 +1,10 @@
 // Hopper (sm_90a) bf16 GEMM: TMA bulk copies into 128-byte-swizzled shared memory, wgmma on the
 // tensor cores, fp32 accumulators in registers, Kiln's epilogue in the store.
 //
-// Measured on an H200 (benchmarks/gpu/run.sh, 2026-11-29): 709 TFLOP/s at 4096^3 and 768 at 8192^3
-// with B stored n x k (cuBLAS through PyTorch: 655 and 784 with B k x n in the same run).
+// Measured on an H200 (benchmarks/gpu/run.sh, 2026-11-29, one run): 707 TFLOP/s at 4096^3 and 762 at
+// 8192^3 with B stored n x k, against cuBLAS (PyTorch) 712 and 776 on the same layout; 586 and 693
+// with B k x n (transposed first), against 694 and 752. Repeats of one configuration in that run
+// spread from 641 to 762 at 8192^3.
 //
 // A block computes a 128 x 256 tile of C with three warpgroups: one producer (a single thread issues
 // the TMA copies of each 64-wide K slice of A and B into a ring of kStages buffers) and two consumers
