@@ -349,14 +349,23 @@ extern "C" KILN_API kiln_status kiln_cuda_plan_info(const kiln_cuda_plan* p, int
     return KILN_OK;
 }
 
-extern "C" KILN_API kiln_status kiln_cuda_plan_run(kiln_cuda_plan* p, int64_t batch, const float* x, float* y) {
-    static const char* fn = "kiln_cuda_plan_run";
+namespace {
+
+kiln_status check_run(const char* fn, const kiln_cuda_plan* p, int64_t batch, const float* x, const float* y) {
     if (p == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: plan is NULL", fn);
     if (!p->compiled) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the plan is not compiled", fn);
     if (batch < 1 || batch > p->max_batch)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: batch is %lld: must be in 1..%lld (the compiled maximum)", fn,
                     (long long)batch, (long long)p->max_batch);
     if (x == nullptr || y == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: NULL input or output", fn);
+    return KILN_OK;
+}
+
+}  // namespace
+
+extern "C" KILN_API kiln_status kiln_cuda_plan_run(kiln_cuda_plan* p, int64_t batch, const float* x, float* y) {
+    static const char* fn = "kiln_cuda_plan_run";
+    if (kiln_status st = check_run(fn, p, batch, x, y)) return st;
     const char* xb = reinterpret_cast<const char*>(x);
     const char* yb = reinterpret_cast<const char*>(y);
     if (xb < yb + batch * p->width * int64_t(sizeof(float)) && yb < xb + batch * p->in * int64_t(sizeof(float)))
@@ -401,12 +410,7 @@ extern "C" KILN_API kiln_status kiln_cuda_plan_run(kiln_cuda_plan* p, int64_t ba
 
 extern "C" KILN_API kiln_status kiln_cuda_plan_run_host(kiln_cuda_plan* p, int64_t batch, const float* x, float* y) {
     static const char* fn = "kiln_cuda_plan_run_host";
-    if (p == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: plan is NULL", fn);
-    if (!p->compiled) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the plan is not compiled", fn);
-    if (batch < 1 || batch > p->max_batch)
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: batch is %lld: must be in 1..%lld (the compiled maximum)", fn,
-                    (long long)batch, (long long)p->max_batch);
-    if (x == nullptr || y == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: NULL input or output", fn);
+    if (kiln_status st = check_run(fn, p, batch, x, y)) return st;
     std::lock_guard<std::mutex> lock(p->host_mu);
     if (kiln_status st = kiln_cuda_copy(p->host_in, x, batch * p->in * int64_t(sizeof(float)), 0)) return st;
     if (kiln_status st = kiln_cuda_plan_run(p, batch, p->host_in, p->host_out)) return st;
