@@ -43,6 +43,7 @@ struct Graph {
     cudaGraphExec_t exec;
 };
 
+constexpr int64_t kMaxDim = 2147483647;  // features and batch sizes
 constexpr size_t kMaxGraphs = 16;  // cached (batch, input, output) graphs per plan
 constexpr int kGemvRows = 8;       // batches up to this many rows take the GEMV kernel
 constexpr int kGemvWarps = 8;      // outputs per block of the GEMV kernel
@@ -195,8 +196,8 @@ extern "C" KILN_API kiln_status kiln_cuda_plan_create(int64_t input_features, in
     static const char* fn = "kiln_cuda_plan_create";
     if (out == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
     *out = nullptr;
-    if (input_features < 1 || max_batch < 1)
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: input_features %lld and max_batch %lld must be >= 1", fn,
+    if (input_features < 1 || max_batch < 1 || input_features > kMaxDim || max_batch > kMaxDim)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: input_features %lld and max_batch %lld must be in 1..2^31-1", fn,
                     (long long)input_features, (long long)max_batch);
     auto* p = new (std::nothrow) kiln_cuda_plan();
     if (p == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
@@ -211,8 +212,9 @@ extern "C" KILN_API kiln_status kiln_cuda_plan_add_dense(kiln_cuda_plan* p, int6
                                                         float activation_alpha) {
     static const char* fn = "kiln_cuda_plan_add_dense";
     if (kiln_status st = check_open(fn, p)) return st;
-    if (out_features < 1)
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: out_features is %lld", fn, (long long)out_features);
+    if (out_features < 1 || out_features > kMaxDim)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: out_features is %lld: must be in 1..2^31-1", fn,
+                    (long long)out_features);
     if (weight == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: weight is NULL", fn);
     if (kiln_status st = check_activation(fn, activation, activation_alpha)) return st;
     Layer l;
@@ -299,6 +301,9 @@ extern "C" KILN_API kiln_status kiln_cuda_plan_compile(kiln_cuda_plan* p) {
     p->layers = std::move(fused);
     int64_t widest = p->in;
     for (const Layer& l : p->layers) widest = l.out > widest ? l.out : widest;
+    if (double(p->max_batch) * double(widest) * sizeof(float) > double(int64_t(1) << 50))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: max_batch %lld x %lld features is too large to allocate", fn,
+                    (long long)p->max_batch, (long long)widest);
     kiln_status st = KILN_OK;
     for (Layer& l : p->layers) {
         if (st == KILN_OK) st = upload(l.w, &l.dw);

@@ -434,11 +434,13 @@ TEST(CudaWithoutDevice, PlanArgumentsAreCheckedOnTheHost) {
     EXPECT_EQ(kiln_cuda_plan_create(0, 8, &p), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(kiln_cuda_plan_create(4, 0, &p), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(kiln_cuda_plan_create(4, 8, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_plan_create(int64_t(1) << 40, 8, &p), KILN_ERR_INVALID_ARGUMENT);
     ASSERT_EQ(kiln_cuda_plan_create(4, 8, &p), KILN_OK);
     const std::vector<float> w(4 * 3, 0.5f);
     EXPECT_EQ(kiln_cuda_plan_compile(p), KILN_ERR_INVALID_ARGUMENT);  // no layer
     EXPECT_EQ(kiln_cuda_plan_add_dense(p, 3, nullptr, nullptr, 0, 0.f), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(kiln_cuda_plan_add_dense(p, 0, w.data(), nullptr, 0, 0.f), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_plan_add_dense(p, int64_t(1) << 31, w.data(), nullptr, 0, 0.f), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(kiln_cuda_plan_add_dense(p, 3, w.data(), nullptr, 99, 0.f), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(kiln_cuda_plan_add_dense(p, 3, w.data(), nullptr, KILN_UNARY_LEAKY_RELU, NAN), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(kiln_cuda_plan_add_softmax(p, 2), KILN_ERR_INVALID_ARGUMENT);
