@@ -458,6 +458,139 @@ TEST(CudaWithoutDevice, PlanArgumentsAreCheckedOnTheHost) {
     EXPECT_EQ(kiln_cuda_plan_destroy(nullptr), KILN_OK);
 }
 
+// The same network on the CPU trainer and the GPU trainer: 20 -> 33 (act1) -> 17 without bias (act2) -> 5.
+struct TwoTrainers {
+    kiln_trainer* cpu = nullptr;
+    kiln_cuda_trainer* gpu = nullptr;
+    ~TwoTrainers() {
+        kiln_trainer_destroy(cpu);
+        kiln_cuda_trainer_destroy(gpu);
+    }
+};
+
+void build_trainers(TwoTrainers& t, int act1, int act2, const kiln_optimizer& o, uint32_t seed) {
+    ASSERT_EQ(kiln_trainer_create(20, 16, &t.cpu), KILN_OK);
+    ASSERT_EQ(kiln_cuda_trainer_create(20, 16, &t.gpu), KILN_OK);
+    const int64_t widths[] = {20, 33, 17, 5};
+    for (int i = 0; i < 3; ++i) {
+        auto w = rnd(size_t(widths[i] * widths[i + 1]), seed + 2 * i, -0.4f, 0.4f);
+        auto b = rnd(size_t(widths[i + 1]), seed + 2 * i + 1, -0.1f, 0.1f);
+        const float* bias = i == 1 ? nullptr : b.data();
+        ASSERT_EQ(kiln_trainer_add_dense(t.cpu, widths[i + 1], w.data(), bias), KILN_OK);
+        ASSERT_EQ(kiln_cuda_trainer_add_dense(t.gpu, widths[i + 1], w.data(), bias), KILN_OK);
+        if (i < 2) {
+            const int act = i == 0 ? act1 : act2;
+            ASSERT_EQ(kiln_trainer_add_activation(t.cpu, act, 0.1f), KILN_OK);
+            ASSERT_EQ(kiln_cuda_trainer_add_activation(t.gpu, act, 0.1f), KILN_OK) << kiln_cuda_last_error();
+        }
+    }
+    ASSERT_EQ(kiln_trainer_set_loss(t.cpu, KILN_LOSS_SOFTMAX_CROSS_ENTROPY, 0.f, nullptr), KILN_OK);
+    ASSERT_EQ(kiln_trainer_set_optimizer(t.cpu, &o), KILN_OK);
+    ASSERT_EQ(kiln_cuda_trainer_set_optimizer(t.gpu, &o), KILN_OK) << kiln_cuda_last_error();
+    ASSERT_EQ(kiln_trainer_compile(t.cpu), KILN_OK);
+    ASSERT_EQ(kiln_cuda_trainer_compile(t.gpu), KILN_OK) << kiln_cuda_last_error();
+}
+
+std::vector<std::vector<float>> gpu_params(kiln_cuda_trainer* t) {
+    int64_t count = 0;
+    EXPECT_EQ(kiln_cuda_trainer_param_count(t, &count), KILN_OK);
+    const int64_t sizes[] = {20 * 33, 33, 33 * 17, 17 * 5, 5};
+    std::vector<std::vector<float>> out;
+    for (int64_t i = 0; i < count; ++i) {
+        out.emplace_back(size_t(sizes[i]));
+        EXPECT_EQ(kiln_cuda_trainer_param(t, i, 0, out.back().data(), sizes[i]), KILN_OK) << kiln_cuda_last_error();
+    }
+    return out;
+}
+
+TEST_F(Cuda, TrainerMatchesTheCpuTrainer) {
+    kiln_optimizer adam{KILN_OPT_ADAM, 0, 0.f, 0.9f, 0.999f, 1e-8f, 1e-3f, 0.f, 0.f};
+    kiln_optimizer adamw{KILN_OPT_ADAMW, 0, 0.f, 0.9f, 0.999f, 1e-8f, 0.f, 0.05f, 0.f};
+    kiln_optimizer sgd{KILN_OPT_SGD, 1, 0.9f, 0.f, 0.f, 0.f, 1e-3f, 0.f, 0.f};
+    const struct {
+        kiln_optimizer o;
+        int act1, act2;
+        float lr;
+    } cases[] = {{adam, KILN_UNARY_RELU, KILN_UNARY_GELU, 1e-2f},
+                 {adamw, KILN_UNARY_LEAKY_RELU, KILN_UNARY_TANH, 1e-2f},
+                 {sgd, KILN_UNARY_SIGMOID, KILN_UNARY_GELU_TANH, 0.1f}};
+    int c = 0;
+    for (const auto& cs : cases) {
+        SCOPED_TRACE("case " + std::to_string(c));
+        TwoTrainers t;
+        build_trainers(t, cs.act1, cs.act2, cs.o, 900 + 10 * uint32_t(c));
+        std::mt19937 g(77 + c);
+        for (int step = 0; step < 6; ++step) {
+            const int64_t batch = step == 3 ? 7 : 16;
+            auto x = rnd(size_t(batch * 20), 1000 + 10 * uint32_t(c) + uint32_t(step));
+            std::vector<int32_t> labels(static_cast<size_t>(batch));
+            for (int32_t& l : labels) l = int32_t(g() % 5);
+            double cpu_loss = 0, gpu_loss = 0;
+            ASSERT_EQ(kiln_trainer_step(t.cpu, batch, x.data(), labels.data(), nullptr, cs.lr, &cpu_loss, nullptr),
+                      KILN_OK);
+            Dev dx = up(x), dl(labels.size() * 4);
+            ASSERT_EQ(kiln_cuda_copy(dl.p, labels.data(), int64_t(labels.size() * 4), 0), KILN_OK);
+            ASSERT_EQ(kiln_cuda_trainer_step(t.gpu, batch, dx.f(), static_cast<int32_t*>(dl.p), cs.lr, &gpu_loss),
+                      KILN_OK) << kiln_cuda_last_error();
+            EXPECT_NEAR(gpu_loss, cpu_loss, 1e-5 * std::fabs(cpu_loss)) << "step " << step;
+        }
+        const auto got = gpu_params(t.gpu);
+        for (size_t i = 0; i < got.size(); ++i) {
+            std::vector<float> want(got[i].size());
+            ASSERT_EQ(kiln_trainer_param(t.cpu, int64_t(i), 0, want.data(), int64_t(want.size())), KILN_OK);
+            EXPECT_LT(rel_err(got[i], want), 1e-4) << "parameter " << i;
+        }
+        int64_t steps = 0;
+        ASSERT_EQ(kiln_cuda_trainer_steps(t.gpu, &steps), KILN_OK);
+        EXPECT_EQ(steps, 6);
+        ++c;
+    }
+}
+
+TEST_F(Cuda, TrainerUpdatesNothingOnABadLabel) {
+    kiln_optimizer adam{KILN_OPT_ADAM, 0, 0.f, 0.9f, 0.999f, 1e-8f, 0.f, 0.f, 0.f};
+    TwoTrainers t;
+    build_trainers(t, KILN_UNARY_RELU, KILN_UNARY_RELU, adam, 1300);
+    const auto before = gpu_params(t.gpu);
+    auto x = rnd(16 * 20, 1301);
+    std::vector<int32_t> labels(16, 1);
+    labels[9] = 5;  // 5 outputs: 0..4
+    Dev dx = up(x), dl(labels.size() * 4);
+    ASSERT_EQ(kiln_cuda_copy(dl.p, labels.data(), int64_t(labels.size() * 4), 0), KILN_OK);
+    double loss = 0;
+    EXPECT_EQ(kiln_cuda_trainer_step(t.gpu, 16, dx.f(), static_cast<int32_t*>(dl.p), 1e-2f, &loss),
+              KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::strstr(kiln_cuda_last_error(), "step 0"), nullptr) << kiln_cuda_last_error();
+    const auto after = gpu_params(t.gpu);
+    for (size_t i = 0; i < before.size(); ++i) EXPECT_EQ(before[i], after[i]) << "parameter " << i;
+    int64_t steps = -1;
+    ASSERT_EQ(kiln_cuda_trainer_steps(t.gpu, &steps), KILN_OK);
+    EXPECT_EQ(steps, 0);
+}
+
+TEST(CudaWithoutDevice, TrainerArgumentsAreCheckedOnTheHost) {
+    kiln_cuda_trainer* t = nullptr;
+    EXPECT_EQ(kiln_cuda_trainer_create(0, 8, &t), KILN_ERR_INVALID_ARGUMENT);
+    ASSERT_EQ(kiln_cuda_trainer_create(4, 8, &t), KILN_OK);
+    const std::vector<float> w(4 * 3, 0.5f);
+    EXPECT_EQ(kiln_cuda_trainer_compile(t), KILN_ERR_INVALID_ARGUMENT);  // no layer
+    EXPECT_EQ(kiln_cuda_trainer_add_activation(t, KILN_UNARY_EXP, 0.f), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_cuda_trainer_add_dense(t, 3, nullptr, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    kiln_optimizer rms{KILN_OPT_RMSPROP, 0, 0.f, 0.9f, 0.99f, 1e-8f, 0.f, 0.f, 0.f};
+    EXPECT_EQ(kiln_cuda_trainer_set_optimizer(t, &rms), KILN_ERR_UNSUPPORTED);
+    kiln_optimizer clip{KILN_OPT_ADAM, 0, 0.f, 0.9f, 0.999f, 1e-8f, 0.f, 0.f, 1.f};
+    EXPECT_EQ(kiln_cuda_trainer_set_optimizer(t, &clip), KILN_ERR_UNSUPPORTED);
+    kiln_optimizer nan_beta{KILN_OPT_ADAM, 0, 0.f, NAN, 0.999f, 1e-8f, 0.f, 0.f, 0.f};
+    EXPECT_EQ(kiln_cuda_trainer_set_optimizer(t, &nan_beta), KILN_ERR_INVALID_ARGUMENT);
+    ASSERT_EQ(kiln_cuda_trainer_add_dense(t, 3, w.data(), nullptr), KILN_OK);
+    // Not compiled yet.
+    EXPECT_EQ(kiln_cuda_trainer_step(t, 1, nullptr, nullptr, 0.1f, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    int32_t devices = 0;
+    ASSERT_EQ(kiln_cuda_device_count(&devices), KILN_OK);
+    if (devices == 0) EXPECT_EQ(kiln_cuda_trainer_compile(t), KILN_ERR_UNSUPPORTED);
+    EXPECT_EQ(kiln_cuda_trainer_destroy(t), KILN_OK);
+}
+
 TEST(CudaWithoutDevice, BadArgumentsAreRefusedBeforeAnyLaunch) {
     EXPECT_EQ(kiln_cuda_device_count(nullptr), KILN_ERR_INVALID_ARGUMENT);
     void* p = nullptr;

@@ -133,6 +133,36 @@ KILN_API kiln_status kiln_cuda_plan_run_host(kiln_cuda_plan* plan, int64_t batch
 /** Waits for the plan's last forward and frees it (NULL is a no-op). */
 KILN_API kiln_status kiln_cuda_plan_destroy(kiln_cuda_plan* plan);
 
+/* ---- training on the GPU ----
+ * A subset of the CPU trainer (kiln.h: kiln_trainer_*) with the same formulas: Dense and activation
+ * layers (IDENTITY, RELU, LEAKY_RELU, GELU, GELU_TANH, SIGMOID, TANH), softmax cross-entropy (mean
+ * over the batch), SGD (momentum, Nesterov, l2), Adam and AdamW (l2 or decoupled weight_decay, not
+ * both). Not yet: clipping, RMSprop, dropout, layer norm, residuals, embeddings, other losses, sample
+ * and class weights, checkpoints. Parameters are copied in when layers are added (host memory). */
+typedef struct kiln_cuda_trainer kiln_cuda_trainer;
+KILN_API kiln_status kiln_cuda_trainer_create(int64_t input_features, int64_t max_batch, kiln_cuda_trainer** out);
+/** Dense y = x W + b, W in x out row-major (host, copied), b may be NULL (no bias). */
+KILN_API kiln_status kiln_cuda_trainer_add_dense(kiln_cuda_trainer* t, int64_t out_features, const float* weight,
+                                                const float* bias);
+KILN_API kiln_status kiln_cuda_trainer_add_activation(kiln_cuda_trainer* t, int32_t activation, float alpha);
+/** SGD by default (no momentum). KILN_ERR_UNSUPPORTED for what the GPU trainer does not have. */
+KILN_API kiln_status kiln_cuda_trainer_set_optimizer(kiln_cuda_trainer* t, const kiln_optimizer* opt);
+/** Allocates everything on the device (KILN_ERR_UNSUPPORTED without one). */
+KILN_API kiln_status kiln_cuda_trainer_compile(kiln_cuda_trainer* t);
+/** One step on batch rows: x (batch x in floats) and labels (batch int32 class ids) in device
+ *  memory. Waits for the loss; if it is not finite (a label out of range, NaN or Inf), fails naming
+ *  the step with nothing updated. `loss` (host, may be NULL) gets the mean loss. */
+KILN_API kiln_status kiln_cuda_trainer_step(kiln_cuda_trainer* t, int64_t batch, const float* x,
+                                           const int32_t* labels, float lr, double* loss);
+/** Number of parameter tensors (per Dense: weight, then bias if any). */
+KILN_API kiln_status kiln_cuda_trainer_param_count(const kiln_cuda_trainer* t, int64_t* count);
+/** Copies parameter i out to host memory (direction 0), in from it (1), or its last gradient out (2);
+ *  n must equal its element count. */
+KILN_API kiln_status kiln_cuda_trainer_param(kiln_cuda_trainer* t, int64_t i, int32_t direction, float* data,
+                                            int64_t n);
+KILN_API kiln_status kiln_cuda_trainer_steps(const kiln_cuda_trainer* t, int64_t* steps);
+KILN_API kiln_status kiln_cuda_trainer_destroy(kiln_cuda_trainer* t);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
