@@ -6,6 +6,8 @@
 //
 // Dense layers run as a warp-per-output GEMV for batches of up to 8 rows (each weight row read once
 // for all rows) and as kiln_cuda_sgemm (B transposed) above; bias and activation in the store.
+// Kernels may be loaded lazily during a capture: drivers for CUDA 12.3 and later allow it, and this
+// library's CUDA 13 runtime needs a newer driver than that anyway.
 #include <cmath>
 #include <cstring>
 #include <mutex>
