@@ -66,6 +66,20 @@ void row(const char* name, const char* metric, double v, const char* unit) {
 
 }  // namespace
 
+// Weights and biases of a 3-layer MLP (widths[0] -> ... -> widths[3]), uniform in +-0.05.
+std::vector<std::vector<float>> random_mlp(const int64_t (&widths)[4], uint32_t seed) {
+    std::mt19937 g(seed);
+    std::uniform_real_distribution<float> d(-0.05f, 0.05f);
+    std::vector<std::vector<float>> out;
+    for (int i = 0; i < 3; ++i) {
+        out.emplace_back(size_t(widths[i] * widths[i + 1]));
+        out.emplace_back(size_t(widths[i + 1]));
+        for (int k = 0; k < 2; ++k)
+            for (float& x : out[out.size() - 2 + k]) x = d(g);
+    }
+    return out;
+}
+
 // `bench_cuda gemm S`: only S^3 bf16 GEMMs (B n x k), three of them, for a profiler (ncu) to look at;
 // KILN_CUDA_GEMM and KILN_CUDA_SM90_VARIANT choose the kernel.
 int profile_gemm(int64_t s) {
@@ -124,16 +138,10 @@ int main(int argc, char** argv) {
         kiln_cuda_plan* plan = nullptr;
         check(kiln_cuda_plan_create(784, 256, &plan), "plan");
         const int64_t widths[] = {784, 512, 256, 10};
-        std::mt19937 g(3);
-        std::uniform_real_distribution<float> d(-0.05f, 0.05f);
-        for (int i = 0; i < 3; ++i) {
-            const size_t nw = size_t(widths[i] * widths[i + 1]), nb = size_t(widths[i + 1]);
-            std::vector<float> w(nw), b(nb);
-            for (float& x : w) x = d(g);
-            for (float& x : b) x = d(g);
-            check(kiln_cuda_plan_add_dense(plan, widths[i + 1], w.data(), b.data(),
+        const auto params = random_mlp(widths, 3);
+        for (int i = 0; i < 3; ++i)
+            check(kiln_cuda_plan_add_dense(plan, widths[i + 1], params[2 * i].data(), params[2 * i + 1].data(),
                                            i < 2 ? KILN_UNARY_RELU : KILN_UNARY_IDENTITY, 0.f), "dense");
-        }
         check(kiln_cuda_plan_add_softmax(plan, 0), "softmax");
         check(kiln_cuda_plan_compile(plan), "compile");
         float* x = dev_random(size_t(256 * 784), 9);
@@ -177,14 +185,11 @@ int main(int argc, char** argv) {
         kiln_cuda_trainer* t = nullptr;
         check(kiln_cuda_trainer_create(784, 128, &t), "trainer");
         const int64_t widths[] = {784, 256, 128, 10};
+        const auto params = random_mlp(widths, 5);
         std::mt19937 g(5);
-        std::uniform_real_distribution<float> d(-0.05f, 0.05f);
         for (int i = 0; i < 3; ++i) {
-            const size_t nw = size_t(widths[i] * widths[i + 1]), nb = size_t(widths[i + 1]);
-            std::vector<float> w(nw), b(nb);
-            for (float& x : w) x = d(g);
-            for (float& x : b) x = d(g);
-            check(kiln_cuda_trainer_add_dense(t, widths[i + 1], w.data(), b.data()), "dense");
+            check(kiln_cuda_trainer_add_dense(t, widths[i + 1], params[2 * i].data(), params[2 * i + 1].data()),
+                  "dense");
             if (i < 2) check(kiln_cuda_trainer_add_activation(t, KILN_UNARY_RELU, 0.f), "relu");
         }
         const kiln_optimizer adam{KILN_OPT_ADAM, 0, 0.f, 0.9f, 0.999f, 1e-8f, 0.f, 0.f, 0.f};
