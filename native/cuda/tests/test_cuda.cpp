@@ -324,7 +324,7 @@ TEST_F(Cuda, OptimizersMatchTheirFormulas) {
     EXPECT_LT(rel_err(down(pw, size_t(n)), plain), 1e-6);
 }
 
-// The same layers as a CPU plan (kiln_plan_*) and a GPU plan; returns false if a call failed.
+// A CPU plan (kiln_plan_*) and a GPU plan, built by build_plans with the same layers, freed together.
 struct TwoPlans {
     kiln_plan* cpu = nullptr;
     kiln_cuda_plan* gpu = nullptr;
