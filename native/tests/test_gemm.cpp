@@ -313,6 +313,13 @@ TEST(Gemm, PrePackedBMatchesOnEveryIsaAndSmallM) {
                     check_case({ta, tb, m, 515, 784, 1.0f, 0.0f, 0}, uint32_t(m), true);
                     if (HasFatalFailure()) return;
                 }
+        // One row not transposed is read in place as its own packed panel: K past one k block
+        // (5000 > 4096: the panel starts at each block's first step), a padded row, alpha, beta.
+        for (int ta = 0; ta < 2; ++ta) {
+            check_case({ta, 0, 1, 70, 5000, 2.0f, 0.5f, 5}, 17, true);
+            check_case({ta, 1, 1, 33, 4097, 1.0f, 0.0f, 1}, 19, true);
+            if (HasFatalFailure()) return;
+        }
         // 15..256 rows read A in place against the packed panels: alpha, beta, both A layouts.
         for (int ta = 0; ta < 2; ++ta) {
             check_case({ta, 0, 200, 77, 300, 2.0f, 0.5f, 3}, 11, true);
