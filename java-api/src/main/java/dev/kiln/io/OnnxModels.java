@@ -44,6 +44,10 @@ public final class OnnxModels {
     /** The opset Kiln writes. */
     public static final int OPSET = 20;
 
+    // Named in the error for any other op.
+    private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Relu, LeakyRelu, Gelu, Sigmoid, Tanh, Exp, Log, "
+            + "Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, Flatten, Reshape, Gather";
+
     private OnnxModels() {}
 
     // ---- export -----------------------------------------------------------------------------------
@@ -331,7 +335,8 @@ public final class OnnxModels {
                     checkAttrs(n, name);
                     Pending last = layers.isEmpty() ? null : layers.get(layers.size() - 1);
                     if (last == null || !last.kind.equals("dense") || last.bias != null || last.activation != Activation.IDENTITY) {
-                        throw unsupported(op, name, "an Add that is not the bias of a MatMul (residual adds are not supported yet)");
+                        throw unsupported(op, name, "an Add of a constant that is not the bias of a MatMul without one (a residual"
+                                + " Add takes two earlier values)");
                     }
                     last.bias = vector(initializer(inits, n, n.getInput(0).equals(cur) ? 1 : 0, name, op), last.out, name, op);
                     cur = n.getOutput(0);
@@ -417,7 +422,8 @@ public final class OnnxModels {
                     continue;
                 }
                 default:
-                    throw unsupported(op, name, "the op");
+                    throw new IllegalArgumentException("onnx: unsupported op " + op + " at node '" + name
+                            + "' (Kiln imports " + IMPORTED_OPS + ")");
             }
             if (p.kind.equals("dense")) {
                 width = p.out;

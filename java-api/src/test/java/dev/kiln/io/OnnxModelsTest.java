@@ -127,8 +127,16 @@ class OnnxModelsTest {
         float[] w = new float[24], b = new float[4], w2 = new float[12], b2 = new float[3];
         ModelProto.Builder conv = handBuilt(w, b, w2, b2);
         conv.getGraphBuilder().getNodeBuilder(2).setOpType("Conv");
-        assertEquals("onnx: unsupported the op in op Conv at node 'act'",
+        assertEquals("onnx: unsupported op Conv at node 'act' (Kiln imports Gemm, MatMul, Add, Relu, LeakyRelu, Gelu, "
+                + "Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, "
+                + "Flatten, Reshape, Gather)",
                 assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(conv.build().toByteArray())).getMessage());
+        ModelProto.Builder constantAdd = handBuilt(w, b, w2, b2); // relu(x W1 + B1) + B1: not a bias
+        constantAdd.getGraphBuilder().getNodeBuilder(3).setOpType("Add").addInput("B1");
+        assertEquals("onnx: unsupported an Add of a constant that is not the bias of a MatMul without one (a residual Add"
+                + " takes two earlier values) in op Add at node 'flat'",
+                assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(constantAdd.build().toByteArray()))
+                        .getMessage());
         ModelProto.Builder transA = handBuilt(w, b, w2, b2);
         transA.getGraphBuilder().getNodeBuilder(4).addAttribute(AttributeProto.newBuilder().setName("transA").setI(1));
         assertTrue(assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(transA.build().toByteArray()))
