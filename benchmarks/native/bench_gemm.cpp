@@ -1,6 +1,6 @@
 // benchmarks/run gemm: Kiln's GEMM side by side with OpenBLAS (cblas_sgemm) and oneDNN (dnnl_sgemm,
 // and its matmul primitive with weights pre-packed once) in one process, plus the machine's
-// measured ceilings (FMA peak, STREAM triad and read bandwidth).
+// measured ceilings (FMA peak, STREAM triad and read bandwidth, read bandwidth from L3).
 //
 // Every case checks that the libraries agree before timing. Each timed repetition runs >= 0.2 s;
 // a case reports the median of REPS repetitions (min and max too). The sides alternate per
@@ -261,6 +261,38 @@ std::pair<double, double> stream(int threads) {
     return {triad, read};
 }
 
+// Read bandwidth from L3 in GB/s (best of 5): the STREAM read loop, each thread over its own 4 MiB
+// (past its 1 MiB L2, well inside the 32 MiB L3) 100 times. The ceiling of a batch-1 forward whose
+// weights outgrow L2 (mlp-small: 2.1 MB).
+double l3_read(int threads) {
+    const size_t n = size_t(1) << 20, passes = 100;  // 4 MiB of floats a thread
+    std::vector<std::unique_ptr<Aligned>> bufs;
+    for (int t = 0; t < threads; ++t) {
+        bufs.push_back(std::make_unique<Aligned>(n));
+        fill(bufs.back()->p, n, 1);
+    }
+    std::vector<float> sink(static_cast<size_t>(threads));
+    double best = 0;
+    for (int round = 0; round < 5; ++round) {
+        std::vector<std::thread> ts;
+        const auto t0 = Clock::now();
+        for (int t = 0; t < threads; ++t)
+            ts.emplace_back([&, t] {
+                float s = 0;
+                for (size_t p = 0; p < passes; ++p) {
+                    const float* b = bufs[size_t(t)]->p;
+                    __asm__ volatile("" : "+r"(b));  // a fresh read every pass (read_range is pure)
+                    s += read_range(b, 0, n);
+                }
+                sink[size_t(t)] = s;
+            });
+        for (auto& t : ts) t.join();
+        const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+        best = std::max(best, 4.0 * double(n) * double(passes) * threads / sec / 1e9);
+    }
+    return best;
+}
+
 // ---- result rows -------------------------------------------------------------------------------
 
 struct Row {
@@ -498,9 +530,11 @@ int main(int argc, char** argv) {
                 openblas_get_corename(), dnnl_version()->major, dnnl_version()->minor, dnnl_version()->patch);
     const double peak1 = fma_peak(1), peak2 = fma_peak(2), bpeak1 = bf16_peak(1), bpeak2 = bf16_peak(2);
     const auto s1 = stream(1), s2 = stream(2);
+    const double l3r1 = l3_read(1), l3r2 = l3_read(2);
     std::printf("bf16 vdpbf16ps peak: %.1f GFLOP/s (1T), %.1f (2T)\n", bpeak1, bpeak2);
     std::printf("FMA peak: %.1f GFLOP/s (1T), %.1f (2T); STREAM triad %.1f GB/s (1T) %.1f (2T), read %.1f (1T) %.1f (2T)\n",
                 peak1, peak2, s1.first, s2.first, s1.second, s2.second);
+    std::printf("L3 read (4 MiB a thread): %.1f GB/s (1T), %.1f (2T)\n", l3r1, l3r2);
 
     for (int t : {1, 2})
         for (int64_t s : {256, 512, 1024, 2048}) case_sgemm(s, s, s, t);
@@ -531,8 +565,10 @@ int main(int argc, char** argv) {
     }
     std::fprintf(f, "{\n  \"suite\": \"gemm\",\n  \"machine\": {\"isa\": \"%s\", \"openblas_core\": \"%s\", "
                  "\"peak_gflops_t1\": %.1f, \"peak_gflops_t2\": %.1f, \"peak_bf16_gflops_t1\": %.1f, \"peak_bf16_gflops_t2\": %.1f, \"stream_gbps_t1\": %.1f, \"stream_gbps_t2\": %.1f, "
-                 "\"stream_read_gbps_t1\": %.1f, \"stream_read_gbps_t2\": %.1f},\n  \"rows\": [\n",
-                 kiln_isa_name(isa), openblas_get_corename(), peak1, peak2, bpeak1, bpeak2, s1.first, s2.first, s1.second, s2.second);
+                 "\"stream_read_gbps_t1\": %.1f, \"stream_read_gbps_t2\": %.1f, \"l3_read_gbps_t1\": %.1f, "
+                 "\"l3_read_gbps_t2\": %.1f},\n  \"rows\": [\n",
+                 kiln_isa_name(isa), openblas_get_corename(), peak1, peak2, bpeak1, bpeak2, s1.first, s2.first, s1.second,
+                 s2.second, l3r1, l3r2);
     for (size_t i = 0; i < g_rows.size(); ++i) {
         const Row& r = g_rows[i];
         std::fprintf(f, "    {\"case\": \"%s\", \"threads\": %d, \"metric\": \"%s\", \"higher_is_better\": %s, "
