@@ -74,7 +74,7 @@ final class EvalCommand implements Callable<Integer> {
                 break;
             }
             case binary: {
-                int[] yt = intLabels(y);
+                int[] yt = intLabels(y, 2, "binary labels are 0 or 1");
                 if (cols > 2) {
                     throw new IllegalArgumentException("binary takes one score column (class 1) or two probability columns; found " + cols);
                 }
@@ -95,7 +95,7 @@ final class EvalCommand implements Callable<Integer> {
                 break;
             }
             default: {
-                int[] yt = intLabels(y);
+                int[] yt = intLabels(y, cols, scores + " has " + cols + " probability columns, one per class");
                 double[] proba = new double[s.length * cols];
                 int[] yp = new int[s.length];
                 for (int i = 0; i < s.length; i++) {
@@ -164,13 +164,22 @@ final class EvalCommand implements Callable<Integer> {
         throw new IllegalArgumentException("cannot tell the task from the files: pass --task binary|multiclass|regression");
     }
 
-    private static int[] intLabels(double[][] y) {
+    /**
+     * The labels as class indices, each checked to be an integer in 0..classes-1 (why: what fixes the
+     * number of classes, for the message). A label past the score columns has no score to rank.
+     */
+    static int[] intLabels(double[][] y, int classes, String why) {
         int[] out = new int[y.length];
         for (int i = 0; i < y.length; i++) {
-            if (y[i][0] != Math.rint(y[i][0])) {
-                throw new IllegalArgumentException("label " + y[i][0] + " on row " + (i + 1) + " is not an integer");
+            double v = y[i][0];
+            if (v != Math.rint(v)) {
+                throw new IllegalArgumentException("label " + v + " on row " + (i + 1) + " is not an integer");
             }
-            out[i] = (int) y[i][0];
+            if (v < 0 || v >= classes) {
+                throw new IllegalArgumentException("label " + (long) v + " on row " + (i + 1) + " is outside 0.."
+                        + (classes - 1) + " (" + why + ")");
+            }
+            out[i] = (int) v;
         }
         return out;
     }

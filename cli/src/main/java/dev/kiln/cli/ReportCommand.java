@@ -14,8 +14,8 @@ import picocli.CommandLine.Option;
 
 /** kiln report: one self-contained HTML file from predictions, a training history and latencies. */
 @Command(name = "report", mixinStandardHelpOptions = true,
-        description = {"Write a self-contained HTML report (inline SVG, no scripts): training curves, confusion matrix,",
-                "ROC curves, per-class table, latency histogram. Give any of the inputs; at least one."})
+        description = {"Write a self-contained HTML report (inline SVG, no scripts): training curves, confusion matrix, "
+                + "ROC curves, per-class table, latency histogram. Give any of the inputs; at least one."})
 final class ReportCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, description = "HTML file to write.")
     Path out;
@@ -69,10 +69,10 @@ final class ReportCommand implements Callable<Integer> {
             if (classes < 2) {
                 throw new IllegalArgumentException(scores + ": one probability column per class is needed (two or more)");
             }
-            int[] yt = new int[y.length], yp = new int[y.length];
+            int[] yt = EvalCommand.intLabels(y, classes, scores + " has " + classes + " probability columns, one per class");
+            int[] yp = new int[y.length];
             double[] proba = new double[y.length * classes];
             for (int i = 0; i < y.length; i++) {
-                yt[i] = (int) y[i][0];
                 if (s[i].length != classes) {
                     throw new IllegalArgumentException(scores + ": row " + (i + 1) + " has " + s[i].length + " columns");
                 }
@@ -89,8 +89,14 @@ final class ReportCommand implements Callable<Integer> {
         }
         if (latencies != null) {
             ModelMetrics m = new MetricsRegistry().forModel(title, "-");
-            for (double[] r : EvalCommand.readCsv(latencies, "latencies")) {
-                m.recordRequest((long) r[0], 1);
+            double[][] ns = EvalCommand.readCsv(latencies, "latencies");
+            for (int i = 0; i < ns.length; i++) {
+                // The histogram holds 1 ns .. 1 hour; anything else is not a latency (and would be clamped).
+                if (!(ns[i][0] >= 0 && ns[i][0] <= 3.6e12)) {
+                    throw new IllegalArgumentException(latencies + ": row " + (i + 1) + ": " + ns[i][0]
+                            + " ns is not a latency in 0 .. 1 hour");
+                }
+                m.recordRequest(Math.round(ns[i][0]), 1);
             }
             report.latency(m);
         }

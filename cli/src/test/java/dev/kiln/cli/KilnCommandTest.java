@@ -108,6 +108,41 @@ class KilnCommandTest {
     }
 
     @Test
+    void evalAndReportRefuseLabelsWithoutAClassAndLatenciesOutOfRange(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws Exception {
+        java.nio.file.Path labels = dir.resolve("l.csv"), scores = dir.resolve("s.csv"), out = dir.resolve("r.html");
+        java.nio.file.Files.writeString(scores, "0.8,0.1,0.1\n0.1,0.8,0.1\n0.1,0.1,0.8\n");
+        // Before: label 5 (or -1) with 3 score columns was counted as a 4th class, the ranking metrics
+        // silently left out; the report truncated 1.5 to class 1. Each is refused now, naming the row.
+        for (String[] c : new String[][] {{"0\n5\n2\n", "label 5 on row 2 is outside 0..2 ("},
+                {"0\n-1\n2\n", "label -1 on row 2 is outside 0..2 ("}, {"0\n1.5\n2\n", "label 1.5 on row 2 is not an integer"}}) {
+            java.nio.file.Files.writeString(labels, c[0]);
+            Result e = run("eval", "--labels", labels.toString(), "--scores", scores.toString(), "--task", "multiclass");
+            assertEquals(1, e.code, e.out);
+            assertTrue(e.err.startsWith("kiln eval: " + c[1]), e.err);
+            Result r = run("report", "--out", out.toString(), "--labels", labels.toString(), "--scores", scores.toString());
+            assertEquals(1, r.code, r.out);
+            assertTrue(r.err.startsWith("kiln report: " + c[1]), r.err);
+        }
+        assertTrue(!java.nio.file.Files.exists(out));
+        // Binary labels are 0 or 1: 3e9 was cast to Integer.MAX_VALUE, a third class.
+        java.nio.file.Files.writeString(labels, "0\n3000000000\n");
+        java.nio.file.Files.writeString(scores, "0.2\n0.9\n");
+        Result b = run("eval", "--labels", labels.toString(), "--scores", scores.toString(), "--task", "binary");
+        assertEquals(1, b.code, b.out);
+        assertTrue(b.err.startsWith("kiln eval: label 3000000000 on row 2 is outside 0..1 (binary labels are 0 or 1)"), b.err);
+        // Latencies: a negative one or one past the histogram's hour was clamped without a word.
+        java.nio.file.Path lat = dir.resolve("lat.txt");
+        for (String bad : new String[] {"100\n-5\n", "100\n1e30\n"}) {
+            java.nio.file.Files.writeString(lat, bad);
+            Result r = run("report", "--out", out.toString(), "--latencies", lat.toString());
+            assertEquals(1, r.code, r.out);
+            assertTrue(r.err.contains("row 2: ") && r.err.contains("is not a latency in 0 .. 1 hour"), r.err);
+        }
+        assertTrue(!java.nio.file.Files.exists(out));
+    }
+
+    @Test
     void badUsageExitsNonZeroWithAReason() {
         Result r = run("demo", "--size", "0");
         assertEquals(2, r.code);
