@@ -194,6 +194,12 @@ public final class Classification {
         if (k < 1) {
             throw new IllegalArgumentException("top_k_accuracy: k is " + k + ": must be >= 1");
         }
+        for (int i = 0; i < scores.length; i++) {  // NaN compares false both ways: it would rank anywhere
+            if (!Double.isFinite(scores[i])) {
+                throw new IllegalArgumentException("top_k_accuracy: score " + scores[i] + " of sample " + i / classes
+                        + ", class " + i % classes + " is not finite");
+            }
+        }
         long hits = 0;
         for (int i = 0; i < yTrue.length; i++) {
             int t = yTrue[i];

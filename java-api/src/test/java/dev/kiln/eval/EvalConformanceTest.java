@@ -296,4 +296,16 @@ class EvalConformanceTest {
         assertEquals("roc_auc: only one class present in y_true; roc_auc is not defined in that case",
                 assertThrows(IllegalArgumentException.class, () -> Ranking.rocAuc(new int[] {1, 1}, new double[] {0.2, 0.4})).getMessage());
     }
+
+    @Test
+    void topKAccuracyRefusesScoresThatAreNotFinite() {
+        // NaN compares false both ways, so it ranked nowhere: {NaN, 0.9 | 0.8, 0.2} gave 0.5 (scikit-learn
+        // refuses NaN in its input checks, as Kiln's other ranking metrics do).
+        assertEquals("top_k_accuracy: score NaN of sample 0, class 0 is not finite",
+                assertThrows(IllegalArgumentException.class, () -> Classification.topKAccuracy(new int[] {0, 1},
+                        new double[] {Double.NaN, 0.9, 0.8, 0.2}, 2, 1)).getMessage());
+        assertThrows(IllegalArgumentException.class, () -> Classification.topKAccuracy(new int[] {0, 1},
+                new double[] {0.1, 0.9, Double.NEGATIVE_INFINITY, 0.2}, 2, 1));
+        assertEquals(0.5, Classification.topKAccuracy(new int[] {0, 1}, new double[] {0.9, 0.1, 0.8, 0.2}, 2, 1));
+    }
 }
