@@ -80,6 +80,19 @@ final class TrainCommand implements Callable<Integer> {
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
+    private static void requireWritableDirectory(String option, Path file) {
+        if (file == null) {
+            return;
+        }
+        Path dir = file.toAbsolutePath().getParent();
+        if (dir == null || !java.nio.file.Files.isDirectory(dir)) {
+            throw new IllegalStateException(option + " " + file + ": the directory " + dir + " does not exist");
+        }
+        if (!java.nio.file.Files.isWritable(dir)) {
+            throw new IllegalStateException(option + " " + file + ": the directory " + dir + " is not writable");
+        }
+    }
+
     private picocli.CommandLine.ParameterException usage(String msg) {
         return new picocli.CommandLine.ParameterException(spec.commandLine(), msg);
     }
@@ -116,6 +129,13 @@ final class TrainCommand implements Callable<Integer> {
                 throw usage("--save " + save + ": the name must end in .onnx or .safetensors");
             }
         }
+        if (save != null && java.nio.file.Files.isDirectory(save)) {
+            throw usage("--save " + save + " is a directory: give a file name");
+        }
+        // Before any data loads or a step runs: a file that cannot be written there would fail only
+        // after the whole training.
+        requireWritableDirectory("--save", save);
+        requireWritableDirectory("--checkpoint", checkpoint);
         if (resume != null && !java.nio.file.Files.isRegularFile(resume)) {
             throw new IllegalStateException("--resume " + resume + ": no such checkpoint file");
         }

@@ -176,6 +176,16 @@ class KilnCommandTest {
         r = run("train", "--resume", "/nonexistent/run.ckpt");
         assertEquals(1, r.code);
         assertTrue(r.err.contains("no such checkpoint file"), r.err);
+        // Before: a --save or --checkpoint in a missing directory failed only after the whole training.
+        r = run("train", "--save", "/nonexistent/dir/m.onnx");
+        assertEquals(1, r.code);
+        assertTrue(r.err.startsWith("kiln train: --save /nonexistent/dir/m.onnx: the directory /nonexistent/dir does not exist"),
+                r.err);
+        r = run("train", "--checkpoint", "/nonexistent/dir/run.ckpt");
+        assertEquals(1, r.code);
+        assertTrue(r.err.contains("--checkpoint /nonexistent/dir/run.ckpt: the directory /nonexistent/dir does not exist"), r.err);
+        r = run("train", "--save", System.getProperty("java.io.tmpdir"));
+        assertEquals(2, r.code);
     }
 
     @Test
