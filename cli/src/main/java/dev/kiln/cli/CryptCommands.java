@@ -30,6 +30,7 @@ final class CryptCommands {
 
         @Override
         public Integer call() throws Exception {
+            checkFiles(in, out);
             return run(spec, json, key, keyId, "encrypted", in, out, Artifacts::encryptFile);
         }
     }
@@ -48,8 +49,30 @@ final class CryptCommands {
 
         @Override
         public Integer call() throws Exception {
+            checkFiles(in, out);
             String id = keyId != null ? keyId : Artifacts.envelope(in).keyId();
             return run(spec, json, key, id, "decrypted", in, out, Artifacts::decryptFile);
+        }
+    }
+
+    /**
+     * IN must be a file and OUT a file name in an existing directory (OUT may be IN: the file is
+     * replaced atomically). Before: a missing IN said only its name, and an OUT that is a directory
+     * named the temporary file.
+     */
+    static void checkFiles(Path in, Path out) {
+        if (!java.nio.file.Files.exists(in)) {
+            throw new IllegalStateException("IN " + in + ": no such file");
+        }
+        if (java.nio.file.Files.isDirectory(in)) {
+            throw new IllegalStateException("IN " + in + " is a directory");
+        }
+        if (java.nio.file.Files.isDirectory(out)) {
+            throw new IllegalStateException("OUT " + out + " is a directory: give a file name");
+        }
+        Path dir = out.toAbsolutePath().getParent();
+        if (dir == null || !java.nio.file.Files.isDirectory(dir)) {
+            throw new IllegalStateException("OUT " + out + ": the directory " + dir + " does not exist");
         }
     }
 

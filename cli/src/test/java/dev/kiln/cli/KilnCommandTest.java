@@ -242,6 +242,18 @@ class KilnCommandTest {
         assertTrue(r.err.contains("key id 'prod'") && r.err.strip().lines().count() == 1, r.err);
         assertTrue(!r.err.contains(hex) && !r.out.contains(hex));
         assertTrue(!java.nio.file.Files.exists(dir.resolve("bad.kiln")));
+        // A missing IN, an OUT that is a directory or in a missing one: named before any work.
+        r = run("encrypt", dir.resolve("nope.kiln").toString(), dir.resolve("n.enc").toString(), "--key-id", "prod",
+                "--key-file", key.toString());
+        assertEquals(1, r.code);
+        assertEquals("kiln encrypt: IN " + dir.resolve("nope.kiln") + ": no such file", r.err.strip());
+        r = run("decrypt", dir.resolve("m.enc").toString(), dir.toString(), "--key-file", key.toString());
+        assertEquals(1, r.code);
+        assertEquals("kiln decrypt: OUT " + dir + " is a directory: give a file name", r.err.strip());
+        r = run("encrypt", plain.toString(), dir.resolve("no/such/m.enc").toString(), "--key-id", "prod", "--key-file",
+                key.toString());
+        assertEquals(1, r.code);
+        assertTrue(r.err.contains("the directory " + dir.resolve("no/such") + " does not exist"), r.err);
         // A key never comes from the command line.
         assertEquals(2, run("encrypt", "a", "b", "--key-id", "x", "--key", hex).code);
         assertEquals(2, run("encrypt", "a", "b", "--key-id", "x").code);
