@@ -91,6 +91,9 @@ final class RegistryCommand implements Callable<Integer> {
                 parent.print(new ArrayList<Object>(models), String.join("\n", models));
                 return 0;
             }
+            if (!r.models().contains(name)) {  // a mistyped name: an error, not an empty list
+                throw new IllegalStateException("model '" + name + "' is not in the registry " + r.root());
+            }
             Map<String, Integer> aliases = r.aliases(name);
             List<Object> out = new ArrayList<>();
             StringBuilder text = new StringBuilder();

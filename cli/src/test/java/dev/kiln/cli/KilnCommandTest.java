@@ -295,5 +295,16 @@ class KilnCommandTest {
         assertEquals(1, run("registry", "--root", root, "show", "fraud", "7").code);
         r = run("registry", "--root", root, "list", "--json");
         assertEquals("[\"fraud\"]", r.out.strip());
+        // A mistyped model name: an error, not an empty list (exit 0) as before.
+        r = run("registry", "--root", root, "list", "frad");
+        assertEquals(1, r.code);
+        assertTrue(r.err.startsWith("kiln list: model 'frad' is not in the registry"), r.err);
+        java.nio.file.Path empty = java.nio.file.Files.write(dir.resolve("empty.kiln"), new byte[0]);
+        r = run("registry", "--root", root, "register", "fraud", empty.toString());
+        assertEquals(1, r.code);
+        assertTrue(r.err.contains("is empty"), r.err);
+        r = run("registry", "--root", root, "promote", "fraud", "5", "1");
+        assertEquals(1, r.code);
+        assertTrue(r.err.contains("alias '5' is all digits"), r.err);
     }
 }

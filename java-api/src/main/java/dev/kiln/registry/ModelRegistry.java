@@ -115,8 +115,14 @@ public final class ModelRegistry {
     public ModelVersion register(String name, byte[] artifact, Map<String, String> metadata) throws IOException {
         checkName("model name", name);
         Objects.requireNonNull(artifact, "artifact");
+        if (artifact.length == 0) {
+            throw new IllegalArgumentException("the artifact for '" + name + "' is empty: no model has 0 bytes");
+        }
         Map<String, String> meta = metadata == null ? Map.of() : metadata;
         for (String k : meta.keySet()) {
+            if (k.isEmpty()) {
+                throw new IllegalArgumentException("a metadata key is empty");
+            }
             if (k.startsWith("kiln.")) {
                 throw new IllegalArgumentException("metadata key '" + k + "': the kiln. prefix is reserved");
             }
@@ -425,6 +431,9 @@ public final class ModelRegistry {
     public void promote(String name, String alias, int version) throws IOException {
         checkName("model name", name);
         checkName("alias", alias);
+        if (alias.chars().allMatch(Character::isDigit)) {  // "show fraud 5": version 5, or alias 5?
+            throw new IllegalArgumentException("alias '" + alias + "' is all digits: it would read as a version number");
+        }
         locked(() -> {
             version(name, version); // must exist (and be complete: it is a renamed directory)
             cleanTemporaries(Files.createDirectories(root.resolve(name).resolve("aliases")));

@@ -60,6 +60,10 @@ class RegistryTest {
         assertTrue(assertThrows(IOException.class, () -> r.artifact(r.version("fraud", 1))).getMessage().contains("SHA-256"));
         assertThrows(IllegalArgumentException.class, () -> r.register("../evil", new byte[1], Map.of()));
         assertThrows(IllegalArgumentException.class, () -> r.register("ok", new byte[1], Map.of("kiln.number", "9")));
+        // Before: an empty file and an empty metadata key were registered as a version.
+        assertEquals("the artifact for 'fraud' is empty: no model has 0 bytes",
+                assertThrows(IllegalArgumentException.class, () -> r.register("fraud", new byte[0], Map.of())).getMessage());
+        assertThrows(IllegalArgumentException.class, () -> r.register("fraud", new byte[1], Map.of("", "x")));
         assertThrows(java.nio.file.NoSuchFileException.class, () -> r.version("fraud", 3));
     }
 
@@ -86,6 +90,10 @@ class RegistryTest {
         assertEquals(4, r.register("m", new byte[] {4}, Map.of()).number()); // numbers never reused
         assertThrows(java.nio.file.NoSuchFileException.class, () -> r.promote("m", "production", 2));
         assertTrue(r.resolve("m", "nope").isEmpty());
+        // An alias of digits only would read as a version number ("kiln registry show m 5").
+        assertEquals("alias '5' is all digits: it would read as a version number",
+                assertThrows(IllegalArgumentException.class, () -> r.promote("m", "5", 1)).getMessage());
+        r.promote("m", "v5", 1);
     }
 
     @Test
