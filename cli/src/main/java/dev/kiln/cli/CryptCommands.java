@@ -56,9 +56,9 @@ final class CryptCommands {
     }
 
     /**
-     * IN must be a file and OUT a file name in an existing directory (OUT may be IN: the file is
-     * replaced atomically). Before: a missing IN said only its name, and an OUT that is a directory
-     * named the temporary file.
+     * IN must be a file and OUT a file name (its directory is created if missing, as Kiln's writers
+     * do; OUT may be IN: the file is replaced atomically). Before: a missing IN said only its name,
+     * and an OUT that is a directory named the temporary file.
      */
     static void checkFiles(Path in, Path out) {
         if (!java.nio.file.Files.exists(in)) {
@@ -69,10 +69,6 @@ final class CryptCommands {
         }
         if (java.nio.file.Files.isDirectory(out)) {
             throw new IllegalStateException("OUT " + out + " is a directory: give a file name");
-        }
-        Path dir = out.toAbsolutePath().getParent();
-        if (dir == null || !java.nio.file.Files.isDirectory(dir)) {
-            throw new IllegalStateException("OUT " + out + ": the directory " + dir + " does not exist");
         }
     }
 

@@ -80,13 +80,20 @@ final class TrainCommand implements Callable<Integer> {
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
-    private static void requireWritableDirectory(String option, Path file) {
+    /**
+     * The directory a file will be written to: created now if missing (as Kiln's writers do), and
+     * checked writable, so that a bad path fails before the training rather than after it.
+     */
+    private static void prepareDirectory(String option, Path file) {
         if (file == null) {
             return;
         }
         Path dir = file.toAbsolutePath().getParent();
-        if (dir == null || !java.nio.file.Files.isDirectory(dir)) {
-            throw new IllegalStateException(option + " " + file + ": the directory " + dir + " does not exist");
+        try {
+            java.nio.file.Files.createDirectories(dir);
+        } catch (java.io.IOException | SecurityException e) {
+            throw new IllegalStateException(option + " " + file + ": cannot create the directory " + dir + " ("
+                    + e.getClass().getSimpleName() + ")", e);
         }
         if (!java.nio.file.Files.isWritable(dir)) {
             throw new IllegalStateException(option + " " + file + ": the directory " + dir + " is not writable");
@@ -134,8 +141,8 @@ final class TrainCommand implements Callable<Integer> {
         }
         // Before any data loads or a step runs: a file that cannot be written there would fail only
         // after the whole training.
-        requireWritableDirectory("--save", save);
-        requireWritableDirectory("--checkpoint", checkpoint);
+        prepareDirectory("--save", save);
+        prepareDirectory("--checkpoint", checkpoint);
         if (resume != null && !java.nio.file.Files.isRegularFile(resume)) {
             throw new IllegalStateException("--resume " + resume + ": no such checkpoint file");
         }

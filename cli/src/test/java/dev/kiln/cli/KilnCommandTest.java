@@ -161,7 +161,7 @@ class KilnCommandTest {
     }
 
     @Test
-    void trainRefusesBadOptions() {
+    void trainRefusesBadOptions() throws Exception {
         assertEquals(2, run("train", "--epochs", "0").code);
         assertEquals(2, run("train", "--optimizer", "lbfgs").code);
         assertEquals(2, run("train", "--lr", "-1").code);
@@ -176,14 +176,20 @@ class KilnCommandTest {
         r = run("train", "--resume", "/nonexistent/run.ckpt");
         assertEquals(1, r.code);
         assertTrue(r.err.contains("no such checkpoint file"), r.err);
-        // Before: a --save or --checkpoint in a missing directory failed only after the whole training.
-        r = run("train", "--save", "/nonexistent/dir/m.onnx");
-        assertEquals(1, r.code);
-        assertTrue(r.err.startsWith("kiln train: --save /nonexistent/dir/m.onnx: the directory /nonexistent/dir does not exist"),
-                r.err);
-        r = run("train", "--checkpoint", "/nonexistent/dir/run.ckpt");
-        assertEquals(1, r.code);
-        assertTrue(r.err.contains("--checkpoint /nonexistent/dir/run.ckpt: the directory /nonexistent/dir does not exist"), r.err);
+        // Before: a --save whose directory could not be written failed only after the whole training.
+        // A directory that cannot be created (its parent is a file) is named before any data loads.
+        java.nio.file.Path file = java.nio.file.Files.createTempFile("kiln-cli", ".txt");
+        try {
+            r = run("train", "--save", file.resolve("m.onnx").toString());
+            assertEquals(1, r.code);
+            assertTrue(r.err.startsWith("kiln train: --save " + file.resolve("m.onnx") + ": cannot create the directory "
+                    + file), r.err);
+            r = run("train", "--checkpoint", file.resolve("sub/run.ckpt").toString());
+            assertEquals(1, r.code);
+            assertTrue(r.err.contains("cannot create the directory"), r.err);
+        } finally {
+            java.nio.file.Files.delete(file);
+        }
         r = run("train", "--save", System.getProperty("java.io.tmpdir"));
         assertEquals(2, r.code);
     }
@@ -242,7 +248,7 @@ class KilnCommandTest {
         assertTrue(r.err.contains("key id 'prod'") && r.err.strip().lines().count() == 1, r.err);
         assertTrue(!r.err.contains(hex) && !r.out.contains(hex));
         assertTrue(!java.nio.file.Files.exists(dir.resolve("bad.kiln")));
-        // A missing IN, an OUT that is a directory or in a missing one: named before any work.
+        // A missing IN and an OUT that is a directory: named before any work.
         r = run("encrypt", dir.resolve("nope.kiln").toString(), dir.resolve("n.enc").toString(), "--key-id", "prod",
                 "--key-file", key.toString());
         assertEquals(1, r.code);
@@ -250,10 +256,11 @@ class KilnCommandTest {
         r = run("decrypt", dir.resolve("m.enc").toString(), dir.toString(), "--key-file", key.toString());
         assertEquals(1, r.code);
         assertEquals("kiln decrypt: OUT " + dir + " is a directory: give a file name", r.err.strip());
-        r = run("encrypt", plain.toString(), dir.resolve("no/such/m.enc").toString(), "--key-id", "prod", "--key-file",
+        // OUT's directory is created when missing, as every Kiln writer does.
+        r = run("encrypt", plain.toString(), dir.resolve("new/dir/m.enc").toString(), "--key-id", "prod", "--key-file",
                 key.toString());
-        assertEquals(1, r.code);
-        assertTrue(r.err.contains("the directory " + dir.resolve("no/such") + " does not exist"), r.err);
+        assertEquals(0, r.code, r.err);
+        assertTrue(java.nio.file.Files.isRegularFile(dir.resolve("new/dir/m.enc")));
         // A key never comes from the command line.
         assertEquals(2, run("encrypt", "a", "b", "--key-id", "x", "--key", hex).code);
         assertEquals(2, run("encrypt", "a", "b", "--key-id", "x").code);

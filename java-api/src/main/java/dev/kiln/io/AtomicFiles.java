@@ -10,8 +10,9 @@ import java.nio.file.StandardOpenOption;
 
 /**
  * How Kiln replaces a file so that a crash leaves either the old file or the new one, never a part:
- * write a temporary file in the same directory, fsync it, rename it over the target, fsync the
- * directory. Used by model files, checkpoints, encrypted artifacts and the registry.
+ * create the directory if it is missing, write a temporary file in it, fsync it, rename it over the
+ * target, fsync the directory. Used by every file Kiln writes: model files (Kiln, safetensors, ONNX),
+ * checkpoints, encrypted artifacts, HTML reports and the registry.
  */
 public final class AtomicFiles {
     private AtomicFiles() {}
@@ -36,6 +37,16 @@ public final class AtomicFiles {
         } finally {
             Files.deleteIfExists(tmp);
         }
+    }
+
+    /** Replaces {@code target} with {@code content} (see {@link #write(Path, Body)}). */
+    public static void write(Path target, byte[] content) throws IOException {
+        write(target, ch -> {
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(content);
+            while (b.hasRemaining()) {
+                ch.write(b);
+            }
+        });
     }
 
     /** Renames {@code from} over {@code to} atomically (where the file system can) and syncs the directory. */

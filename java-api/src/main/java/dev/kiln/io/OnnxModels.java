@@ -21,7 +21,6 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -54,14 +53,7 @@ public final class OnnxModels {
 
     public static void save(Sequential model, Path file) throws IOException {
         Objects.requireNonNull(file, "file");
-        byte[] bytes = toBytes(model);
-        Path tmp = Files.createTempFile(file.toAbsolutePath().getParent(), ".kiln-onnx", ".tmp");
-        try {
-            Files.write(tmp, bytes);
-            Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        AtomicFiles.write(file, toBytes(model));  // the directory is created if missing; fsynced, renamed
     }
 
     public static byte[] toBytes(Sequential model) {

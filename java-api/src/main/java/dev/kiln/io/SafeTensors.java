@@ -10,9 +10,7 @@ import java.nio.channels.FileChannel;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -84,18 +82,7 @@ public final class SafeTensors {
     /** Writes tensors (F32, BF16, F16, I8, U8, I32; any layout) and string metadata, atomically. */
     public static void write(Path file, Map<String, Tensor> tensors, Map<String, String> metadata) throws IOException {
         Objects.requireNonNull(file, "file");
-        byte[] image = toBytes(tensors, metadata);
-        Path dir = file.toAbsolutePath().getParent();
-        Path tmp = Files.createTempFile(dir, ".kiln-st", ".tmp");
-        try {
-            Files.write(tmp, image);
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
-                ch.force(true);
-            }
-            Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        AtomicFiles.write(file, toBytes(tensors, metadata));
     }
 
     /** The safetensors image of {@code tensors} (sorted by name) and {@code metadata}. */

@@ -4,9 +4,7 @@ import dev.kiln.eval.Classification;
 import dev.kiln.eval.Ranking;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
@@ -165,17 +163,10 @@ public final class HtmlReport {
         return sb.append("</body></html>\n").toString();
     }
 
-    /** Writes the report to {@code file} (via a temporary file renamed into place). */
+    /** Writes the report to {@code file} (via a temporary file renamed into place; see AtomicFiles). */
     public Path write(Path file) throws IOException {
         Objects.requireNonNull(file, "file");
-        Path dir = file.toAbsolutePath().getParent();
-        Path tmp = Files.createTempFile(dir, ".kiln-report", ".tmp");
-        try {
-            Files.writeString(tmp, html(), StandardCharsets.UTF_8);
-            Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        dev.kiln.io.AtomicFiles.write(file, html().getBytes(StandardCharsets.UTF_8));
         return file;
     }
 

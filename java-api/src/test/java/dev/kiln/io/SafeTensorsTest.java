@@ -133,6 +133,30 @@ class SafeTensorsTest {
     }
 
     @Test
+    void everyWriterCreatesAMissingDirectoryAndLeavesNoTemporaryFile(@TempDir Path dir) throws Exception {
+        // Before: SafeTensors.write, OnnxModels.save and HtmlReport.write failed in a missing directory
+        // (naming a temporary file) while KilnFile, checkpoints and artifacts created it; all share
+        // AtomicFiles now (created, fsynced, renamed).
+        Map<String, Tensor> t = sample();
+        try (dev.kiln.nn.Sequential m = dev.kiln.nn.Sequential.builder(4).dense(3, dev.kiln.nn.Init.HE, 1).build()) {
+            SafeTensors.write(dir.resolve("a/b/w.safetensors"), t, Map.of());
+            OnnxModels.save(m, dir.resolve("c/m.onnx"));
+            new dev.kiln.metrics.HtmlReport("r").write(dir.resolve("d/e/r.html"));
+            try (TensorSet back = SafeTensors.read(dir.resolve("a/b/w.safetensors"));
+                 dev.kiln.nn.Sequential m2 = OnnxModels.load(dir.resolve("c/m.onnx"))) {
+                assertEquals(t.size(), back.tensors().size());
+                assertEquals(3, m2.outputFeatures());
+            }
+            assertTrue(Files.readString(dir.resolve("d/e/r.html")).startsWith("<!DOCTYPE html>"));
+        } finally {
+            t.values().forEach(Tensor::close);
+        }
+        try (var files = Files.walk(dir)) {
+            assertEquals(0, files.filter(f -> f.getFileName().toString().endsWith(".tmp")).count());
+        }
+    }
+
+    @Test
     void truncatedFileOnDiskIsRefused(@TempDir Path dir) throws Exception {
         Map<String, Tensor> in = sample();
         try {
