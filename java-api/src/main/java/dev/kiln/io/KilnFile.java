@@ -32,8 +32,9 @@ import java.util.zip.CRC32C;
  *
  * <pre>
  * offset 0   8 bytes  magic "KILNFILE"
- *        8   u32      format version (this Kiln writes and reads 1; a newer one is refused)
- *       12   u32      reserved, 0
+ *        8   u32      format version (this Kiln writes 2 and reads 1 and 2; a newer one is refused)
+ *       12   u32      version 2: CRC-32C of bytes 16 .. 24 + H (the header length and the header);
+ *                     version 1: reserved, 0, not checked
  *       16   u64      header length H (at most 64 MiB)
  *       24   H bytes  header: UTF-8 JSON {"tensors": [{"name", "dtype", "shape", "offset", "length",
  *                     "crc32c"}, ...], "metadata": {"key": "value", ...}}
@@ -43,12 +44,13 @@ import java.util.zip.CRC32C;
  * </pre>
  *
  * All integers are little-endian. Every field is checked before it is used: magic, version,
- * header length against the file, strict JSON (no duplicate keys, depth 16 at most), names (unique,
+ * header length against the file, the header's CRC-32C (version 2: a flipped bit in a name, a
+ * shape or the metadata is caught like one in the data), strict JSON (no duplicate keys, depth 16 at most), names (unique,
  * not empty), dtypes, shapes (length = element count x element size, without overflow), offsets
  * and lengths inside the data, no overlap, and each tensor's CRC-32C when it is read or mapped.
  */
 public final class KilnFile {
-    public static final int VERSION = 1;
+    public static final int VERSION = 2;
     public static final long MAX_HEADER_BYTES = 64L << 20;
     static final byte[] MAGIC = {'K', 'I', 'L', 'N', 'F', 'I', 'L', 'E'};
     private static final int ALIGN = 64;
@@ -121,6 +123,7 @@ public final class KilnFile {
             long dataStart = align(24L + header.length);
             ByteBuffer head = ByteBuffer.allocate((int) dataStart).order(ByteOrder.LITTLE_ENDIAN);
             head.put(MAGIC).putInt(VERSION).putInt(0).putLong(header.length).put(header);
+            head.putInt(12, (int) headerCrc(head, header.length));
             head.position(0);
             writeFully(out, head);
             long written = 0;
@@ -142,6 +145,13 @@ public final class KilnFile {
         } finally {
             copies.forEach(Tensor::close);
         }
+    }
+
+    /** CRC-32C of the header length and the header (bytes 16 .. 24 + h of the image). */
+    private static long headerCrc(ByteBuffer image, long h) {
+        CRC32C crc = new CRC32C();
+        crc.update(image.duplicate().position(16).limit((int) (24 + h)));
+        return crc.getValue();
     }
 
     private static long crc(Tensor c) {
@@ -198,6 +208,9 @@ public final class KilnFile {
         }
         if (head.limit() < 24 + h) {
             throw new IllegalArgumentException(where + ": truncated header");
+        }
+        if (version >= 2 && Integer.toUnsignedLong(head.getInt(12)) != headerCrc(head, h)) {
+            throw new IllegalArgumentException(where + ": the header fails its checksum (corrupt file)");
         }
         byte[] header = new byte[(int) h];
         head.get(24, header);

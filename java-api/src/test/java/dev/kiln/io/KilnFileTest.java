@@ -155,7 +155,7 @@ class KilnFileTest {
         assertTrue(refused(java.util.Arrays.copyOf(good, good.length - 1)).contains("truncated or extended"));
         assertTrue(refused(java.util.Arrays.copyOf(good, 30)).contains("header length"));
         byte[] newer = good.clone();
-        newer[8] = 2;
+        newer[8] = 3;
         assertTrue(refused(newer).contains("newer than this Kiln reads"));
         byte[] magic = good.clone();
         magic[0] = 'X';
@@ -181,6 +181,33 @@ class KilnFileTest {
         byte[] hugeHeader = good.clone();
         ByteBuffer.wrap(hugeHeader).order(ByteOrder.LITTLE_ENDIAN).putLong(16, Long.MAX_VALUE);
         assertTrue(refused(hugeHeader).contains("header length"));
+    }
+
+    @Test
+    void everyFlippedBitOfTheHeaderIsCaughtAndVersion1FilesStillRead() {
+        byte[] good = small();
+        ByteBuffer b = ByteBuffer.wrap(good).order(ByteOrder.LITTLE_ENDIAN);
+        assertEquals(2, b.getInt(8));
+        long end = 24 + b.getLong(16);
+        // Before (version 1, no header checksum) a bit flipped in a tensor name, a shape digit or a
+        // metadata value that kept the JSON valid was read without a word.
+        for (int i = 12; i < end; i++) {
+            for (int bit = 0; bit < 8; bit++) {
+                byte[] f = good.clone();
+                f[i] ^= (byte) (1 << bit);
+                refused(f);
+            }
+        }
+        byte[] name = good.clone();
+        name[new String(good, StandardCharsets.ISO_8859_1).indexOf("\"name\":\"a\"") + 8] = 'c';
+        assertEquals("kiln file: the header fails its checksum (corrupt file)", refused(name));
+        // A version-1 file (offset 12 reserved) is read as before.
+        byte[] v1 = good.clone();
+        ByteBuffer.wrap(v1).order(ByteOrder.LITTLE_ENDIAN).putInt(8, 1).putInt(12, 0);
+        try (TensorSet s = KilnFile.fromBytes(v1)) {
+            assertEquals(java.util.Set.of("a", "b"), s.tensors().keySet());
+            assertEquals("v", s.metadata().get("k"));
+        }
     }
 
     @Test
