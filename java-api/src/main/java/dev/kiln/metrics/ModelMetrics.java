@@ -43,8 +43,11 @@ public final class ModelMetrics {
         return version;
     }
 
-    /** Records one successful request of {@code rowCount} rows that took {@code nanos}. */
+    /** Records one successful request of {@code rowCount} (>= 0) rows that took {@code nanos}. */
     public void recordRequest(long nanos, long rowCount) {
+        if (rowCount < 0) {  // would silently lower the row count every dashboard reads
+            throw new IllegalArgumentException("recordRequest: rowCount is " + rowCount + ": must be >= 0");
+        }
         recordLatency(nanos);
         requests.increment();
         rows.add(rowCount);

@@ -82,6 +82,9 @@ class ModelMetricsTest {
             sum += c;
         }
         assertEquals(1000, sum, "histogram buckets hold every value");
+        // A negative row count would lower the exported row counter without a word.
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> m.recordRequest(10, -1));
+        assertEquals(0, m.snapshot().requests());
     }
 
     @Test
