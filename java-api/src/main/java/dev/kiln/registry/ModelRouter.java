@@ -5,7 +5,6 @@ import dev.kiln.nn.Sequential;
 import dev.kiln.tensor.DType;
 import dev.kiln.tensor.Tensor;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -200,11 +199,8 @@ public final class ModelRouter implements AutoCloseable {
         if (arms.size() == 1) {
             return 0;
         }
-        // A stable 64-bit hash of the key's bytes (FNV-1a, then a mixer), mapped to [0, 1).
-        long h = 0xcbf29ce484222325L;
-        for (byte b : key.getBytes(StandardCharsets.UTF_8)) {
-            h = (h ^ (b & 0xff)) * 0x100000001b3L;
-        }
+        // A stable 64-bit hash of the key's UTF-8 bytes (FNV-1a, then a mixer), mapped to [0, 1).
+        long h = keyHash(key);
         h ^= h >>> 33;
         h *= 0xff51afd7ed558ccdL;
         h ^= h >>> 33;
@@ -215,6 +211,39 @@ public final class ModelRouter implements AutoCloseable {
             }
         }
         return cumulative.length - 1;
+    }
+
+    /**
+     * FNV-1a over the bytes {@code key.getBytes(UTF_8)} would give (an unpaired surrogate as '?'),
+     * encoded on the fly: routing a request allocates nothing.
+     */
+    static long keyHash(String key) {
+        long h = 0xcbf29ce484222325L;
+        for (int i = 0, n = key.length(); i < n; i++) {
+            int c = key.charAt(i);
+            if (c < 0x80) {
+                h = (h ^ c) * 0x100000001b3L;
+            } else if (c < 0x800) {
+                h = (h ^ (0xc0 | c >> 6)) * 0x100000001b3L;
+                h = (h ^ (0x80 | c & 0x3f)) * 0x100000001b3L;
+            } else if (Character.isSurrogate((char) c)) {
+                int cp = Character.isHighSurrogate((char) c) && i + 1 < n && Character.isLowSurrogate(key.charAt(i + 1))
+                        ? Character.toCodePoint((char) c, key.charAt(++i)) : '?';
+                if (cp == '?') {
+                    h = (h ^ '?') * 0x100000001b3L;
+                } else {
+                    h = (h ^ (0xf0 | cp >> 18)) * 0x100000001b3L;
+                    h = (h ^ (0x80 | cp >> 12 & 0x3f)) * 0x100000001b3L;
+                    h = (h ^ (0x80 | cp >> 6 & 0x3f)) * 0x100000001b3L;
+                    h = (h ^ (0x80 | cp & 0x3f)) * 0x100000001b3L;
+                }
+            } else {
+                h = (h ^ (0xe0 | c >> 12)) * 0x100000001b3L;
+                h = (h ^ (0x80 | c >> 6 & 0x3f)) * 0x100000001b3L;
+                h = (h ^ (0x80 | c & 0x3f)) * 0x100000001b3L;
+            }
+        }
+        return h;
     }
 
     /**

@@ -168,6 +168,32 @@ class RegistryTest {
     }
 
     @Test
+    void keyHashIsFnv1aOfTheKeysUtf8Bytes() {
+        // The same arms as before the hash stopped allocating: FNV-1a of getBytes(UTF_8), unpaired
+        // surrogates included (encoded as '?').
+        java.util.Random rnd = new java.util.Random(5);
+        for (int n = 0; n < 20_000; n++) {
+            char[] cs = new char[rnd.nextInt(12)];
+            for (int i = 0; i < cs.length; i++) {
+                int kind = rnd.nextInt(5);
+                cs[i] = (char) (kind == 0 ? rnd.nextInt(0x80) : kind == 1 ? rnd.nextInt(0x800)
+                        : kind == 2 ? 0xd800 + rnd.nextInt(0x800) : kind == 3 ? rnd.nextInt(0x10000) : 'a' + rnd.nextInt(26));
+            }
+            if (n % 3 == 0 && cs.length >= 2) {  // a valid pair somewhere
+                int at = rnd.nextInt(cs.length - 1);
+                cs[at] = (char) (0xd800 + rnd.nextInt(0x400));
+                cs[at + 1] = (char) (0xdc00 + rnd.nextInt(0x400));
+            }
+            String key = new String(cs);
+            long want = 0xcbf29ce484222325L;
+            for (byte b : key.getBytes(java.nio.charset.StandardCharsets.UTF_8)) {
+                want = (want ^ (b & 0xff)) * 0x100000001b3L;
+            }
+            assertEquals(want, ModelRouter.keyHash(key), () -> "key " + key.chars().mapToObj(Integer::toHexString).toList());
+        }
+    }
+
+    @Test
     void abSplitIsWithinOnePercentAndSticky(@TempDir Path root) throws IOException {
         ModelRegistry r = ModelRegistry.open(root);
         try (Sequential a = constant(1); Sequential b = constant(2)) {
@@ -192,6 +218,18 @@ class RegistryTest {
                     ModelVersion v = router.run(key, x, y);
                     assertEquals(router.armOf(key).equals("production") ? 1 : 2, v.number());
                 }
+                // Routing a request allocates nothing (the key's UTF-8 bytes are hashed as encoded).
+                var mx = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+                String[] keys = {"user-1", "user-2", "ünïcödé-✓", "emoji-\uD83D\uDE00"};
+                for (int i = 0; i < 20_000; i++) {
+                    router.run(keys[i & 3], x, y);
+                }
+                long tid = Thread.currentThread().getId(), before = mx.getThreadAllocatedBytes(tid);
+                for (int i = 0; i < 10_000; i++) {
+                    router.run(keys[i & 3], x, y);
+                }
+                long total = mx.getThreadAllocatedBytes(tid) - before;
+                assertEquals(0, total / 10_000, "bytes allocated per routed request (total " + total + ")");
             }
         }
     }
