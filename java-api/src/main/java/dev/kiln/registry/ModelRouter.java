@@ -42,6 +42,9 @@ import java.util.concurrent.atomic.AtomicReference;
  * caller's thread after the primary; its output is discarded, and {@link #shadowDisagreements}
  * counts the rows whose arg-max differs from the primary's. A shadow that fails never fails the
  * request: {@link #shadowFailures} counts it.
+ *
+ * <p>Garbage: routing and serving a request allocates nothing on the Java heap (as
+ * {@link InferenceSession#run}); a shadow's comparison allocates a few small objects a request.
  */
 public final class ModelRouter implements AutoCloseable {
     private record Loaded(ModelVersion version, InferenceSession session, DType inputDType) {
