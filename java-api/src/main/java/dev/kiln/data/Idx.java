@@ -52,10 +52,11 @@ public final class Idx {
                     throw new IOException(path + ": IDX dimension " + i + " is " + d + ": must be >= 1");
                 }
                 shape[i] = d;
-                total = Math.multiplyExact(total, d);
-            }
-            if (total > Integer.MAX_VALUE) {
-                throw new IOException(path + ": " + total + " elements: too large");
+                total *= d;  // at most 4 factors below 2^31: fits in a long until it passes the limit below
+                if (total > Integer.MAX_VALUE) {
+                    throw new IOException(path + ": IDX dimensions " + java.util.Arrays.toString(java.util.Arrays.copyOf(
+                            shape, i + 1)) + (i + 1 < rank ? "..." : "") + " hold more than 2^31-1 elements: too large");
+                }
             }
             Tensor t = Tensor.zeros(DType.U8, shape);
             try {
@@ -69,6 +70,10 @@ public final class Idx {
                     }
                     dst.put(chunk, 0, r);
                     left -= r;
+                }
+                if (in.read() >= 0) {  // the dimensions say where the data ends
+                    throw new IOException(path + ": bytes past the " + total + " the IDX dimensions "
+                            + java.util.Arrays.toString(shape) + " hold (a corrupt file, or not the file it seems)");
                 }
                 return t;
             } catch (IOException | RuntimeException e) {
@@ -85,7 +90,34 @@ public final class Idx {
         } catch (NoSuchFileException e) {
             throw new NoSuchFileException(path.toString(), null, "no such file");
         }
-        return path.getFileName().toString().endsWith(".gz") ? new GZIPInputStream(in, 1 << 16) : in;
+        if (!path.getFileName().toString().endsWith(".gz")) {
+            return in;
+        }
+        try {
+            return new Gunzip(in, path);
+        } catch (IOException e) {
+            in.close();
+            throw new IOException(path + ": not a valid gzip file (" + e.getMessage() + ")", e);
+        }
+    }
+
+    /** A gzip stream whose format errors name the file (GZIPInputStream's say only what broke). */
+    private static final class Gunzip extends GZIPInputStream {
+        private final Path path;
+
+        Gunzip(InputStream in, Path path) throws IOException {
+            super(in, 1 << 16);
+            this.path = path;
+        }
+
+        @Override
+        public int read(byte[] b, int off, int len) throws IOException {
+            try {
+                return super.read(b, off, len);
+            } catch (java.util.zip.ZipException e) {
+                throw new IOException(path + ": corrupt gzip data (" + e.getMessage() + ")", e);
+            }
+        }
     }
 
     /** Images as F32 rows {@code [n, h * w]} scaled to [0, 1] (value / 255). */

@@ -56,6 +56,26 @@ class DataTest {
         assertThrows(IOException.class, () -> Idx.readU8(p));
         Files.write(p, idx(8, new int[] {65536, 65536}, new byte[0]));
         assertTrue(assertThrows(IOException.class, () -> Idx.readU8(p)).getMessage().contains("too large"));
+        // Before: an ArithmeticException ("long overflow") naming no file.
+        Files.write(p, idx(8, new int[] {Integer.MAX_VALUE, Integer.MAX_VALUE, Integer.MAX_VALUE}, new byte[0]));
+        assertEquals(p + ": IDX dimensions [2147483647, 2147483647]... hold more than 2^31-1 elements: too large",
+                assertThrows(IOException.class, () -> Idx.readU8(p)).getMessage());
+        // Before: bytes past the data were ignored.
+        Files.write(p, idx(8, new int[] {2}, new byte[] {1, 2, 3}));
+        assertTrue(assertThrows(IOException.class, () -> Idx.readU8(p)).getMessage().contains("bytes past the 2"));
+        // Before: java.util.zip.ZipException "Unsupported compression method", naming no file.
+        Path gz = dir.resolve("bad.gz");
+        Files.write(gz, new byte[] {0x1f, (byte) 0x8b, 7, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3});
+        assertTrue(assertThrows(IOException.class, () -> Idx.readU8(gz)).getMessage().startsWith(gz + ": not a valid gzip file"));
+        ByteArrayOutputStream z = new ByteArrayOutputStream();
+        try (GZIPOutputStream g = new GZIPOutputStream(z)) {
+            g.write(idx(8, new int[] {3}, new byte[] {1, 2, 3}));
+        }
+        byte[] corrupt = z.toByteArray();
+        corrupt[12] ^= 0x55;  // inside the deflate data
+        Files.write(gz, corrupt);
+        IOException e = assertThrows(IOException.class, () -> Idx.readU8(gz));
+        assertTrue(e.getMessage().startsWith(gz.toString()), e.getMessage());
     }
 
     @Test
