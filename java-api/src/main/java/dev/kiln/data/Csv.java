@@ -58,6 +58,43 @@ public final class Csv {
         return Dataset.regression(x, y);
     }
 
+    /** The 1-based line holding the first byte sequence that is not UTF-8 (streamed). */
+    static long firstLineNotUtf8(Path file) throws IOException {
+        java.nio.charset.CharsetDecoder d = StandardCharsets.UTF_8.newDecoder()
+                .onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+                .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT);
+        java.nio.ByteBuffer in = java.nio.ByteBuffer.allocate(1 << 16);
+        java.nio.CharBuffer out = java.nio.CharBuffer.allocate(1 << 16);
+        long line = 1;
+        try (java.io.InputStream s = Files.newInputStream(file)) {
+            boolean end = false;
+            while (true) {
+                int r = end ? -1 : s.read(in.array(), in.position(), in.remaining());
+                if (r < 0) {
+                    end = true;
+                } else {
+                    in.position(in.position() + r);
+                }
+                in.flip();
+                int start = in.position();
+                java.nio.charset.CoderResult cr = d.decode(in, out, end);
+                for (int i = start; i < in.position(); i++) {
+                    if (in.get(i) == '\n') {
+                        line++;
+                    }
+                }
+                if (cr.isError()) {
+                    return line;
+                }
+                out.clear();
+                if (end && !in.hasRemaining()) {
+                    return line;  // no bad sequence found (the reader saw one: report where it stopped)
+                }
+                in.compact();
+            }
+        }
+    }
+
     private record Parsed(float[] features, double[] targets, int width, List<Integer> lines) {}
 
     private static Parsed parse(Path file, int targetColumn, boolean header) throws IOException {
@@ -65,10 +102,28 @@ public final class Csv {
         List<Double> targets = new ArrayList<>();
         List<Integer> lines = new ArrayList<>();
         int columns = -1;
-        try (BufferedReader r = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
+        if (Files.isDirectory(file)) {
+            throw new IOException(file + " is a directory, not a CSV file");
+        }
+        BufferedReader opened;
+        try {
+            opened = Files.newBufferedReader(file, StandardCharsets.UTF_8);
+        } catch (java.nio.file.NoSuchFileException e) {
+            throw new java.nio.file.NoSuchFileException(file.toString(), null, "no such file");
+        }
+        try (BufferedReader r = opened) {
             String line;
             int no = 0;
-            while ((line = r.readLine()) != null) {
+            while (true) {
+                try {
+                    line = r.readLine();
+                } catch (java.nio.charset.CharacterCodingException e) {
+                    // The reader decodes ahead of the lines it returns: find the line on the error path.
+                    throw new IOException(file + ": line " + firstLineNotUtf8(file) + " is not valid UTF-8", e);
+                }
+                if (line == null) {
+                    break;
+                }
                 no++;
                 if (line.isBlank() || (header && no == 1)) {
                     continue;

@@ -111,6 +111,27 @@ class DataTest {
         Files.writeString(f, "a,b\n");
         assertTrue(assertThrows(IOException.class, () -> Csv.readClassification(f, 1, true)).getMessage()
                 .contains("no data rows"));
+        // Before: MalformedInputException "Input length = 1", "Is a directory", or the bare path.
+        Files.write(f, new byte[] {'1', ',', '0', '\n', '2', (byte) 0xe9, ',', '1', '\n'});
+        assertEquals(f + ": line 2 is not valid UTF-8",
+                assertThrows(IOException.class, () -> Csv.readClassification(f, 1, false)).getMessage());
+        StringBuilder many = new StringBuilder();
+        for (int i = 0; i < 5000; i++) {
+            many.append(i).append(",1\n");
+        }
+        byte[] head = many.toString().getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        byte[] far = java.util.Arrays.copyOf(head, head.length + 4);
+        far[head.length] = '7';
+        far[head.length + 1] = (byte) 0xc3;  // a lead byte without its continuation
+        far[head.length + 2] = ',';
+        far[head.length + 3] = '1';
+        Files.write(f, far);
+        assertEquals(f + ": line 5001 is not valid UTF-8",
+                assertThrows(IOException.class, () -> Csv.readClassification(f, 1, false)).getMessage());
+        assertEquals(dir + " is a directory, not a CSV file",
+                assertThrows(IOException.class, () -> Csv.readClassification(dir, 1, false)).getMessage());
+        assertEquals(dir.resolve("none.csv") + ": no such file",
+                assertThrows(IOException.class, () -> Csv.readRegression(dir.resolve("none.csv"), 1, false)).getMessage());
     }
 
     @Test
