@@ -206,10 +206,26 @@ final class EvalCommand implements Callable<Integer> {
 
     /** Reads a numeric CSV (comma, semicolon, tab or space separated); a non-numeric first line is a header. */
     static double[][] readCsv(Path file, String what) throws IOException {
+        if (Files.isDirectory(file)) {
+            throw new IllegalArgumentException(what + " file " + file + " is a directory");
+        }
         if (!Files.isRegularFile(file)) {
             throw new IllegalArgumentException(what + " file " + file + " does not exist");
         }
-        List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8);
+        byte[] bytes = Files.readAllBytes(file);
+        java.nio.ByteBuffer in = java.nio.ByteBuffer.wrap(bytes);
+        java.nio.CharBuffer text = java.nio.CharBuffer.allocate(bytes.length);  // UTF-8: never more chars than bytes
+        java.nio.charset.CoderResult cr = StandardCharsets.UTF_8.newDecoder()
+                .onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+                .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT).decode(in, text, true);
+        if (cr.isError()) {  // before: "Input length = 1", naming neither the file nor the line
+            long line = 1;
+            for (int i = 0; i < in.position(); i++) {
+                line += bytes[i] == '\n' ? 1 : 0;
+            }
+            throw new IllegalArgumentException(file + " line " + line + " is not valid UTF-8");
+        }
+        List<String> lines = text.flip().toString().lines().toList();
         List<double[]> rows = new ArrayList<>();
         for (int i = 0; i < lines.size(); i++) {
             String line = lines.get(i).trim();

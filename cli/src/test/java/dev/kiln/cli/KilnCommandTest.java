@@ -86,6 +86,13 @@ class KilnCommandTest {
         r = run("eval", "--labels", labels.toString(), "--scores", scores.toString());
         assertEquals(1, r.code);
         assertTrue(r.err.contains("has 2 rows but"), r.err);
+        java.nio.file.Files.write(labels, new byte[] {'0', '\n', '1', (byte) 0xe9, '\n'});  // Latin-1, not UTF-8
+        r = run("eval", "--labels", labels.toString(), "--scores", scores.toString());
+        assertEquals(1, r.code);
+        assertEquals("kiln eval: " + labels + " line 2 is not valid UTF-8", r.err.strip());
+        r = run("eval", "--labels", dir.toString(), "--scores", scores.toString());
+        assertEquals(1, r.code);
+        assertEquals("kiln eval: labels file " + dir + " is a directory", r.err.strip());
     }
 
     @Test
