@@ -31,8 +31,23 @@ final class KeyOptions {
         boolean prompt;
     }
 
+    /** A key or password file must be a readable file (before: the bare path, or "Is a directory"). */
+    private static Path secretFile(String option, Path file) {
+        if (Files.isDirectory(file)) {
+            throw new IllegalStateException(option + " " + file + " is a directory");
+        }
+        if (!Files.exists(file)) {
+            throw new IllegalStateException(option + " " + file + ": no such file");
+        }
+        if (!Files.isReadable(file)) {
+            throw new IllegalStateException(option + " " + file + ": not readable");
+        }
+        return file;
+    }
+
     ArtifactKey key(String keyId) throws IOException {
         if (source.keyFile != null) {
+            secretFile("--key-file", source.keyFile);
             return ArtifactKey.fromFile(keyId, source.keyFile);
         }
         if (source.keyEnv != null) {
@@ -40,7 +55,7 @@ final class KeyOptions {
         }
         char[] pw;
         if (source.passwordFile != null) {
-            byte[] b = Files.readAllBytes(source.passwordFile);
+            byte[] b = Files.readAllBytes(secretFile("--password-file", source.passwordFile));
             String first = new String(b, StandardCharsets.UTF_8).lines().findFirst().orElse("");
             Arrays.fill(b, (byte) 0);
             pw = first.toCharArray();

@@ -35,6 +35,14 @@ public final class KilnCommand implements Callable<Integer> {
         cl.setErr(err);
         cl.setExecutionExceptionHandler((ex, line, parsed) -> {
             String msg = ex.getMessage() == null ? ex.getClass().getSimpleName() : ex.getMessage();
+            // The JDK's file errors say only the path when they carry no reason: say what it is.
+            if (ex instanceof java.nio.file.NoSuchFileException f && f.getReason() == null) {
+                msg = f.getFile() + ": no such file";
+            } else if (ex instanceof java.nio.file.AccessDeniedException f && f.getReason() == null) {
+                msg = f.getFile() + ": permission denied";
+            } else if (ex instanceof java.nio.file.FileAlreadyExistsException f && f.getReason() == null) {
+                msg = f.getFile() + ": already exists";
+            }
             line.getErr().println("kiln " + line.getCommandName() + ": " + msg.lines().findFirst().orElse(""));
             return 1;
         });

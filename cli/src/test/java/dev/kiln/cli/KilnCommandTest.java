@@ -268,6 +268,13 @@ class KilnCommandTest {
                 key.toString());
         assertEquals(0, r.code, r.err);
         assertTrue(java.nio.file.Files.isRegularFile(dir.resolve("new/dir/m.enc")));
+        // A key or password file that is missing or a directory (before: the bare path, "Is a directory").
+        r = run("encrypt", plain.toString(), dir.resolve("k.enc").toString(), "--key-id", "prod", "--key-file",
+                dir.resolve("none.hex").toString());
+        assertEquals("kiln encrypt: --key-file " + dir.resolve("none.hex") + ": no such file", r.err.strip());
+        r = run("encrypt", plain.toString(), dir.resolve("k.enc").toString(), "--key-id", "prod", "--password-file",
+                dir.toString());
+        assertEquals("kiln encrypt: --password-file " + dir + " is a directory", r.err.strip());
         // A key never comes from the command line.
         assertEquals(2, run("encrypt", "a", "b", "--key-id", "x", "--key", hex).code);
         assertEquals(2, run("encrypt", "a", "b", "--key-id", "x").code);
@@ -320,5 +327,8 @@ class KilnCommandTest {
         r = run("registry", "--root", root, "promote", "fraud", "5", "1");
         assertEquals(1, r.code);
         assertTrue(r.err.contains("alias '5' is all digits"), r.err);
+        // A JDK file error without a reason says what it is (before: the bare path).
+        r = run("registry", "--root", root, "register", "fraud", dir.resolve("none.kiln").toString());
+        assertEquals("kiln register: " + dir.resolve("none.kiln") + ": no such file", r.err.strip());
     }
 }
