@@ -35,6 +35,9 @@ final class ReportCommand implements Callable<Integer> {
     @Option(names = "--latencies", description = "File of request latencies in nanoseconds, one per line.")
     Path latencies;
 
+    @Option(names = "--json", description = "Print one JSON object (the file written and its sections) instead of its path.")
+    boolean json;
+
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
@@ -101,7 +104,25 @@ final class ReportCommand implements Callable<Integer> {
             report.latency(m);
         }
         report.write(out);
-        spec.commandLine().getOut().println(out.toAbsolutePath());
+        if (json) {
+            java.util.Map<String, Object> o = new java.util.LinkedHashMap<>();
+            o.put("output", out.toAbsolutePath().toString());
+            o.put("bytes", java.nio.file.Files.size(out));
+            List<Object> sections = new ArrayList<>();
+            if (history != null) {
+                sections.add("history");
+            }
+            if (labels != null) {
+                sections.add("classification");
+            }
+            if (latencies != null) {
+                sections.add("latency");
+            }
+            o.put("sections", sections);
+            spec.commandLine().getOut().println(Json.write(o));
+        } else {
+            spec.commandLine().getOut().println(out.toAbsolutePath());
+        }
         return 0;
     }
 }

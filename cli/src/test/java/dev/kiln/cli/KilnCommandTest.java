@@ -109,6 +109,10 @@ class KilnCommandTest {
         String html = java.nio.file.Files.readString(out);
         assertTrue(html.contains("<h1>CLI report</h1>") && html.contains("Confusion matrix") && html.contains("Loss per epoch")
                 && html.contains("Latency histogram"), html.substring(0, Math.min(300, html.length())));
+        Result j = run("report", "--out", out.toString(), "--history", hist.toString(), "--json");
+        assertEquals(0, j.code, j.err);
+        assertTrue(j.out.startsWith("{\"output\":\"" + out.toAbsolutePath() + "\",\"bytes\":")
+                && j.out.contains("\"sections\":[\"history\"]"), j.out);
         Result none = run("report", "--out", out.toString());
         assertEquals(2, none.code);
         assertTrue(none.err.contains("give at least one of"), none.err);
