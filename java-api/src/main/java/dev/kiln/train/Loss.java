@@ -27,10 +27,16 @@ public final class Loss {
     /** Cross-entropy where class c's rows weigh {@code classWeights[c]} (finite, >= 0). */
     public static Loss softmaxCrossEntropy(float[] classWeights) {
         float[] w = classWeights.clone();
+        boolean any = false;
         for (int i = 0; i < w.length; i++) {
             if (!(w[i] >= 0) || Float.isInfinite(w[i])) {
                 throw new IllegalArgumentException("class weight " + i + " is " + w[i] + ": must be finite and >= 0");
             }
+            any |= w[i] > 0;
+        }
+        if (!any) {  // the weighted mean would be 0 at every step: nothing learned, no error
+            throw new IllegalArgumentException("class weights " + java.util.Arrays.toString(w)
+                    + ": at least one must be > 0");
         }
         return new Loss(Kind.SOFTMAX_CROSS_ENTROPY, 0, w);
     }

@@ -318,6 +318,17 @@ public final class Trainer implements AutoCloseable {
                         + outputs + " outputs");
             }
         }
+        if (d.sampleWeights() != null && "train".equals(what)) {
+            // Each step's loss is the weighted mean: with every weight 0 it is 0 and nothing is learned.
+            java.nio.FloatBuffer w = d.sampleWeights().floatView();
+            boolean any = false;
+            for (int i = 0; i < w.limit() && !any; i++) {
+                any = w.get(i) != 0;
+            }
+            if (!any) {
+                throw new IllegalArgumentException(what + ": every sample weight is 0: nothing would be learned");
+            }
+        }
     }
 
     /**

@@ -165,7 +165,15 @@ class TrainerTest {
                     assertTrue(e.getMessage().contains("label of row 1 is 3"), e.getMessage());
                 }
             }
+            // Before: every weight 0 gave a loss of 0 at every step, nothing learned, no error.
+            try (Dataset zeroWeights = Dataset.classification(Tensor.zeros(DType.F32, 4, 8), Tensor.zeros(DType.I32, 4))) {
+                zeroWeights.withSampleWeights(Tensor.zeros(DType.F32, 4));
+                e = assertThrows(IllegalArgumentException.class, () -> t.fit(zeroWeights, null, 1));
+                assertEquals("train: every sample weight is 0: nothing would be learned", e.getMessage());
+            }
         }
+        assertEquals("class weights [0.0, 0.0, 0.0]: at least one must be > 0", assertThrows(IllegalArgumentException.class,
+                () -> dev.kiln.train.Loss.softmaxCrossEntropy(new float[] {0, 0, 0})).getMessage());
         assertThrows(IllegalArgumentException.class, () -> Trainer.builder(mlp(0)).batchSize(0));
     }
 
