@@ -201,10 +201,25 @@ final class Json {
         }
     }
 
-    /** Writes a string as a JSON string literal. */
+    /**
+     * A JSON string literal of {@code v}. A string that is not well-formed UTF-16 (an unpaired
+     * surrogate) is refused: UTF-8 cannot encode it, and the file would hold '?' in its place, so a
+     * name or value would come back different from what was written.
+     */
     static String quote(String v) {
         StringBuilder sb = new StringBuilder("\"");
-        for (char c : v.toCharArray()) {
+        for (int i = 0; i < v.length(); i++) {
+            char c = v.charAt(i);
+            if (Character.isHighSurrogate(c) && i + 1 < v.length() && Character.isLowSurrogate(v.charAt(i + 1))) {
+                sb.append(c).append(v.charAt(++i));
+                continue;
+            }
+            if (Character.isSurrogate(c)) {
+                String shown = v.length() > 40 ? v.substring(0, 40) + "..." : v;
+                throw new IllegalArgumentException("'" + shown + "' has an unpaired surrogate (U+"
+                        + Integer.toHexString(c).toUpperCase(java.util.Locale.ROOT) + ") at " + i
+                        + ": not valid Unicode, it cannot be written as UTF-8");
+            }
             if (c == '"' || c == '\\') {
                 sb.append('\\').append(c);
             } else if (c < 0x20) {

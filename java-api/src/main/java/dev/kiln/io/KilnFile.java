@@ -94,7 +94,8 @@ public final class KilnFile {
                 String name = e.getKey();
                 Tensor t = Objects.requireNonNull(e.getValue(), name);
                 if (name.isEmpty() || name.length() > 1024) {
-                    throw new IllegalArgumentException("kiln file: tensor name '" + name + "' must have 1..1024 characters");
+                    throw new IllegalArgumentException("kiln file: tensor name '" + (name.length() > 40 ? name.substring(0, 40)
+                            + "...' (" + name.length() + " characters)" : name + "'") + " must have 1..1024 characters");
                 }
                 Tensor c = t.isContiguous() ? t : t.copy();
                 if (c != t) {

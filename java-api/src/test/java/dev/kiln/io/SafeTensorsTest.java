@@ -133,6 +133,31 @@ class SafeTensorsTest {
     }
 
     @Test
+    void namesAndMetadataComeBackExactlyOrAreRefused(@TempDir Path dir) throws Exception {
+        // Quotes, backslashes, control characters, non-ASCII and surrogate pairs round-trip in both
+        // formats. Before, an unpaired surrogate was written as '?' and came back as another name.
+        try (Tensor t = Tensor.zeros(DType.F32, 2)) {
+            for (String n : new String[] {"ünï\u00e9", "a\"b", "a\\b", "line\nbreak", "\u0000nul", "emoji\uD83D\uDE00"}) {
+                SafeTensors.write(dir.resolve("n.safetensors"), Map.of(n, t), Map.of("m", n));
+                KilnFile.write(dir.resolve("n.kiln"), Map.of(n, t), Map.of("m", n));
+                try (TensorSet a = SafeTensors.read(dir.resolve("n.safetensors")); TensorSet b = KilnFile.read(dir.resolve("n.kiln"))) {
+                    assertEquals(java.util.Set.of(n), a.tensors().keySet());
+                    assertEquals(java.util.Set.of(n), b.tensors().keySet());
+                    assertEquals(n, a.metadata().get("m"));
+                    assertEquals(n, b.metadata().get("m"));
+                }
+            }
+            for (String bad : new String[] {"lone\uD800", "\uDC00first", "high\uD83D"}) {
+                assertTrue(assertThrows(IllegalArgumentException.class, () -> SafeTensors.write(dir.resolve("b.safetensors"),
+                        Map.of(bad, t), Map.of())).getMessage().contains("unpaired surrogate"));
+                assertTrue(assertThrows(IllegalArgumentException.class, () -> KilnFile.write(dir.resolve("b.kiln"),
+                        Map.of("ok", t), Map.of("m", bad))).getMessage().contains("unpaired surrogate"));
+            }
+            assertTrue(!Files.exists(dir.resolve("b.safetensors")) && !Files.exists(dir.resolve("b.kiln")));
+        }
+    }
+
+    @Test
     void everyWriterCreatesAMissingDirectoryAndLeavesNoTemporaryFile(@TempDir Path dir) throws Exception {
         // Before: SafeTensors.write, OnnxModels.save and HtmlReport.write failed in a missing directory
         // (naming a temporary file) while KilnFile, checkpoints and artifacts created it; all share
