@@ -172,7 +172,8 @@ void apply_epilogue(const kiln_epilogue* ep, float* c, int64_t ldc, int rows, in
 // 99 -> 108, 256x256x256 105 -> 111, 256x784x512 104 -> 110, 512^3 106 -> 106; at 1024 rows direct
 // falls to 80 (B panels are reused by too many row panels to be read strided): 256 rows. AVX2
 // (6-row panels re-read B over twice as often), KILN_ISA=avx2: 32x784x256 74 -> 102-105,
-// 128x784x512 ~100 either way, 256x784x512 105 -> 98-99: 128 rows. With a pre-packed B the rule is
+// 128x784x512 ~100 either way, 256x784x512 105 -> 98-99: 128 rows there; but on a CPU without
+// AVX-512 (Zen 3) packing won from 16 rows: 12 (see gemm_avx2.cpp). With a pre-packed B the rule is
 // kDirectMaxRows on every table.
 constexpr int64_t kDirectMaxRows = 256;
 // With kc = K every row panel streams all of B: fine from L2/L3, not from DRAM (16x4096x4096

@@ -210,7 +210,16 @@ const GemmKernels kGemmAvx2 = {
       ukernel_direct<4, kDirectARows>, ukernel_direct<5, kDirectARows>, ukernel_direct<6, kDirectARows>},
      {nullptr, ukernel_direct<1, kDirectACols>, ukernel_direct<2, kDirectACols>, ukernel_direct<3, kDirectACols>,
       ukernel_direct<4, kDirectACols>, ukernel_direct<5, kDirectACols>, ukernel_direct<6, kDirectACols>}},
-    /*fused_store=*/true, /*direct_max_rows=*/128,
+    // Direct up to two row panels only. On a CPU whose best level is AVX2 (Zen 3: AMD EPYC family
+    // 25 model 1, 512 KiB L2) the direct tiles, which read B's rows a row stride apart, lost to
+    // packing B from 16 rows on. In-process A/B, 1 thread, GFLOP/s, direct -> packed (median of 9
+    // rounds): 16x784x512 58 -> 67, 32x784x256 62 -> 78, 32x784x512 57 -> 75, 128x784x256 68 -> 84,
+    // 128x784x512 59 -> 86, 128x784x520 73 -> 85, 128x1024x256 75 -> 87; 128x512x512 82 -> 84; kept
+    // direct: 8x784x512 (62 vs 51 packed), 12x784x512 (62 vs 60). Smaller direct column blocks
+    // (128 or 64 KiB) did not help (32x784x512 55-60 at each), so it is the strided reads, not the
+    // L2's size. (On Zen 4 with KILN_ISA=avx2, where AVX-512 is the default, 128 rows measured best:
+    // 32x784x256 74 packed -> 102-105 direct.) Small B (kDirectMaxBFloats) stays direct at any height.
+    /*fused_store=*/true, /*direct_max_rows=*/12,
     // Direct blocks at nc = 512 took 784 x 512 B blocks (1.6 MB), re-read from L3 by every 6-row
     // panel. 1 thread, GFLOP/s, whole B -> 256 KiB blocks: 32x784x512 80 -> 98, 128x784x512 83 ->
     // 103, 32x784x256 97 -> 104 (384 KiB alike, 512 and 768 KiB in between).
