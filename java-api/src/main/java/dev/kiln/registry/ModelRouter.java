@@ -40,11 +40,13 @@ import java.util.concurrent.atomic.AtomicReference;
  * <p>Splits: a key's arm is chosen by a hash of the key (the same key always gets the same arm as
  * long as the weights stay the same). Shadow: the shadow alias also scores every request, on the
  * caller's thread after the primary; its output is discarded, and {@link #shadowDisagreements}
- * counts the rows whose arg-max differs from the primary's. A shadow that fails never fails the
- * request: {@link #shadowFailures} counts it.
+ * counts the rows whose arg-max ({@link dev.kiln.tensor.Ops#argmax}: ties take the first, NaN counts
+ * as largest) differs from the primary's. A shadow that fails never fails the request:
+ * {@link #shadowFailures} counts it.
  *
  * <p>Garbage: routing and serving a request allocates nothing on the Java heap (as
- * {@link InferenceSession#run}); a shadow's comparison allocates a few small objects a request.
+ * {@link InferenceSession#run}), nor does a shadow's run and comparison once a thread has seen the
+ * request's output shape (each thread keeps a shadow output per shape, freed when the router closes).
  */
 public final class ModelRouter implements AutoCloseable {
     private record Loaded(ModelVersion version, InferenceSession session, DType inputDType) {
@@ -80,7 +82,7 @@ public final class ModelRouter implements AutoCloseable {
     private final AtomicLong disagreements = new AtomicLong();
     private final AtomicLong shadowRows = new AtomicLong();
     private final AtomicLong shadowFailures = new AtomicLong();
-    private final ThreadLocal<Map<Long, Tensor>> shadowOut = ThreadLocal.withInitial(LinkedHashMap::new);
+    private final ThreadLocal<ShadowSlots> shadowSlots = ThreadLocal.withInitial(ShadowSlots::new);
     private final List<Tensor> shadowTensors = java.util.Collections.synchronizedList(new ArrayList<>());
     private volatile boolean closed;
 
@@ -264,9 +266,9 @@ public final class ModelRouter implements AutoCloseable {
         if (shadow != null) {
             // The shadow never fails (or changes) the served request: its errors are only counted.
             try {
-                Tensor so = shadowOutput(output);
-                runOn(shadow, input, so);
-                compare(output, so);
+                ShadowScratch sc = shadowScratch(output);
+                runOn(shadow, input, sc.out);
+                compare(output, sc);
             } catch (RuntimeException e) {
                 shadowFailures.incrementAndGet();
             }
@@ -287,36 +289,92 @@ public final class ModelRouter implements AutoCloseable {
         }
     }
 
-    private Tensor shadowOutput(Tensor like) {
-        Map<Long, Tensor> m = shadowOut.get();
-        long key = like.size(0) << 32 | like.size(1);
-        Tensor t = m.get(key);
-        if (t == null || t.isClosed()) {
-            t = Tensor.zeros(DType.F32, like.size(0), like.size(1));
-            m.put(key, t);
-            shadowTensors.add(t);
+    /** A thread's shadow scratch for one output shape: the shadow's output, and the arg-max of each
+     *  row of the served and the shadow output, read through views made once. */
+    private static final class ShadowScratch {
+        final long rows;
+        final long cols;
+        final Tensor out;
+        final Tensor servedIdx;
+        final Tensor shadowIdx;
+        final java.nio.IntBuffer served;
+        final java.nio.IntBuffer shadowed;
+
+        ShadowScratch(long rows, long cols) {
+            this.rows = rows;
+            this.cols = cols;
+            Tensor o = null, a = null, b = null;
+            try {
+                o = Tensor.zeros(DType.F32, rows, cols);
+                a = Tensor.zeros(DType.I32, rows);
+                b = Tensor.zeros(DType.I32, rows);
+                // A view keeps its memory allocated even once the router closes the tensor.
+                served = a.byteView().asIntBuffer();
+                shadowed = b.byteView().asIntBuffer();
+            } catch (RuntimeException e) {
+                for (Tensor t : new Tensor[] {o, a, b}) {
+                    if (t != null) {
+                        t.close();
+                    }
+                }
+                throw e;
+            }
+            out = o;
+            servedIdx = a;
+            shadowIdx = b;
         }
-        return t;
+
+        boolean fits(long r, long c) {
+            return rows == r && cols == c && !out.isClosed();
+        }
     }
 
-    private void compare(Tensor a, Tensor b) {
-        long rows = a.size(0), cols = a.size(1);
-        java.nio.FloatBuffer x = a.floatView(), y = b.floatView();
-        for (int r = 0; r < rows; r++) {
-            int ia = 0, ib = 0;
-            for (int c = 1; c < cols; c++) {
-                if (x.get((int) (r * cols + c)) > x.get((int) (r * cols + ia))) {
-                    ia = c;
-                }
-                if (y.get((int) (r * cols + c)) > y.get((int) (r * cols + ib))) {
-                    ib = c;
-                }
-            }
-            if (ia != ib) {
-                disagreements.incrementAndGet();
+    /** The scratch of one thread, one per output shape it has served (a request's batch size):
+     *  found by a scan, so that a request allocates nothing whatever the shape. */
+    private static final class ShadowSlots {
+        ShadowScratch last;
+        final List<ShadowScratch> all = new ArrayList<>();
+    }
+
+    private ShadowScratch shadowScratch(Tensor like) {
+        long rows = like.size(0), cols = like.size(1);
+        ShadowSlots slots = shadowSlots.get();
+        ShadowScratch sc = slots.last;
+        if (sc != null && sc.fits(rows, cols)) {
+            return sc;
+        }
+        for (int i = 0; i < slots.all.size(); i++) {
+            ShadowScratch s = slots.all.get(i);
+            if (s.fits(rows, cols)) {
+                slots.last = s;
+                return s;
             }
         }
-        shadowRows.addAndGet(rows);
+        sc = new ShadowScratch(rows, cols);
+        slots.all.removeIf(s -> s.rows == rows && s.cols == cols); // closed with the router's earlier sessions
+        slots.all.add(sc);
+        shadowTensors.add(sc.out);
+        shadowTensors.add(sc.servedIdx);
+        shadowTensors.add(sc.shadowIdx);
+        slots.last = sc;
+        return sc;
+    }
+
+    /** Counts the rows whose arg-max (the library's: ties take the first, NaN counts as largest)
+     *  differs between the served output and the shadow's. */
+    private void compare(Tensor output, ShadowScratch sc) {
+        dev.kiln.tensor.Ops.argmax(output, sc.servedIdx);
+        dev.kiln.tensor.Ops.argmax(sc.out, sc.shadowIdx);
+        long differ = 0;
+        for (int r = 0; r < (int) sc.rows; r++) {
+            if (sc.served.get(r) != sc.shadowed.get(r)) {
+                differ++;
+            }
+        }
+        if (differ != 0) {
+            disagreements.addAndGet(differ);
+        }
+        shadowRows.addAndGet(sc.rows);
     }
 
     /** Rows where the shadow's arg-max differed from the served model's. */

@@ -609,6 +609,34 @@ public final class Ops {
         }
     }
 
+    /** t must be a contiguous tensor shaped like x with last dimension k (checked in place: a call allocates nothing). */
+    private static void requireTopkShape(long[] x, int k, Tensor t, String name) {
+        long[] s = t.shapeRef();
+        boolean same = s.length == x.length && s[s.length - 1] == k;
+        for (int i = 0; same && i < s.length - 1; i++) {
+            same = s[i] == x[i];
+        }
+        if (!same || !t.isContiguous()) {
+            long[] want = x.clone();
+            want[want.length - 1] = k;
+            throw new IllegalArgumentException("topk: " + name + " is " + Arrays.toString(s)
+                    + " but must be a contiguous " + Arrays.toString(want));
+        }
+    }
+
+    /** Whether {@code b} is {@code a} without its last dimension (compared in place: a call allocates nothing). */
+    private static boolean shapeWithoutLast(long[] a, long[] b) {
+        if (b.length != a.length - 1) {
+            return false;
+        }
+        for (int i = 0; i < b.length; i++) {
+            if (a[i] != b[i]) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /** out[r] = index of the largest element of row r (last dimension) of x; out is I32 with x's shape
      *  minus its last dimension. Ties take the first; NaN counts as largest. */
     public static void argmax(Tensor x, Tensor out) {
@@ -622,10 +650,9 @@ public final class Ops {
             throw new IllegalArgumentException("argmax: x is " + Arrays.toString(x.shapeRef())
                     + ": it needs a non-empty last dimension");
         }
-        long[] want = Arrays.copyOf(x.shapeRef(), x.rank() - 1);
-        if (!Arrays.equals(want, out.shapeRef()) || !out.isContiguous()) {
+        if (!shapeWithoutLast(x.shapeRef(), out.shapeRef()) || !out.isContiguous()) {
             throw new IllegalArgumentException("argmax: out is " + Arrays.toString(out.shapeRef())
-                    + " but must be a contiguous " + Arrays.toString(want));
+                    + " but must be a contiguous " + Arrays.toString(Arrays.copyOf(x.shapeRef(), x.rank() - 1)));
         }
         long cols = x.size(-1), rows = x.numel() / cols;
         Tensor cx = x.isContiguous() ? x : x.copy();
@@ -661,14 +688,8 @@ public final class Ops {
         if (k < 1 || k > cols) {
             throw new IllegalArgumentException("topk: k is " + k + ": must be in 1.." + cols);
         }
-        long[] want = x.shapeRef().clone();
-        want[want.length - 1] = k;
-        for (Tensor t : new Tensor[] {values, indices}) {
-            if (!Arrays.equals(want, t.shapeRef()) || !t.isContiguous()) {
-                throw new IllegalArgumentException("topk: " + (t == values ? "values" : "indices") + " is "
-                        + Arrays.toString(t.shapeRef()) + " but must be a contiguous " + Arrays.toString(want));
-            }
-        }
+        requireTopkShape(x.shapeRef(), k, values, "values");
+        requireTopkShape(x.shapeRef(), k, indices, "indices");
         long rows = x.numel() / cols;
         Tensor cx = x.isContiguous() ? x : x.copy();
         try {

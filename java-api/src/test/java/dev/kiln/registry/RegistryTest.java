@@ -254,6 +254,41 @@ class RegistryTest {
             }
             assertEquals(30, router.shadowRows());
             assertEquals(30, router.shadowDisagreements());
+            // Requests of two batch sizes, alternating: the shadow's run and comparison allocate nothing.
+            try (Tensor x1 = Tensor.zeros(DType.F32, 1, 4); Tensor y1 = Tensor.zeros(DType.F32, 1, 2)) {
+                var mx = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+                for (int i = 0; i < 20_000; i++) {
+                    router.run("k", (i & 1) == 0 ? x : x1, (i & 1) == 0 ? y : y1);
+                }
+                long tid = Thread.currentThread().getId(), before = mx.getThreadAllocatedBytes(tid);
+                for (int i = 0; i < 10_000; i++) {
+                    router.run("k", (i & 1) == 0 ? x : x1, (i & 1) == 0 ? y : y1);
+                }
+                long total = mx.getThreadAllocatedBytes(tid) - before;
+                assertEquals(0, total / 10_000, "bytes allocated per request with a shadow (total " + total + ")");
+                assertEquals(30 + 15_000 * 3 + 15_000, router.shadowRows());
+                assertEquals(router.shadowRows(), router.shadowDisagreements());
+                assertEquals(0, router.shadowFailures());
+            }
+        }
+    }
+
+    @Test
+    void aShadowThatAgreesCountsNoDisagreement(@TempDir Path root) throws IOException {
+        ModelRegistry r = ModelRegistry.open(root);
+        try (Sequential a = Sequential.builder(4).dense(3, Init.HE, 5).build()) {
+            r.register("same", a, Map.of());
+            r.register("same", a, Map.of());
+        }
+        r.promote("same", "production", 1);
+        r.promote("same", "staging", 2);
+        try (ModelRouter router = ModelRouter.builder(r, "same").shadow("staging").build();
+             Tensor x = Tensor.zeros(DType.F32, 5, 4).fillNormal(0, 1, 9); Tensor y = Tensor.zeros(DType.F32, 5, 3)) {
+            for (int i = 0; i < 4; i++) {
+                router.run("k" + i, x, y);
+            }
+            assertEquals(20, router.shadowRows());
+            assertEquals(0, router.shadowDisagreements());
         }
     }
 

@@ -155,6 +155,36 @@ class RowOpsTest {
                     assertThrows(IllegalArgumentException.class, () -> Ops.topk(x, 5, v, idx)).getMessage());
             assertEquals("argmax: out has dtype F32; indices are I32",
                     assertThrows(IllegalArgumentException.class, () -> Ops.argmax(x, v)).getMessage());
+            try (Tensor am3 = Tensor.zeros(DType.I32, 3); Tensor idx3 = Tensor.zeros(DType.I32, 2, 3);
+                    Tensor v1 = Tensor.zeros(DType.F32, 2)) {
+                assertEquals("argmax: out is [3] but must be a contiguous [2]",
+                        assertThrows(IllegalArgumentException.class, () -> Ops.argmax(x, am3)).getMessage());
+                assertEquals("argmax: out is [2, 2] but must be a contiguous [2]",
+                        assertThrows(IllegalArgumentException.class, () -> Ops.argmax(x, idx)).getMessage());
+                assertEquals("topk: indices is [2, 3] but must be a contiguous [2, 2]",
+                        assertThrows(IllegalArgumentException.class, () -> Ops.topk(x, 2, v, idx3)).getMessage());
+                assertEquals("topk: values is [2] but must be a contiguous [2, 2]",
+                        assertThrows(IllegalArgumentException.class, () -> Ops.topk(x, 2, v1, idx)).getMessage());
+            }
+        }
+    }
+
+    @Test
+    void argmaxAndTopkAllocateNothing() {
+        try (Tensor x = Tensor.zeros(DType.F32, 8, 10).fillNormal(0, 1, 3); Tensor am = Tensor.zeros(DType.I32, 8);
+                Tensor v = Tensor.zeros(DType.F32, 8, 3); Tensor idx = Tensor.zeros(DType.I32, 8, 3)) {
+            var mx = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+            for (int i = 0; i < 20_000; i++) {
+                Ops.argmax(x, am);
+                Ops.topk(x, 3, v, idx);
+            }
+            long tid = Thread.currentThread().getId(), before = mx.getThreadAllocatedBytes(tid);
+            for (int i = 0; i < 10_000; i++) {
+                Ops.argmax(x, am);
+                Ops.topk(x, 3, v, idx);
+            }
+            long total = mx.getThreadAllocatedBytes(tid) - before;
+            assertEquals(0, total / 10_000, "bytes allocated per argmax + topk (total " + total + ")");
         }
     }
 }
