@@ -67,6 +67,31 @@ class ModelMetricsTest {
     }
 
     @Test
+    void recordingAllocatesNothing() {
+        ModelMetrics m = new MetricsRegistry().forModel("m", "1");
+        var mx = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        for (int i = 0; i < 50_000; i++) {
+            m.recordRequest(1000 + i % 5000, 4);
+            m.recordLatency(i * 977L);
+            if (i % 100 == 0) {
+                m.recordError();
+            }
+        }
+        m.snapshot(); // the recorder's spare interval histogram exists from here on
+        long tid = Thread.currentThread().getId(), before = mx.getThreadAllocatedBytes(tid);
+        for (int i = 0; i < 20_000; i++) {
+            m.recordRequest(1000 + i % 5000, 4);
+            m.recordLatency(i * 977L);
+            if (i % 100 == 0) {
+                m.recordError();
+            }
+        }
+        long total = mx.getThreadAllocatedBytes(tid) - before;
+        assertEquals(0, total / 20_000, "bytes allocated per recorded request (total " + total + ")");
+        assertEquals(70_000, m.snapshot().requests());
+    }
+
+    @Test
     void percentilesOfAKnownDistribution() {
         ModelMetrics m = new MetricsRegistry().forModel("m", "1");
         for (int i = 1; i <= 1000; i++) {
