@@ -68,7 +68,12 @@ public final class Native {
                 throw new KilnException(KilnException.Status.INVALID_ARGUMENT,
                         "kiln.isa/KILN_ISA is '" + isa + "': use portable, avx2, avx512 or best");
             }
-            check(KilnNative.isaSet(level));
+            int st = KilnNative.isaSet(level);
+            if (st != 0) {
+                KilnException e = failure(st);
+                throw new KilnException(e.status(), st, "kiln.isa/KILN_ISA is '" + isa + "': "
+                        + e.getMessage().replaceFirst("^kiln_isa_set: ", "") + "; use best or a level it has");
+            }
         }
         String threads = setting("kiln.threads", null);
         if (threads != null && !threads.isEmpty()) {

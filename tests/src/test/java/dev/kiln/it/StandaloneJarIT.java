@@ -45,6 +45,36 @@ class StandaloneJarIT {
 
     @Test
     void aFreshJvmLoadsKilnFromTheJarAloneAndRunsANativeOp(@TempDir Path tmp) throws Exception {
+        Path cache = tmp.resolve("javacpp-cache");
+        Process p = child(tmp, cache, List.of());
+        String out = readAll(p);
+        assertTrue(p.waitFor(120, TimeUnit.SECONDS), "child JVM timed out:\n" + out);
+        assertEquals(0, p.exitValue(), "child JVM failed:\n" + out);
+        assertTrue(out.contains("sum=20.0"), out);
+        assertTrue(out.contains("bytesInUse=0"), out);
+        String loadedFrom = out.lines().filter(l -> l.startsWith("libkiln=")).findFirst()
+                .orElseThrow(() -> new AssertionError("libkiln.so not mapped in the child:\n" + out));
+        assertTrue(loadedFrom.substring("libkiln=".length()).startsWith(cache.toString()),
+                "libkiln.so must come from the fresh JavaCPP cache, not the build tree: " + loadedFrom);
+    }
+
+    /** kiln.isa=avx512 runs at that level where the CPU has it, else fails naming the setting, the
+     *  level and the best the CPU has (the native library alone would quietly clamp it). */
+    @Test
+    void aForcedIsaRunsThereOrIsRefusedNamingTheSetting(@TempDir Path tmp) throws Exception {
+        Process p = child(tmp, tmp.resolve("javacpp-cache"), List.of("-Dkiln.isa=avx512"));
+        String out = readAll(p);
+        assertTrue(p.waitFor(120, TimeUnit.SECONDS), "child JVM timed out:\n" + out);
+        if (out.contains("isa=avx512")) {
+            assertEquals(0, p.exitValue(), out);
+        } else {
+            assertTrue(p.exitValue() != 0, out);
+            assertTrue(out.contains("kiln.isa/KILN_ISA is 'avx512': this CPU does not support avx512 (best available: "),
+                    out);
+        }
+    }
+
+    private static Process child(Path tmp, Path cache, List<String> jvmArgs) throws IOException {
         Path lib = Path.of(System.getProperty("kiln.standalone.lib", "target/standalone-lib"));
         List<Path> jars;
         try (Stream<Path> s = Files.list(lib)) {
@@ -55,7 +85,6 @@ class StandaloneJarIT {
         assertFalse(jars.stream().anyMatch(p -> Files.isDirectory(p)), "jars only, no class folders");
 
         Path work = Files.createDirectories(tmp.resolve("work"));
-        Path cache = tmp.resolve("javacpp-cache");
         Path home = Files.createDirectories(tmp.resolve("home"));
         Files.writeString(work.resolve("Smoke.java"), SMOKE);
 
@@ -66,22 +95,14 @@ class StandaloneJarIT {
         cmd.add("--enable-native-access=ALL-UNNAMED");
         cmd.add("-Duser.home=" + home);
         cmd.add("-Dorg.bytedeco.javacpp.cachedir=" + cache);
+        cmd.addAll(jvmArgs);
         cmd.add("-cp");
         cmd.add(jars.stream().map(Path::toString).collect(Collectors.joining(File.pathSeparator)));
         cmd.add("Smoke.java");
         ProcessBuilder pb = new ProcessBuilder(cmd).directory(work.toFile()).redirectErrorStream(true);
         pb.environment().remove("LD_LIBRARY_PATH");
         pb.environment().remove("KILN_ISA");
-        Process p = pb.start();
-        String out = readAll(p);
-        assertTrue(p.waitFor(120, TimeUnit.SECONDS), "child JVM timed out:\n" + out);
-        assertEquals(0, p.exitValue(), "child JVM failed:\n" + out);
-        assertTrue(out.contains("sum=20.0"), out);
-        assertTrue(out.contains("bytesInUse=0"), out);
-        String loadedFrom = out.lines().filter(l -> l.startsWith("libkiln=")).findFirst()
-                .orElseThrow(() -> new AssertionError("libkiln.so not mapped in the child:\n" + out));
-        assertTrue(loadedFrom.substring("libkiln=".length()).startsWith(cache.toString()),
-                "libkiln.so must come from the fresh JavaCPP cache, not the build tree: " + loadedFrom);
+        return pb.start();
     }
 
     private static String readAll(Process p) throws IOException {
