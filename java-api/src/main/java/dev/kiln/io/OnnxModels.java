@@ -32,7 +32,9 @@ import java.util.Objects;
  * ONNX import and export of {@link Sequential} models, for the subset Kiln runs: Gemm, MatMul (+ Add
  * of a bias), Relu, LeakyRelu, Gelu, Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax,
  * LayerNormalization, Dropout, Identity, Flatten/Reshape that keep rows 2-D, Gather as an embedding
- * lookup of the integer model input, and Add of two earlier values (a residual branch). Graphs run
+ * lookup of the integer model input, and Add of two earlier values (a residual branch); Constant
+ * nodes, and GELU (below opset 20) and LayerNorm (below opset 17) as PyTorch's exporter decomposes
+ * them into elementwise ops, are fused back first (see {@link OnnxFusion}). Graphs run
  * from the one input to the one output. An unsupported op, attribute or graph shape is refused with
  * IllegalArgumentException naming the op and the node.
  *
@@ -45,7 +47,8 @@ public final class OnnxModels {
 
     // Named in the error for any other op.
     private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Relu, LeakyRelu, Gelu, Sigmoid, Tanh, Exp, Log, "
-            + "Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, Flatten, Reshape, Gather";
+            + "Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, Flatten, Reshape, Gather, "
+            + "Constant, and GELU and LayerNorm as PyTorch decomposes them for older opsets";
 
     private OnnxModels() {}
 
@@ -208,7 +211,7 @@ public final class OnnxModels {
                 throw new IllegalArgumentException("onnx: opset " + o.getVersion() + " is not supported (13..23)");
             }
         }
-        GraphProto g = m.getGraph();
+        GraphProto g = OnnxFusion.fuse(m.getGraph());
         Map<String, TensorProto> inits = new HashMap<>();
         for (TensorProto t : g.getInitializerList()) {
             inits.put(t.getName(), t);
@@ -375,8 +378,14 @@ public final class OnnxModels {
                     }
                     p.kind = "layernorm";
                     p.eps = floatAttr(n, "epsilon", 1e-5f);
-                    p.gamma = vector(initializer(inits, n, 1, name, op), width, name, op);
-                    p.beta = n.getInputCount() > 2 ? vector(initializer(inits, n, 2, name, op), width, name, op) : new float[(int) width];
+                    // No scale (OnnxFusion's LayerNorm without one; PyTorch 1.13 writes '' at opset 17): ones.
+                    boolean scaled = n.getInputCount() > 1 && !n.getInput(1).isEmpty();
+                    if (!scaled && width > (1 << 24)) { // (with a scale, its data bounds the width)
+                        throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") normalizes " + width
+                                + " features: too many");
+                    }
+                    p.gamma = scaled ? vector(initializer(inits, n, 1, name, op), width, name, op) : ones(width);
+                    p.beta = n.getInputCount() > 2 && !n.getInput(2).isEmpty() ? vector(initializer(inits, n, 2, name, op), width, name, op) : new float[(int) width];
                     break;
                 }
                 case "Dropout": {
@@ -581,6 +590,12 @@ public final class OnnxModels {
         p.kind = "dense";
         p.out = n;
         p.weight = v;
+    }
+
+    private static float[] ones(long n) {
+        float[] v = new float[Math.toIntExact(n)];
+        java.util.Arrays.fill(v, 1f);
+        return v;
     }
 
     private static float[] vector(TensorProto t, long n, String name, String op) {

@@ -1,5 +1,14 @@
 package dev.kiln.it;
 
+import dev.kiln.internal.onnx.Onnx.AttributeProto;
+import dev.kiln.internal.onnx.Onnx.GraphProto;
+import dev.kiln.internal.onnx.Onnx.ModelProto;
+import dev.kiln.internal.onnx.Onnx.NodeProto;
+import dev.kiln.internal.onnx.Onnx.OperatorSetIdProto;
+import dev.kiln.internal.onnx.Onnx.TensorProto;
+import dev.kiln.internal.onnx.Onnx.TensorShapeProto;
+import dev.kiln.internal.onnx.Onnx.TypeProto;
+import dev.kiln.internal.onnx.Onnx.ValueInfoProto;
 import dev.kiln.io.OnnxModels;
 import dev.kiln.io.SafeTensors;
 import dev.kiln.nn.Init;
@@ -10,8 +19,8 @@ import java.util.Map;
 
 /**
  * Writes the fuzzing seeds of ImportFuzzIT (run by hand from the tests module's test class path,
- * argument: the seed directory). The seeds are Kiln's own output, so they are regenerated, not
- * downloaded.
+ * argument: the seed directory). The seeds are Kiln's own output, or built here with the protobuf API
+ * (a graph shaped as PyTorch's exporter writes one), so they are regenerated, not downloaded.
  */
 public final class GenerateFuzzSeeds {
     public static void main(String[] args) throws Exception {
@@ -26,6 +35,84 @@ public final class GenerateFuzzSeeds {
             Files.write(dir.resolve("onnx-embedding"), prefixed(0, OnnxModels.toBytes(e)));
             Files.write(dir.resolve("safetensors"), prefixed(1, SafeTensors.toBytes(m.parameters(), Map.of("k", "v"))));
         }
+        Files.write(dir.resolve("onnx-torch-decomposed"), prefixed(0, torchLike()));
+    }
+
+    /** Gemm, LayerNorm, GELU and GELU (tanh) as PyTorch's exporter writes them below opsets 17/20:
+     *  Constant nodes and elementwise ops, which the importer fuses (OnnxFusion). */
+    private static byte[] torchLike() {
+        GraphProto.Builder g = GraphProto.newBuilder().setName("torch-like")
+                .addInitializer(floats("w", 0.1f, 3, 4)).addInitializer(floats("g", 1f, 3)).addInitializer(floats("b", 0f, 3))
+                .addInput(io("x", 4)).addOutput(io("y", 3));
+        g.addNode(node("Gemm", "Gemm", "h0", "x", "w").toBuilder().addAttribute(AttributeProto.newBuilder().setName("transB")
+                .setType(AttributeProto.AttributeType.INT).setI(1)));
+        AttributeProto axes = AttributeProto.newBuilder().setName("axes").setType(AttributeProto.AttributeType.INTS).addInts(-1).build();
+        g.addNode(node("ReduceMean", "ReduceMean", "m", "h0").toBuilder().addAttribute(axes));
+        g.addNode(node("Sub", "Sub", "d", "h0", "m"));
+        g.addNode(constant("two", 2f));
+        g.addNode(node("Pow", "Pow", "p", "d", "two"));
+        g.addNode(node("ReduceMean_1", "ReduceMean", "v", "p").toBuilder().addAttribute(axes));
+        g.addNode(constant("eps", 1e-5f));
+        g.addNode(node("Add", "Add", "ve", "v", "eps"));
+        g.addNode(node("Sqrt", "Sqrt", "s", "ve"));
+        g.addNode(node("Div", "Div", "n", "d", "s"));
+        g.addNode(node("Mul", "Mul", "ng", "n", "g"));
+        g.addNode(node("Add_1", "Add", "h1", "ng", "b"));
+        g.addNode(constant("sqrt2", (float) Math.sqrt(2)));
+        g.addNode(node("Div_1", "Div", "e0", "h1", "sqrt2"));
+        g.addNode(node("Erf", "Erf", "e1", "e0"));
+        g.addNode(constant("one", 1f));
+        g.addNode(node("Add_2", "Add", "e2", "e1", "one"));
+        g.addNode(node("Mul_1", "Mul", "e3", "h1", "e2"));
+        g.addNode(constant("half", 0.5f));
+        g.addNode(node("Mul_2", "Mul", "h2", "e3", "half"));
+        g.addNode(node("Mul_3", "Mul", "t0", "h2", "h2"));
+        g.addNode(node("Mul_4", "Mul", "t1", "h2", "t0"));
+        g.addNode(constant("c", 0.044715f));
+        g.addNode(node("Mul_5", "Mul", "t2", "c", "t1"));
+        g.addNode(node("Add_3", "Add", "t3", "h2", "t2"));
+        g.addNode(constant("k", (float) Math.sqrt(2 / Math.PI)));
+        g.addNode(node("Mul_6", "Mul", "t4", "k", "t3"));
+        g.addNode(node("Tanh", "Tanh", "t5", "t4"));
+        g.addNode(node("Add_4", "Add", "t6", "one", "t5"));
+        g.addNode(node("Mul_7", "Mul", "t7", "h2", "t6"));
+        g.addNode(node("Mul_8", "Mul", "y", "half", "t7"));
+        return ModelProto.newBuilder().setIrVersion(8).addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(13))
+                .setGraph(g).build().toByteArray();
+    }
+
+    private static TensorProto floats(String name, float v, long... dims) {
+        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(TensorProto.DataType.FLOAT_VALUE);
+        long n = 1;
+        for (long d : dims) {
+            t.addDims(d);
+            n *= d;
+        }
+        for (long i = 0; i < n; i++) {
+            t.addFloatData(v);
+        }
+        return t.build();
+    }
+
+    private static NodeProto constant(String out, float v) {
+        return NodeProto.newBuilder().setName(out + "/Constant").setOpType("Constant").addOutput(out)
+                .addAttribute(AttributeProto.newBuilder().setName("value").setType(AttributeProto.AttributeType.TENSOR)
+                        .setT(floats("", v))).build();
+    }
+
+    private static NodeProto node(String name, String op, String out, String... in) {
+        NodeProto.Builder n = NodeProto.newBuilder().setName(name).setOpType(op).addOutput(out);
+        for (String s : in) {
+            n.addInput(s);
+        }
+        return n.build();
+    }
+
+    private static ValueInfoProto io(String name, long features) {
+        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
+                .setElemType(TensorProto.DataType.FLOAT_VALUE).setShape(TensorShapeProto.newBuilder()
+                        .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("batch"))
+                        .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(features))))).build();
     }
 
     private static byte[] prefixed(int selector, byte[] body) {

@@ -1,0 +1,221 @@
+package dev.kiln.io;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.google.protobuf.ByteString;
+import dev.kiln.infer.InferenceSession;
+import dev.kiln.internal.onnx.Onnx.AttributeProto;
+import dev.kiln.internal.onnx.Onnx.GraphProto;
+import dev.kiln.internal.onnx.Onnx.ModelProto;
+import dev.kiln.internal.onnx.Onnx.NodeProto;
+import dev.kiln.internal.onnx.Onnx.OperatorSetIdProto;
+import dev.kiln.internal.onnx.Onnx.TensorProto;
+import dev.kiln.internal.onnx.Onnx.TensorShapeProto;
+import dev.kiln.internal.onnx.Onnx.TypeProto;
+import dev.kiln.internal.onnx.Onnx.ValueInfoProto;
+import dev.kiln.nn.Sequential;
+import dev.kiln.tensor.Activation;
+import dev.kiln.tensor.DType;
+import dev.kiln.tensor.Tensor;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Random;
+import java.util.function.UnaryOperator;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Graphs as PyTorch's exporter writes them for older opsets (built here with the protobuf API, node
+ * for node as torch 1.13 wrote them for nn.LayerNorm, nn.GELU() and nn.GELU(approximate='tanh'), with
+ * Constant nodes for the scalars) import as the same model as their one-op forms.
+ */
+class OnnxFusionTest {
+    private static final Random R = new Random(11);
+    private static final float[] W1 = rnd(4 * 6), B1 = rnd(4), G = rnd(4), BETA = rnd(4), W2 = rnd(3 * 4), B2 = rnd(3);
+
+    private static float[] rnd(int n) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+            v[i] = (float) (R.nextDouble() - 0.5);
+        }
+        return v;
+    }
+
+    private static TensorProto floats(String name, float[] v, long... dims) {
+        ByteBuffer b = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
+        for (float f : v) {
+            b.putFloat(f);
+        }
+        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(1).setRawData(ByteString.copyFrom(b.array()));
+        for (long d : dims) {
+            t.addDims(d);
+        }
+        return t.build();
+    }
+
+    private static ValueInfoProto io(String name, long f) {
+        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
+                .setElemType(1).setShape(TensorShapeProto.newBuilder().addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("b"))
+                        .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(f))))).build();
+    }
+
+    private static NodeProto node(String name, String op, String out, String... in) {
+        NodeProto.Builder n = NodeProto.newBuilder().setName(name).setOpType(op).addOutput(out);
+        for (String s : in) {
+            n.addInput(s);
+        }
+        return n.build();
+    }
+
+    /** A Constant node holding a scalar float as PyTorch writes it (a rank-0 tensor in `value`). */
+    private static NodeProto constant(String out, float v) {
+        return NodeProto.newBuilder().setName(out + "/Constant").setOpType("Constant").addOutput(out)
+                .addAttribute(AttributeProto.newBuilder().setName("value").setType(AttributeProto.AttributeType.TENSOR)
+                        .setT(floats("", new float[] {v})))
+                .build();
+    }
+
+    private static AttributeProto ints(String name, long... v) {
+        AttributeProto.Builder a = AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.INTS);
+        for (long x : v) {
+            a.addInts(x);
+        }
+        return a.build();
+    }
+
+    /** Gemm -> LayerNorm -> GELU (erf) -> Gemm -> GELU (tanh): decomposed as PyTorch writes them, or as single ops. */
+    private static GraphProto.Builder graph(boolean decomposed) {
+        GraphProto.Builder g = GraphProto.newBuilder().setName("torch-like")
+                .addInitializer(floats("0.weight", W1, 4, 6)).addInitializer(floats("0.bias", B1, 4))
+                .addInitializer(floats("1.weight", G, 4)).addInitializer(floats("1.bias", BETA, 4))
+                .addInitializer(floats("3.weight", W2, 3, 4)).addInitializer(floats("3.bias", B2, 3))
+                .addInput(io("x", 6)).addOutput(io("y", 3));
+        AttributeProto transB = AttributeProto.newBuilder().setName("transB").setType(AttributeProto.AttributeType.INT).setI(1).build();
+        g.addNode(node("/0/Gemm", "Gemm", "h0", "x", "0.weight", "0.bias").toBuilder().addAttribute(transB));
+        if (decomposed) {
+            g.addNode(node("/1/ReduceMean", "ReduceMean", "m", "h0").toBuilder().addAttribute(ints("axes", -1)));
+            g.addNode(node("/1/Sub", "Sub", "d", "h0", "m"));
+            g.addNode(constant("two", 2f));
+            g.addNode(node("/1/Pow", "Pow", "p", "d", "two"));
+            g.addNode(node("/1/ReduceMean_1", "ReduceMean", "v", "p").toBuilder().addAttribute(ints("axes", -1)));
+            g.addNode(constant("eps", 1e-5f));
+            g.addNode(node("/1/Add", "Add", "ve", "v", "eps"));
+            g.addNode(node("/1/Sqrt", "Sqrt", "s", "ve"));
+            g.addNode(node("/1/Div", "Div", "n", "d", "s"));
+            g.addNode(node("/1/Mul", "Mul", "ng", "n", "1.weight"));
+            g.addNode(node("/1/Add_1", "Add", "h1", "ng", "1.bias"));
+            g.addNode(constant("sqrt2", (float) Math.sqrt(2)));
+            g.addNode(node("/2/Div", "Div", "e0", "h1", "sqrt2"));
+            g.addNode(node("/2/Erf", "Erf", "e1", "e0"));
+            g.addNode(constant("one", 1f));
+            g.addNode(node("/2/Add", "Add", "e2", "e1", "one"));
+            g.addNode(node("/2/Mul", "Mul", "e3", "h1", "e2"));
+            g.addNode(constant("half", 0.5f));
+            g.addNode(node("/2/Mul_1", "Mul", "h2", "e3", "half"));
+        } else {
+            g.addNode(node("ln", "LayerNormalization", "h1", "h0", "1.weight", "1.bias").toBuilder()
+                    .addAttribute(AttributeProto.newBuilder().setName("epsilon").setType(AttributeProto.AttributeType.FLOAT).setF(1e-5f)));
+            g.addNode(node("gelu", "Gelu", "h2", "h1"));
+        }
+        g.addNode(node("/3/Gemm", "Gemm", "h3", "h2", "3.weight", "3.bias").toBuilder().addAttribute(transB));
+        if (decomposed) { // the constants before their users, as the exporter orders them; Mul(c, .) with the constant first
+            g.addNode(node("/4/Mul", "Mul", "t0", "h3", "h3"));
+            g.addNode(node("/4/Mul_1", "Mul", "t1", "h3", "t0"));
+            g.addNode(constant("c", 0.044715f));
+            g.addNode(node("/4/Mul_2", "Mul", "t2", "c", "t1"));
+            g.addNode(node("/4/Add", "Add", "t3", "h3", "t2"));
+            g.addNode(constant("k", (float) Math.sqrt(2 / Math.PI)));
+            g.addNode(node("/4/Mul_3", "Mul", "t4", "k", "t3"));
+            g.addNode(node("/4/Tanh", "Tanh", "t5", "t4"));
+            g.addNode(constant("one_t", 1f));
+            g.addNode(node("/4/Add_1", "Add", "t6", "one_t", "t5"));
+            g.addNode(node("/4/Mul_4", "Mul", "t7", "h3", "t6"));
+            g.addNode(constant("half_t", 0.5f));
+            g.addNode(node("/4/Mul_5", "Mul", "y", "half_t", "t7"));
+        } else {
+            g.addNode(node("gelu_t", "Gelu", "y", "h3").toBuilder()
+                    .addAttribute(AttributeProto.newBuilder().setName("approximate").setType(AttributeProto.AttributeType.STRING)
+                            .setS(ByteString.copyFromUtf8("tanh"))));
+        }
+        return g;
+    }
+
+    private static byte[] model(GraphProto.Builder g, int opset) {
+        return ModelProto.newBuilder().setIrVersion(8).addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(opset))
+                .setGraph(g).build().toByteArray();
+    }
+
+    private static float[] run(Sequential m, Tensor x) {
+        try (InferenceSession s = m.compile((int) x.size(0)); Tensor y = Tensor.zeros(DType.F32, x.size(0), m.outputFeatures())) {
+            s.run(x, y);
+            return y.toFloatArray();
+        }
+    }
+
+    @Test
+    void pytorchDecompositionsImportAsTheOpsTheyStandFor() {
+        try (Sequential decomposed = OnnxModels.fromBytes(model(graph(true), 13));
+                Sequential fused = OnnxModels.fromBytes(model(graph(false), 20));
+                Tensor x = Tensor.zeros(DType.F32, 5, 6).fillNormal(0, 2, 3)) {
+            assertEquals(fused.layers().size(), decomposed.layers().size());
+            assertEquals(Activation.GELU, decomposed.layers().get(2).activation());
+            assertEquals(Activation.GELU_TANH, decomposed.layers().get(4).activation());
+            assertArrayEquals(run(fused, x), run(decomposed, x));
+        }
+    }
+
+    /** Rewrites the decomposed graph with one node changed. */
+    private static byte[] decomposedWith(String nodeName, UnaryOperator<NodeProto> change) {
+        GraphProto.Builder g = graph(true);
+        for (int i = 0; i < g.getNodeCount(); i++) {
+            if (g.getNode(i).getName().equals(nodeName)) {
+                g.setNode(i, change.apply(g.getNode(i)));
+            }
+        }
+        return model(g, 13);
+    }
+
+    private static String refusal(byte[] model) {
+        return assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(model)).getMessage();
+    }
+
+    @Test
+    void anythingElseIsLeftUnfusedAndRefusedNamingTheOp() {
+        // GELU's constant 1 is 2: not GELU.
+        String m = refusal(decomposedWith("one/Constant", n -> constant("one", 2f)));
+        assertTrue(m.startsWith("onnx: unsupported op Div at node '/2/Div'"), m);
+        // The variance over the batch axis (0): not a LayerNorm of rows.
+        m = refusal(decomposedWith("/1/ReduceMean_1", n -> n.toBuilder().clearAttribute().addAttribute(ints("axes", 0)).build()));
+        assertTrue(m.startsWith("onnx: unsupported op ReduceMean at node '/1/ReduceMean'"), m);
+        // keepdims = 0 (another shape), and a value inside the pattern that another node also reads.
+        m = refusal(decomposedWith("/1/ReduceMean", n -> n.toBuilder().addAttribute(AttributeProto.newBuilder().setName("keepdims")
+                .setType(AttributeProto.AttributeType.INT).setI(0)).build()));
+        assertTrue(m.startsWith("onnx: unsupported op ReduceMean at node '/1/ReduceMean'"), m);
+        m = refusal(decomposedWith("/2/Mul_1", n -> node("/2/Mul_1", "Mul", "h2", "e3", "e2")));
+        assertTrue(m.startsWith("onnx: unsupported op Div at node '/2/Div'"), m);
+        // The tanh form with the wrong cubic coefficient.
+        m = refusal(decomposedWith("c/Constant", n -> constant("c", 0.05f)));
+        assertTrue(m.startsWith("onnx: unsupported op Mul at node '/4/Mul'"), m);
+    }
+
+    @Test
+    void constantNodesActAsInitializers() {
+        // A Reshape whose shape comes from a Constant node (value_ints), and a Constant whose name an
+        // initializer already has.
+        GraphProto.Builder g = GraphProto.newBuilder().setName("c").addInitializer(floats("w", W1, 6, 4))
+                .addInput(io("x", 6)).addOutput(io("y", 4))
+                .addNode(NodeProto.newBuilder().setName("shape").setOpType("Constant").addOutput("s")
+                        .addAttribute(ints("value_ints", -1, 6).toBuilder().setName("value_ints")))
+                .addNode(node("r", "Reshape", "x2", "x", "s"))
+                .addNode(node("mm", "MatMul", "y", "x2", "w"));
+        try (Sequential m = OnnxModels.fromBytes(model(g, 13)); Tensor x = Tensor.zeros(DType.F32, 2, 6).fillNormal(0, 1, 1)) {
+            assertEquals(4, m.outputFeatures());
+            assertEquals(8, run(m, x).length);
+        }
+        g.addNode(NodeProto.newBuilder().setName("dup").setOpType("Constant").addOutput("w")
+                .addAttribute(AttributeProto.newBuilder().setName("value_float").setType(AttributeProto.AttributeType.FLOAT).setF(1f)));
+        assertEquals("onnx: tensor 'w' is produced twice (node 'dup')", refusal(model(g, 13)));
+    }
+}
