@@ -181,6 +181,52 @@ class OnnxFusionTest {
         return assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(model)).getMessage();
     }
 
+    /** The other spellings: axes as an input (opset 18), x / sqrt 2 as x * (1 / sqrt 2), (x * 0.5) * (1 + erf),
+     *  x^3 as Pow(x, 3). */
+    @Test
+    void otherSpellingsOfThePatternsFuseToo() {
+        GraphProto.Builder g = graph(true);
+        g.addNode(NodeProto.newBuilder().setName("axes").setOpType("Constant").addOutput("axes")
+                .addAttribute(ints("value_ints", -1).toBuilder().setName("value_ints")));
+        g.addNode(constant("three", 3f));
+        g.addNode(constant("rsqrt2", (float) Math.sqrt(0.5)));
+        for (int i = 0; i < g.getNodeCount(); i++) {
+            NodeProto n = g.getNode(i);
+            switch (n.getName()) {
+                case "/1/ReduceMean":
+                case "/1/ReduceMean_1":
+                    g.setNode(i, n.toBuilder().clearAttribute().addInput("axes").build());
+                    break;
+                case "/2/Div":
+                    g.setNode(i, node("/2/Mul_scale", "Mul", "e0", "rsqrt2", "h1"));
+                    break;
+                case "/2/Mul": // x * 0.5 first, then times (1 + erf)
+                    g.setNode(i, node("/2/Mul", "Mul", "e3", "h1", "half"));
+                    break;
+                case "/2/Mul_1":
+                    g.setNode(i, node("/2/Mul_1", "Mul", "h2", "e2", "e3"));
+                    break;
+                case "/4/Mul": // Pow(x, 3) for x * (x * x)
+                    g.setNode(i, node("/4/Pow", "Pow", "t1", "h3", "three"));
+                    break;
+                default:
+                    break;
+            }
+        }
+        for (int i = 0; i < g.getNodeCount(); i++) {
+            if (g.getNode(i).getName().equals("/4/Mul_1")) { // (its x * x * x is the Pow now)
+                g.removeNode(i);
+                break;
+            }
+        }
+        try (Sequential decomposed = OnnxModels.fromBytes(model(g, 18));
+                Sequential fused = OnnxModels.fromBytes(model(graph(false), 20));
+                Tensor x = Tensor.zeros(DType.F32, 5, 6).fillNormal(0, 2, 4)) {
+            assertEquals(fused.layers().size(), decomposed.layers().size());
+            assertArrayEquals(run(fused, x), run(decomposed, x));
+        }
+    }
+
     @Test
     void anythingElseIsLeftUnfusedAndRefusedNamingTheOp() {
         // GELU's constant 1 is 2: not GELU.
