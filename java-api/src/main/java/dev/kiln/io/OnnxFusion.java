@@ -69,6 +69,15 @@ final class OnnxFusion {
             }
             constants.add(t);
         }
+        // A value produced twice is refused here, before fusing could drop one of its producers.
+        Set<String> produced = new HashSet<>(inits.keySet());
+        for (NodeProto n : kept) {
+            for (String o : n.getOutputList()) {
+                if (!o.isEmpty() && !produced.add(o)) {
+                    throw new IllegalArgumentException("onnx: tensor '" + o + "' is produced twice (node '" + n.getName() + "')");
+                }
+            }
+        }
         OnnxFusion f = new OnnxFusion(kept, inits, g);
         for (int i = 0; i < kept.size(); i++) {
             if (!f.removed[i]) {

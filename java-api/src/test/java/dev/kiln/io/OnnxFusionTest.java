@@ -241,6 +241,9 @@ class OnnxFusionTest {
         assertTrue(m.startsWith("onnx: unsupported op ReduceMean at node '/1/ReduceMean'"), m);
         m = refusal(decomposedWith("/2/Mul_1", n -> node("/2/Mul_1", "Mul", "h2", "e3", "e2")));
         assertTrue(m.startsWith("onnx: unsupported op Div at node '/2/Div'"), m);
+        // A value inside a pattern produced twice: refused, not fused away.
+        m = refusal(decomposedWith("/2/Erf", n -> n.toBuilder().addOutput("h0").build()));
+        assertEquals("onnx: tensor 'h0' is produced twice (node '/2/Erf')", m);
         // The tanh form with the wrong cubic coefficient.
         m = refusal(decomposedWith("c/Constant", n -> constant("c", 0.05f)));
         assertTrue(m.startsWith("onnx: unsupported op Mul at node '/4/Mul'"), m);
