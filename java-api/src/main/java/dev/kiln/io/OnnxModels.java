@@ -31,7 +31,8 @@ import java.util.Objects;
 /**
  * ONNX import and export of {@link Sequential} models, for the subset Kiln runs: Gemm, MatMul (+ Add
  * of a bias), Relu, LeakyRelu, Gelu, Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax,
- * LayerNormalization, Dropout, Identity, Flatten/Reshape that keep rows 2-D, Gather as an embedding
+ * LayerNormalization, Dropout, Identity, Flatten/Reshape that keep rows 2-D, BatchNormalization (inference
+ * mode) right after a Gemm or MatMul, folded into its weights, Gather as an embedding
  * lookup of the integer model input, and Add of two earlier values (a residual branch); Constant
  * nodes, and GELU (below opset 20) and LayerNorm (below opset 17) as PyTorch's exporter decomposes
  * them into elementwise ops, are fused back first (see {@link OnnxFusion}). Graphs run
@@ -48,7 +49,8 @@ public final class OnnxModels {
     // Named in the error for any other op.
     private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Relu, LeakyRelu, Gelu, Sigmoid, Tanh, Exp, Log, "
             + "Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, Flatten, Reshape, Gather, "
-            + "Constant, and GELU and LayerNorm as PyTorch decomposes them for older opsets";
+            + "BatchNormalization after a Gemm/MatMul, Constant, and GELU and LayerNorm as PyTorch decomposes them for "
+            + "older opsets";
 
     private OnnxModels() {}
 
@@ -236,6 +238,11 @@ public final class OnnxModels {
         valueOf.put(cur, 0);
         widthOf.put(cur, width);
         boolean unflattened = false; // the embedding's 3-D output, until Flatten/Reshape
+        Map<String, Integer> readers = new HashMap<>(); // how many node inputs and graph outputs read each value
+        for (NodeProto n : g.getNodeList()) {
+            n.getInputList().forEach(in -> readers.merge(in, 1, Integer::sum));
+        }
+        g.getOutputList().forEach(o -> readers.merge(o.getName(), 1, Integer::sum));
         for (NodeProto n : topologicalOrder(g, inits.keySet(), cur)) {
             String op = n.getOpType(), name = n.getName().isEmpty() ? "(unnamed " + op + ")" : n.getName();
             if (!n.getDomain().isEmpty() && !n.getDomain().equals("ai.onnx")) {
@@ -334,6 +341,44 @@ public final class OnnxModels {
                                 + " Add takes two earlier values)");
                     }
                     last.bias = vector(initializer(inits, n, n.getInput(0).equals(cur) ? 1 : 0, name, op), last.out, name, op);
+                    cur = n.getOutput(0);
+                    valueOf.put(cur, layers.size());
+                    widthOf.put(cur, width);
+                    continue;
+                }
+                case "BatchNormalization": {
+                    // Inference-mode batch norm right after a Gemm/MatMul whose result feeds nothing else
+                    // (PyTorch's Linear + BatchNorm1d) folds into that layer: W'[i][j] = W[i][j] s_j,
+                    // b'_j = (b_j - mean_j) s_j + B_j, s_j = scale_j / sqrt(var_j + eps), in double.
+                    checkAttrs(n, name, "epsilon", "momentum", "training_mode");
+                    if (intAttr(n, "training_mode", 0) != 0) {
+                        throw unsupported(op, name, "training_mode = 1 (Kiln imports inference graphs)");
+                    }
+                    Pending last = layers.isEmpty() ? null : layers.get(layers.size() - 1);
+                    if (last == null || !last.kind.equals("dense") || last.activation != Activation.IDENTITY
+                            || valueOf.get(cur) != layers.size() || readers.getOrDefault(cur, 0) != 1) {
+                        throw unsupported(op, name, "a BatchNormalization that does not directly follow a Gemm or MatMul"
+                                + " (Kiln folds it into that layer's weights)");
+                    }
+                    float[] scale = vector(initializer(inits, n, 1, name, op), width, name, op);
+                    float[] shift = vector(initializer(inits, n, 2, name, op), width, name, op);
+                    float[] mean = vector(initializer(inits, n, 3, name, op), width, name, op);
+                    float[] var = vector(initializer(inits, n, 4, name, op), width, name, op);
+                    double eps = floatAttr(n, "epsilon", 1e-5f);
+                    int out = (int) width, in = last.weight.length / out;
+                    float[] bias = new float[out];
+                    for (int j = 0; j < out; j++) {
+                        if (!(var[j] + eps > 0)) {
+                            throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + "): variance "
+                                    + var[j] + " + epsilon " + eps + " of feature " + j + " is not positive");
+                        }
+                        double sj = scale[j] / Math.sqrt(var[j] + eps);
+                        for (int i = 0; i < in; i++) {
+                            last.weight[i * out + j] = (float) (last.weight[i * out + j] * sj);
+                        }
+                        bias[j] = (float) (((last.bias == null ? 0 : last.bias[j]) - (double) mean[j]) * sj + shift[j]);
+                    }
+                    last.bias = bias;
                     cur = n.getOutput(0);
                     valueOf.put(cur, layers.size());
                     widthOf.put(cur, width);

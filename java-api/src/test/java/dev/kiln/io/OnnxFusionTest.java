@@ -249,6 +249,55 @@ class OnnxFusionTest {
         assertTrue(m.startsWith("onnx: unsupported op Mul at node '/4/Mul'"), m);
     }
 
+    /** Linear + BatchNorm1d + ReLU as PyTorch exports it in eval mode: the batch norm folds into the Gemm. */
+    private static GraphProto.Builder batchNorm(float[] mean, float[] var) {
+        AttributeProto transB = AttributeProto.newBuilder().setName("transB").setType(AttributeProto.AttributeType.INT).setI(1).build();
+        return GraphProto.newBuilder().setName("bn")
+                .addInitializer(floats("0.weight", W1, 4, 6)).addInitializer(floats("0.bias", B1, 4))
+                .addInitializer(floats("1.weight", G, 4)).addInitializer(floats("1.bias", BETA, 4))
+                .addInitializer(floats("1.running_mean", mean, 4)).addInitializer(floats("1.running_var", var, 4))
+                .addInput(io("x", 6)).addOutput(io("y", 4))
+                .addNode(node("/0/Gemm", "Gemm", "h0", "x", "0.weight", "0.bias").toBuilder().addAttribute(transB))
+                .addNode(node("/1/BatchNormalization", "BatchNormalization", "h1", "h0", "1.weight", "1.bias",
+                        "1.running_mean", "1.running_var").toBuilder()
+                        .addAttribute(AttributeProto.newBuilder().setName("epsilon").setType(AttributeProto.AttributeType.FLOAT).setF(1e-3f))
+                        .addAttribute(AttributeProto.newBuilder().setName("momentum").setType(AttributeProto.AttributeType.FLOAT).setF(0.9f)))
+                .addNode(node("/2/Relu", "Relu", "y", "h1"));
+    }
+
+    @Test
+    void batchNormAfterAGemmFoldsIntoIt() {
+        float[] mean = {0.1f, -0.2f, 0.3f, 0f}, var = {0.5f, 2f, 0.01f, 1f};
+        try (Sequential m = OnnxModels.fromBytes(model(batchNorm(mean, var), 13));
+                Tensor x = Tensor.zeros(DType.F32, 3, 6).fillNormal(0, 1, 5)) {
+            assertEquals(2, m.layers().size()); // the Gemm (batch norm folded in) and the ReLU
+            float[] xs = x.toFloatArray(), got = run(m, x);
+            for (int r = 0; r < 3; r++) {
+                for (int j = 0; j < 4; j++) {
+                    double h = B1[j];
+                    for (int k = 0; k < 6; k++) {
+                        h += (double) xs[r * 6 + k] * W1[j * 6 + k];
+                    }
+                    double want = Math.max(0, (h - mean[j]) / Math.sqrt(var[j] + 1e-3) * G[j] + BETA[j]);
+                    assertEquals(want, got[r * 4 + j], 1e-5 * (1 + Math.abs(want)), "row " + r + " feature " + j);
+                }
+            }
+        }
+        String msg = refusal(model(batchNorm(mean, new float[] {0.5f, -2f, 0.01f, 1f}), 13));
+        assertEquals("onnx: node '/1/BatchNormalization' (BatchNormalization): variance -2.0 + epsilon 0.0010000000474974513"
+                + " of feature 1 is not positive", msg);
+        // Not right after a Gemm (after the ReLU), or after one whose result also feeds a residual Add.
+        GraphProto.Builder late = batchNorm(mean, var);
+        NodeProto bn = late.getNode(1);
+        late.setNode(1, node("/2/Relu", "Relu", "h1", "h0")).setNode(2, bn.toBuilder().setInput(0, "h1").setOutput(0, "y").build());
+        msg = refusal(model(late, 13));
+        assertTrue(msg.startsWith("onnx: unsupported a BatchNormalization that does not directly follow a Gemm or MatMul"), msg);
+        GraphProto.Builder shared = batchNorm(mean, var);
+        shared.setNode(2, node("/2/Relu", "Relu", "h2", "h1")).addNode(node("res", "Add", "y", "h2", "h0"));
+        msg = refusal(model(shared, 13));
+        assertTrue(msg.startsWith("onnx: unsupported a BatchNormalization that does not directly follow"), msg);
+    }
+
     @Test
     void constantNodesActAsInitializers() {
         // A Reshape whose shape comes from a Constant node (value_ints), and a Constant whose name an

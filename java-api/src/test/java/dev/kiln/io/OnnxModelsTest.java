@@ -129,7 +129,7 @@ class OnnxModelsTest {
         conv.getGraphBuilder().getNodeBuilder(2).setOpType("Conv");
         assertEquals("onnx: unsupported op Conv at node 'act' (Kiln imports Gemm, MatMul, Add, Relu, LeakyRelu, Gelu, "
                 + "Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, "
-                + "Flatten, Reshape, Gather, Constant, and GELU and LayerNorm as PyTorch decomposes them for older opsets)",
+                + "Flatten, Reshape, Gather, BatchNormalization after a Gemm/MatMul, Constant, and GELU and LayerNorm as PyTorch decomposes them for older opsets)",
                 assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(conv.build().toByteArray())).getMessage());
         ModelProto.Builder constantAdd = handBuilt(w, b, w2, b2); // relu(x W1 + B1) + B1: not a bias
         constantAdd.getGraphBuilder().getNodeBuilder(3).setOpType("Add").addInput("B1");
