@@ -38,14 +38,16 @@ public final class GenerateFuzzSeeds {
         Files.write(dir.resolve("onnx-torch-decomposed"), prefixed(0, torchLike()));
     }
 
-    /** Gemm, LayerNorm, GELU and GELU (tanh) as PyTorch's exporter writes them below opsets 17/20:
+    /** Gemm, BatchNorm, LayerNorm, GELU and GELU (tanh) as PyTorch's exporter writes them below opsets 17/20:
      *  Constant nodes and elementwise ops, which the importer fuses (OnnxFusion). */
     private static byte[] torchLike() {
         GraphProto.Builder g = GraphProto.newBuilder().setName("torch-like")
                 .addInitializer(floats("w", 0.1f, 3, 4)).addInitializer(floats("g", 1f, 3)).addInitializer(floats("b", 0f, 3))
                 .addInput(io("x", 4)).addOutput(io("y", 3));
-        g.addNode(node("Gemm", "Gemm", "h0", "x", "w").toBuilder().addAttribute(AttributeProto.newBuilder().setName("transB")
+        g.addNode(node("Gemm", "Gemm", "hg", "x", "w").toBuilder().addAttribute(AttributeProto.newBuilder().setName("transB")
                 .setType(AttributeProto.AttributeType.INT).setI(1)));
+        g.addInitializer(floats("mean", 0.1f, 3)).addInitializer(floats("var", 2f, 3));
+        g.addNode(node("BatchNormalization", "BatchNormalization", "h0", "hg", "g", "b", "mean", "var"));
         AttributeProto axes = AttributeProto.newBuilder().setName("axes").setType(AttributeProto.AttributeType.INTS).addInts(-1).build();
         g.addNode(node("ReduceMean", "ReduceMean", "m", "h0").toBuilder().addAttribute(axes));
         g.addNode(node("Sub", "Sub", "d", "h0", "m"));
