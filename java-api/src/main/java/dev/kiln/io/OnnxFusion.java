@@ -251,12 +251,14 @@ final class OnnxFusion {
 
     private void tryLayerNorm(int i) {
         NodeProto mean = nodes.get(i);
-        if (!mean.getOpType().equals("ReduceMean") || !isOnnxDomain(mean) || !lastAxisMean(mean)) {
+        if (!mean.getOpType().equals("ReduceMean") || !isOnnxDomain(mean) || mean.getOutputCount() != 1
+                || !lastAxisMean(mean)) {
             return;
         }
         String x = mean.getInput(0);
         Integer sub = only(mean.getOutput(0), "Sub");
-        if (sub == null || !nodes.get(sub).getInput(0).equals(x) || !nodes.get(sub).getInput(1).equals(mean.getOutput(0))) {
+        if (sub == null || !binary(nodes.get(sub)) || !nodes.get(sub).getInput(0).equals(x)
+                || !nodes.get(sub).getInput(1).equals(mean.getOutput(0))) {
             return;
         }
         String d = nodes.get(sub).getOutput(0);
@@ -273,7 +275,7 @@ final class OnnxFusion {
                 div = u;
             }
         }
-        if (pow == null || div == null || !nodes.get(pow).getInput(0).equals(d)
+        if (pow == null || div == null || !binary(nodes.get(pow)) || !binary(nodes.get(div)) || !nodes.get(pow).getInput(0).equals(d)
                 || !exactlyInput(nodes.get(pow), 1, 2f) || !nodes.get(div).getInput(0).equals(d)) {
             return;
         }
@@ -357,6 +359,11 @@ final class OnnxFusion {
     }
 
     // ---- helpers -------------------------------------------------------------------------------
+
+    /** Two inputs and one output, as every binary op of a pattern has (a malformed node has not). */
+    private static boolean binary(NodeProto n) {
+        return n.getInputCount() == 2 && n.getOutputCount() == 1;
+    }
 
     /** The one node reading `value` when it has that op and nothing else reads it; else null. */
     private Integer only(String value, String op) {

@@ -241,6 +241,13 @@ class OnnxFusionTest {
         assertTrue(m.startsWith("onnx: unsupported op ReduceMean at node '/1/ReduceMean'"), m);
         m = refusal(decomposedWith("/2/Mul_1", n -> node("/2/Mul_1", "Mul", "h2", "e3", "e2")));
         assertTrue(m.startsWith("onnx: unsupported op Div at node '/2/Div'"), m);
+        // Malformed nodes where a pattern starts or ends (found by the fuzzer: an IndexOutOfBoundsException).
+        for (String name : new String[] {"/1/ReduceMean", "/1/Sub", "/1/Pow", "/1/Div", "/2/Div", "/4/Mul", "/2/Mul_1"}) {
+            refusal(decomposedWith(name, n -> n.toBuilder().clearOutput().build()));
+            if (!name.equals("/1/ReduceMean")) { // (binary ops: one input only)
+                refusal(decomposedWith(name, n -> n.toBuilder().clearInput().addInput(n.getInput(0)).build()));
+            }
+        }
         // A value inside a pattern produced twice: refused, not fused away.
         m = refusal(decomposedWith("/2/Erf", n -> n.toBuilder().addOutput("h0").build()));
         assertEquals("onnx: tensor 'h0' is produced twice (node '/2/Erf')", m);
