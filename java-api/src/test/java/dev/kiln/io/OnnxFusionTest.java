@@ -13,15 +13,11 @@ import dev.kiln.internal.onnx.Onnx.ModelProto;
 import dev.kiln.internal.onnx.Onnx.NodeProto;
 import dev.kiln.internal.onnx.Onnx.OperatorSetIdProto;
 import dev.kiln.internal.onnx.Onnx.TensorProto;
-import dev.kiln.internal.onnx.Onnx.TensorShapeProto;
-import dev.kiln.internal.onnx.Onnx.TypeProto;
 import dev.kiln.internal.onnx.Onnx.ValueInfoProto;
 import dev.kiln.nn.Sequential;
 import dev.kiln.tensor.Activation;
 import dev.kiln.tensor.DType;
 import dev.kiln.tensor.Tensor;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.util.Random;
 import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.Test;
@@ -44,21 +40,11 @@ class OnnxFusionTest {
     }
 
     private static TensorProto floats(String name, float[] v, long... dims) {
-        ByteBuffer b = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
-        for (float f : v) {
-            b.putFloat(f);
-        }
-        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(1).setRawData(ByteString.copyFrom(b.array()));
-        for (long d : dims) {
-            t.addDims(d);
-        }
-        return t.build();
+        return OnnxModelsTest.init(name, v, dims);
     }
 
     private static ValueInfoProto io(String name, long f) {
-        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
-                .setElemType(1).setShape(TensorShapeProto.newBuilder().addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("b"))
-                        .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(f))))).build();
+        return OnnxModelsTest.io(name, f);
     }
 
     private static NodeProto node(String name, String op, String out, String... in) {

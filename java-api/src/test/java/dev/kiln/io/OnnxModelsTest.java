@@ -59,7 +59,7 @@ class OnnxModelsTest {
         }
     }
 
-    private static TensorProto init(String name, float[] v, long... dims) {
+    static TensorProto init(String name, float[] v, long... dims) { // (OnnxFusionTest uses it too)
         ByteBuffer b = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
         for (float f : v) {
             b.putFloat(f);
@@ -71,7 +71,7 @@ class OnnxModelsTest {
         return t.build();
     }
 
-    private static ValueInfoProto io(String name, long f) {
+    static ValueInfoProto io(String name, long f) {
         return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder()
                 .setElemType(1).setShape(TensorShapeProto.newBuilder().addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("b"))
                         .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(f))))).build();
