@@ -325,7 +325,13 @@ public final class ModelRouter implements AutoCloseable {
         }
 
         boolean fits(long r, long c) {
-            return rows == r && cols == c && !out.isClosed();
+            return rows == r && cols == c;
+        }
+
+        void close() {
+            out.close();
+            servedIdx.close();
+            shadowIdx.close();
         }
     }
 
@@ -351,11 +357,18 @@ public final class ModelRouter implements AutoCloseable {
             }
         }
         sc = new ShadowScratch(rows, cols);
-        slots.all.removeIf(s -> s.rows == rows && s.cols == cols); // closed with the router's earlier sessions
+        // Registered for close() under its lock: a request racing close() frees its own scratch
+        // instead of adding it after close() has freed the others.
+        synchronized (shadowTensors) {
+            if (closed) {
+                sc.close();
+                throw new IllegalStateException("the router is closed");
+            }
+            shadowTensors.add(sc.out);
+            shadowTensors.add(sc.servedIdx);
+            shadowTensors.add(sc.shadowIdx);
+        }
         slots.all.add(sc);
-        shadowTensors.add(sc.out);
-        shadowTensors.add(sc.servedIdx);
-        shadowTensors.add(sc.shadowIdx);
         slots.last = sc;
         return sc;
     }
