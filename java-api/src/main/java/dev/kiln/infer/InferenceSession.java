@@ -153,7 +153,9 @@ public final class InferenceSession implements AutoCloseable {
      * One forward pass: input [batch, inputFeatures] to output [batch, outputFeatures], both
      * contiguous CPU tensors (output F32; input F32, or I32 token ids when the model starts with an
      * embedding: an id out of range fails the call naming its row and position), 1 <= batch <=
-     * maxBatch, not overlapping each other.
+     * maxBatch, not overlapping each other. An input of rank above 2, [batch, d1, ..., dk] with
+     * d1 * ... * dk = inputFeatures (images [batch, 1, 28, 28] for a model imported from ONNX
+     * that flattens them), is read as its rows, without a copy.
      */
     public void run(Tensor input, Tensor output) {
         if (!runIfOpen(input, output)) {
@@ -205,9 +207,14 @@ public final class InferenceSession implements AutoCloseable {
         if (t.device().kind() != Device.Kind.CPU) {
             throw new IllegalArgumentException("run: " + what + " is on " + t.device() + " but the session runs on cpu");
         }
-        if (t.rank() != 2 || t.size(1) != features || (batch >= 0 && t.size(0) != batch) || t.size(0) < 1) {
+        long rowSize = 1; // an input of rank > 2 is read as rows [batch, d1 * ... * dk]
+        for (int i = 1; i < t.rank(); i++) {
+            rowSize *= t.size(i);
+        }
+        boolean rows = t.rank() == 2 || (what.equals("input") && t.rank() > 2);
+        if (!rows || rowSize != features || (batch >= 0 && t.size(0) != batch) || t.size(0) < 1) {
             throw new IllegalArgumentException("run: " + what + " is " + Arrays.toString(t.shape()) + " but must be [" +
-                    (batch >= 0 ? String.valueOf(batch) : "batch") + ", " + features + "]" + (t.rank() == 2 && t.size(0) < 1
+                    (batch >= 0 ? String.valueOf(batch) : "batch") + ", " + features + "]" + (t.rank() >= 2 && t.size(0) < 1
                     ? " with batch >= 1" : ""));
         }
         if (!t.isContiguous()) {

@@ -36,7 +36,12 @@ import java.util.Objects;
  * lookup of the integer model input, and Add of two earlier values (a residual branch); Constant
  * nodes, and GELU (below opset 20) and LayerNorm (below opset 17) as PyTorch's exporter decomposes
  * them into elementwise ops, are fused back first (see {@link OnnxFusion}). Graphs run
- * from the one input to the one output. An unsupported op, attribute or graph shape is refused with
+ * from the one input to the one output. Opsets 7 to 23 are read. An input of rank above 2
+ * ([N, 1, 28, 28] images) must be flattened into rows before the first layer, by Flatten (axis 1) or
+ * a Reshape to [batch, features] whose shape is a constant or a shape computation (Shape, Gather,
+ * Unsqueeze, Squeeze, Concat, Slice, Cast: PyTorch's {@code x.view(x.size(0), -1)}), evaluated here;
+ * the model then takes rows of d1 x ... x dk features, and {@link dev.kiln.infer.InferenceSession#run}
+ * also accepts the [N, d1, ..., dk] tensor. An unsupported op, attribute or graph shape is refused with
  * IllegalArgumentException naming the op and the node.
  *
  * <p>Export writes opset 20 (Gelu), IR version 9, weights as initializers in raw little-endian
@@ -45,6 +50,10 @@ import java.util.Objects;
 public final class OnnxModels {
     /** The opset Kiln writes. */
     public static final int OPSET = 20;
+    /** The opsets Kiln reads (of the default domain). */
+    public static final int MIN_OPSET = 7, MAX_OPSET = 23;
+    /** The batch dimension, in the shapes the importer evaluates. */
+    private static final long BATCH = Long.MIN_VALUE;
 
     // Named in the error for any other op.
     private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Relu, LeakyRelu, Gelu, Sigmoid, Tanh, Exp, Log, "
@@ -209,8 +218,10 @@ public final class OnnxModels {
             throw new IllegalArgumentException("onnx: the model has no graph");
         }
         for (OperatorSetIdProto o : m.getOpsetImportList()) {
-            if ((o.getDomain().isEmpty() || o.getDomain().equals("ai.onnx")) && (o.getVersion() < 13 || o.getVersion() > 23)) {
-                throw new IllegalArgumentException("onnx: opset " + o.getVersion() + " is not supported (13..23)");
+            if ((o.getDomain().isEmpty() || o.getDomain().equals("ai.onnx"))
+                    && (o.getVersion() < MIN_OPSET || o.getVersion() > MAX_OPSET)) {
+                throw new IllegalArgumentException("onnx: opset " + o.getVersion() + " is not supported (" + MIN_OPSET + ".."
+                        + MAX_OPSET + ")");
             }
         }
         GraphProto g = OnnxFusion.fuse(m.getGraph());
@@ -228,16 +239,32 @@ public final class OnnxModels {
             throw new IllegalArgumentException("onnx: the graph has " + inputs.size() + " inputs and " + g.getOutputCount()
                     + " outputs: Kiln imports models with one input and one output");
         }
-        long features = inputFeatures(inputs.get(0));
+        long[] inputDims = inputDims(inputs.get(0));
+        long features = 1;
+        for (int i = 1; i < inputDims.length; i++) {
+            features = Math.multiplyExact(features, inputDims[i]);
+        }
         boolean ids = isIdsInput(inputs.get(0));
+        if (ids && inputDims.length != 2) {
+            throw new IllegalArgumentException("onnx: input '" + inputs.get(0).getName() + "' holds token ids of rank "
+                    + inputDims.length + ": Kiln takes them as [batch, positions]");
+        }
         String cur = inputs.get(0).getName();
         long width = features;
+        // Shape computations (Shape, Gather, Unsqueeze, Concat, ... of shapes, as PyTorch writes
+        // x.view(x.size(0), -1)), evaluated here; BATCH stands for the batch dimension.
+        Map<String, long[]> shapes = new HashMap<>();
+        Map<String, long[]> dimsOf = new HashMap<>(); // values that are not [batch, width]
+        if (inputDims.length > 2) {
+            dimsOf.put(cur, inputDims);
+        }
         List<Pending> layers = new ArrayList<>();
         Map<String, Integer> valueOf = new HashMap<>(); // tensor name -> Kiln value (0 input, i+1 layer i)
         Map<String, Long> widthOf = new HashMap<>();
         valueOf.put(cur, 0);
         widthOf.put(cur, width);
-        boolean unflattened = false; // the embedding's 3-D output, until Flatten/Reshape
+        // The embedding's 3-D output, or an input of rank > 2, until Flatten/Reshape makes rows of it.
+        String unflattened = inputDims.length > 2 ? "the input's " + dimsString(inputDims) + " value" : null;
         Map<String, Integer> readers = new HashMap<>(); // how many node inputs and graph outputs read each value
         for (NodeProto n : g.getNodeList()) {
             n.getInputList().forEach(in -> readers.merge(in, 1, Integer::sum));
@@ -250,6 +277,15 @@ public final class OnnxModels {
             }
             if (n.getOutputCount() < 1) {
                 throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") has no output");
+            }
+            if (shapeOp(n, name, op, inits, shapes, valueOf, widthOf, dimsOf, inputDims[0])) {
+                continue;
+            }
+            for (String in : n.getInputList()) {
+                if (shapes.containsKey(in) && !(op.equals("Reshape") && n.getInputCount() == 2 && in.equals(n.getInput(1)))) {
+                    throw unsupported(op, name, "a shape computation (Kiln evaluates Shape, Gather, Unsqueeze, Squeeze,"
+                            + " Concat, Slice and Cast of shapes, read by a Reshape)");
+                }
             }
             if (op.equals("Gather")) {
                 checkAttrs(n, name, "axis");
@@ -273,12 +309,13 @@ public final class OnnxModels {
                 cur = n.getOutput(0);
                 valueOf.put(cur, layers.size());
                 widthOf.put(cur, width);
-                unflattened = true;
+                dimsOf.put(cur, new long[] {BATCH, features, td[1]});
+                unflattened = "the embedding's 3-D output";
                 continue;
             }
-            if (unflattened && !op.equals("Flatten") && !op.equals("Reshape") && !op.equals("Identity")) {
-                throw unsupported(op, name, "an op on the embedding's 3-D output (flatten it to [batch, positions * dim] "
-                        + "first)");
+            if (unflattened != null && !op.equals("Flatten") && !op.equals("Reshape") && !op.equals("Identity")) {
+                throw unsupported(op, name, "an op on " + unflattened + " (Kiln's layers take rows: flatten it to [batch, "
+                        + width + "] first)");
             }
             if (op.equals("Add") && n.getInputCount() == 2 && !inits.containsKey(n.getInput(0))
                     && !inits.containsKey(n.getInput(1))) {
@@ -434,10 +471,10 @@ public final class OnnxModels {
                     break;
                 }
                 case "Dropout": {
-                    checkAttrs(n, name, "seed");
+                    checkAttrs(n, name, "seed", "ratio"); // ratio: an attribute below opset 12
                     p.kind = "dropout";
                     p.alpha = n.getInputCount() > 1 && !n.getInput(1).isEmpty()
-                            ? vector(initializer(inits, n, 1, name, op), 1, name, op)[0] : 0.5f;
+                            ? vector(initializer(inits, n, 1, name, op), 1, name, op)[0] : floatAttr(n, "ratio", 0.5f);
                     if (!(p.alpha >= 0 && p.alpha < 1)) {
                         throw unsupported(op, name, "ratio " + p.alpha);
                     }
@@ -445,25 +482,31 @@ public final class OnnxModels {
                 }
                 case "Identity":
                     checkAttrs(n, name);
+                    if (dimsOf.containsKey(cur)) {
+                        dimsOf.put(n.getOutput(0), dimsOf.get(cur));
+                    }
                     cur = alias(n, cur, valueOf, widthOf, width);
                     continue;
                 case "Flatten": {
                     checkAttrs(n, name, "axis");
-                    if (intAttr(n, "axis", 1) != 1) {
-                        throw unsupported(op, name, "axis = " + intAttr(n, "axis", 1));
+                    long rank = dimsOf.getOrDefault(cur, new long[2]).length, axis = intAttr(n, "axis", 1);
+                    if (axis != 1 && axis + rank != 1) {
+                        throw unsupported(op, name, "axis = " + axis + " (Kiln's rows are [batch, features]: axis 1)");
                     }
-                    unflattened = false;
+                    unflattened = null;
                     cur = alias(n, cur, valueOf, widthOf, width);
                     continue;
                 }
                 case "Reshape": {
                     checkAttrs(n, name, "allowzero");
-                    TensorProto shape = initializer(inits, n, 1, name, op);
-                    long[] s = longs(shape, name, op);
-                    if (s.length != 2 || (s[0] != -1 && s[0] != 0) || (s[1] != width && s[1] != -1)) {
-                        throw unsupported(op, name, "a shape other than [-1, " + width + "] (rows stay 2-D)");
+                    long[] s = n.getInputCount() == 2 && shapes.containsKey(n.getInput(1)) ? shapes.get(n.getInput(1))
+                            : longs(initializer(inits, n, 1, name, op), name, op);
+                    long[] from = dimsOf.getOrDefault(cur, new long[] {BATCH, width});
+                    if (!rowsShape(s, from, width, inputDims[0], intAttr(n, "allowzero", 0) != 0)) {
+                        throw unsupported(op, name, "a shape other than [batch, " + width + "] (got " + dimsString(s)
+                                + "; Kiln's rows are [batch, features])");
                     }
-                    unflattened = false;
+                    unflattened = null;
                     cur = alias(n, cur, valueOf, widthOf, width);
                     continue;
                 }
@@ -481,8 +524,8 @@ public final class OnnxModels {
             valueOf.put(cur, layers.size());
             widthOf.put(cur, width);
         }
-        if (unflattened) {
-            throw new IllegalArgumentException("onnx: the embedding's 3-D output must be flattened to [batch, positions * dim]");
+        if (unflattened != null) {
+            throw new IllegalArgumentException("onnx: " + unflattened + " must be flattened to [batch, " + width + "]");
         }
         if (!cur.equals(g.getOutput(0).getName())) {
             throw new IllegalArgumentException("onnx: the graph output '" + g.getOutput(0).getName()
@@ -713,6 +756,10 @@ public final class OnnxModels {
         }
         if (t.hasRawData()) {
             ByteBuffer b = t.getRawData().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
+            if (b.remaining() % 8 != 0) {
+                throw new IllegalArgumentException("onnx: initializer '" + t.getName() + "' holds " + b.remaining()
+                        + " bytes, not a whole number of INT64 values");
+            }
             long[] out = new long[b.remaining() / 8];
             b.asLongBuffer().get(out);
             return out;
@@ -735,7 +782,12 @@ public final class OnnxModels {
         return t;
     }
 
-    private static long inputFeatures(ValueInfoProto v) {
+    /**
+     * The model input's dimensions: [batch, d1, ..., dk] with every d known and positive (a rank
+     * above 2 must be flattened into rows before the first layer); the batch is BATCH unless the
+     * file fixes it.
+     */
+    private static long[] inputDims(ValueInfoProto v) {
         if (!v.hasType() || !v.getType().hasTensorType()) {
             throw new IllegalArgumentException("onnx: input '" + v.getName() + "' is not a tensor");
         }
@@ -745,11 +797,228 @@ public final class OnnxModels {
             throw new IllegalArgumentException("onnx: input '" + v.getName() + "' has element type " + t.getElemType()
                     + ": Kiln takes FLOAT inputs (or INT32/INT64 token ids into an embedding)");
         }
-        if (!t.hasShape() || t.getShape().getDimCount() != 2 || !t.getShape().getDim(1).hasDimValue()
-                || t.getShape().getDim(1).getDimValue() < 1) {
-            throw new IllegalArgumentException("onnx: input '" + v.getName() + "' must be [batch, features] with known features");
+        int rank = t.hasShape() ? t.getShape().getDimCount() : 0;
+        if (rank < 2 || rank > 8) {
+            throw new IllegalArgumentException("onnx: input '" + v.getName() + "' must be [batch, features] (or [batch, d1, "
+                    + "..., dk], flattened before the first layer), with known sizes; it has " + (t.hasShape() ? "rank " + rank
+                    : "no shape"));
         }
-        return t.getShape().getDim(1).getDimValue();
+        long[] d = new long[rank];
+        long features = 1;
+        for (int i = 0; i < rank; i++) {
+            TensorShapeProto.Dimension dim = t.getShape().getDim(i);
+            if (i == 0) {
+                d[0] = dim.hasDimValue() && dim.getDimValue() > 0 ? dim.getDimValue() : BATCH;
+                continue;
+            }
+            if (!dim.hasDimValue() || dim.getDimValue() < 1) {
+                throw new IllegalArgumentException("onnx: input '" + v.getName() + "' must have known sizes after the batch; "
+                        + "dimension " + i + " is " + (dim.hasDimValue() ? String.valueOf(dim.getDimValue())
+                        : "'" + dim.getDimParam() + "'"));
+            }
+            d[i] = dim.getDimValue();
+            features *= d[i];
+            if (features > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("onnx: input '" + v.getName() + "' has too many features per row");
+            }
+        }
+        return d;
+    }
+
+    private static String dimsString(long[] d) {
+        StringBuilder b = new StringBuilder("[");
+        for (int i = 0; i < d.length; i++) {
+            b.append(i > 0 ? ", " : "").append(d[i] == BATCH ? "batch" : String.valueOf(d[i]));
+        }
+        return b.append(']').toString();
+    }
+
+    /**
+     * Whether Reshape's target {@code s} (zeros copying {@code from}'s sizes unless allowzero)
+     * makes rows [batch, width] of a value of dimensions {@code from}.
+     */
+    private static boolean rowsShape(long[] s, long[] from, long width, long declaredBatch, boolean allowzero) {
+        if (s.length != 2) {
+            return false;
+        }
+        long[] t = s.clone();
+        for (int i = 0; i < 2; i++) {
+            if (t[i] == 0 && !allowzero) {
+                t[i] = from[i];
+            }
+        }
+        boolean batch = t[0] == BATCH || (declaredBatch != BATCH && t[0] == declaredBatch);
+        return (t[0] == -1 && t[1] == width) || (batch && (t[1] == width || t[1] == -1));
+    }
+
+    /**
+     * Evaluates a node of a shape computation (the sizes PyTorch's exporter computes for
+     * {@code x.view(x.size(0), -1)}): Shape of a model value, and Gather, Unsqueeze, Squeeze,
+     * Concat, Slice and Cast of shapes. Returns false, doing nothing, when the node is not one.
+     */
+    private static boolean shapeOp(NodeProto n, String name, String op, Map<String, TensorProto> inits,
+            Map<String, long[]> shapes, Map<String, Integer> valueOf, Map<String, Long> widthOf, Map<String, long[]> dimsOf,
+            long declaredBatch) {
+        if (n.getInputCount() == 0) {
+            return false;
+        }
+        String in = n.getInput(0);
+        long[] r;
+        switch (op) {
+            case "Shape": {
+                if (!valueOf.containsKey(in)) {
+                    return false;
+                }
+                checkAttrs(n, name, "start", "end");
+                long[] d = dimsOf.getOrDefault(in, new long[] {BATCH, widthOf.get(in)});
+                r = slice(d, intAttr(n, "start", 0), intAttr(n, "end", Long.MAX_VALUE));
+                break;
+            }
+            case "Gather": {
+                if (!shapes.containsKey(in)) {
+                    return false;
+                }
+                checkAttrs(n, name, "axis");
+                if (intAttr(n, "axis", 0) != 0) {
+                    throw unsupported(op, name, "axis " + intAttr(n, "axis", 0) + " of a shape");
+                }
+                long[] d = shapes.get(in), idx = ints(initializer(inits, n, 1, name, op), name, op);
+                r = new long[idx.length];
+                for (int i = 0; i < idx.length; i++) {
+                    long j = idx[i] < 0 ? idx[i] + d.length : idx[i];
+                    if (j < 0 || j >= d.length) {
+                        throw new IllegalArgumentException("onnx: node '" + name + "' (Gather) reads index " + idx[i]
+                                + " of a shape of " + d.length + " sizes");
+                    }
+                    r[i] = d[(int) j];
+                }
+                break;
+            }
+            case "Unsqueeze": case "Squeeze": {
+                if (!shapes.containsKey(in)) {
+                    return false;
+                }
+                checkAttrs(n, name, "axes"); // an attribute below opset 13, an input from 13
+                long[] axes = attr(n, "axes") != null ? attr(n, "axes").getIntsList().stream().mapToLong(Long::longValue).toArray()
+                        : n.getInputCount() > 1 && !n.getInput(1).isEmpty() ? ints(initializer(inits, n, 1, name, op), name, op)
+                        : new long[0];
+                r = shapes.get(in);
+                boolean scalarAxis = axes.length == 1 && (axes[0] == 0 || axes[0] == -1);
+                if (!(scalarAxis || (axes.length == 0 && op.equals("Squeeze"))) || (op.equals("Squeeze") && r.length != 1)) {
+                    throw unsupported(op, name, "an " + op + " of a shape that is not between a size and a one-size list");
+                }
+                break;
+            }
+            case "Concat": {
+                boolean any = false;
+                for (String i : n.getInputList()) {
+                    any |= shapes.containsKey(i);
+                }
+                if (!any) {
+                    return false;
+                }
+                checkAttrs(n, name, "axis");
+                if (intAttr(n, "axis", 0) != 0 && intAttr(n, "axis", 0) != -1) {
+                    throw unsupported(op, name, "axis " + intAttr(n, "axis", 0) + " of shapes");
+                }
+                List<Long> all = new ArrayList<>();
+                for (int i = 0; i < n.getInputCount(); i++) {
+                    long[] part = shapes.containsKey(n.getInput(i)) ? shapes.get(n.getInput(i))
+                            : ints(initializer(inits, n, i, name, op), name, op);
+                    for (long v : part) {
+                        all.add(v);
+                    }
+                    if (all.size() > 64) {
+                        throw unsupported(op, name, "a shape of more than 64 sizes");
+                    }
+                }
+                r = all.stream().mapToLong(Long::longValue).toArray();
+                break;
+            }
+            case "Cast": {
+                if (!shapes.containsKey(in)) {
+                    return false;
+                }
+                checkAttrs(n, name, "to", "saturate", "round_mode");
+                long to = intAttr(n, "to", 0);
+                if (to != TensorProto.DataType.INT64_VALUE && to != TensorProto.DataType.INT32_VALUE) {
+                    throw unsupported(op, name, "a Cast of a shape to data type " + to);
+                }
+                r = shapes.get(in);
+                break;
+            }
+            case "Slice": {
+                if (!shapes.containsKey(in)) {
+                    return false;
+                }
+                long[] starts, ends, axes, steps;
+                if (n.getInputCount() == 1) { // below opset 10: attributes
+                    checkAttrs(n, name, "starts", "ends", "axes");
+                    starts = longsAttr(n, "starts");
+                    ends = longsAttr(n, "ends");
+                    axes = attr(n, "axes") == null ? new long[] {0} : longsAttr(n, "axes");
+                    steps = new long[] {1};
+                } else {
+                    checkAttrs(n, name);
+                    starts = ints(initializer(inits, n, 1, name, op), name, op);
+                    ends = ints(initializer(inits, n, 2, name, op), name, op);
+                    axes = n.getInputCount() > 3 && !n.getInput(3).isEmpty()
+                            ? ints(initializer(inits, n, 3, name, op), name, op) : new long[] {0};
+                    steps = n.getInputCount() > 4 && !n.getInput(4).isEmpty()
+                            ? ints(initializer(inits, n, 4, name, op), name, op) : new long[] {1};
+                }
+                if (starts.length != 1 || ends.length != 1 || axes.length != 1 || (axes[0] != 0 && axes[0] != -1)
+                        || steps.length != 1 || steps[0] != 1) {
+                    throw unsupported(op, name, "a Slice of a shape other than one range with step 1");
+                }
+                r = slice(shapes.get(in), starts[0], ends[0]);
+                break;
+            }
+            default:
+                return false;
+        }
+        if (n.getOutputCount() < 1 || n.getOutput(0).isEmpty()) {
+            throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") has no output");
+        }
+        shapes.put(n.getOutput(0), r);
+        return true;
+    }
+
+    /** d[start:end] with ONNX's rules: negative bounds count from the end, then both are clamped. */
+    private static long[] slice(long[] d, long start, long end) {
+        long len = d.length;
+        long s = Math.max(0, Math.min(len, start < 0 ? start + len : start));
+        long e = Math.max(0, Math.min(len, end < 0 ? end + len : end));
+        return e <= s ? new long[0] : java.util.Arrays.copyOfRange(d, (int) s, (int) e);
+    }
+
+    private static long[] longsAttr(NodeProto n, String key) {
+        AttributeProto a = attr(n, key);
+        if (a == null) {
+            throw new IllegalArgumentException("onnx: node '" + n.getName() + "' (" + n.getOpType() + ") lacks attribute '"
+                    + key + "'");
+        }
+        return a.getIntsList().stream().mapToLong(Long::longValue).toArray();
+    }
+
+    /** The values of an INT64 or INT32 initializer. */
+    private static long[] ints(TensorProto t, String name, String op) {
+        if (t.getDataType() == TensorProto.DataType.INT32_VALUE) {
+            if (t.hasRawData()) {
+                ByteBuffer b = t.getRawData().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
+                if (b.remaining() % 4 != 0) {
+                    throw new IllegalArgumentException("onnx: initializer '" + t.getName() + "' holds " + b.remaining()
+                            + " bytes, not a whole number of INT32 values");
+                }
+                long[] out = new long[b.remaining() / 4];
+                for (int i = 0; i < out.length; i++) {
+                    out[i] = b.getInt();
+                }
+                return out;
+            }
+            return t.getInt32DataList().stream().mapToLong(Integer::longValue).toArray();
+        }
+        return longs(t, name, op);
     }
 
     private static boolean isIdsInput(ValueInfoProto v) {

@@ -36,6 +36,41 @@ public final class GenerateFuzzSeeds {
             Files.write(dir.resolve("safetensors"), prefixed(1, SafeTensors.toBytes(m.parameters(), Map.of("k", "v"))));
         }
         Files.write(dir.resolve("onnx-torch-decomposed"), prefixed(0, torchLike()));
+        Files.write(dir.resolve("onnx-torch-view"), prefixed(0, torchView()));
+    }
+
+    /** An image input [batch, 1, 2, 2] flattened as PyTorch writes x.view(x.size(0), -1) at opset 11. */
+    private static byte[] torchView() {
+        ValueInfoProto x = io("x", 1).toBuilder().setType(io("x", 1).getType().toBuilder().setTensorType(io("x", 1).getType()
+                .getTensorType().toBuilder().setShape(io("x", 1).getType().getTensorType().getShape().toBuilder()
+                        .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(2))
+                        .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(2))))).build();
+        GraphProto.Builder g = GraphProto.newBuilder().setName("torch-view").addInput(x).addOutput(io("y", 3))
+                .addInitializer(floats("w", 0.1f, 3, 4)).addInitializer(floats("b", 0.2f, 3));
+        g.addNode(node("/Shape", "Shape", "s", "x"));
+        g.addNode(longConstant("zero", true, 0));
+        g.addNode(node("/Gather", "Gather", "n", "s", "zero"));
+        g.addNode(node("/Unsqueeze", "Unsqueeze", "n1", "n").toBuilder().addAttribute(AttributeProto.newBuilder()
+                .setName("axes").setType(AttributeProto.AttributeType.INTS).addInts(0)));
+        g.addNode(longConstant("minus1", false, -1));
+        g.addNode(node("/Concat", "Concat", "shape", "n1", "minus1").toBuilder().addAttribute(AttributeProto.newBuilder()
+                .setName("axis").setType(AttributeProto.AttributeType.INT).setI(0)));
+        g.addNode(node("/Reshape", "Reshape", "rows", "x", "shape"));
+        g.addNode(node("/fc/Gemm", "Gemm", "h", "rows", "w", "b").toBuilder().addAttribute(AttributeProto.newBuilder()
+                .setName("transB").setType(AttributeProto.AttributeType.INT).setI(1)));
+        g.addNode(node("/Relu", "Relu", "y", "h"));
+        return ModelProto.newBuilder().setIrVersion(6).addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(11))
+                .setGraph(g).build().toByteArray();
+    }
+
+    private static NodeProto longConstant(String out, boolean scalar, long v) {
+        TensorProto.Builder t = TensorProto.newBuilder().setDataType(TensorProto.DataType.INT64_VALUE).addInt64Data(v);
+        if (!scalar) {
+            t.addDims(1);
+        }
+        return NodeProto.newBuilder().setName(out + "/Constant").setOpType("Constant").addOutput(out)
+                .addAttribute(AttributeProto.newBuilder().setName("value").setType(AttributeProto.AttributeType.TENSOR).setT(t))
+                .build();
     }
 
     /** Gemm, BatchNorm, LayerNorm, GELU and GELU (tanh) as PyTorch's exporter writes them below opsets 17/20:

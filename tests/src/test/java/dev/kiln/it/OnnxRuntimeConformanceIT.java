@@ -11,6 +11,15 @@ import dev.kiln.nn.Init;
 import dev.kiln.nn.Sequential;
 import dev.kiln.tensor.DType;
 import dev.kiln.tensor.Tensor;
+import dev.kiln.internal.onnx.Onnx.AttributeProto;
+import dev.kiln.internal.onnx.Onnx.GraphProto;
+import dev.kiln.internal.onnx.Onnx.ModelProto;
+import dev.kiln.internal.onnx.Onnx.NodeProto;
+import dev.kiln.internal.onnx.Onnx.OperatorSetIdProto;
+import dev.kiln.internal.onnx.Onnx.TensorProto;
+import dev.kiln.internal.onnx.Onnx.TensorShapeProto;
+import dev.kiln.internal.onnx.Onnx.TypeProto;
+import dev.kiln.internal.onnx.Onnx.ValueInfoProto;
 import java.util.Map;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
@@ -128,5 +137,107 @@ class OnnxRuntimeConformanceIT {
         // The random draw must really have exercised both features.
         org.junit.jupiter.api.Assertions.assertTrue(embeddings >= 3 && residuals >= 5,
                 embeddings + " embedding models, " + residuals + " residual models");
+    }
+
+    /**
+     * Files laid out as PyTorch exports an image MLP, built here with the protobuf API: input
+     * [N, 1, 4, 3], x.view(x.size(0), -1) as Shape/Gather/Unsqueeze/Concat/Reshape (Unsqueeze's axes an
+     * attribute at opset 11, an input at 13) or Flatten (opset 9), then Gemm, Relu, Gemm, Softmax.
+     * ONNX Runtime runs the file on the image tensor, Kiln on the same memory as rows.
+     */
+    @Test
+    void imageInputsFlattenedAsPyTorchWritesThemEqualOnnxRuntime() throws Exception {
+        OrtEnvironment env = OrtEnvironment.getEnvironment();
+        Random r = new Random(7);
+        for (int opset : new int[] {9, 11, 13, 17}) {
+            byte[] file = imageMlp(r, opset);
+            int batch = 5;
+            try (Sequential m = OnnxModels.fromBytes(file); InferenceSession kiln = m.compile(8);
+                    Tensor x = Tensor.zeros(DType.F32, batch, 1, 4, 3).fillNormal(0, 1, opset);
+                    Tensor y = Tensor.zeros(DType.F32, batch, 3);
+                    OrtSession.SessionOptions opts = new OrtSession.SessionOptions();
+                    OrtSession ort = env.createSession(file, opts);
+                    OnnxTensor in = OnnxTensor.createTensor(env, java.nio.FloatBuffer.wrap(x.toFloatArray()),
+                            new long[] {batch, 1, 4, 3});
+                    OrtSession.Result res = ort.run(Map.of("x", in))) {
+                assertEquals(12, m.inputFeatures());
+                kiln.run(x, y);
+                float[][] want = (float[][]) res.get(0).getValue();
+                float[] got = y.toFloatArray();
+                for (int i = 0; i < batch; i++) {
+                    for (int j = 0; j < 3; j++) {
+                        assertEquals(want[i][j], got[i * 3 + j], 1e-5 * Math.abs(want[i][j]) + 1e-6, "opset " + opset);
+                    }
+                }
+            }
+        }
+    }
+
+    private static byte[] imageMlp(Random r, int opset) {
+        GraphProto.Builder g = GraphProto.newBuilder().setName("image-mlp")
+                .addInput(value("x", 1, 4, 3)).addOutput(value("y", 3))
+                .addInitializer(floats("w1", r, 7, 12)).addInitializer(floats("b1", r, 7))
+                .addInitializer(floats("w2", r, 3, 7)).addInitializer(floats("b2", r, 3));
+        if (opset == 9) {
+            g.addNode(node("Flatten", "rows", "x"));
+        } else {
+            g.addNode(node("Shape", "s", "x")).addInitializer(longs("zero", true, 0))
+                    .addNode(node("Gather", "n", "s", "zero"))
+                    .addInitializer(longs("minus1", false, -1));
+            if (opset < 13) {
+                g.addNode(node("Unsqueeze", "n1", "n").toBuilder().addAttribute(AttributeProto.newBuilder().setName("axes")
+                        .setType(AttributeProto.AttributeType.INTS).addInts(0)));
+            } else {
+                g.addInitializer(longs("axes", false, 0)).addNode(node("Unsqueeze", "n1", "n", "axes"));
+            }
+            g.addNode(node("Concat", "shape", "n1", "minus1").toBuilder().addAttribute(AttributeProto.newBuilder()
+                    .setName("axis").setType(AttributeProto.AttributeType.INT).setI(0)))
+                    .addNode(node("Reshape", "rows", "x", "shape"));
+        }
+        AttributeProto transB = AttributeProto.newBuilder().setName("transB").setType(AttributeProto.AttributeType.INT).setI(1).build();
+        g.addNode(node("Gemm", "h1", "rows", "w1", "b1").toBuilder().addAttribute(transB))
+                .addNode(node("Relu", "h2", "h1"))
+                .addNode(node("Gemm", "h3", "h2", "w2", "b2").toBuilder().addAttribute(transB))
+                .addNode(node("Softmax", "y", "h3"));
+        return ModelProto.newBuilder().setIrVersion(opset >= 13 ? 7 : 4)
+                .addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(opset)).setGraph(g).build().toByteArray();
+    }
+
+    private static NodeProto node(String op, String out, String... in) {
+        NodeProto.Builder n = NodeProto.newBuilder().setOpType(op).setName("/" + out + "/" + op).addOutput(out);
+        for (String i : in) {
+            n.addInput(i);
+        }
+        return n.build();
+    }
+
+    private static ValueInfoProto value(String name, long... dims) {
+        TensorShapeProto.Builder s = TensorShapeProto.newBuilder().addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("N"));
+        for (long d : dims) {
+            s.addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(d));
+        }
+        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
+                TypeProto.Tensor.newBuilder().setElemType(TensorProto.DataType.FLOAT_VALUE).setShape(s))).build();
+    }
+
+    private static TensorProto floats(String name, Random r, long... dims) {
+        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(TensorProto.DataType.FLOAT_VALUE);
+        long n = 1;
+        for (long d : dims) {
+            t.addDims(d);
+            n *= d;
+        }
+        for (long i = 0; i < n; i++) {
+            t.addFloatData((float) (r.nextDouble() - 0.5));
+        }
+        return t.build();
+    }
+
+    private static TensorProto longs(String name, boolean scalar, long v) {
+        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(TensorProto.DataType.INT64_VALUE).addInt64Data(v);
+        if (!scalar) {
+            t.addDims(1);
+        }
+        return t.build();
     }
 }
