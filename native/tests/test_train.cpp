@@ -42,6 +42,11 @@ struct Ref {
             case KILN_UNARY_GELU: return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
             case KILN_UNARY_GELU_TANH:
                 return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+            case KILN_UNARY_SILU: return x / (1 + std::exp(-x));
+            case KILN_UNARY_ELU: return x > 0 ? x : alpha * std::expm1(x);
+            case KILN_UNARY_SOFTPLUS: return std::log1p(std::exp(x));
+            case KILN_UNARY_SELU: return 1.0507009873554805 * (x > 0 ? x : 1.6732632423543772 * std::expm1(x));
+            case KILN_UNARY_MISH: return x * std::tanh(std::log1p(std::exp(x)));
             default: return x;
         }
     }
@@ -253,7 +258,8 @@ using S = Spec;
 
 TEST(Train, GradientsDenseActivationsCrossEntropy) {
     for (int32_t a : {KILN_UNARY_RELU, KILN_UNARY_LEAKY_RELU, KILN_UNARY_SIGMOID, KILN_UNARY_TANH, KILN_UNARY_GELU,
-                      KILN_UNARY_GELU_TANH, KILN_UNARY_IDENTITY}) {
+                      KILN_UNARY_GELU_TANH, KILN_UNARY_SILU, KILN_UNARY_ELU, KILN_UNARY_SOFTPLUS, KILN_UNARY_SELU,
+                      KILN_UNARY_MISH, KILN_UNARY_IDENTITY}) {
         SCOPED_TRACE(a);
         Case c{7, 5, {S{S::Dense, 9}, S{S::Act, 0, a, 0.1f}, S{S::Dense, 4}}, KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
         gradient_check(c, 1 + uint32_t(a));

@@ -22,6 +22,11 @@ double ref_unary(int op, double x, double alpha) {
         case KILN_UNARY_SQRT: return std::sqrt(x);
         case KILN_UNARY_NEG: return -x;
         case KILN_UNARY_ABS: return std::fabs(x);
+        case KILN_UNARY_SILU: return x / (1 + std::exp(-x));
+        case KILN_UNARY_ELU: return x > 0 ? x : alpha * std::expm1(x);
+        case KILN_UNARY_SOFTPLUS: return std::log1p(std::exp(x));
+        case KILN_UNARY_SELU: return 1.0507009873554805 * (x > 0 ? x : 1.6732632423543772 * std::expm1(x));
+        case KILN_UNARY_MISH: return x * std::tanh(std::log1p(std::exp(x)));
         default: return x * x;
     }
 }
@@ -34,13 +39,18 @@ double tolerance(int op, double want) {
         case KILN_UNARY_SIGMOID:
         case KILN_UNARY_TANH: return 2e-6 * std::fabs(want) + 2e-7;
         case KILN_UNARY_EXP: return 3e-7 * std::fabs(want);
+        case KILN_UNARY_SILU:
+        case KILN_UNARY_ELU:
+        case KILN_UNARY_SOFTPLUS:
+        case KILN_UNARY_SELU:
+        case KILN_UNARY_MISH: return 2e-6 * std::fabs(want) + 1e-30;
         default: return 1.2e-7 * std::fabs(want) + 1e-30;
     }
 }
 
 TEST(Unary, EveryOpMatchesDoubleReferenceOnEveryIsa) {
     for_each_isa([](int32_t) {
-        for (int op = KILN_UNARY_IDENTITY; op <= KILN_UNARY_GELU_TANH; ++op) {
+        for (int op = KILN_UNARY_IDENTITY; op <= KILN_UNARY_LAST; ++op) {
             const bool positive = op == KILN_UNARY_LOG || op == KILN_UNARY_SQRT;
             const float lo = positive ? 1e-3f : (op == KILN_UNARY_EXP ? -80.0f : -12.0f);
             const float hi = op == KILN_UNARY_EXP ? 80.0f : 12.0f;
@@ -78,7 +88,8 @@ TEST(Unary, NaNAndInfinities) {
         EXPECT_EQ(out[1], 1.0f);
         EXPECT_EQ(out[2], -1.0f);
         EXPECT_EQ(out[3], 0.0f);
-        for (int op : {KILN_UNARY_EXP, KILN_UNARY_SIGMOID, KILN_UNARY_TANH, KILN_UNARY_GELU, KILN_UNARY_GELU_TANH}) {
+        for (int op : {KILN_UNARY_EXP, KILN_UNARY_SIGMOID, KILN_UNARY_TANH, KILN_UNARY_GELU, KILN_UNARY_GELU_TANH,
+                       KILN_UNARY_SILU, KILN_UNARY_ELU, KILN_UNARY_SOFTPLUS, KILN_UNARY_SELU, KILN_UNARY_MISH}) {
             ASSERT_EQ(kiln_unary_f32(op, 0, 1, shape, in, unit, out, unit), KILN_OK);
             EXPECT_TRUE(std::isnan(out[0])) << "op " << op << " must keep NaN";
         }

@@ -22,6 +22,11 @@ __device__ __forceinline__ float unary_op(int op, float alpha, float x) {
             const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
             return 0.5f * x * (1.f + tanhf(u));
         }
+        case KILN_UNARY_SILU: return x / (1.f + expf(-x));
+        case KILN_UNARY_ELU: return x > 0.f ? x : alpha * expm1f(x);
+        case KILN_UNARY_SOFTPLUS: return x > 0.f ? x + log1pf(expf(-x)) : log1pf(expf(x));
+        case KILN_UNARY_SELU: return 1.05070098735548049f * (x > 0.f ? x : 1.67326324235437728f * expm1f(x));
+        case KILN_UNARY_MISH: return x * tanhf(x > 0.f ? x + log1pf(expf(-x)) : log1pf(expf(x)));
         default: return x;
     }
 }

@@ -167,7 +167,7 @@ kiln_status check_gemm(const char* fn, int64_t m, int64_t n, int64_t k, const vo
                     (long long)lda, (long long)ldb, (long long)ldc);
     *out = Ep{nullptr, KILN_UNARY_IDENTITY, 0.f, nullptr, 0};
     if (ep != nullptr) {
-        if (ep->activation < KILN_UNARY_IDENTITY || ep->activation > KILN_UNARY_GELU_TANH)
+        if (ep->activation < KILN_UNARY_IDENTITY || ep->activation > KILN_UNARY_LAST)
             return fail(KILN_ERR_INVALID_ARGUMENT, "%s: epilogue activation is %d", fn, ep->activation);
         if (ep->residual != nullptr && ep->ld_residual < n)
             return fail(KILN_ERR_INVALID_ARGUMENT, "%s: epilogue ld_residual is too small", fn);

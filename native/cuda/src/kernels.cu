@@ -322,7 +322,7 @@ extern "C" KILN_API kiln_status kiln_cuda_binary_f32(int32_t op, int64_t n, cons
 
 extern "C" KILN_API kiln_status kiln_cuda_unary_f32(int32_t op, float alpha, int64_t n, const float* a, float* out) {
     static const char* fn = "kiln_cuda_unary_f32";
-    if (op < KILN_UNARY_IDENTITY || op > KILN_UNARY_GELU_TANH) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: op is %d", fn, op);
+    if (op < KILN_UNARY_IDENTITY || op > KILN_UNARY_LAST) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: op is %d", fn, op);
     if (kiln_status st = check_n(fn, n, a, out)) return st;
     if (n == 0) return KILN_OK;
     switch (op) {
@@ -338,6 +338,11 @@ extern "C" KILN_API kiln_status kiln_cuda_unary_f32(int32_t op, float alpha, int
         case KILN_UNARY_ABS: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_ABS>{alpha}); break;
         case KILN_UNARY_SQUARE: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_SQUARE>{alpha}); break;
         case KILN_UNARY_GELU_TANH: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_GELU_TANH>{alpha}); break;
+        case KILN_UNARY_SILU: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_SILU>{alpha}); break;
+        case KILN_UNARY_ELU: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_ELU>{alpha}); break;
+        case KILN_UNARY_SOFTPLUS: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_SOFTPLUS>{alpha}); break;
+        case KILN_UNARY_SELU: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_SELU>{alpha}); break;
+        case KILN_UNARY_MISH: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_MISH>{alpha}); break;
         default: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_IDENTITY>{alpha}); break;
     }
     KILN_CUDA_LAUNCHED(fn);

@@ -119,7 +119,7 @@ kiln_status dense(const char* fn, const Layer& l, int64_t batch, const float* x,
 }
 
 kiln_status check_activation(const char* fn, int32_t act, float alpha) {
-    if (act < KILN_UNARY_IDENTITY || act > KILN_UNARY_GELU_TANH)
+    if (act < KILN_UNARY_IDENTITY || act > KILN_UNARY_LAST)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation is %d: not a kiln_unary_op", fn, act);
     if (!std::isfinite(alpha)) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation_alpha is not finite", fn);
     return KILN_OK;

@@ -42,6 +42,18 @@ __device__ __forceinline__ float act_grad(int act, float alpha, float z, float g
             const float t = tanhf(z);
             return g * (1.f - t * t);
         }
+        case KILN_UNARY_SILU: {
+            const float s = 1.f / (1.f + expf(-z));
+            return g * s * (1.f + z * (1.f - s));
+        }
+        case KILN_UNARY_ELU: return z > 0.f ? g : g * alpha * expf(z);
+        case KILN_UNARY_SOFTPLUS: return g / (1.f + expf(-z));
+        case KILN_UNARY_SELU: return g * 1.05070098735548049f * (z > 0.f ? 1.f : 1.67326324235437728f * expf(z));
+        case KILN_UNARY_MISH: {
+            const float sp = z > 0.f ? z + log1pf(expf(-z)) : log1pf(expf(z));
+            const float t = tanhf(sp), s = 1.f / (1.f + expf(-z));
+            return g * (t + z * (1.f - t * t) * s);
+        }
         default: return g;
     }
 }
@@ -183,10 +195,11 @@ extern "C" KILN_API kiln_status kiln_cuda_trainer_add_activation(kiln_cuda_train
     if (kiln_status st = check_open(fn, t)) return st;
     switch (activation) {
         case KILN_UNARY_IDENTITY: case KILN_UNARY_RELU: case KILN_UNARY_LEAKY_RELU: case KILN_UNARY_GELU:
-        case KILN_UNARY_GELU_TANH: case KILN_UNARY_SIGMOID: case KILN_UNARY_TANH: break;
+        case KILN_UNARY_GELU_TANH: case KILN_UNARY_SIGMOID: case KILN_UNARY_TANH: case KILN_UNARY_SILU:
+        case KILN_UNARY_ELU: case KILN_UNARY_SOFTPLUS: case KILN_UNARY_SELU: case KILN_UNARY_MISH: break;
         default:
             return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation %d cannot be trained (IDENTITY, RELU, "
-                        "LEAKY_RELU, GELU, GELU_TANH, SIGMOID or TANH)", fn, activation);
+                        "LEAKY_RELU, GELU, GELU_TANH, SIGMOID, TANH, SILU, ELU, SOFTPLUS, SELU or MISH)", fn, activation);
     }
     if (!std::isfinite(alpha)) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: alpha is not finite", fn);
     Layer l;

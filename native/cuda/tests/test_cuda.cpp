@@ -114,7 +114,8 @@ TEST_F(Cuda, ElementwiseMatchesCpu) {
             EXPECT_LT(rel_err(down(out, size_t(n)), want), 1e-6) << "binary op " << op << " n " << n;
         }
         for (int op : {KILN_UNARY_RELU, KILN_UNARY_LEAKY_RELU, KILN_UNARY_GELU, KILN_UNARY_SIGMOID, KILN_UNARY_TANH,
-                       KILN_UNARY_EXP, KILN_UNARY_NEG, KILN_UNARY_ABS, KILN_UNARY_SQUARE, KILN_UNARY_GELU_TANH}) {
+                       KILN_UNARY_EXP, KILN_UNARY_NEG, KILN_UNARY_ABS, KILN_UNARY_SQUARE, KILN_UNARY_GELU_TANH,
+                       KILN_UNARY_SILU, KILN_UNARY_ELU, KILN_UNARY_SOFTPLUS, KILN_UNARY_SELU, KILN_UNARY_MISH}) {
             Dev out = poisoned(size_t(n));
             ASSERT_EQ(kiln_cuda_unary_f32(op, 0.1f, n, da.f(), out.f()), KILN_OK) << kiln_cuda_last_error();
             std::vector<float> want(static_cast<size_t>(n));
@@ -513,7 +514,10 @@ TEST_F(Cuda, TrainerMatchesTheCpuTrainer) {
         float lr;
     } cases[] = {{adam, KILN_UNARY_RELU, KILN_UNARY_GELU, 1e-2f},
                  {adamw, KILN_UNARY_LEAKY_RELU, KILN_UNARY_TANH, 1e-2f},
-                 {sgd, KILN_UNARY_SIGMOID, KILN_UNARY_GELU_TANH, 0.1f}};
+                 {sgd, KILN_UNARY_SIGMOID, KILN_UNARY_GELU_TANH, 0.1f},
+                 {adam, KILN_UNARY_SILU, KILN_UNARY_MISH, 1e-2f},
+                 {sgd, KILN_UNARY_ELU, KILN_UNARY_SELU, 0.1f},
+                 {adamw, KILN_UNARY_SOFTPLUS, KILN_UNARY_SILU, 1e-2f}};
     int c = 0;
     for (const auto& cs : cases) {
         SCOPED_TRACE("case " + std::to_string(c));

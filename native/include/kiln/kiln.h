@@ -195,8 +195,15 @@ typedef enum kiln_unary_op {
     KILN_UNARY_NEG = 9,
     KILN_UNARY_ABS = 10,
     KILN_UNARY_SQUARE = 11,
-    KILN_UNARY_GELU_TANH = 12  /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+    KILN_UNARY_GELU_TANH = 12, /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+    KILN_UNARY_SILU = 13,      /* x sigmoid(x) (swish) */
+    KILN_UNARY_ELU = 14,       /* x > 0 ? x : alpha (exp(x) - 1) */
+    KILN_UNARY_SOFTPLUS = 15,  /* log(1 + exp(x)), without overflow */
+    KILN_UNARY_SELU = 16,      /* 1.0507009873554805 (x > 0 ? x : 1.6732632423543772 (exp(x) - 1)) */
+    KILN_UNARY_MISH = 17       /* x tanh(softplus(x)) */
 } kiln_unary_op;
+/** The last kiln_unary_op. */
+#define KILN_UNARY_LAST KILN_UNARY_MISH
 
 /** out = op(a) elementwise; `alpha` is LeakyReLU's negative slope (ignored by other ops).
  *  Vector versions agree with the scalar definitions to about 2e-6 relative (documented per op in
@@ -438,7 +445,7 @@ KILN_API kiln_status kiln_trainer_create(int64_t input_features, int64_t max_bat
 /** Dense y = x W + b, W in x out row-major (copied), b may be NULL (no bias). */
 KILN_API kiln_status kiln_trainer_add_dense(kiln_trainer* t, int64_t out_features, const float* weight,
                                             const float* bias);
-/** RELU, LEAKY_RELU (alpha), GELU, GELU_TANH, SIGMOID, TANH or IDENTITY. */
+/** RELU, LEAKY_RELU (alpha), GELU, GELU_TANH, SIGMOID, TANH, SILU, ELU (alpha), SOFTPLUS, SELU, MISH or IDENTITY. */
 KILN_API kiln_status kiln_trainer_add_activation(kiln_trainer* t, int32_t activation, float alpha);
 /** Inverted dropout with drop probability p in [0, 1): the identity in evaluation. */
 KILN_API kiln_status kiln_trainer_add_dropout(kiln_trainer* t, float p);

@@ -32,7 +32,7 @@ inline kiln_status check_dense(const char* fn, int64_t out_features, const float
 // An activation code and its alpha (LeakyReLU's slope): a non-finite alpha would turn every
 // negative input into NaN or an infinity.
 inline kiln_status check_activation(const char* fn, int32_t activation, float alpha) {
-    if (activation < KILN_UNARY_IDENTITY || activation > KILN_UNARY_GELU_TANH)
+    if (activation < KILN_UNARY_IDENTITY || activation > KILN_UNARY_LAST)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation is %d: not a kiln_unary_op", fn, activation);
     if (!std::isfinite(alpha)) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation alpha is not finite", fn);
     return KILN_OK;

@@ -68,7 +68,9 @@ float* alloc_floats(int64_t n, kiln_status* st) {
 
 bool trainable_activation(int32_t a) {
     return a == KILN_UNARY_IDENTITY || a == KILN_UNARY_RELU || a == KILN_UNARY_LEAKY_RELU ||
-           a == KILN_UNARY_GELU || a == KILN_UNARY_GELU_TANH || a == KILN_UNARY_SIGMOID || a == KILN_UNARY_TANH;
+           a == KILN_UNARY_GELU || a == KILN_UNARY_GELU_TANH || a == KILN_UNARY_SIGMOID || a == KILN_UNARY_TANH ||
+           a == KILN_UNARY_SILU || a == KILN_UNARY_ELU || a == KILN_UNARY_SOFTPLUS || a == KILN_UNARY_SELU ||
+           a == KILN_UNARY_MISH;
 }
 
 // Derivative computable from the output alone (so the pre-activation need not be kept).
@@ -176,6 +178,19 @@ inline float act_backward(int32_t a, float alpha, float x, float y, float gy) {
             const double du = c * (1.0 + 3.0 * k * xd * xd);
             return float(gy * (0.5 * (1.0 + th) + 0.5 * xd * (1.0 - th * th) * du));
         }
+        case KILN_UNARY_SILU: {
+            const double xd = x, s = 1.0 / (1.0 + std::exp(-xd));
+            return float(gy * s * (1.0 + xd * (1.0 - s)));
+        }
+        case KILN_UNARY_ELU: return x > 0 ? gy : float(gy * double(alpha) * std::exp(double(x)));
+        case KILN_UNARY_SOFTPLUS: return float(gy / (1.0 + std::exp(-double(x))));
+        case KILN_UNARY_SELU:
+            return float(gy * 1.0507009873554805 * (x > 0 ? 1.0 : 1.6732632423543772 * std::exp(double(x))));
+        case KILN_UNARY_MISH: {
+            const double xd = x, sp = xd > 0 ? xd + std::log1p(std::exp(-xd)) : std::log1p(std::exp(xd));
+            const double t = std::tanh(sp), s = 1.0 / (1.0 + std::exp(-xd));
+            return float(gy * (t + xd * (1.0 - t * t) * s));
+        }
         default: return gy;
     }
 }
@@ -222,8 +237,8 @@ extern "C" KILN_API kiln_status kiln_trainer_add_activation(kiln_trainer* t, int
     if (kiln_status st = check_open(fn, t)) return st;
     if (!trainable_activation(activation))
         return fail(KILN_ERR_INVALID_ARGUMENT,
-                    "%s: activation %d cannot be trained: use IDENTITY, RELU, LEAKY_RELU, GELU, GELU_TANH, SIGMOID "
-                    "or TANH", fn, activation);
+                    "%s: activation %d cannot be trained: use IDENTITY, RELU, LEAKY_RELU, GELU, GELU_TANH, SIGMOID, "
+                    "TANH, SILU, ELU, SOFTPLUS, SELU or MISH", fn, activation);
     if (!std::isfinite(alpha)) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: alpha is not finite", fn);
     TLayer l;
     l.kind = Kind::Act;

@@ -131,7 +131,7 @@ extern "C" KILN_API kiln_status kiln_unary_f32(int32_t op, float alpha, int32_t 
                                                const int64_t* a_strides, float* out,
                                                const int64_t* out_strides) {
     static const char* fn = "kiln_unary_f32";
-    if (op < KILN_UNARY_IDENTITY || op > KILN_UNARY_GELU_TANH)
+    if (op < KILN_UNARY_IDENTITY || op > KILN_UNARY_LAST)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: op is %d: not a kiln_unary_op", fn, op);
     if (!std::isfinite(alpha)) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: alpha is not finite", fn);
     const int64_t* strides[2] = {a_strides, out_strides};

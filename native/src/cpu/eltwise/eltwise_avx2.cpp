@@ -120,6 +120,17 @@ inline __m256 tanh256(__m256 x) {
     return _mm256_or_ps(y, _mm256_and_ps(x, sign_bit()));
 }
 
+// exp(x) - 1 for x <= 0, with a series below 0.0625 in magnitude where the difference cancels.
+inline __m256 expm1_neg256(__m256 x) {
+    const __m256 big = _mm256_sub_ps(vmath256::exp(x), _mm256_set1_ps(1.0f));
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 120), x, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(0.5f));
+    const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, x), x, x);
+    const __m256 ax = _mm256_andnot_ps(sign_bit(), x);
+    return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.0625f), _CMP_LT_OQ));
+}
+
 template <int OP>
 inline __m256 unary_vec(__m256 x, float alpha) {
     if constexpr (OP == KILN_UNARY_IDENTITY) return x;
@@ -145,6 +156,20 @@ inline __m256 unary_vec(__m256 x, float alpha) {
     if constexpr (OP == KILN_UNARY_NEG) return _mm256_xor_ps(x, sign_bit());
     if constexpr (OP == KILN_UNARY_ABS) return _mm256_andnot_ps(sign_bit(), x);
     if constexpr (OP == KILN_UNARY_SQUARE) return _mm256_mul_ps(x, x);
+    if constexpr (OP == KILN_UNARY_SILU)
+        return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), vmath256::exp(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+    if constexpr (OP == KILN_UNARY_ELU || OP == KILN_UNARY_SELU) {
+        const float a = OP == KILN_UNARY_ELU ? alpha : 1.67326324235437728f;
+        const __m256 neg = _mm256_mul_ps(_mm256_set1_ps(a), expm1_neg256(_mm256_min_ps(x, _mm256_setzero_ps())));
+        const __m256 y = _mm256_blendv_ps(x, neg, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+        return OP == KILN_UNARY_ELU ? y : _mm256_mul_ps(_mm256_set1_ps(1.05070098735548049f), y);
+    }
+    if constexpr (OP == KILN_UNARY_MISH) {
+        // tanh(log(1 + e)) = n / (n + 2) with n = e (e + 2), e = exp(x); above 20 it is 1 in float.
+        const __m256 e = vmath256::exp(_mm256_min_ps(_mm256_set1_ps(20.0f), x));
+        const __m256 n = _mm256_mul_ps(e, _mm256_add_ps(e, _mm256_set1_ps(2.0f)));
+        return _mm256_mul_ps(x, _mm256_div_ps(n, _mm256_add_ps(n, _mm256_set1_ps(2.0f))));
+    }
     return x;
 }
 
@@ -171,7 +196,11 @@ void unary_avx2(int op, const float* a, float* out, int64_t n, float alpha) {
         case KILN_UNARY_NEG: return unary_op<KILN_UNARY_NEG>(a, out, n, alpha);
         case KILN_UNARY_ABS: return unary_op<KILN_UNARY_ABS>(a, out, n, alpha);
         case KILN_UNARY_SQUARE: return unary_op<KILN_UNARY_SQUARE>(a, out, n, alpha);
-        default:
+        case KILN_UNARY_SILU: return unary_op<KILN_UNARY_SILU>(a, out, n, alpha);
+        case KILN_UNARY_ELU: return unary_op<KILN_UNARY_ELU>(a, out, n, alpha);
+        case KILN_UNARY_SELU: return unary_op<KILN_UNARY_SELU>(a, out, n, alpha);
+        case KILN_UNARY_MISH: return unary_op<KILN_UNARY_MISH>(a, out, n, alpha);
+        default:  // LOG, SOFTPLUS: no vector log yet; scalar libm
             for (int64_t i = 0; i < n; ++i) out[i] = unary_scalar(op, a[i], alpha);
     }
 }

@@ -132,6 +132,16 @@ inline __m512 tanh512(__m512 x) {
         _mm512_castps_si512(y), _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u)))));
 }
 
+// exp(x) - 1 for x <= 0, with a series below 0.0625 in magnitude where the difference cancels.
+inline __m512 expm1_neg512(__m512 x) {
+    const __m512 big = _mm512_sub_ps(vmath512::exp(x), _mm512_set1_ps(1.0f));
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 120), x, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(0.5f));
+    const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, x), x, x);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(0.0625f), _CMP_LT_OQ), big, small);
+}
+
 template <int OP>
 inline __m512 unary_vec(__m512 x, float alpha) {
     if constexpr (OP == KILN_UNARY_IDENTITY) return x;
@@ -156,6 +166,20 @@ inline __m512 unary_vec(__m512 x, float alpha) {
     if constexpr (OP == KILN_UNARY_NEG) return _mm512_sub_ps(_mm512_setzero_ps(), x);
     if constexpr (OP == KILN_UNARY_ABS) return _mm512_abs_ps(x);
     if constexpr (OP == KILN_UNARY_SQUARE) return _mm512_mul_ps(x, x);
+    if constexpr (OP == KILN_UNARY_SILU)
+        return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), vmath512::exp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+    if constexpr (OP == KILN_UNARY_ELU || OP == KILN_UNARY_SELU) {
+        const float a = OP == KILN_UNARY_ELU ? alpha : 1.67326324235437728f;
+        const __m512 neg = _mm512_mul_ps(_mm512_set1_ps(a), expm1_neg512(_mm512_min_ps(x, _mm512_setzero_ps())));
+        const __m512 y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), x, neg);
+        return OP == KILN_UNARY_ELU ? y : _mm512_mul_ps(_mm512_set1_ps(1.05070098735548049f), y);
+    }
+    if constexpr (OP == KILN_UNARY_MISH) {
+        // tanh(log(1 + e)) = n / (n + 2) with n = e (e + 2), e = exp(x); above 20 it is 1 in float.
+        const __m512 e = vmath512::exp(_mm512_min_ps(_mm512_set1_ps(20.0f), x));
+        const __m512 n = _mm512_mul_ps(e, _mm512_add_ps(e, _mm512_set1_ps(2.0f)));
+        return _mm512_mul_ps(x, _mm512_div_ps(n, _mm512_add_ps(n, _mm512_set1_ps(2.0f))));
+    }
     return x;
 }
 
@@ -185,7 +209,11 @@ void unary_avx512(int op, const float* a, float* out, int64_t n, float alpha) {
         case KILN_UNARY_NEG: return unary_op<KILN_UNARY_NEG>(a, out, n, alpha);
         case KILN_UNARY_ABS: return unary_op<KILN_UNARY_ABS>(a, out, n, alpha);
         case KILN_UNARY_SQUARE: return unary_op<KILN_UNARY_SQUARE>(a, out, n, alpha);
-        default:  // LOG: no vector version yet; scalar libm
+        case KILN_UNARY_SILU: return unary_op<KILN_UNARY_SILU>(a, out, n, alpha);
+        case KILN_UNARY_ELU: return unary_op<KILN_UNARY_ELU>(a, out, n, alpha);
+        case KILN_UNARY_SELU: return unary_op<KILN_UNARY_SELU>(a, out, n, alpha);
+        case KILN_UNARY_MISH: return unary_op<KILN_UNARY_MISH>(a, out, n, alpha);
+        default:  // LOG, SOFTPLUS: no vector log yet; scalar libm
             for (int64_t i = 0; i < n; ++i) out[i] = unary_scalar(op, a[i], alpha);
     }
 }

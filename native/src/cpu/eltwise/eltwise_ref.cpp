@@ -81,6 +81,14 @@ float unary_scalar(int op, float x, float alpha) {
         case KILN_UNARY_NEG: return -x;
         case KILN_UNARY_ABS: return std::fabs(x);
         case KILN_UNARY_SQUARE: return x * x;
+        case KILN_UNARY_SILU: return x / (1.0f + std::exp(-x));
+        case KILN_UNARY_ELU: return x > 0.0f ? x : alpha * std::expm1(x);
+        case KILN_UNARY_SOFTPLUS: return x > 0.0f ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+        case KILN_UNARY_SELU: return 1.05070098735548049f * (x > 0.0f ? x : 1.67326324235437728f * std::expm1(x));
+        case KILN_UNARY_MISH: {
+            const float sp = x > 0.0f ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+            return x * std::tanh(sp);
+        }
         default: return x;
     }
 }

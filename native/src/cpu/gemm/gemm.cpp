@@ -627,7 +627,7 @@ int64_t span_bytes(int64_t rows, int64_t cols, int64_t ld) {
 
 kiln_status check_epilogue(const char* fn, const kiln_epilogue* ep, int64_t n) {
     if (ep == nullptr) return KILN_OK;
-    if (ep->activation < KILN_UNARY_IDENTITY || ep->activation > KILN_UNARY_GELU_TANH)
+    if (ep->activation < KILN_UNARY_IDENTITY || ep->activation > KILN_UNARY_LAST)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: epilogue activation is %d: not a kiln_unary_op", fn,
                     ep->activation);
     if (!std::isfinite(ep->activation_alpha))

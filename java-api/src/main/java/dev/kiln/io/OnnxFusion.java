@@ -23,13 +23,18 @@ import java.util.Set;
  *       (x^3 as x * (x * x) or Pow 3; Gelu with approximate = tanh);</li>
  *   <li>LayerNorm as PyTorch exports it below opset 17 (ReduceMean over the last axis, Sub, Pow 2,
  *       ReduceMean, Add eps, Sqrt, Div, then Mul by the scale and Add of the bias when the layer has
- *       them) becomes one LayerNormalization node.</li>
+ *       them) becomes one LayerNormalization node;</li>
+ *   <li>SiLU (swish) as every exporter writes it, {@code x * Sigmoid(x)}, becomes one node of op
+ *       {@link #SILU} in domain {@link #DOMAIN} (ONNX has no such op), and Mish below opset 18,
+ *       {@code x * Tanh(Softplus(x))}, one Mish node.</li>
  * </ul>
  * A pattern is fused only when each value inside it feeds nothing but the next node of the pattern
  * and is not a graph output, and its constants have the values the formula needs; anything else is
  * left as it is (and then refused by the importer, naming the op it cannot take).
  */
 final class OnnxFusion {
+    /** The domain and op of the fused SiLU node, which only this class makes. */
+    static final String DOMAIN = "dev.kiln.fused", SILU = "Silu";
     private final List<NodeProto> nodes;
     private final boolean[] removed;
     private final Map<String, TensorProto> inits;
@@ -88,6 +93,9 @@ final class OnnxFusion {
             }
             if (!f.removed[i]) {
                 f.tryLayerNorm(i);
+            }
+            if (!f.removed[i]) {
+                f.trySiluOrMish(i);
             }
         }
         if (constants.isEmpty() && f.added.isEmpty()) {
@@ -245,6 +253,42 @@ final class OnnxFusion {
                     .setS(com.google.protobuf.ByteString.copyFromUtf8(approximate)));
         }
         replace(parts, gelu.build());
+    }
+
+    // ---- SiLU and Mish ---------------------------------------------------------------------------
+
+    /** Sigmoid(x) or Tanh(Softplus(x)), then a Mul of that by x (either order). */
+    private void trySiluOrMish(int i) {
+        NodeProto first = nodes.get(i);
+        boolean silu = first.getOpType().equals("Sigmoid");
+        if (!(silu || first.getOpType().equals("Softplus")) || !isOnnxDomain(first) || first.getInputCount() != 1
+                || first.getOutputCount() != 1 || first.getAttributeCount() != 0) {
+            return;
+        }
+        String x = first.getInput(0);
+        List<Integer> parts = new ArrayList<>(List.of(i));
+        String gate = first.getOutput(0);
+        if (!silu) {
+            Integer tanh = only(gate, "Tanh");
+            if (tanh == null || nodes.get(tanh).getAttributeCount() != 0) {
+                return;
+            }
+            parts.add(tanh);
+            gate = nodes.get(tanh).getOutput(0);
+        }
+        Integer mul = only(gate, "Mul");
+        if (mul == null || !x.equals(other(nodes.get(mul), gate)) || nodes.get(mul).getAttributeCount() != 0) {
+            return;
+        }
+        parts.add(mul);
+        NodeProto.Builder fused = NodeProto.newBuilder().setName(first.getName() + (silu ? " (SiLU, fused)" : " (Mish, fused)"))
+                .addInput(x).addOutput(nodes.get(mul).getOutput(0));
+        if (silu) {
+            fused.setOpType(SILU).setDomain(DOMAIN);
+        } else {
+            fused.setOpType("Mish");
+        }
+        replace(parts, fused.build());
     }
 
     // ---- LayerNorm -----------------------------------------------------------------------------

@@ -50,13 +50,16 @@ import java.util.Objects;
 public final class OnnxModels {
     /** The opset Kiln writes. */
     public static final int OPSET = 20;
+    /** SELU's constants as ONNX writes them (float). */
+    private static final float SELU_ALPHA = 1.67326319217681884765625f, SELU_GAMMA = 1.05070102214813232421875f;
     /** The opsets Kiln reads (of the default domain). */
     public static final int MIN_OPSET = 7, MAX_OPSET = 23;
     /** The batch dimension, in the shapes the importer evaluates. */
     private static final long BATCH = Long.MIN_VALUE;
 
     // Named in the error for any other op.
-    private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Relu, LeakyRelu, Gelu, Sigmoid, Tanh, Exp, Log, "
+    private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Relu, LeakyRelu, PRelu (one slope), Elu, Selu, "
+            + "Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), Gelu, Sigmoid, Tanh, Exp, Log, "
             + "Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, Flatten, Reshape, Gather, "
             + "BatchNormalization after a Gemm/MatMul, Constant, and GELU and LayerNorm as PyTorch decomposes them for "
             + "older opsets";
@@ -101,6 +104,12 @@ public final class OnnxModels {
                     n.setOpType("Gemm").addInput(i + ".weight").addInput(i + ".bias");
                     break;
                 case ACTIVATION:
+                    if (l.activation() == Activation.SILU) { // no SiLU op in ONNX: x * Sigmoid(x)
+                        g.addNode(NodeProto.newBuilder().setName(node + "_sigmoid").setOpType("Sigmoid").addInput(cur)
+                                .addOutput(out + "_sigmoid"));
+                        n.setOpType("Mul").addInput(out + "_sigmoid");
+                        break;
+                    }
                     activationNode(n, l.activation(), l.activationAlpha(), cur);
                     break;
                 case SOFTMAX:
@@ -152,6 +161,10 @@ public final class OnnxModels {
             case NEG: n.setOpType("Neg"); break;
             case ABS: n.setOpType("Abs"); break;
             case SQUARE: n.setOpType("Mul").addInput(input); break;
+            case ELU: n.setOpType("Elu").addAttribute(floatAttr("alpha", alpha)); break;
+            case SOFTPLUS: n.setOpType("Softplus"); break;
+            case SELU: n.setOpType("Selu"); break;
+            case MISH: n.setOpType("Mish"); break;
             default: throw new AssertionError(f);
         }
     }
@@ -272,7 +285,8 @@ public final class OnnxModels {
         g.getOutputList().forEach(o -> readers.merge(o.getName(), 1, Integer::sum));
         for (NodeProto n : topologicalOrder(g, inits.keySet(), cur)) {
             String op = n.getOpType(), name = n.getName().isEmpty() ? "(unnamed " + op + ")" : n.getName();
-            if (!n.getDomain().isEmpty() && !n.getDomain().equals("ai.onnx")) {
+            boolean fusedSilu = n.getDomain().equals(OnnxFusion.DOMAIN) && op.equals(OnnxFusion.SILU);
+            if (!n.getDomain().isEmpty() && !n.getDomain().equals("ai.onnx") && !fusedSilu) {
                 throw unsupported(op, name, "domain '" + n.getDomain() + "'");
             }
             if (n.getOutputCount() < 1) {
@@ -433,6 +447,65 @@ public final class OnnxModels {
                     p.activation = Activation.LEAKY_RELU;
                     p.alpha = floatAttr(n, "alpha", 0.01f);
                     break;
+                case "PRelu": { // one slope shared by every feature (PyTorch's nn.PReLU()) is a leaky ReLU
+                    checkAttrs(n, name);
+                    TensorProto slope = initializer(inits, n, 1, name, op);
+                    long[] sd = dims(slope, name, op);
+                    long count = 1;
+                    for (long d : sd) {
+                        count *= d;
+                    }
+                    if (count != 1) {
+                        throw unsupported(op, name, "a slope per feature (" + count + " slopes; Kiln takes one shared slope)");
+                    }
+                    p.kind = "activation";
+                    p.activation = Activation.LEAKY_RELU;
+                    p.alpha = floatData(slope, sd, name, op)[0];
+                    if (!Float.isFinite(p.alpha)) {
+                        throw unsupported(op, name, "slope " + p.alpha);
+                    }
+                    break;
+                }
+                case "Elu":
+                    checkAttrs(n, name, "alpha");
+                    p.kind = "activation";
+                    p.activation = Activation.ELU;
+                    p.alpha = floatAttr(n, "alpha", 1f);
+                    if (!Float.isFinite(p.alpha)) {
+                        throw unsupported(op, name, "alpha " + p.alpha);
+                    }
+                    break;
+                case "Selu":
+                    checkAttrs(n, name, "alpha", "gamma");
+                    if (floatAttr(n, "alpha", SELU_ALPHA) != SELU_ALPHA || floatAttr(n, "gamma", SELU_GAMMA) != SELU_GAMMA) {
+                        throw unsupported(op, name, "alpha or gamma other than SELU's (" + SELU_ALPHA + ", " + SELU_GAMMA + ")");
+                    }
+                    p.kind = "activation";
+                    p.activation = Activation.SELU;
+                    break;
+                case "Softplus": case "Mish": case OnnxFusion.SILU:
+                    checkAttrs(n, name);
+                    if (op.equals(OnnxFusion.SILU) && !fusedSilu) {
+                        throw unsupported(op, name, "op Silu outside Kiln's fusion (write x * Sigmoid(x))");
+                    }
+                    p.kind = "activation";
+                    p.activation = op.equals("Softplus") ? Activation.SOFTPLUS : op.equals("Mish") ? Activation.MISH
+                            : Activation.SILU;
+                    break;
+                case "Clip": { // Clip to [0, +inf) is a ReLU (torch.clamp(min=0)); other bounds need a clip op
+                    checkAttrs(n, name, "min", "max"); // attributes below opset 11, inputs from 11
+                    float lo = n.getInputCount() > 1 && !n.getInput(1).isEmpty()
+                            ? vector(initializer(inits, n, 1, name, op), 1, name, op)[0] : floatAttr(n, "min", Float.NEGATIVE_INFINITY);
+                    float hi = n.getInputCount() > 2 && !n.getInput(2).isEmpty()
+                            ? vector(initializer(inits, n, 2, name, op), 1, name, op)[0] : floatAttr(n, "max", Float.POSITIVE_INFINITY);
+                    if (lo != 0f || hi != Float.POSITIVE_INFINITY) {
+                        throw unsupported(op, name, "bounds [" + lo + ", " + hi + "] (Kiln imports Clip to [0, inf) as Relu; "
+                                + "ReLU6 and Hardtanh are not supported yet)");
+                    }
+                    p.kind = "activation";
+                    p.activation = Activation.RELU;
+                    break;
+                }
                 case "Gelu": {
                     checkAttrs(n, name, "approximate");
                     String approx = stringAttr(n, "approximate", "none");

@@ -365,6 +365,28 @@ public final class Sequential implements AutoCloseable {
             return activation(Activation.TANH);
         }
 
+        /** x * sigmoid(x) (swish). */
+        public Builder silu() {
+            return activation(Activation.SILU);
+        }
+
+        /** x > 0 ? x : alpha (exp(x) - 1); PyTorch's default alpha is 1. */
+        public Builder elu(float alpha) {
+            return activation(Activation.ELU, alpha);
+        }
+
+        public Builder softplus() {
+            return activation(Activation.SOFTPLUS);
+        }
+
+        public Builder selu() {
+            return activation(Activation.SELU);
+        }
+
+        public Builder mish() {
+            return activation(Activation.MISH);
+        }
+
         public Builder softmax() {
             layers.add(new Layer(Layer.Kind.SOFTMAX, features, features, null, null, null, null, null, 0, 0));
             return this;

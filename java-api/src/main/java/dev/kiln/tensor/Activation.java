@@ -3,10 +3,15 @@ package dev.kiln.tensor;
 /**
  * Elementwise functions ({@code kiln_unary_op}), usable alone ({@link Ops#unary}) or fused into a
  * matrix product's store ({@link Epilogue}). Vector versions agree with the scalar definitions to
- * about 2e-6 relative; NaN stays NaN.
+ * about 2e-6 relative; NaN stays NaN. The {@code alpha} of the calls that take one is LEAKY_RELU's
+ * slope and ELU's scale of the negative side (1 in PyTorch's {@code nn.ELU()}); the others ignore it.
+ * SILU is {@code x * sigmoid(x)} (swish), ELU {@code x > 0 ? x : alpha (exp(x) - 1)}, SOFTPLUS
+ * {@code log(1 + exp(x))}, SELU {@code 1.0507 (x > 0 ? x : 1.6733 (exp(x) - 1))}, MISH
+ * {@code x * tanh(softplus(x))}; LOG and SOFTPLUS run scalar code (no vector logarithm yet).
  */
 public enum Activation {
-    IDENTITY, RELU, LEAKY_RELU, GELU, SIGMOID, TANH, EXP, LOG, SQRT, NEG, ABS, SQUARE, GELU_TANH;
+    IDENTITY, RELU, LEAKY_RELU, GELU, SIGMOID, TANH, EXP, LOG, SQRT, NEG, ABS, SQUARE, GELU_TANH,
+    SILU, ELU, SOFTPLUS, SELU, MISH;
 
     /** The native {@code kiln_unary_op} value. */
     public int nativeCode() {

@@ -120,6 +120,22 @@ class TrainerTest {
     }
 
     @Test
+    void theNewerActivationsTrainToo() { // (their gradients are checked in native/tests/test_train.cpp)
+        for (dev.kiln.tensor.Activation a : new dev.kiln.tensor.Activation[] {dev.kiln.tensor.Activation.SILU,
+                dev.kiln.tensor.Activation.ELU, dev.kiln.tensor.Activation.SOFTPLUS, dev.kiln.tensor.Activation.SELU,
+                dev.kiln.tensor.Activation.MISH}) {
+            try (Dataset train = blobs(600, 1); Dataset test = blobs(300, 2);
+                    Sequential model = Sequential.builder(8).dense(16, Init.HE, 1).activation(a, 1f).dense(3, Init.XAVIER, 2)
+                            .softmax().build();
+                    Trainer t = Trainer.builder(model).optimizer(Optimizer.adam(1e-2)).batchSize(32).seed(3).build()) {
+                History h = t.fit(train, test, 6);
+                assertTrue(h.last().loss() < h.epochs().get(0).loss(), a + " " + h.epochs());
+                assertTrue(t.evaluate(test).accuracy() > 0.95, a + " test accuracy " + t.evaluate(test).accuracy());
+            }
+        }
+    }
+
+    @Test
     void regressionLossesTrainToo() {
         SplittableRandom r = new SplittableRandom(4);
         int n = 256;

@@ -139,6 +139,37 @@ class OnnxRuntimeConformanceIT {
                 embeddings + " embedding models, " + residuals + " residual models");
     }
 
+    /** Each activation Kiln exports, between two dense layers, on inputs spread over [-9, 9]. */
+    @Test
+    void everyActivationEqualsOnnxRuntime() throws Exception {
+        OrtEnvironment env = OrtEnvironment.getEnvironment();
+        dev.kiln.tensor.Activation[] all = {dev.kiln.tensor.Activation.RELU, dev.kiln.tensor.Activation.LEAKY_RELU,
+                dev.kiln.tensor.Activation.GELU, dev.kiln.tensor.Activation.GELU_TANH, dev.kiln.tensor.Activation.SIGMOID,
+                dev.kiln.tensor.Activation.TANH, dev.kiln.tensor.Activation.SILU, dev.kiln.tensor.Activation.ELU,
+                dev.kiln.tensor.Activation.SOFTPLUS, dev.kiln.tensor.Activation.SELU, dev.kiln.tensor.Activation.MISH};
+        for (dev.kiln.tensor.Activation a : all) {
+            float alpha = a == dev.kiln.tensor.Activation.ELU ? 0.7f : a == dev.kiln.tensor.Activation.LEAKY_RELU ? 0.1f : 0f;
+            int batch = 9;
+            try (Sequential m = Sequential.builder(10).dense(24, Init.HE, 1).activation(a, alpha).dense(4, Init.XAVIER, 2)
+                    .build(); InferenceSession kiln = m.compile(batch);
+                    Tensor x = Tensor.zeros(DType.F32, batch, 10).fillUniform(-3, 3, 3);
+                    Tensor y = Tensor.zeros(DType.F32, batch, 4);
+                    OrtSession.SessionOptions opts = new OrtSession.SessionOptions();
+                    OrtSession ort = env.createSession(OnnxModels.toBytes(m), opts);
+                    OnnxTensor in = OnnxTensor.createTensor(env, java.nio.FloatBuffer.wrap(x.toFloatArray()), new long[] {batch, 10});
+                    OrtSession.Result res = ort.run(Map.of("input", in))) {
+                kiln.run(x, y);
+                float[][] want = (float[][]) res.get(0).getValue();
+                float[] got = y.toFloatArray();
+                for (int i = 0; i < batch; i++) {
+                    for (int j = 0; j < 4; j++) {
+                        assertEquals(want[i][j], got[i * 4 + j], 1e-5 * Math.abs(want[i][j]) + 1e-5, a + " [" + i + "," + j + "]");
+                    }
+                }
+            }
+        }
+    }
+
     /**
      * Files laid out as PyTorch exports an image MLP, built here with the protobuf API: input
      * [N, 1, 4, 3], x.view(x.size(0), -1) as Shape/Gather/Unsqueeze/Concat/Reshape (Unsqueeze's axes an

@@ -1,0 +1,165 @@
+package dev.kiln.io;
+
+import static dev.kiln.io.OnnxModelsTest.init;
+import static dev.kiln.io.OnnxShapesTest.node;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.kiln.infer.InferenceSession;
+import dev.kiln.internal.onnx.Onnx.AttributeProto;
+import dev.kiln.internal.onnx.Onnx.GraphProto;
+import dev.kiln.internal.onnx.Onnx.ModelProto;
+import dev.kiln.internal.onnx.Onnx.NodeProto;
+import dev.kiln.internal.onnx.Onnx.OperatorSetIdProto;
+import dev.kiln.nn.Init;
+import dev.kiln.nn.Sequential;
+import dev.kiln.tensor.Activation;
+import dev.kiln.tensor.DType;
+import dev.kiln.tensor.Ops;
+import dev.kiln.tensor.Tensor;
+import java.util.function.Consumer;
+import java.util.function.DoubleUnaryOperator;
+import org.junit.jupiter.api.Test;
+
+/**
+ * SiLU, ELU, Softplus, SELU and Mish: the ops against double-precision formulas, export and import
+ * round trips, the forms PyTorch's exporter writes (x * Sigmoid(x); Softplus, Tanh, Mul below opset
+ * 18; PRelu with one slope; Clip to [0, inf)), and what is refused.
+ */
+class OnnxActivationsTest {
+    static double softplus(double x) {
+        return x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x));
+    }
+
+    @Test
+    void theOpsMatchTheirFormulas() {
+        Object[][] cases = {
+            {Activation.SILU, 0f, (DoubleUnaryOperator) x -> x / (1 + Math.exp(-x))},
+            {Activation.ELU, 0.7f, (DoubleUnaryOperator) x -> x > 0 ? x : 0.7 * Math.expm1(x)},
+            {Activation.SOFTPLUS, 0f, (DoubleUnaryOperator) OnnxActivationsTest::softplus},
+            {Activation.SELU, 0f, (DoubleUnaryOperator) x -> 1.0507009873554805 * (x > 0 ? x : 1.6732632423543772 * Math.expm1(x))},
+            {Activation.MISH, 0f, (DoubleUnaryOperator) x -> x * Math.tanh(softplus(x))},
+        };
+        try (Tensor x = Tensor.zeros(DType.F32, 1001).fillUniform(-15, 15, 1); Tensor y = Tensor.zeros(DType.F32, 1001)) {
+            float[] xs = x.toFloatArray();
+            for (Object[] c : cases) {
+                Ops.unary((Activation) c[0], (float) c[1], x, y);
+                float[] ys = y.toFloatArray();
+                for (int i = 0; i < xs.length; i++) {
+                    double want = ((DoubleUnaryOperator) c[2]).applyAsDouble(xs[i]);
+                    assertEquals(want, ys[i], 2e-6 * Math.abs(want) + 1e-30, c[0] + " at " + xs[i]);
+                }
+            }
+        }
+    }
+
+    @Test
+    void exportThenImportIsExact() {
+        for (Activation a : new Activation[] {Activation.SILU, Activation.ELU, Activation.SOFTPLUS, Activation.SELU, Activation.MISH}) {
+            try (Sequential m = Sequential.builder(6).dense(8, Init.HE, 1).activation(a, 0.7f).dense(3, Init.XAVIER, 2).build();
+                    Sequential back = OnnxModels.fromBytes(OnnxModels.toBytes(m));
+                    Tensor x = Tensor.zeros(DType.F32, 5, 6).fillNormal(0, 2, 3)) {
+                assertEquals(a, back.layers().get(1).activation());
+                assertEquals(a == Activation.ELU ? 0.7f : 0f, back.layers().get(1).activationAlpha(), a.name());
+                assertArrayEquals(run(m, x), run(back, x), a.name());
+            }
+        }
+    }
+
+    static float[] run(Sequential m, Tensor x) {
+        try (InferenceSession s = m.compile((int) x.size(0)); Tensor y = Tensor.zeros(DType.F32, x.size(0), m.outputFeatures())) {
+            s.run(x, y);
+            return y.toFloatArray();
+        }
+    }
+
+    private static final float[] W1 = new float[8 * 6], B1 = new float[8], W2 = new float[3 * 8], B2 = new float[3];
+
+    static {
+        java.util.Random r = new java.util.Random(2);
+        for (float[] v : new float[][] {W1, B1, W2, B2}) {
+            for (int i = 0; i < v.length; i++) {
+                v[i] = (float) (r.nextGaussian() * 0.6);
+            }
+        }
+    }
+
+    /** x [N, 6] -> Gemm(transB) -> "h"; the nodes {@code act} adds read "h" and end in "a" -> Gemm -> y. */
+    static ModelProto file(int opset, Consumer<GraphProto.Builder> act) {
+        AttributeProto transB = AttributeProto.newBuilder().setName("transB").setType(AttributeProto.AttributeType.INT).setI(1).build();
+        GraphProto.Builder g = GraphProto.newBuilder().setName("act").addInput(OnnxModelsTest.io("x", 6))
+                .addOutput(OnnxModelsTest.io("y", 3)).addInitializer(init("W1", W1, 8, 6)).addInitializer(init("B1", B1, 8))
+                .addInitializer(init("W2", W2, 3, 8)).addInitializer(init("B2", B2, 3))
+                .addNode(node("Gemm", "/0/Gemm", "h", "x", "W1", "B1").addAttribute(transB));
+        act.accept(g);
+        g.addNode(node("Gemm", "/2/Gemm", "y", "a", "W2", "B2").addAttribute(transB));
+        return ModelProto.newBuilder().setIrVersion(7).addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(opset))
+                .setGraph(g).build();
+    }
+
+    /** The same network built with Kiln's builder, the activation given. */
+    static Sequential reference(Activation a, float alpha) {
+        Sequential m = Sequential.builder(6).dense(8, Init.ZEROS, 0).activation(a, alpha).dense(3, Init.ZEROS, 0).build();
+        try (Tensor w1 = Tensor.of(W1, 8, 6); Tensor w2 = Tensor.of(W2, 3, 8); Tensor w1t = w1.transpose(0, 1).copy();
+                Tensor w2t = w2.transpose(0, 1).copy(); Tensor b1 = Tensor.of(B1, 8); Tensor b2 = Tensor.of(B2, 3)) {
+            m.loadParameters(java.util.Map.of("0.weight", w1t, "0.bias", b1, "2.weight", w2t, "2.bias", b2));
+        }
+        return m;
+    }
+
+    static void importsAs(ModelProto f, Activation a, float alpha) {
+        try (Sequential got = OnnxModels.fromBytes(f.toByteArray()); Sequential want = reference(a, alpha);
+                Tensor x = Tensor.zeros(DType.F32, 4, 6).fillNormal(0, 2, 5)) {
+            assertEquals(3, got.layers().size(), got.layers().toString());
+            assertEquals(a, got.layers().get(1).activation());
+            assertEquals(alpha, got.layers().get(1).activationAlpha());
+            assertArrayEquals(run(want, x), run(got, x), 1e-6f);
+        }
+    }
+
+    static String refusal(ModelProto f) {
+        return assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(f.toByteArray()).close()).getMessage();
+    }
+
+    static AttributeProto f1(String name, float v) {
+        return AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.FLOAT).setF(v).build();
+    }
+
+    @Test
+    void pyTorchsFormsImportAsTheActivation() {
+        importsAs(file(17, g -> g.addNode(node("Sigmoid", "/1/Sigmoid", "s", "h")).addNode(node("Mul", "/1/Mul", "a", "h", "s"))),
+                Activation.SILU, 0f);
+        importsAs(file(13, g -> g.addNode(node("Sigmoid", "/1/Sigmoid", "s", "h")).addNode(node("Mul", "/1/Mul", "a", "s", "h"))),
+                Activation.SILU, 0f);
+        importsAs(file(17, g -> g.addNode(node("Softplus", "/1/Softplus", "sp", "h")).addNode(node("Tanh", "/1/Tanh", "t", "sp"))
+                .addNode(node("Mul", "/1/Mul", "a", "h", "t"))), Activation.MISH, 0f);
+        importsAs(file(18, g -> g.addNode(node("Mish", "/1/Mish", "a", "h"))), Activation.MISH, 0f);
+        importsAs(file(11, g -> g.addNode(node("Elu", "/1/Elu", "a", "h").addAttribute(f1("alpha", 0.5f)))), Activation.ELU, 0.5f);
+        importsAs(file(11, g -> g.addNode(node("Elu", "/1/Elu", "a", "h"))), Activation.ELU, 1f);
+        importsAs(file(13, g -> g.addNode(node("Selu", "/1/Selu", "a", "h"))), Activation.SELU, 0f);
+        importsAs(file(13, g -> g.addNode(node("Softplus", "/1/Softplus", "a", "h"))), Activation.SOFTPLUS, 0f);
+        importsAs(file(13, g -> g.addInitializer(init("slope", new float[] {0.25f}, 1))
+                .addNode(node("PRelu", "/1/PRelu", "a", "h", "slope"))), Activation.LEAKY_RELU, 0.25f);
+        importsAs(file(13, g -> g.addInitializer(init("zero", new float[] {0f}))
+                .addNode(node("Clip", "/1/Clip", "a", "h", "zero"))), Activation.RELU, 0f);
+        importsAs(file(9, g -> g.addNode(node("Clip", "/1/Clip", "a", "h").addAttribute(f1("min", 0f)))), Activation.RELU, 0f);
+    }
+
+    @Test
+    void whatKilnCannotRunIsRefusedByName() {
+        assertEquals("onnx: unsupported bounds [0.0, 6.0] (Kiln imports Clip to [0, inf) as Relu; ReLU6 and Hardtanh are not "
+                + "supported yet) in op Clip at node '/1/Clip'", refusal(file(13, g -> g.addInitializer(init("lo", new float[] {0f}))
+                        .addInitializer(init("hi", new float[] {6f})).addNode(node("Clip", "/1/Clip", "a", "h", "lo", "hi")))));
+        assertEquals("onnx: unsupported a slope per feature (8 slopes; Kiln takes one shared slope) in op PRelu at node '/1/PRelu'",
+                refusal(file(13, g -> g.addInitializer(init("slope", new float[8], 8)).addNode(node("PRelu", "/1/PRelu", "a", "h", "slope")))));
+        assertTrue(refusal(file(13, g -> g.addNode(node("Selu", "/1/Selu", "a", "h").addAttribute(f1("alpha", 2f)))))
+                .startsWith("onnx: unsupported alpha or gamma other than SELU's"));
+        assertEquals("onnx: unsupported op Silu outside Kiln's fusion (write x * Sigmoid(x)) in op Silu at node '/1/Silu'",
+                refusal(file(13, g -> g.addNode(node("Silu", "/1/Silu", "a", "h")))));
+        // The sigmoid's output read by something else too: not a SiLU, left alone, refused as a branch.
+        assertTrue(refusal(file(13, g -> g.addNode(node("Sigmoid", "/1/Sigmoid", "s", "h")).addNode(node("Mul", "/1/Mul", "m", "h", "s"))
+                .addNode(node("Add", "/1/Add", "a", "m", "s")))).contains("(Mul) does not read the previous result"));
+    }
+}
