@@ -12,6 +12,7 @@ import picocli.CommandLine.Command;
 @Command(name = "kiln", mixinStandardHelpOptions = true, versionProvider = KilnCommand.Version.class,
         description = "Kiln: train, compile and serve neural networks from the JVM over native kernels.",
         subcommands = {InfoCommand.class, DemoCommand.class, TrainCommand.class, EvalCommand.class, ReportCommand.class,
+                ModelCommands.Inspect.class, ModelCommands.Predict.class, ModelCommands.Bench.class,
                 CryptCommands.Encrypt.class, CryptCommands.Decrypt.class, RegistryCommand.class,
                 CommandLine.HelpCommand.class})
 public final class KilnCommand implements Callable<Integer> {

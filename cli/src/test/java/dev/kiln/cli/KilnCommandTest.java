@@ -27,7 +27,8 @@ class KilnCommandTest {
     @Test
     void everyCommandHasHelp() {
         for (String[] args : new String[][] {{"--help"}, {"info", "--help"}, {"demo", "--help"}, {"train", "--help"}, {"encrypt", "--help"}, {"decrypt", "--help"},
-                {"registry", "--help"}, {"registry", "list", "--help"}, {"eval", "--help"}, {"report", "--help"}}) {
+                {"registry", "--help"}, {"registry", "list", "--help"}, {"eval", "--help"}, {"report", "--help"},
+                {"inspect", "--help"}, {"predict", "--help"}, {"bench", "--help"}}) {
             Result r = run(args);
             assertEquals(0, r.code, String.join(" ", args));
             assertTrue(r.out.contains("Usage: kiln"), r.out);
@@ -334,5 +335,123 @@ class KilnCommandTest {
         // A JDK file error without a reason says what it is (before: the bare path).
         r = run("registry", "--root", root, "register", "fraud", dir.resolve("none.kiln").toString());
         assertEquals("kiln register: " + dir.resolve("none.kiln") + ": no such file", r.err.strip());
+    }
+
+    /** A small classifier saved as ONNX (the file a PyTorch user brings) and as a .kiln model file. */
+    private static dev.kiln.nn.Sequential classifier() {
+        return dev.kiln.nn.Sequential.builder(4).dense(8, dev.kiln.nn.Init.HE, 1).silu().dense(3, dev.kiln.nn.Init.XAVIER, 2)
+                .softmax().build();
+    }
+
+    @Test
+    void inspectDescribesAModelAndNamesWhatKilnCannotRun(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws Exception {
+        java.nio.file.Path onnx = dir.resolve("m.onnx"), kiln = dir.resolve("m.kiln");
+        try (dev.kiln.nn.Sequential m = classifier()) {
+            dev.kiln.io.OnnxModels.save(m, onnx);
+            dev.kiln.io.ModelFile.save(m, kiln, java.util.Map.of());
+        }
+        Result r = run("inspect", onnx.toString());
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("[batch, 4] F32") && r.out.contains("activation=silu") && r.out.contains("67 (0.3 KiB)"),
+                r.out);
+        r = run("inspect", kiln.toString(), "--json");
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.startsWith("{\"model\":") && r.out.contains("\"format\":\"kiln\"") && r.out.contains("\"parameters\":67")
+                && r.out.contains("{\"index\":1,\"kind\":\"activation\",\"in\":8,\"out\":8,\"activation\":\"silu\"}"), r.out);
+        byte[] bytes = java.nio.file.Files.readAllBytes(onnx);
+        java.nio.file.Path conv = dir.resolve("conv.onnx");
+        java.nio.file.Files.write(conv, new String(bytes, java.nio.charset.StandardCharsets.ISO_8859_1)
+                .replace("Softmax", "ConvTrn").getBytes(java.nio.charset.StandardCharsets.ISO_8859_1));
+        r = run("inspect", conv.toString());
+        assertEquals(1, r.code, r.out);
+        assertTrue(r.err.startsWith("kiln inspect: onnx: unsupported op ConvTrn at node"), r.err);
+        r = run("inspect", dir.resolve("m.pt").toString());
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("the name must end in .onnx or .kiln"), r.err);
+    }
+
+    @Test
+    void predictWritesWhatTheSessionComputesAndFeedsEval(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws Exception {
+        java.nio.file.Path onnx = dir.resolve("m.onnx"), in = dir.resolve("x.csv");
+        float[] x = new float[10 * 4];
+        java.util.Random rnd = new java.util.Random(3);
+        StringBuilder csv = new StringBuilder("a,b,c,d\n");
+        for (int i = 0; i < 10; i++) {
+            for (int j = 0; j < 4; j++) {
+                x[i * 4 + j] = (float) rnd.nextGaussian();
+                csv.append(j > 0 ? "," : "").append(x[i * 4 + j]);
+            }
+            csv.append('\n');
+        }
+        java.nio.file.Files.writeString(in, csv);
+        float[] want;
+        try (dev.kiln.nn.Sequential m = classifier(); var s = m.compile(10); dev.kiln.tensor.Tensor tx = dev.kiln.tensor.Tensor.of(x, 10, 4);
+                dev.kiln.tensor.Tensor ty = dev.kiln.tensor.Tensor.zeros(dev.kiln.tensor.DType.F32, 10, 3)) {
+            dev.kiln.io.OnnxModels.save(m, onnx);
+            s.run(tx, ty);
+            want = ty.toFloatArray();
+        }
+        Result r = run("predict", "--model", onnx.toString(), "--input", in.toString(), "--header", "--batch", "3");
+        assertEquals(0, r.code, r.err);
+        String[] lines = r.out.strip().split("\n");
+        assertEquals("y0,y1,y2", lines[0]);
+        assertEquals(11, lines.length);
+        for (int i = 0; i < 10; i++) {
+            String[] f = lines[i + 1].split(",");
+            for (int j = 0; j < 3; j++) {
+                // (batches of 3 against one of 10: the kernels may differ by an ulp or two)
+                assertEquals(want[i * 3 + j], Float.parseFloat(f[j]), 1e-6, "row " + i);
+            }
+        }
+        java.nio.file.Path out = dir.resolve("p.csv");
+        r = run("predict", "--model", onnx.toString(), "--input", in.toString(), "--header", "--output", out.toString(), "--json",
+                "--batch", "3");
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.startsWith("{\"rows\":10,\"columns\":3,"), r.out);
+        assertEquals(String.join("\n", lines) + "\n", java.nio.file.Files.readString(out));
+        r = run("predict", "--model", onnx.toString(), "--input", in.toString(), "--header", "--argmax", "--no-header");
+        assertEquals(0, r.code, r.err);
+        assertEquals(10, r.out.strip().lines().count());
+        // The scores feed kiln eval.
+        java.nio.file.Path labels = dir.resolve("labels.csv");
+        java.nio.file.Files.writeString(labels, "y\n0\n1\n2\n0\n1\n2\n0\n1\n2\n0\n");
+        r = run("eval", "--labels", labels.toString(), "--scores", out.toString(), "--task", "multiclass");
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("\"accuracy\":"), r.out);
+        // Bad input: a clear error, exit 1, and an existing output file is left as it was.
+        java.nio.file.Files.writeString(in, "1,2,3\n4,5,6\n");
+        r = run("predict", "--model", onnx.toString(), "--input", in.toString(), "--output", out.toString());
+        assertEquals(1, r.code);
+        assertEquals("kiln predict: --input " + in + " has 3 values per row; the model takes 4", r.err.strip());
+        assertEquals(String.join("\n", lines) + "\n", java.nio.file.Files.readString(out));
+        java.nio.file.Files.writeString(in, "1,2,3,x\n");
+        r = run("predict", "--model", onnx.toString(), "--input", in.toString());
+        assertEquals(1, r.code);
+        assertTrue(r.err.contains("line 1, column 3: 'x' is not a number"), r.err);
+        assertEquals(2, run("predict", "--model", onnx.toString(), "--input", dir.resolve("x.txt").toString()).code);
+        assertEquals(2, run("predict", "--model", onnx.toString(), "--input", in.toString(), "--batch", "0").code);
+        assertEquals(2, run("predict", "--model", onnx.toString(), "--input", in.toString(), "--json").code);
+    }
+
+    @Test
+    void benchReportsLatencyPercentiles(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        java.nio.file.Path kiln = dir.resolve("m.kiln");
+        try (dev.kiln.nn.Sequential m = classifier()) {
+            dev.kiln.io.ModelFile.save(m, kiln, java.util.Map.of());
+        }
+        Result r = run("bench", "--model", kiln.toString(), "--batch", "4", "--seconds", "0.3", "--warmup", "0.1", "--json");
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("\"batch\":4") && r.out.contains("\"p99_9_us\":"), r.out);
+        java.util.regex.Matcher p = java.util.regex.Pattern.compile("\"p50_us\":([0-9.E-]+),\"p90_us\":([0-9.E-]+)").matcher(r.out);
+        assertTrue(p.find(), r.out);
+        double p50 = Double.parseDouble(p.group(1)), p90 = Double.parseDouble(p.group(2));
+        assertTrue(p50 > 0 && p90 >= p50, r.out);
+        r = run("bench", "--model", kiln.toString(), "--seconds", "0.2", "--warmup", "0");
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("rows/s") && r.out.contains("latency per call: p50"), r.out);
+        assertEquals(2, run("bench", "--model", kiln.toString(), "--seconds", "0").code);
+        assertEquals(2, run("bench", "--model", kiln.toString(), "--batch", "-1").code);
     }
 }

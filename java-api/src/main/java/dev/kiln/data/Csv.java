@@ -40,6 +40,15 @@ public final class Csv {
         return Dataset.classification(x, y);
     }
 
+    /**
+     * Features alone, every column (model inputs to score, as {@code kiln predict} reads them):
+     * F32 {@code [rows, columns]}.
+     */
+    public static Tensor readFeatures(Path file, boolean header) throws IOException {
+        Parsed p = parse(file, NO_TARGET, header);
+        return Tensor.of(p.features, p.lines.size(), p.width);
+    }
+
     /** Regression: the target column is one real-valued output. */
     public static Dataset readRegression(Path file, int targetColumn, boolean header) throws IOException {
         Parsed p = parse(file, targetColumn, header);
@@ -95,6 +104,8 @@ public final class Csv {
         }
     }
 
+    private static final int NO_TARGET = Integer.MIN_VALUE;
+
     private record Parsed(float[] features, double[] targets, int width, List<Integer> lines) {}
 
     private static Parsed parse(Path file, int targetColumn, boolean header) throws IOException {
@@ -131,16 +142,16 @@ public final class Csv {
                 String[] f = line.split(",", -1);
                 if (columns < 0) {
                     columns = f.length;
-                    if (columns < 2) {
+                    if (columns < 2 && targetColumn != NO_TARGET) {
                         throw new IOException(file + ": line " + no + ": needs at least 2 columns (features and a target)");
                     }
-                    if (targetColumn < 0 || targetColumn >= columns) {
+                    if (targetColumn != NO_TARGET && (targetColumn < 0 || targetColumn >= columns)) {
                         throw new IOException(file + ": target column " + targetColumn + " is not in 0.." + (columns - 1));
                     }
                 } else if (f.length != columns) {
                     throw new IOException(file + ": line " + no + " has " + f.length + " columns, the first row " + columns);
                 }
-                float[] row = new float[columns - 1];
+                float[] row = new float[targetColumn != NO_TARGET ? columns - 1 : columns];
                 for (int c = 0, k = 0; c < columns; c++) {
                     double v;
                     try {
@@ -166,7 +177,7 @@ public final class Csv {
         if (rows.isEmpty()) {
             throw new IOException(file + ": no data rows");
         }
-        int width = columns - 1;
+        int width = targetColumn != NO_TARGET ? columns - 1 : columns;
         float[] all = new float[Math.multiplyExact(rows.size(), width)];
         for (int i = 0; i < rows.size(); i++) {
             System.arraycopy(rows.get(i), 0, all, i * width, width);
