@@ -96,6 +96,19 @@ class DataTest {
         try (Dataset d = Csv.readRegression(f, 0, true)) {
             assertArrayEquals(new float[] {1, 3.5f}, d.targets().toFloatArray());
         }
+        try (dev.kiln.tensor.Tensor x = Csv.readFeatures(f, true)) { // every column a feature
+            assertArrayEquals(new long[] {2, 3}, x.shape());
+            assertArrayEquals(new float[] {1, 2, 0, 3.5f, -4, 2}, x.toFloatArray());
+        }
+        Files.writeString(f, "7\n8\n");
+        try (dev.kiln.tensor.Tensor x = Csv.readFeatures(f, false)) { // one column is enough without a target
+            assertArrayEquals(new long[] {2, 1}, x.shape());
+        }
+        assertTrue(assertThrows(IOException.class, () -> Csv.readClassification(f, 0, false)).getMessage()
+                .contains("needs at least 2 columns"));
+        Files.writeString(f, "7,1\n");
+        assertTrue(assertThrows(IOException.class, () -> Csv.readClassification(f, -1, false)).getMessage()
+                .contains("target column -1 is not in 0..1"));
         Files.writeString(f, "1,2,0\n3,x,1\n");
         assertTrue(assertThrows(IOException.class, () -> Csv.readClassification(f, 2, false)).getMessage()
                 .contains("line 2, column 1: 'x' is not a number"));
