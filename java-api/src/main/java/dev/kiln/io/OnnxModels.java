@@ -41,7 +41,9 @@ import java.util.Objects;
  * a Reshape to [batch, features] whose shape is a constant or a shape computation (Shape, Gather,
  * Unsqueeze, Squeeze, Concat, Slice, Cast: PyTorch's {@code x.view(x.size(0), -1)}), evaluated here;
  * the model then takes rows of d1 x ... x dk features, and {@link dev.kiln.infer.InferenceSession#run}
- * also accepts the [N, d1, ..., dk] tensor. An unsupported op, attribute or graph shape is refused with
+ * also accepts the [N, d1, ..., dk] tensor. Preprocessing of the input by constants (Sub, Add, Mul,
+ * Div by a constant, an inference BatchNormalization: {@code x / 255}, {@code (x - mean) / std}) is
+ * folded into the first Gemm/MatMul's weights and bias. An unsupported op, attribute or graph shape is refused with
  * IllegalArgumentException naming the op and the node.
  *
  * <p>Export writes opset 20 (Gelu), IR version 9, weights as initializers in raw little-endian
@@ -213,6 +215,7 @@ public final class OnnxModels {
         float eps;
         float[] weight;
         float[] bias;
+        boolean shiftOnly; // bias holds only the folded input preprocessing: a bias Add still comes
         float[] gamma;
         float[] beta;
         int from = -1;   // residual
@@ -278,11 +281,18 @@ public final class OnnxModels {
         widthOf.put(cur, width);
         // The embedding's 3-D output, or an input of rank > 2, until Flatten/Reshape makes rows of it.
         String unflattened = inputDims.length > 2 ? "the input's " + dimsString(inputDims) + " value" : null;
+        double[][] affine = null; // pending input preprocessing: x * affine[0] + affine[1], per feature
+        java.util.Set<String> preprocessed = new java.util.HashSet<>();
         Map<String, Integer> readers = new HashMap<>(); // how many node inputs and graph outputs read each value
+        Map<String, Integer> dataReaders = new HashMap<>(); // the same, less the Shape nodes (which read sizes only)
         for (NodeProto n : g.getNodeList()) {
             n.getInputList().forEach(in -> readers.merge(in, 1, Integer::sum));
+            if (!n.getOpType().equals("Shape")) {
+                n.getInputList().forEach(in -> dataReaders.merge(in, 1, Integer::sum));
+            }
         }
         g.getOutputList().forEach(o -> readers.merge(o.getName(), 1, Integer::sum));
+        g.getOutputList().forEach(o -> dataReaders.merge(o.getName(), 1, Integer::sum));
         for (NodeProto n : topologicalOrder(g, inits.keySet(), cur)) {
             String op = n.getOpType(), name = n.getName().isEmpty() ? "(unnamed " + op + ")" : n.getName();
             boolean fusedSilu = n.getDomain().equals(OnnxFusion.DOMAIN) && op.equals(OnnxFusion.SILU);
@@ -327,6 +337,46 @@ public final class OnnxModels {
                 unflattened = "the embedding's 3-D output";
                 continue;
             }
+            // Preprocessing of the model input by constants (x / 255, (x - mean) / std, an input
+            // BatchNormalization): an affine map per feature, folded into the first Gemm/MatMul.
+            int xi = n.getInputCount() == 2 ? (n.getInput(0).equals(cur) ? 0 : n.getInput(1).equals(cur) ? 1 : -1) : -1;
+            boolean onInput = layers.isEmpty() && !ids && valueOf.containsKey(cur) && valueOf.get(cur) == 0;
+            boolean affineOp = (op.equals("Sub") || op.equals("Add") || op.equals("Mul") || (op.equals("Div") && xi == 0))
+                    && xi >= 0 && inits.containsKey(n.getInput(1 - xi));
+            boolean inputNorm = op.equals("BatchNormalization") && n.getInputCount() == 5 && n.getInput(0).equals(cur);
+            if (onInput && (affineOp || inputNorm)) {
+                if (inputNorm) {
+                    checkAttrs(n, name, "epsilon", "momentum", "training_mode", "spatial");
+                    if (intAttr(n, "training_mode", 0) != 0) {
+                        throw unsupported(op, name, "training_mode = 1 (Kiln imports inference graphs)");
+                    }
+                } else {
+                    checkAttrs(n, name);
+                }
+                if (dataReaders.getOrDefault(n.getOutput(0), 0) != 1 || g.getOutputList().stream()
+                        .anyMatch(o -> o.getName().equals(n.getOutput(0)))) {
+                    throw unsupported(op, name, "preprocessing of the model input whose result is read by more than the "
+                            + "next node (Kiln folds it into the first Gemm/MatMul)");
+                }
+                long[] vd = dimsOf.getOrDefault(cur, new long[] {BATCH, width});
+                if (affine == null) {
+                    affine = new double[2][(int) width];
+                    java.util.Arrays.fill(affine[0], 1.0);
+                }
+                preprocess(affine, n, op, xi, vd, inits, name);
+                String before = cur;
+                cur = alias(n, cur, valueOf, widthOf, width);
+                if (dimsOf.containsKey(before)) {
+                    dimsOf.put(cur, dimsOf.get(before));
+                }
+                preprocessed.add(cur);
+                continue;
+            }
+            if (affine != null && !op.equals("Flatten") && !op.equals("Reshape") && !op.equals("Identity")
+                    && !op.equals("Gemm") && !op.equals("MatMul")) {
+                throw unsupported(op, name, "an op between the preprocessing of the model input and the first Gemm/MatMul"
+                        + " (Kiln folds the preprocessing into that layer's weights)");
+            }
             if (unflattened != null && !op.equals("Flatten") && !op.equals("Reshape") && !op.equals("Identity")) {
                 throw unsupported(op, name, "an op on " + unflattened + " (Kiln's layers take rows: flatten it to [batch, "
                         + width + "] first)");
@@ -336,6 +386,10 @@ public final class OnnxModels {
                 checkAttrs(n, name);
                 String a = n.getInput(0), b = n.getInput(1);
                 String other = a.equals(cur) ? b : b.equals(cur) ? a : null;
+                if (preprocessed.contains(other)) {
+                    throw unsupported(op, name, "an Add of the preprocessed model input (Kiln folds the preprocessing into "
+                            + "the first layer)");
+                }
                 if (other == null || !valueOf.containsKey(other)) {
                     throw unsupported(op, name, "an Add of two values neither of which is the previous result '" + cur
                             + "' (Kiln imports chains with residual adds; branches with layers on both sides are not"
@@ -377,21 +431,37 @@ public final class OnnxModels {
                     if (n.getInputCount() > 2) {
                         p.bias = vector(initializer(inits, n, 2, name, op), p.out, name, op);
                     }
+                    if (affine != null) {
+                        foldInput(p, affine, name, op);
+                        affine = null;
+                    }
                     break;
                 }
                 case "MatMul": {
                     checkAttrs(n, name);
                     dense(p, initializer(inits, n, 1, name, op), false, width, name, op);
+                    if (affine != null) {
+                        foldInput(p, affine, name, op);
+                        affine = null;
+                    }
                     break;
                 }
                 case "Add": {
                     checkAttrs(n, name);
                     Pending last = layers.isEmpty() ? null : layers.get(layers.size() - 1);
-                    if (last == null || !last.kind.equals("dense") || last.bias != null || last.activation != Activation.IDENTITY) {
+                    if (last == null || !last.kind.equals("dense") || (last.bias != null && !last.shiftOnly)
+                            || last.activation != Activation.IDENTITY || valueOf.get(cur) != layers.size()) {
                         throw unsupported(op, name, "an Add of a constant that is not the bias of a MatMul without one (a residual"
                                 + " Add takes two earlier values)");
                     }
-                    last.bias = vector(initializer(inits, n, n.getInput(0).equals(cur) ? 1 : 0, name, op), last.out, name, op);
+                    float[] add = vector(initializer(inits, n, n.getInput(0).equals(cur) ? 1 : 0, name, op), last.out, name, op);
+                    if (last.bias != null) { // the folded preprocessing's shift, then this bias
+                        for (int j = 0; j < add.length; j++) {
+                            add[j] += last.bias[j];
+                        }
+                    }
+                    last.bias = add;
+                    last.shiftOnly = false;
                     cur = n.getOutput(0);
                     valueOf.put(cur, layers.size());
                     widthOf.put(cur, width);
@@ -558,6 +628,9 @@ public final class OnnxModels {
                     if (dimsOf.containsKey(cur)) {
                         dimsOf.put(n.getOutput(0), dimsOf.get(cur));
                     }
+                    if (preprocessed.contains(cur)) {
+                        preprocessed.add(n.getOutput(0));
+                    }
                     cur = alias(n, cur, valueOf, widthOf, width);
                     continue;
                 case "Flatten": {
@@ -567,6 +640,9 @@ public final class OnnxModels {
                         throw unsupported(op, name, "axis = " + axis + " (Kiln's rows are [batch, features]: axis 1)");
                     }
                     unflattened = null;
+                    if (preprocessed.contains(cur)) {
+                        preprocessed.add(n.getOutput(0));
+                    }
                     cur = alias(n, cur, valueOf, widthOf, width);
                     continue;
                 }
@@ -580,6 +656,9 @@ public final class OnnxModels {
                                 + "; Kiln's rows are [batch, features])");
                     }
                     unflattened = null;
+                    if (preprocessed.contains(cur)) {
+                        preprocessed.add(n.getOutput(0));
+                    }
                     cur = alias(n, cur, valueOf, widthOf, width);
                     continue;
                 }
@@ -603,6 +682,10 @@ public final class OnnxModels {
         if (!cur.equals(g.getOutput(0).getName())) {
             throw new IllegalArgumentException("onnx: the graph output '" + g.getOutput(0).getName()
                     + "' is not the last node's result '" + cur + "'");
+        }
+        if (affine != null) {
+            throw new IllegalArgumentException("onnx: the preprocessing of the model input (Sub, Add, Mul, Div by constants, "
+                    + "BatchNormalization) leads into no Gemm/MatMul: Kiln folds it into the first layer's weights");
         }
         if (layers.isEmpty()) {
             throw new IllegalArgumentException("onnx: the graph has no layer Kiln can run");
@@ -1055,6 +1138,135 @@ public final class OnnxModels {
         }
         shapes.put(n.getOutput(0), r);
         return true;
+    }
+
+    /**
+     * Applies one preprocessing node to the pending per-feature map x * a[0] + a[1]: Sub, Add, Mul of
+     * a constant (either side), Div by one, or an inference BatchNormalization (per channel, dim 1).
+     * Constants broadcast to the value's dimensions {@code vd} ([batch, d1, ..., dk]) as ONNX's rules say.
+     */
+    private static void preprocess(double[][] a, NodeProto n, String op, int xi, long[] vd, Map<String, TensorProto> inits,
+            String name) {
+        int f = a[0].length;
+        if (op.equals("BatchNormalization")) {
+            long channels = vd[1];
+            long[] cd = new long[vd.length - 1];
+            java.util.Arrays.fill(cd, 1);
+            cd[0] = channels;
+            double[][] v = new double[4][];
+            for (int i = 0; i < 4; i++) {
+                TensorProto t = initializer(inits, n, i + 1, name, op);
+                float[] data = vector(t, channels, name, op);
+                v[i] = expand(data, cd, vd, name, op);
+            }
+            double eps = floatAttr(n, "epsilon", 1e-5f);
+            for (int j = 0; j < f; j++) {
+                if (!(v[3][j] + eps > 0)) {
+                    throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + "): variance " + v[3][j]
+                            + " + epsilon " + eps + " is not positive");
+                }
+                double s = v[0][j] / Math.sqrt(v[3][j] + eps), t = v[1][j] - v[2][j] * s;
+                a[0][j] *= s;
+                a[1][j] = a[1][j] * s + t;
+            }
+        } else {
+            TensorProto t = initializer(inits, n, 1 - xi, name, op);
+            long[] cd = dims(t, name, op);
+            double[] c = expand(floatData(t, cd, name, op), cd, vd, name, op);
+            for (int j = 0; j < f; j++) {
+                switch (op) {
+                    case "Add": a[1][j] += c[j]; break;
+                    case "Sub":
+                        if (xi == 0) { // x - c
+                            a[1][j] -= c[j];
+                        } else { // c - x
+                            a[0][j] = -a[0][j];
+                            a[1][j] = c[j] - a[1][j];
+                        }
+                        break;
+                    case "Mul": a[0][j] *= c[j]; a[1][j] *= c[j]; break;
+                    default: a[0][j] /= c[j]; a[1][j] /= c[j]; break; // Div: x / c
+                }
+            }
+        }
+        for (int j = 0; j < f; j++) {
+            if (!Double.isFinite(a[0][j]) || !Double.isFinite(a[1][j])) {
+                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") makes feature " + j
+                        + " of the model input non-finite (a division by 0?)");
+            }
+        }
+    }
+
+    /** A constant of dimensions cd, broadcast to one value per feature of [batch, d1, ..., dk]. */
+    private static double[] expand(float[] c, long[] cd, long[] vd, String name, String op) {
+        int k = vd.length - 1;
+        if (cd.length > vd.length || (cd.length == vd.length && cd[0] != 1)) {
+            throw unsupported(op, name, "a constant of shape " + java.util.Arrays.toString(cd) + " applied to the model input "
+                    + dimsString(vd) + " (it must broadcast over the batch)");
+        }
+        long[] stride = new long[k];
+        long s = 1;
+        for (int i = 0; i < cd.length; i++) {
+            int ci = cd.length - 1 - i, vi = vd.length - 1 - i;
+            if (vi == 0) {
+                break;
+            }
+            if (cd[ci] == vd[vi]) {
+                stride[vi - 1] = s;
+            } else if (cd[ci] != 1) {
+                throw unsupported(op, name, "a constant of shape " + java.util.Arrays.toString(cd) + " that does not broadcast "
+                        + "to the model input " + dimsString(vd));
+            }
+            s *= cd[ci];
+        }
+        int f = 1;
+        for (int i = 1; i < vd.length; i++) {
+            f *= (int) vd[i];
+        }
+        double[] out = new double[f];
+        for (int idx = 0; idx < f; idx++) {
+            long rest = idx, off = 0;
+            for (int d = k - 1; d >= 0; d--) {
+                off += (rest % vd[d + 1]) * stride[d];
+                rest /= vd[d + 1];
+            }
+            out[idx] = c[(int) off];
+        }
+        return out;
+    }
+
+    /**
+     * Folds the input preprocessing x * s + t into the first dense layer: W'[i][j] = s_i W[i][j],
+     * b'_j = b_j + sum_i t_i W[i][j], in double precision.
+     */
+    private static void foldInput(Pending p, double[][] a, String name, String op) {
+        int in = a[0].length, out = (int) p.out;
+        double[] shift = new double[out];
+        for (int i = 0; i < in; i++) {
+            double s = a[0][i], t = a[1][i];
+            for (int j = 0; j < out; j++) {
+                double w = p.weight[i * out + j];
+                shift[j] += t * w;
+                p.weight[i * out + j] = (float) (s * w);
+            }
+        }
+        boolean hadBias = p.bias != null;
+        float[] b = hadBias ? p.bias : new float[out];
+        for (int j = 0; j < out; j++) {
+            b[j] = (float) (b[j] + shift[j]);
+            if (!Float.isFinite(b[j])) {
+                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + "): folding the input preprocessing "
+                        + "into its weights overflows float");
+            }
+        }
+        for (float w : p.weight) {
+            if (!Float.isFinite(w)) {
+                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + "): folding the input preprocessing "
+                        + "into its weights overflows float");
+            }
+        }
+        p.bias = b;
+        p.shiftOnly = !hadBias;
     }
 
     /** d[start:end] with ONNX's rules: negative bounds count from the end, then both are clamped. */

@@ -173,7 +173,8 @@ class OnnxRuntimeConformanceIT {
     /**
      * Files laid out as PyTorch exports an image MLP, built here with the protobuf API: input
      * [N, 1, 4, 3], x.view(x.size(0), -1) as Shape/Gather/Unsqueeze/Concat/Reshape (Unsqueeze's axes an
-     * attribute at opset 11, an input at 13) or Flatten (opset 9), then Gemm, Relu, Gemm, Softmax.
+     * attribute at opset 11, an input at 13) or Flatten (opset 9), then Gemm, Relu, Gemm, Softmax; at
+     * opsets 11 and 17 the graph first preprocesses x (Div by 255, Sub of a mean per image row).
      * ONNX Runtime runs the file on the image tensor, Kiln on the same memory as rows.
      */
     @Test
@@ -209,10 +210,17 @@ class OnnxRuntimeConformanceIT {
                 .addInput(value("x", 1, 4, 3)).addOutput(value("y", 3))
                 .addInitializer(floats("w1", r, 7, 12)).addInitializer(floats("b1", r, 7))
                 .addInitializer(floats("w2", r, 3, 7)).addInitializer(floats("b2", r, 3));
+        String src = "x";
+        if (opset == 11 || opset == 17) { // preprocessing in the graph: x / 255 - mean per image row, folded by Kiln
+            g.addInitializer(TensorProto.newBuilder().setName("k255").setDataType(TensorProto.DataType.FLOAT_VALUE)
+                    .addFloatData(255f)).addInitializer(floats("mean", r, 1, 4, 1))
+                    .addNode(node("Div", "x1", "x", "k255")).addNode(node("Sub", "x2", "x1", "mean"));
+            src = "x2";
+        }
         if (opset == 9) {
-            g.addNode(node("Flatten", "rows", "x"));
+            g.addNode(node("Flatten", "rows", src));
         } else {
-            g.addNode(node("Shape", "s", "x")).addInitializer(longs("zero", true, 0))
+            g.addNode(node("Shape", "s", src)).addInitializer(longs("zero", true, 0))
                     .addNode(node("Gather", "n", "s", "zero"))
                     .addInitializer(longs("minus1", false, -1));
             if (opset < 13) {
@@ -223,7 +231,7 @@ class OnnxRuntimeConformanceIT {
             }
             g.addNode(node("Concat", "shape", "n1", "minus1").toBuilder().addAttribute(AttributeProto.newBuilder()
                     .setName("axis").setType(AttributeProto.AttributeType.INT).setI(0)))
-                    .addNode(node("Reshape", "rows", "x", "shape"));
+                    .addNode(node("Reshape", "rows", src, "shape"));
         }
         AttributeProto transB = AttributeProto.newBuilder().setName("transB").setType(AttributeProto.AttributeType.INT).setI(1).build();
         g.addNode(node("Gemm", "h1", "rows", "w1", "b1").toBuilder().addAttribute(transB))
