@@ -39,7 +39,10 @@ public final class GenerateFuzzSeeds {
         Files.write(dir.resolve("onnx-torch-view"), prefixed(0, torchView()));
     }
 
-    /** An image input [batch, 1, 2, 2] flattened as PyTorch writes x.view(x.size(0), -1) at opset 11. */
+    /**
+     * An image input [batch, 1, 2, 2] scaled (x / 255) and flattened as PyTorch writes
+     * x.view(x.size(0), -1) at opset 11, then a Gemm and SiLU as x * Sigmoid(x).
+     */
     private static byte[] torchView() {
         ValueInfoProto x = io("x", 1).toBuilder().setType(io("x", 1).getType().toBuilder().setTensorType(io("x", 1).getType()
                 .getTensorType().toBuilder().setShape(io("x", 1).getType().getTensorType().getShape().toBuilder()
@@ -47,7 +50,9 @@ public final class GenerateFuzzSeeds {
                         .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(2))))).build();
         GraphProto.Builder g = GraphProto.newBuilder().setName("torch-view").addInput(x).addOutput(io("y", 3))
                 .addInitializer(floats("w", 0.1f, 3, 4)).addInitializer(floats("b", 0.2f, 3));
-        g.addNode(node("/Shape", "Shape", "s", "x"));
+        g.addNode(constant("k255", 255f));
+        g.addNode(node("/Div", "Div", "xs", "x", "k255"));
+        g.addNode(node("/Shape", "Shape", "s", "xs"));
         g.addNode(longConstant("zero", true, 0));
         g.addNode(node("/Gather", "Gather", "n", "s", "zero"));
         g.addNode(node("/Unsqueeze", "Unsqueeze", "n1", "n").toBuilder().addAttribute(AttributeProto.newBuilder()
@@ -55,10 +60,11 @@ public final class GenerateFuzzSeeds {
         g.addNode(longConstant("minus1", false, -1));
         g.addNode(node("/Concat", "Concat", "shape", "n1", "minus1").toBuilder().addAttribute(AttributeProto.newBuilder()
                 .setName("axis").setType(AttributeProto.AttributeType.INT).setI(0)));
-        g.addNode(node("/Reshape", "Reshape", "rows", "x", "shape"));
+        g.addNode(node("/Reshape", "Reshape", "rows", "xs", "shape"));
         g.addNode(node("/fc/Gemm", "Gemm", "h", "rows", "w", "b").toBuilder().addAttribute(AttributeProto.newBuilder()
                 .setName("transB").setType(AttributeProto.AttributeType.INT).setI(1)));
-        g.addNode(node("/Relu", "Relu", "y", "h"));
+        g.addNode(node("/Sigmoid", "Sigmoid", "sg", "h"));
+        g.addNode(node("/Mul", "Mul", "y", "h", "sg"));
         return ModelProto.newBuilder().setIrVersion(6).addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(11))
                 .setGraph(g).build().toByteArray();
     }
