@@ -47,6 +47,8 @@ struct Ref {
             case KILN_UNARY_SOFTPLUS: return std::log1p(std::exp(x));
             case KILN_UNARY_SELU: return 1.0507009873554805 * (x > 0 ? x : 1.6732632423543772 * std::expm1(x));
             case KILN_UNARY_MISH: return x * std::tanh(std::log1p(std::exp(x)));
+            case KILN_UNARY_BOUNDED_RELU: return std::min(std::max(x, 0.0), alpha);
+            case KILN_UNARY_HARDTANH: return std::min(std::max(x, -alpha), alpha);
             default: return x;
         }
     }
@@ -263,6 +265,14 @@ TEST(Train, GradientsDenseActivationsCrossEntropy) {
         SCOPED_TRACE(a);
         Case c{7, 5, {S{S::Dense, 9}, S{S::Act, 0, a, 0.1f}, S{S::Dense, 4}}, KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
         gradient_check(c, 1 + uint32_t(a));
+    }
+}
+
+TEST(Train, GradientsClippedActivations) {
+    for (int32_t a : {KILN_UNARY_BOUNDED_RELU, KILN_UNARY_HARDTANH}) {
+        SCOPED_TRACE(a);
+        Case c{7, 5, {S{S::Dense, 9}, S{S::Act, 0, a, 1.0f}, S{S::Dense, 4}}, KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+        gradient_check(c, 40 + uint32_t(a));
     }
 }
 

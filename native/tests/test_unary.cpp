@@ -27,6 +27,8 @@ double ref_unary(int op, double x, double alpha) {
         case KILN_UNARY_SOFTPLUS: return std::log1p(std::exp(x));
         case KILN_UNARY_SELU: return 1.0507009873554805 * (x > 0 ? x : 1.6732632423543772 * std::expm1(x));
         case KILN_UNARY_MISH: return x * std::tanh(std::log1p(std::exp(x)));
+        case KILN_UNARY_BOUNDED_RELU: return std::min(std::max(x, 0.0), alpha);
+        case KILN_UNARY_HARDTANH: return std::min(std::max(x, -alpha), alpha);
         default: return x * x;
     }
 }

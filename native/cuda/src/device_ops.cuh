@@ -27,6 +27,8 @@ __device__ __forceinline__ float unary_op(int op, float alpha, float x) {
         case KILN_UNARY_SOFTPLUS: return x > 0.f ? x + log1pf(expf(-x)) : log1pf(expf(x));
         case KILN_UNARY_SELU: return 1.05070098735548049f * (x > 0.f ? x : 1.67326324235437728f * expm1f(x));
         case KILN_UNARY_MISH: return x * tanhf(x > 0.f ? x + log1pf(expf(-x)) : log1pf(expf(x)));
+        case KILN_UNARY_BOUNDED_RELU: return x < 0.f ? 0.f : (x > alpha ? alpha : x);
+        case KILN_UNARY_HARDTANH: return x < -alpha ? -alpha : (x > alpha ? alpha : x);
         default: return x;
     }
 }

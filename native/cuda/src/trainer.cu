@@ -54,6 +54,8 @@ __device__ __forceinline__ float act_grad(int act, float alpha, float z, float g
             const float t = tanhf(sp), s = 1.f / (1.f + expf(-z));
             return g * (t + z * (1.f - t * t) * s);
         }
+        case KILN_UNARY_BOUNDED_RELU: return z > 0.f && z < alpha ? g : 0.f;
+        case KILN_UNARY_HARDTANH: return z > -alpha && z < alpha ? g : 0.f;
         default: return g;
     }
 }
@@ -196,10 +198,12 @@ extern "C" KILN_API kiln_status kiln_cuda_trainer_add_activation(kiln_cuda_train
     switch (activation) {
         case KILN_UNARY_IDENTITY: case KILN_UNARY_RELU: case KILN_UNARY_LEAKY_RELU: case KILN_UNARY_GELU:
         case KILN_UNARY_GELU_TANH: case KILN_UNARY_SIGMOID: case KILN_UNARY_TANH: case KILN_UNARY_SILU:
-        case KILN_UNARY_ELU: case KILN_UNARY_SOFTPLUS: case KILN_UNARY_SELU: case KILN_UNARY_MISH: break;
+        case KILN_UNARY_ELU: case KILN_UNARY_SOFTPLUS: case KILN_UNARY_SELU: case KILN_UNARY_MISH:
+        case KILN_UNARY_BOUNDED_RELU: case KILN_UNARY_HARDTANH: break;
         default:
             return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation %d cannot be trained (IDENTITY, RELU, "
-                        "LEAKY_RELU, GELU, GELU_TANH, SIGMOID, TANH, SILU, ELU, SOFTPLUS, SELU or MISH)", fn, activation);
+                        "LEAKY_RELU, GELU, GELU_TANH, SIGMOID, TANH, SILU, ELU, SOFTPLUS, SELU, MISH, BOUNDED_RELU or "
+                        "HARDTANH)", fn, activation);
     }
     if (!std::isfinite(alpha)) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: alpha is not finite", fn);
     Layer l;

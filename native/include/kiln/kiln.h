@@ -200,10 +200,12 @@ typedef enum kiln_unary_op {
     KILN_UNARY_ELU = 14,       /* x > 0 ? x : alpha (exp(x) - 1) */
     KILN_UNARY_SOFTPLUS = 15,  /* log(1 + exp(x)), without overflow */
     KILN_UNARY_SELU = 16,      /* 1.0507009873554805 (x > 0 ? x : 1.6732632423543772 (exp(x) - 1)) */
-    KILN_UNARY_MISH = 17       /* x tanh(softplus(x)) */
+    KILN_UNARY_MISH = 17,      /* x tanh(softplus(x)) */
+    KILN_UNARY_BOUNDED_RELU = 18, /* min(max(x, 0), alpha): ReLU6 with alpha 6 */
+    KILN_UNARY_HARDTANH = 19   /* min(max(x, -alpha), alpha) */
 } kiln_unary_op;
 /** The last kiln_unary_op. */
-#define KILN_UNARY_LAST KILN_UNARY_MISH
+#define KILN_UNARY_LAST KILN_UNARY_HARDTANH
 
 /** out = op(a) elementwise; `alpha` is LeakyReLU's negative slope (ignored by other ops).
  *  Vector versions agree with the scalar definitions to about 2e-6 relative (documented per op in
@@ -445,7 +447,8 @@ KILN_API kiln_status kiln_trainer_create(int64_t input_features, int64_t max_bat
 /** Dense y = x W + b, W in x out row-major (copied), b may be NULL (no bias). */
 KILN_API kiln_status kiln_trainer_add_dense(kiln_trainer* t, int64_t out_features, const float* weight,
                                             const float* bias);
-/** RELU, LEAKY_RELU (alpha), GELU, GELU_TANH, SIGMOID, TANH, SILU, ELU (alpha), SOFTPLUS, SELU, MISH or IDENTITY. */
+/** RELU, LEAKY_RELU (alpha), GELU, GELU_TANH, SIGMOID, TANH, SILU, ELU (alpha), SOFTPLUS, SELU, MISH, BOUNDED_RELU
+ *  (alpha), HARDTANH (alpha) or IDENTITY. */
 KILN_API kiln_status kiln_trainer_add_activation(kiln_trainer* t, int32_t activation, float alpha);
 /** Inverted dropout with drop probability p in [0, 1): the identity in evaluation. */
 KILN_API kiln_status kiln_trainer_add_dropout(kiln_trainer* t, float p);

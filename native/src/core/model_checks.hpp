@@ -35,6 +35,9 @@ inline kiln_status check_activation(const char* fn, int32_t activation, float al
     if (activation < KILN_UNARY_IDENTITY || activation > KILN_UNARY_LAST)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation is %d: not a kiln_unary_op", fn, activation);
     if (!std::isfinite(alpha)) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation alpha is not finite", fn);
+    if ((activation == KILN_UNARY_BOUNDED_RELU || activation == KILN_UNARY_HARDTANH) && !(alpha > 0))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the bound (alpha) of BOUNDED_RELU or HARDTANH is %g: must be > 0", fn,
+                    double(alpha));
     return KILN_OK;
 }
 

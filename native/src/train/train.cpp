@@ -70,7 +70,7 @@ bool trainable_activation(int32_t a) {
     return a == KILN_UNARY_IDENTITY || a == KILN_UNARY_RELU || a == KILN_UNARY_LEAKY_RELU ||
            a == KILN_UNARY_GELU || a == KILN_UNARY_GELU_TANH || a == KILN_UNARY_SIGMOID || a == KILN_UNARY_TANH ||
            a == KILN_UNARY_SILU || a == KILN_UNARY_ELU || a == KILN_UNARY_SOFTPLUS || a == KILN_UNARY_SELU ||
-           a == KILN_UNARY_MISH;
+           a == KILN_UNARY_MISH || a == KILN_UNARY_BOUNDED_RELU || a == KILN_UNARY_HARDTANH;
 }
 
 // Derivative computable from the output alone (so the pre-activation need not be kept).
@@ -191,6 +191,8 @@ inline float act_backward(int32_t a, float alpha, float x, float y, float gy) {
             const double t = std::tanh(sp), s = 1.0 / (1.0 + std::exp(-xd));
             return float(gy * (t + xd * (1.0 - t * t) * s));
         }
+        case KILN_UNARY_BOUNDED_RELU: return x > 0 && x < alpha ? gy : 0.0f;
+        case KILN_UNARY_HARDTANH: return x > -alpha && x < alpha ? gy : 0.0f;
         default: return gy;
     }
 }
@@ -238,7 +240,7 @@ extern "C" KILN_API kiln_status kiln_trainer_add_activation(kiln_trainer* t, int
     if (!trainable_activation(activation))
         return fail(KILN_ERR_INVALID_ARGUMENT,
                     "%s: activation %d cannot be trained: use IDENTITY, RELU, LEAKY_RELU, GELU, GELU_TANH, SIGMOID, "
-                    "TANH, SILU, ELU, SOFTPLUS, SELU or MISH", fn, activation);
+                    "TANH, SILU, ELU, SOFTPLUS, SELU, MISH, BOUNDED_RELU or HARDTANH", fn, activation);
     if (!std::isfinite(alpha)) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: alpha is not finite", fn);
     TLayer l;
     l.kind = Kind::Act;

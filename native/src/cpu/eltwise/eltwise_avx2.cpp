@@ -170,6 +170,11 @@ inline __m256 unary_vec(__m256 x, float alpha) {
         const __m256 n = _mm256_mul_ps(e, _mm256_add_ps(e, _mm256_set1_ps(2.0f)));
         return _mm256_mul_ps(x, _mm256_div_ps(n, _mm256_add_ps(n, _mm256_set1_ps(2.0f))));
     }
+    // x as max's second operand and max's result as min's: NaN stays NaN.
+    if constexpr (OP == KILN_UNARY_BOUNDED_RELU)
+        return _mm256_min_ps(_mm256_set1_ps(alpha), _mm256_max_ps(_mm256_setzero_ps(), x));
+    if constexpr (OP == KILN_UNARY_HARDTANH)
+        return _mm256_min_ps(_mm256_set1_ps(alpha), _mm256_max_ps(_mm256_set1_ps(-alpha), x));
     return x;
 }
 
@@ -200,6 +205,8 @@ void unary_avx2(int op, const float* a, float* out, int64_t n, float alpha) {
         case KILN_UNARY_ELU: return unary_op<KILN_UNARY_ELU>(a, out, n, alpha);
         case KILN_UNARY_SELU: return unary_op<KILN_UNARY_SELU>(a, out, n, alpha);
         case KILN_UNARY_MISH: return unary_op<KILN_UNARY_MISH>(a, out, n, alpha);
+        case KILN_UNARY_BOUNDED_RELU: return unary_op<KILN_UNARY_BOUNDED_RELU>(a, out, n, alpha);
+        case KILN_UNARY_HARDTANH: return unary_op<KILN_UNARY_HARDTANH>(a, out, n, alpha);
         default:  // LOG, SOFTPLUS: no vector log yet; scalar libm
             for (int64_t i = 0; i < n; ++i) out[i] = unary_scalar(op, a[i], alpha);
     }

@@ -180,6 +180,11 @@ inline __m512 unary_vec(__m512 x, float alpha) {
         const __m512 n = _mm512_mul_ps(e, _mm512_add_ps(e, _mm512_set1_ps(2.0f)));
         return _mm512_mul_ps(x, _mm512_div_ps(n, _mm512_add_ps(n, _mm512_set1_ps(2.0f))));
     }
+    // x as max's second operand and max's result as min's: NaN stays NaN.
+    if constexpr (OP == KILN_UNARY_BOUNDED_RELU)
+        return _mm512_min_ps(_mm512_set1_ps(alpha), _mm512_max_ps(_mm512_setzero_ps(), x));
+    if constexpr (OP == KILN_UNARY_HARDTANH)
+        return _mm512_min_ps(_mm512_set1_ps(alpha), _mm512_max_ps(_mm512_set1_ps(-alpha), x));
     return x;
 }
 
@@ -213,6 +218,8 @@ void unary_avx512(int op, const float* a, float* out, int64_t n, float alpha) {
         case KILN_UNARY_ELU: return unary_op<KILN_UNARY_ELU>(a, out, n, alpha);
         case KILN_UNARY_SELU: return unary_op<KILN_UNARY_SELU>(a, out, n, alpha);
         case KILN_UNARY_MISH: return unary_op<KILN_UNARY_MISH>(a, out, n, alpha);
+        case KILN_UNARY_BOUNDED_RELU: return unary_op<KILN_UNARY_BOUNDED_RELU>(a, out, n, alpha);
+        case KILN_UNARY_HARDTANH: return unary_op<KILN_UNARY_HARDTANH>(a, out, n, alpha);
         default:  // LOG, SOFTPLUS: no vector log yet; scalar libm
             for (int64_t i = 0; i < n; ++i) out[i] = unary_scalar(op, a[i], alpha);
     }

@@ -89,6 +89,8 @@ float unary_scalar(int op, float x, float alpha) {
             const float sp = x > 0.0f ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
             return x * std::tanh(sp);
         }
+        case KILN_UNARY_BOUNDED_RELU: return x < 0.0f ? 0.0f : (x > alpha ? alpha : x);
+        case KILN_UNARY_HARDTANH: return x < -alpha ? -alpha : (x > alpha ? alpha : x);
         default: return x;
     }
 }

@@ -61,7 +61,7 @@ public final class OnnxModels {
 
     // Named in the error for any other op.
     private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Relu, LeakyRelu, PRelu (one slope), Elu, Selu, "
-            + "Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), Gelu, Sigmoid, Tanh, Exp, Log, "
+            + "Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), [0, b] or [-b, b], Gelu, Sigmoid, Tanh, Exp, Log, "
             + "Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, Flatten, Reshape, Gather, "
             + "BatchNormalization after a Gemm/MatMul, Constant, and GELU and LayerNorm as PyTorch decomposes them for "
             + "older opsets";
@@ -106,6 +106,15 @@ public final class OnnxModels {
                     n.setOpType("Gemm").addInput(i + ".weight").addInput(i + ".bias");
                     break;
                 case ACTIVATION:
+                    if (l.activation() == Activation.BOUNDED_RELU || l.activation() == Activation.HARDTANH) {
+                        float hi = l.activationAlpha(), lo = l.activation() == Activation.HARDTANH ? -hi : 0f;
+                        g.addInitializer(TensorProto.newBuilder().setName(i + ".min").setDataType(TensorProto.DataType.FLOAT_VALUE)
+                                .addFloatData(lo));
+                        g.addInitializer(TensorProto.newBuilder().setName(i + ".max").setDataType(TensorProto.DataType.FLOAT_VALUE)
+                                .addFloatData(hi));
+                        n.setOpType("Clip").addInput(i + ".min").addInput(i + ".max");
+                        break;
+                    }
                     if (l.activation() == Activation.SILU) { // no SiLU op in ONNX: x * Sigmoid(x)
                         g.addNode(NodeProto.newBuilder().setName(node + "_sigmoid").setOpType("Sigmoid").addInput(cur)
                                 .addOutput(out + "_sigmoid"));
@@ -562,18 +571,25 @@ public final class OnnxModels {
                     p.activation = op.equals("Softplus") ? Activation.SOFTPLUS : op.equals("Mish") ? Activation.MISH
                             : Activation.SILU;
                     break;
-                case "Clip": { // Clip to [0, +inf) is a ReLU (torch.clamp(min=0)); other bounds need a clip op
+                case "Clip": { // [0, inf): ReLU; [0, b]: bounded ReLU (ReLU6); [-b, b]: hardtanh
                     checkAttrs(n, name, "min", "max"); // attributes below opset 11, inputs from 11
                     float lo = n.getInputCount() > 1 && !n.getInput(1).isEmpty()
                             ? vector(initializer(inits, n, 1, name, op), 1, name, op)[0] : floatAttr(n, "min", Float.NEGATIVE_INFINITY);
                     float hi = n.getInputCount() > 2 && !n.getInput(2).isEmpty()
                             ? vector(initializer(inits, n, 2, name, op), 1, name, op)[0] : floatAttr(n, "max", Float.POSITIVE_INFINITY);
-                    if (lo != 0f || hi != Float.POSITIVE_INFINITY) {
-                        throw unsupported(op, name, "bounds [" + lo + ", " + hi + "] (Kiln imports Clip to [0, inf) as Relu; "
-                                + "ReLU6 and Hardtanh are not supported yet)");
-                    }
                     p.kind = "activation";
-                    p.activation = Activation.RELU;
+                    if (lo == 0f && hi == Float.POSITIVE_INFINITY) {
+                        p.activation = Activation.RELU;
+                    } else if (lo == 0f && hi > 0 && Float.isFinite(hi)) {
+                        p.activation = Activation.BOUNDED_RELU;
+                        p.alpha = hi;
+                    } else if (lo == -hi && hi > 0 && Float.isFinite(hi)) {
+                        p.activation = Activation.HARDTANH;
+                        p.alpha = hi;
+                    } else {
+                        throw unsupported(op, name, "bounds [" + lo + ", " + hi + "] (Kiln imports Clip to [0, inf), [0, b] "
+                                + "and [-b, b])");
+                    }
                     break;
                 }
                 case "Gelu": {

@@ -341,6 +341,10 @@ public final class Sequential implements AutoCloseable {
                 throw new IllegalArgumentException(f.name().toLowerCase(java.util.Locale.ROOT) + ": alpha is " + alpha
                         + ": must be finite");
             }
+            if ((f == Activation.BOUNDED_RELU || f == Activation.HARDTANH) && !(alpha > 0)) {
+                throw new IllegalArgumentException(f.name().toLowerCase(java.util.Locale.ROOT) + ": the bound is " + alpha
+                        + ": must be > 0");
+            }
             layers.add(new Layer(Layer.Kind.ACTIVATION, features, features, null, null, null, null, f, alpha, 0));
             return this;
         }
@@ -385,6 +389,16 @@ public final class Sequential implements AutoCloseable {
 
         public Builder mish() {
             return activation(Activation.MISH);
+        }
+
+        /** min(max(x, 0), max): ReLU6 with max 6. */
+        public Builder boundedRelu(float max) {
+            return activation(Activation.BOUNDED_RELU, max);
+        }
+
+        /** min(max(x, -bound), bound); PyTorch's nn.Hardtanh() has bound 1. */
+        public Builder hardtanh(float bound) {
+            return activation(Activation.HARDTANH, bound);
         }
 
         public Builder softmax() {

@@ -41,6 +41,8 @@ class OnnxActivationsTest {
             {Activation.SOFTPLUS, 0f, (DoubleUnaryOperator) OnnxActivationsTest::softplus},
             {Activation.SELU, 0f, (DoubleUnaryOperator) x -> 1.0507009873554805 * (x > 0 ? x : 1.6732632423543772 * Math.expm1(x))},
             {Activation.MISH, 0f, (DoubleUnaryOperator) x -> x * Math.tanh(softplus(x))},
+            {Activation.BOUNDED_RELU, 6f, (DoubleUnaryOperator) x -> Math.min(Math.max(x, 0), 6)},
+            {Activation.HARDTANH, 2f, (DoubleUnaryOperator) x -> Math.min(Math.max(x, -2), 2)},
         };
         try (Tensor x = Tensor.zeros(DType.F32, 1001).fillUniform(-15, 15, 1); Tensor y = Tensor.zeros(DType.F32, 1001)) {
             float[] xs = x.toFloatArray();
@@ -57,12 +59,14 @@ class OnnxActivationsTest {
 
     @Test
     void exportThenImportIsExact() {
-        for (Activation a : new Activation[] {Activation.SILU, Activation.ELU, Activation.SOFTPLUS, Activation.SELU, Activation.MISH}) {
+        for (Activation a : new Activation[] {Activation.SILU, Activation.ELU, Activation.SOFTPLUS, Activation.SELU, Activation.MISH,
+                Activation.BOUNDED_RELU, Activation.HARDTANH}) {
             try (Sequential m = Sequential.builder(6).dense(8, Init.HE, 1).activation(a, 0.7f).dense(3, Init.XAVIER, 2).build();
                     Sequential back = OnnxModels.fromBytes(OnnxModels.toBytes(m));
                     Tensor x = Tensor.zeros(DType.F32, 5, 6).fillNormal(0, 2, 3)) {
                 assertEquals(a, back.layers().get(1).activation());
-                assertEquals(a == Activation.ELU ? 0.7f : 0f, back.layers().get(1).activationAlpha(), a.name());
+                boolean hasAlpha = a == Activation.ELU || a == Activation.BOUNDED_RELU || a == Activation.HARDTANH;
+                assertEquals(hasAlpha ? 0.7f : 0f, back.layers().get(1).activationAlpha(), a.name());
                 assertArrayEquals(run(m, x), run(back, x), a.name());
             }
         }
@@ -145,13 +149,21 @@ class OnnxActivationsTest {
         importsAs(file(13, g -> g.addInitializer(init("zero", new float[] {0f}))
                 .addNode(node("Clip", "/1/Clip", "a", "h", "zero"))), Activation.RELU, 0f);
         importsAs(file(9, g -> g.addNode(node("Clip", "/1/Clip", "a", "h").addAttribute(f1("min", 0f)))), Activation.RELU, 0f);
+        importsAs(file(13, g -> g.addInitializer(init("lo", new float[] {0f})).addInitializer(init("hi", new float[] {6f}))
+                .addNode(node("Clip", "/1/Clip", "a", "h", "lo", "hi"))), Activation.BOUNDED_RELU, 6f); // nn.ReLU6
+        importsAs(file(9, g -> g.addNode(node("Clip", "/1/Clip", "a", "h").addAttribute(f1("min", -1f))
+                .addAttribute(f1("max", 1f)))), Activation.HARDTANH, 1f); // nn.Hardtanh, opset 9 attributes
     }
 
     @Test
     void whatKilnCannotRunIsRefusedByName() {
-        assertEquals("onnx: unsupported bounds [0.0, 6.0] (Kiln imports Clip to [0, inf) as Relu; ReLU6 and Hardtanh are not "
-                + "supported yet) in op Clip at node '/1/Clip'", refusal(file(13, g -> g.addInitializer(init("lo", new float[] {0f}))
-                        .addInitializer(init("hi", new float[] {6f})).addNode(node("Clip", "/1/Clip", "a", "h", "lo", "hi")))));
+        assertEquals("bounded_relu: the bound is 0.0: must be > 0",
+                assertThrows(IllegalArgumentException.class, () -> Sequential.builder(2).boundedRelu(0)).getMessage());
+        assertEquals("hardtanh: the bound is -1.0: must be > 0",
+                assertThrows(IllegalArgumentException.class, () -> Sequential.builder(2).hardtanh(-1)).getMessage());
+        assertEquals("onnx: unsupported bounds [-1.0, 2.0] (Kiln imports Clip to [0, inf), [0, b] and [-b, b]) in op Clip at "
+                + "node '/1/Clip'", refusal(file(13, g -> g.addInitializer(init("lo", new float[] {-1f}))
+                        .addInitializer(init("hi", new float[] {2f})).addNode(node("Clip", "/1/Clip", "a", "h", "lo", "hi")))));
         assertEquals("onnx: unsupported a slope per feature (8 slopes; Kiln takes one shared slope) in op PRelu at node '/1/PRelu'",
                 refusal(file(13, g -> g.addInitializer(init("slope", new float[8], 8)).addNode(node("PRelu", "/1/PRelu", "a", "h", "slope")))));
         assertTrue(refusal(file(13, g -> g.addNode(node("Selu", "/1/Selu", "a", "h").addAttribute(f1("alpha", 2f)))))

@@ -123,7 +123,7 @@ class TrainerTest {
     void theNewerActivationsTrainToo() { // (their gradients are checked in native/tests/test_train.cpp)
         for (dev.kiln.tensor.Activation a : new dev.kiln.tensor.Activation[] {dev.kiln.tensor.Activation.SILU,
                 dev.kiln.tensor.Activation.ELU, dev.kiln.tensor.Activation.SOFTPLUS, dev.kiln.tensor.Activation.SELU,
-                dev.kiln.tensor.Activation.MISH}) {
+                dev.kiln.tensor.Activation.MISH, dev.kiln.tensor.Activation.BOUNDED_RELU, dev.kiln.tensor.Activation.HARDTANH}) {
             try (Dataset train = blobs(600, 1); Dataset test = blobs(300, 2);
                     Sequential model = Sequential.builder(8).dense(16, Init.HE, 1).activation(a, 1f).dense(3, Init.XAVIER, 2)
                             .softmax().build();
