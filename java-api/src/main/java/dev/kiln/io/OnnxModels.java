@@ -39,7 +39,7 @@ import java.util.Objects;
  * from the one input to the one output. Opsets 7 to 23 are read. An input of rank above 2
  * ([N, 1, 28, 28] images) must be flattened into rows before the first layer, by Flatten (axis 1) or
  * a Reshape to [batch, features] whose shape is a constant or a shape computation (Shape, Gather,
- * Unsqueeze, Squeeze, Concat, Slice, Cast: PyTorch's {@code x.view(x.size(0), -1)}), evaluated here;
+ * Unsqueeze, Squeeze, Concat, Slice, Cast, arithmetic of sizes: PyTorch's {@code x.view(x.size(0), -1)}), evaluated here;
  * the model then takes rows of d1 x ... x dk features, and {@link dev.kiln.infer.InferenceSession#run}
  * also accepts the [N, d1, ..., dk] tensor. Preprocessing of the input by constants (Sub, Add, Mul,
  * Div by a constant, an inference BatchNormalization: {@code x / 255}, {@code (x - mean) / std}) is
@@ -317,7 +317,7 @@ public final class OnnxModels {
             for (String in : n.getInputList()) {
                 if (shapes.containsKey(in) && !(op.equals("Reshape") && n.getInputCount() == 2 && in.equals(n.getInput(1)))) {
                     throw unsupported(op, name, "a shape computation (Kiln evaluates Shape, Gather, Unsqueeze, Squeeze,"
-                            + " Concat, Slice and Cast of shapes, read by a Reshape)");
+                            + " Concat, Slice, Cast, Mul, Add, Sub and Div of shapes, read by a Reshape)");
                 }
             }
             if (op.equals("Gather")) {
@@ -1105,6 +1105,45 @@ public final class OnnxModels {
                     }
                 }
                 r = all.stream().mapToLong(Long::longValue).toArray();
+                break;
+            }
+            case "Mul": case "Add": case "Sub": case "Div": { // sizes computed from sizes: x.size(1) * x.size(2)
+                if (n.getInputCount() != 2 || !(shapes.containsKey(in) || shapes.containsKey(n.getInput(1)))) {
+                    return false;
+                }
+                checkAttrs(n, name);
+                long[] a = shapes.containsKey(in) ? shapes.get(in) : ints(initializer(inits, n, 0, name, op), name, op);
+                long[] b = shapes.containsKey(n.getInput(1)) ? shapes.get(n.getInput(1))
+                        : ints(initializer(inits, n, 1, name, op), name, op);
+                if (a.length != b.length && a.length != 1 && b.length != 1) {
+                    throw unsupported(op, name, "an " + op + " of shapes of " + a.length + " and " + b.length + " sizes");
+                }
+                r = new long[Math.max(a.length, b.length)];
+                for (int i = 0; i < r.length; i++) {
+                    long x = a[a.length == 1 ? 0 : i], y = b[b.length == 1 ? 0 : i];
+                    if (x == BATCH || y == BATCH) {
+                        if (op.equals("Mul") && (x == 1 || y == 1)) {
+                            r[i] = BATCH;
+                            continue;
+                        }
+                        throw unsupported(op, name, "arithmetic on the batch size (Kiln's batch is only known at run time)");
+                    }
+                    try {
+                        r[i] = switch (op) {
+                            case "Mul" -> Math.multiplyExact(x, y);
+                            case "Add" -> Math.addExact(x, y);
+                            case "Sub" -> Math.subtractExact(x, y);
+                            default -> {
+                                if (y == 0) {
+                                    throw new IllegalArgumentException("onnx: node '" + name + "' (Div) divides a size by 0");
+                                }
+                                yield x / y;
+                            }
+                        };
+                    } catch (ArithmeticException e) {
+                        throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") overflows a size");
+                    }
+                }
                 break;
             }
             case "Cast": {

@@ -172,6 +172,15 @@ class OnnxShapesTest {
                 .addNode(node("Cast", "/Cast", "n2", "n1").addAttribute(int1("to", 7)))
                 .addNode(node("Concat", "/Concat", "shape", "n2", "rest").addAttribute(int1("axis", 0)))
                 .addNode(node("Reshape", "/Reshape", "rows", "x", "shape")));
+        // x.view(x.size(0), x.size(1) * x.size(2)): sizes multiplied.
+        ModelProto product = model(17, g -> g.addInitializer(int64s("i0", true, 0)).addInitializer(int64s("i1", true, 1))
+                .addInitializer(int64s("i2", true, 2)).addInitializer(int64s("axes", false, 0))
+                .addNode(node("Shape", "/Shape", "s", "x")).addNode(node("Gather", "/G0", "n", "s", "i0"))
+                .addNode(node("Gather", "/G1", "d1", "s", "i1")).addNode(node("Gather", "/G2", "d2", "s", "i2"))
+                .addNode(node("Mul", "/Mul", "f", "d1", "d2")).addNode(node("Unsqueeze", "/U0", "n1", "n", "axes"))
+                .addNode(node("Unsqueeze", "/U1", "f1", "f", "axes"))
+                .addNode(node("Concat", "/Concat", "shape", "n1", "f1").addAttribute(int1("axis", 0)))
+                .addNode(node("Reshape", "/Reshape", "rows", "x", "shape")));
         ModelProto constantShape = model(9, g -> g.addInitializer(int64s("shape", false, -1, 12))
                 .addNode(node("Reshape", "/Reshape", "rows", "x", "shape")));
         ModelProto zeroCopiesTheBatch = model(14, g -> g.addInitializer(int64s("shape", false, 0, -1))
@@ -180,7 +189,7 @@ class OnnxShapesTest {
                 .addNode(node("Reshape", "/Reshape", "rows", "x", "shape")));
         try (Tensor x = Tensor.zeros(DType.F32, 3, 3, 4).fillNormal(0, 1, 9); Tensor flat = x.reshape(3, 12)) {
             float[] want = expected(flat);
-            for (ModelProto f : new ModelProto[] {model(13, VIEW_13), view11, slice, constantShape, zeroCopiesTheBatch,
+            for (ModelProto f : new ModelProto[] {model(13, VIEW_13), view11, slice, product, constantShape, zeroCopiesTheBatch,
                     fixedBatch}) {
                 assertArrayEquals(want, run(f, x), 1e-6f, f.getGraph().getNodeList().toString());
             }
@@ -203,7 +212,13 @@ class OnnxShapesTest {
             g.getNodeBuilder(1).getAttributeBuilder(0).setT(int64s("", true, 5));
         })));
         assertEquals("onnx: unsupported a shape computation (Kiln evaluates Shape, Gather, Unsqueeze, Squeeze, Concat, "
-                + "Slice and Cast of shapes, read by a Reshape) in op Mul at node '/Mul'", refusal(model(13, g -> {
+                + "Slice, Cast, Mul, Add, Sub and Div of shapes, read by a Reshape) in op Neg at node '/Neg'", refusal(model(13, g -> {
+                    VIEW_13.accept(g);
+                    g.addNode(2, node("Neg", "/Neg", "s2", "s"));
+                    g.getNodeBuilder(3).setInput(0, "s2");
+                })));
+        assertEquals("onnx: unsupported arithmetic on the batch size (Kiln's batch is only known at run time) in op Mul at node "
+                + "'/Mul'", refusal(model(13, g -> {
                     VIEW_13.accept(g);
                     g.addNode(2, node("Mul", "/Mul", "s2", "s", "s"));
                     g.getNodeBuilder(3).setInput(0, "s2");
