@@ -331,20 +331,15 @@ public final class Sequential implements AutoCloseable {
             return this;
         }
 
+        /** The function with its default alpha ({@link Activation#defaultAlpha()}). */
         public Builder activation(Activation f) {
-            return activation(f, 0f);
+            return activation(f, Objects.requireNonNull(f, "activation").defaultAlpha());
         }
 
+        /** The function with alpha: LEAKY_RELU's slope, ELU's scale, the bound of BOUNDED_RELU and HARDTANH. */
         public Builder activation(Activation f, float alpha) {
             Objects.requireNonNull(f, "activation");
-            if (!Float.isFinite(alpha)) {
-                throw new IllegalArgumentException(f.name().toLowerCase(java.util.Locale.ROOT) + ": alpha is " + alpha
-                        + ": must be finite");
-            }
-            if ((f == Activation.BOUNDED_RELU || f == Activation.HARDTANH) && !(alpha > 0)) {
-                throw new IllegalArgumentException(f.name().toLowerCase(java.util.Locale.ROOT) + ": the bound is " + alpha
-                        + ": must be > 0");
-            }
+            f.checkAlpha(alpha);
             layers.add(new Layer(Layer.Kind.ACTIVATION, features, features, null, null, null, null, f, alpha, 0));
             return this;
         }

@@ -15,6 +15,31 @@ public enum Activation {
     IDENTITY, RELU, LEAKY_RELU, GELU, SIGMOID, TANH, EXP, LOG, SQRT, NEG, ABS, SQUARE, GELU_TANH,
     SILU, ELU, SOFTPLUS, SELU, MISH, BOUNDED_RELU, HARDTANH;
 
+    /**
+     * The alpha used when none is given: PyTorch's defaults, LEAKY_RELU 0.01, ELU 1, BOUNDED_RELU 6
+     * (ReLU6), HARDTANH 1; 0 (unused) for the others.
+     */
+    public float defaultAlpha() {
+        switch (this) {
+            case LEAKY_RELU: return 0.01f;
+            case ELU: case HARDTANH: return 1f;
+            case BOUNDED_RELU: return 6f;
+            default: return 0f;
+        }
+    }
+
+    /** Checks an alpha for this function: finite, and > 0 for the bounds of BOUNDED_RELU and HARDTANH. */
+    public float checkAlpha(float alpha) {
+        String name = name().toLowerCase(java.util.Locale.ROOT);
+        if (!Float.isFinite(alpha)) {
+            throw new IllegalArgumentException(name + ": alpha is " + alpha + ": must be finite");
+        }
+        if ((this == BOUNDED_RELU || this == HARDTANH) && !(alpha > 0)) {
+            throw new IllegalArgumentException(name + ": the bound is " + alpha + ": must be > 0");
+        }
+        return alpha;
+    }
+
     /** The native {@code kiln_unary_op} value. */
     public int nativeCode() {
         return ordinal();

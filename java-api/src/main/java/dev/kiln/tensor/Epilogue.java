@@ -35,8 +35,15 @@ public final class Epilogue {
         return new Epilogue(Objects.requireNonNull(bias, "bias"), activation, alpha, residual);
     }
 
+    /** The function with its default alpha ({@link Activation#defaultAlpha()}). */
     public Epilogue withActivation(Activation activation) {
-        return new Epilogue(bias, Objects.requireNonNull(activation, "activation"), alpha, residual);
+        return withActivation(activation, Objects.requireNonNull(activation, "activation").defaultAlpha());
+    }
+
+    /** The function with alpha: LEAKY_RELU's slope, ELU's scale, the bound of BOUNDED_RELU and HARDTANH. */
+    public Epilogue withActivation(Activation activation, float alpha) {
+        Objects.requireNonNull(activation, "activation").checkAlpha(alpha);
+        return new Epilogue(bias, activation, alpha, residual);
     }
 
     /** LeakyReLU with negative slope {@code alpha}. */

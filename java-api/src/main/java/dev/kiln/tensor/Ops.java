@@ -444,18 +444,19 @@ public final class Ops {
     // Elementwise functions, softmax, layer norm, reductions, argmax, top-k
     // ---------------------------------------------------------------------------------------
 
-    /** out = f(a) elementwise (F32, same shape; in place allowed). */
+    /** out = f(a) elementwise (F32, same shape; in place allowed), with f's default alpha. */
     public static void unary(Activation f, Tensor a, Tensor out) {
-        unary(f, 0f, a, out);
+        unary(f, Objects.requireNonNull(f, "f").defaultAlpha(), a, out);
     }
 
-    /** out = f(a) elementwise; {@code alpha} is LeakyReLU's negative slope. */
+    /**
+     * out = f(a) elementwise; {@code alpha} is LeakyReLU's negative slope, ELU's scale, the bound of
+     * BOUNDED_RELU and HARDTANH (> 0).
+     */
     public static void unary(Activation f, float alpha, Tensor a, Tensor out) {
         Objects.requireNonNull(f, "f");
         String name = f.name().toLowerCase(java.util.Locale.ROOT);
-        if (!Float.isFinite(alpha)) {
-            throw new IllegalArgumentException(name + ": alpha is " + alpha + ": must be finite");
-        }
+        f.checkAlpha(alpha);
         requireF32Cpu(name, "a", a);
         requireF32Cpu(name, "out", out);
         if (!Arrays.equals(a.shapeRef(), out.shapeRef())) {

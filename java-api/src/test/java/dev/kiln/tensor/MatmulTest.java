@@ -19,12 +19,40 @@ class MatmulTest {
     }
 
     private static double act(Activation f, double x) {
+        double a = f.defaultAlpha(), sp = x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x));
         switch (f) {
             case RELU: return Math.max(0, x);
+            case LEAKY_RELU: return x < 0 ? a * x : x;
             case SIGMOID: return 1 / (1 + Math.exp(-x));
             case TANH: return Math.tanh(x);
+            case GELU: return 0.5 * x * (1 + erf(x / Math.sqrt(2)));
+            case GELU_TANH: return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+            case SILU: return x / (1 + Math.exp(-x));
+            case ELU: return x > 0 ? x : a * Math.expm1(x);
+            case SOFTPLUS: return sp;
+            case SELU: return 1.0507009873554805 * (x > 0 ? x : 1.6732632423543772 * Math.expm1(x));
+            case MISH: return x * Math.tanh(sp);
+            case BOUNDED_RELU: case HARDTANH: return Math.min(Math.max(x, f == Activation.HARDTANH ? -a : 0), a);
             default: return x;
         }
+    }
+
+    /** erf to 1e-9 (Abramowitz-Stegun 7.1.26 is too coarse here): a series, then a continued fraction. */
+    private static double erf(double x) {
+        double ax = Math.abs(x);
+        if (ax < 2.5) {
+            double sum = 0, term = ax;
+            for (int n = 0; n < 60; n++) {
+                sum += term / (2 * n + 1);
+                term *= -ax * ax / (n + 1);
+            }
+            return Math.signum(x) * 2 / Math.sqrt(Math.PI) * sum;
+        }
+        double f = 0;
+        for (int n = 60; n >= 1; n--) {
+            f = n / 2.0 / (ax + f);
+        }
+        return Math.signum(x) * (1 - Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f));
     }
 
     /** Checks out == act(a·b + bias) + residual elementwise. */
@@ -95,7 +123,9 @@ class MatmulTest {
     @Test
     void fusedEpilogueAndPackedWeights() {
         Random r = new Random(SEED + 2);
-        for (Activation f : new Activation[] {Activation.IDENTITY, Activation.RELU, Activation.SIGMOID, Activation.TANH}) {
+        for (Activation f : new Activation[] {Activation.IDENTITY, Activation.RELU, Activation.LEAKY_RELU, Activation.SIGMOID,
+                Activation.TANH, Activation.GELU, Activation.GELU_TANH, Activation.SILU, Activation.ELU, Activation.SOFTPLUS,
+                Activation.SELU, Activation.MISH, Activation.BOUNDED_RELU, Activation.HARDTANH}) {
             try (Tensor a = random(r, 9, 40); Tensor b = random(r, 40, 70); Tensor bias = random(r, 1, 70);
                     Tensor res = random(r, 9, 70); Tensor out = Tensor.zeros(DType.F32, 9, 70);
                     PackedMatrix pb = PackedMatrix.pack(b)) {
