@@ -16,7 +16,8 @@ import java.util.Set;
 /**
  * Rewrites what exporters write for ops Kiln imports whole, before {@link OnnxModels} walks the graph:
  * <ul>
- *   <li>Constant nodes (value, value_float(s), value_int(s)) become initializers;</li>
+ *   <li>Constant nodes (value, value_float(s), value_int(s)), and Identity nodes of a constant (PyTorch
+ *       writes them for parameters equal to another), become initializers;</li>
  *   <li>GELU as PyTorch exports it below opset 20, {@code x * 0.5 * (1 + erf(x / sqrt 2))} (Div by
  *       sqrt 2 or Mul by its inverse, Erf, Add 1, Mul by x, Mul by 0.5, the two Muls in either order),
  *       becomes one Gelu node, as does its tanh form {@code 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))}
@@ -64,6 +65,12 @@ final class OnnxFusion {
         List<TensorProto> constants = new ArrayList<>();
         for (NodeProto n : g.getNodeList()) {
             TensorProto t = n.getOpType().equals("Constant") && isOnnxDomain(n) ? constant(n) : null;
+            // Identity of a constant: PyTorch's exporter writes one for each parameter equal to another
+            // (deduplicated: a fresh BatchNorm's running_var is its weight, all ones).
+            if (n.getOpType().equals("Identity") && isOnnxDomain(n) && n.getInputCount() == 1 && n.getOutputCount() == 1
+                    && !n.getOutput(0).isEmpty() && inits.containsKey(n.getInput(0)) && n.getAttributeCount() == 0) {
+                t = inits.get(n.getInput(0)).toBuilder().setName(n.getOutput(0)).build();
+            }
             if (t == null) {
                 kept.add(n);
                 continue;

@@ -80,6 +80,11 @@ class OnnxPreprocessingTest {
                 .addInitializer(init("m", mean, 3)).addInitializer(init("v", var, 3))
                 .addNode(node("BatchNormalization", "/bn", "pre", "x", "s", "b", "m", "v")))),
                 (j, x) -> (x - mean[j / 4]) / Math.sqrt(var[j / 4] + 1e-5) * scale[j / 4] + bias[j / 4]);
+        // PyTorch deduplicates equal parameters: the variance written as Identity(scale), the mean as Identity(bias).
+        sameAs(model(14, flattenAfter(g -> g.addInitializer(init("s", scale, 3)).addInitializer(init("b", bias, 3))
+                .addNode(node("Identity", "Identity_0", "v", "s")).addNode(node("Identity", "Identity_1", "m", "b"))
+                .addNode(node("BatchNormalization", "/bn", "pre", "x", "s", "b", "m", "v")))),
+                (j, x) -> (x - bias[j / 4]) / Math.sqrt(scale[j / 4] + 1e-5) * scale[j / 4] + bias[j / 4]);
         float[] s12 = new float[12], b12 = new float[12], m12 = new float[12], v12 = new float[12];
         for (int j = 0; j < 12; j++) {
             s12[j] = 1 + j / 10f;
