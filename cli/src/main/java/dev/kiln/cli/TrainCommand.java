@@ -25,7 +25,7 @@ import picocli.CommandLine.Option;
 
 /** {@code kiln train}: trains an MLP classifier on Fashion-MNIST. */
 @Command(name = "train", mixinStandardHelpOptions = true,
-        description = {"Trains an MLP classifier (ReLU hidden layers, softmax output) on Fashion-MNIST from Debian's "
+        description = {"Trains an MLP classifier (ReLU or --activation hidden layers, softmax output) on Fashion-MNIST from Debian's "
                 + "dataset-fashion-mnist package, printing per-epoch loss, accuracy on the test set, time and "
                 + "samples/s.", "Exit code 0 on success, 1 when training failed (reason on stderr), 2 on bad usage."})
 final class TrainCommand implements Callable<Integer> {
@@ -49,6 +49,11 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--hidden", defaultValue = "256,128", split = ",",
             description = "Hidden layer widths (default: ${DEFAULT-VALUE}).")
     List<Integer> hidden;
+
+    @Option(names = "--activation", defaultValue = "relu", description = "Activation of the hidden layers: relu, "
+            + "leaky_relu, gelu, gelu_tanh, sigmoid, tanh, silu, elu, softplus, selu, mish, bounded_relu (ReLU6) or "
+            + "hardtanh, with PyTorch's default alpha (default: ${DEFAULT-VALUE}).")
+    String activation;
 
     @Option(names = "--seed", defaultValue = "42", description = "Seed of initialization, shuffling and dropout (default: ${DEFAULT-VALUE}).")
     long seed;
@@ -115,6 +120,17 @@ final class TrainCommand implements Callable<Integer> {
         if (!(lr > 0) || Double.isInfinite(lr)) {
             throw usage("--lr is " + lr + ": must be finite and > 0");
         }
+        dev.kiln.tensor.Activation act;
+        try {
+            act = dev.kiln.tensor.Activation.valueOf(activation.toUpperCase(Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            act = null;
+        }
+        if (act == null || !java.util.Set.of("RELU", "LEAKY_RELU", "GELU", "GELU_TANH", "SIGMOID", "TANH", "SILU", "ELU",
+                "SOFTPLUS", "SELU", "MISH", "BOUNDED_RELU", "HARDTANH").contains(act.name())) {
+            throw usage("--activation is '" + activation + "': use relu, leaky_relu, gelu, gelu_tanh, sigmoid, tanh, silu, "
+                    + "elu, softplus, selu, mish, bounded_relu or hardtanh");
+        }
         if (hidden.stream().anyMatch(h -> h < 1)) {
             throw usage("--hidden widths must be >= 1");
         }
@@ -174,15 +190,16 @@ final class TrainCommand implements Callable<Integer> {
             Sequential.Builder mb = Sequential.builder(784);
             long layerSeed = seed;
             for (int h : hidden) {
-                mb.dense(h, Init.HE, layerSeed++).relu();
+                mb.dense(h, Init.HE, layerSeed++).activation(act);
             }
             mb.dense(10, Init.HE, layerSeed).softmax();
             List<EpochMetrics> epochsDone = new ArrayList<>();
             try (Sequential model = mb.build()) {
                 if (!json) {
-                    out.printf(Locale.ROOT, "Fashion-MNIST: %d training rows, %d test rows; MLP 784-%s-10, %s, batch %d, "
+                    out.printf(Locale.ROOT, "Fashion-MNIST: %d training rows, %d test rows; MLP 784-%s-10 (%s), %s, batch %d, "
                             + "%d thread(s), %s kernels%n", train.size(), test.size(),
-                            hidden.stream().map(String::valueOf).reduce((a, b) -> a + "-" + b).orElse(""), opt, batchSize,
+                            hidden.stream().map(String::valueOf).reduce((a, b) -> a + "-" + b).orElse(""),
+                            activation.toLowerCase(Locale.ROOT), opt, batchSize,
                             Kiln.threads(), Kiln.isa());
                     out.flush();
                 }

@@ -176,6 +176,9 @@ class KilnCommandTest {
     void trainRefusesBadOptions() throws Exception {
         assertEquals(2, run("train", "--epochs", "0").code);
         assertEquals(2, run("train", "--optimizer", "lbfgs").code);
+        Result a = run("train", "--activation", "exp");
+        assertEquals(2, a.code);
+        assertTrue(a.err.contains("--activation is 'exp': use relu, leaky_relu"), a.err);
         assertEquals(2, run("train", "--lr", "-1").code);
         Result r = run("train", "--threads", "0");
         assertEquals(2, r.code);
@@ -211,8 +214,10 @@ class KilnCommandTest {
         org.junit.jupiter.api.Assumptions.assumeTrue(java.nio.file.Files.isDirectory(
                 java.nio.file.Path.of("/usr/share/datasets/fashion-mnist")), "dataset-fashion-mnist is not installed");
         java.nio.file.Path onnx = dir.resolve("m.onnx");
-        Result r = run("train", "--limit", "6000", "--epochs", "2", "--json", "--no-progress", "--save", onnx.toString());
+        Result r = run("train", "--limit", "6000", "--epochs", "2", "--json", "--no-progress", "--save", onnx.toString(),
+                "--activation", "silu");
         assertEquals(0, r.code, r.err);
+        assertTrue(run("inspect", onnx.toString()).out.contains("activation=silu"));
         var m = java.util.regex.Pattern.compile("\"test_accuracy\":([0-9.]+),\"test_loss\"").matcher(r.out);
         assertTrue(m.find(), r.out);
         double acc = Double.parseDouble(m.group(1));
