@@ -4,6 +4,8 @@
 // compares with PyTorch is `benchmarks/run training`.
 //
 // usage: bench_train [BATCH [THREADS [SECONDS [shuffle]]]]   prints the median samples/s of 7 repetitions;
+// BENCH_ACTIVATION=gelu (or silu, mish, elu, selu, softplus, gelu_tanh, tanh, sigmoid, relu6) sets the
+// hidden layers' activation (default relu);
 // with `shuffle` each batch is first gathered from a random permutation (kiln_gather_rows), as the
 // Java Trainer does, instead of read in place, and the gather's median time is printed too.
 #include <algorithm>
@@ -33,6 +35,27 @@ int main(int argc, char** argv) {
     const double seconds = argc > 3 ? std::atof(argv[3]) : 0.5;
     const bool shuffle = argc > 4 && std::string(argv[4]) == "shuffle";
     check(kiln_threads_set(threads), "kiln_threads_set");
+    int32_t act = KILN_UNARY_RELU;
+    float act_alpha = 0.0f;
+    if (const char* a = std::getenv("BENCH_ACTIVATION")) {
+        const std::string s(a);
+        const struct { const char* name; int32_t code; float alpha; } names[] = {
+            {"relu", KILN_UNARY_RELU, 0}, {"gelu", KILN_UNARY_GELU, 0}, {"gelu_tanh", KILN_UNARY_GELU_TANH, 0},
+            {"silu", KILN_UNARY_SILU, 0}, {"mish", KILN_UNARY_MISH, 0}, {"elu", KILN_UNARY_ELU, 1},
+            {"selu", KILN_UNARY_SELU, 0}, {"softplus", KILN_UNARY_SOFTPLUS, 0}, {"tanh", KILN_UNARY_TANH, 0},
+            {"sigmoid", KILN_UNARY_SIGMOID, 0}, {"relu6", KILN_UNARY_BOUNDED_RELU, 6}};
+        bool found = false;
+        for (const auto& n : names)
+            if (s == n.name) {
+                act = n.code;
+                act_alpha = n.alpha;
+                found = true;
+            }
+        if (!found) {
+            std::fprintf(stderr, "BENCH_ACTIVATION=%s: unknown\n", a);
+            return 2;
+        }
+    }
     const int64_t dims[4] = {784, 256, 128, 10};
     const int64_t rows = 60000 / batch * batch;
     std::mt19937 rng(1);
@@ -52,7 +75,7 @@ int main(int argc, char** argv) {
         for (float& v : w) v = nd(rng) * s;
         std::vector<float> b(size_t(dims[l + 1]), 0.0f);
         check(kiln_trainer_add_dense(t, dims[l + 1], w.data(), b.data()), "dense");
-        if (l < 2) check(kiln_trainer_add_activation(t, KILN_UNARY_RELU, 0), "relu");
+        if (l < 2) check(kiln_trainer_add_activation(t, act, act_alpha), "activation");
     }
     check(kiln_trainer_set_loss(t, KILN_LOSS_SOFTMAX_CROSS_ENTROPY, 0, nullptr), "loss");
     kiln_optimizer o{};

@@ -367,6 +367,41 @@ TEST(Train, OptimizerFormulas) {
 
 // The vector update kernels against the scalar reference, element by element: every optimizer,
 // with and without the clipping scale / L2 / decay, lengths around the vector widths (tails), and
+// The vectorized input gradients of the activations that need x, against central differences
+// of the double-precision definitions (Ref::act), away from the kinks; odd lengths (masked tails)
+// and accumulation into an existing gradient.
+TEST(Train, VectorActivationGradientsMatchFiniteDifferences) {
+    int32_t best = 0;
+    kiln_isa_best(&best);
+    if (best < KILN_ISA_AVX2) GTEST_SKIP() << "no AVX2 on this CPU";
+    for (int32_t level : {int32_t(KILN_ISA_AVX2), int32_t(KILN_ISA_AVX512)}) {
+        if (level > best) break;
+        const kiln::train::Kernels& k = kiln::train::kernels_for(kiln_isa(level));
+        for (int32_t act : {KILN_UNARY_GELU, KILN_UNARY_GELU_TANH, KILN_UNARY_SILU, KILN_UNARY_ELU, KILN_UNARY_SELU,
+                            KILN_UNARY_SOFTPLUS, KILN_UNARY_MISH, KILN_UNARY_BOUNDED_RELU, KILN_UNARY_HARDTANH}) {
+            const float alpha = act == KILN_UNARY_ELU ? 0.7f : act == KILN_UNARY_BOUNDED_RELU ? 6.0f : 1.5f;
+            for (int64_t n : {1, 7, 9, 1001}) {
+                SCOPED_TRACE("isa " + std::to_string(level) + " act " + std::to_string(act) + " n " + std::to_string(n));
+                auto x = kiln_test::random_floats(size_t(n), uint32_t(act * 7 + n), -12.0f, 12.0f);
+                auto gy = kiln_test::random_floats(size_t(n), uint32_t(act * 11 + n), -2.0f, 2.0f);
+                for (int acc = 0; acc < 2; ++acc) {
+                    std::vector<float> gx(size_t(n), acc ? 0.25f : NAN);
+                    ASSERT_TRUE(k.act_grad_x(act, alpha, n, x.data(), gy.data(), gx.data(), acc != 0));
+                    for (int64_t i = 0; i < n; ++i) {
+                        const double xi = x[size_t(i)], h = 1e-4;
+                        bool kink = false;
+                        for (double at : {0.0, double(alpha), -double(alpha)}) kink |= std::fabs(xi - at) < 1e-3;
+                        if (kink) continue;
+                        const double d = (Ref::act(act, alpha, xi + h) - Ref::act(act, alpha, xi - h)) / (2 * h);
+                        const double want = gy[size_t(i)] * d + (acc ? 0.25 : 0.0);
+                        ASSERT_NEAR(gx[size_t(i)], want, 2e-6 * std::max(1.0, std::fabs(want))) << "x=" << xi;
+                    }
+                }
+            }
+        }
+    }
+}
+
 // the finiteness and norm helpers.
 TEST(Train, UpdateKernelsMatchTheReference) {
     int32_t best = 0;

@@ -724,6 +724,7 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
                 float* gx = emit_target(vin, &acc);
                 const float* x = t->act[vin];
                 const float* y = t->act[vout];
+                if (tk.act_grad_x(l.act, l.alpha, n, x, gy, gx, acc)) break;  // vectorized (AVX2 and up)
                 for (int64_t j = 0; j < n; ++j) put(gx, j, act_backward(l.act, l.alpha, x[j], y[j], gy[j]), acc);
                 break;
             }

@@ -47,17 +47,28 @@ bool act_bias_grad_ref(int32_t act, float alpha, int64_t rows, int64_t cols, con
 bool act_bias_grad_avx2(int32_t act, float alpha, int64_t rows, int64_t cols, const float* y, float* g, float* gb);
 bool act_bias_grad_avx512(int32_t act, float alpha, int64_t rows, int64_t cols, const float* y, float* g, float* gb);
 
+// A standalone activation's input gradient for the functions whose derivative needs the input x
+// (GELU, GELU_TANH, SILU, ELU, SELU, SOFTPLUS, MISH, BOUNDED_RELU, HARDTANH): gx = gy * act'(x),
+// or gx += that when acc, over n elements, in float with vector exp/erf (within about 1e-6 of the
+// double-precision scalar derivative). Returns false, doing nothing, for other activations and
+// for the reference level (train.cpp then runs the scalar double-precision loop). The AVX-512
+// level uses the AVX2 version.
+bool act_grad_x_ref(int32_t act, float alpha, int64_t n, const float* x, const float* gy, float* gx, bool acc);
+bool act_grad_x_avx2(int32_t act, float alpha, int64_t n, const float* x, const float* gy, float* gx, bool acc);
+
 // The kernels above for one ISA level.
 struct Kernels {
     UpdateFn update;
     float (*max_abs)(int64_t n, const float* x);
     double (*sum_squares)(int64_t n, const float* x);
     bool (*act_bias_grad)(int32_t act, float alpha, int64_t rows, int64_t cols, const float* y, float* g, float* gb);
+    bool (*act_grad_x)(int32_t act, float alpha, int64_t n, const float* x, const float* gy, float* gx, bool acc);
 };
 inline const Kernels& kernels_for(kiln_isa isa) {
-    static const Kernels ref{update_ref, max_abs_ref, sum_squares_ref, act_bias_grad_ref};
-    static const Kernels avx2{update_avx2, max_abs_avx2, sum_squares_avx2, act_bias_grad_avx2};
-    static const Kernels avx512{update_avx512, max_abs_avx512, sum_squares_avx512, act_bias_grad_avx512};
+    static const Kernels ref{update_ref, max_abs_ref, sum_squares_ref, act_bias_grad_ref, act_grad_x_ref};
+    static const Kernels avx2{update_avx2, max_abs_avx2, sum_squares_avx2, act_bias_grad_avx2, act_grad_x_avx2};
+    static const Kernels avx512{update_avx512, max_abs_avx512, sum_squares_avx512, act_bias_grad_avx512,
+                                act_grad_x_avx2};
     return isa >= KILN_ISA_AVX512 ? avx512 : isa >= KILN_ISA_AVX2 ? avx2 : ref;
 }
 

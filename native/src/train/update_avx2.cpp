@@ -11,6 +11,7 @@
 
 #include <cmath>
 
+#include "cpu/eltwise/vmath_avx2.hpp"
 #include "update.hpp"
 
 namespace kiln::train {
@@ -178,6 +179,95 @@ double sum_squares_avx2(int64_t n, const float* x) {
     for (double l : lanes) s += l;
     for (; i < n; ++i) s += double(x[i]) * double(x[i]);
     return s;
+}
+
+namespace {
+
+inline __m256 sigmoid8(__m256 x) {
+    return _mm256_div_ps(_mm256_set1_ps(1.0f),
+                         _mm256_add_ps(_mm256_set1_ps(1.0f), vmath256::exp(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+// act'(x) for the activations act_grad_x_avx2 takes (the derivatives of train.cpp's act_backward).
+template <int ACT>
+inline __m256 dact(__m256 x, float alpha) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    if constexpr (ACT == KILN_UNARY_GELU) {
+        const __m256 cdf = _mm256_mul_ps(_mm256_set1_ps(0.5f),
+                                         _mm256_add_ps(one, vmath256::erf(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)))));
+        const __m256 pdf = _mm256_mul_ps(_mm256_set1_ps(0.39894228040143268f),
+                                         vmath256::exp(_mm256_mul_ps(_mm256_set1_ps(-0.5f), _mm256_mul_ps(x, x))));
+        return _mm256_fmadd_ps(x, pdf, cdf);
+    } else if constexpr (ACT == KILN_UNARY_GELU_TANH) {
+        const __m256 c = _mm256_set1_ps(0.7978845608028654f), k = _mm256_set1_ps(0.044715f), x2 = _mm256_mul_ps(x, x);
+        const __m256 u = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(k, x2), x, x));
+        // With e = exp(2u): 1 + tanh(u) = 2 / (1 + 1/e) and 1 - tanh(u) = 2 / (e + 1), each without
+        // cancellation (the derivative is tiny where tanh is near -1); 1 - tanh^2 is their product.
+        const __m256 e = vmath256::exp(_mm256_add_ps(u, u)), two = _mm256_set1_ps(2.0f);
+        const __m256 q = _mm256_div_ps(two, _mm256_add_ps(one, _mm256_div_ps(one, e)));
+        const __m256 p = _mm256_div_ps(two, _mm256_add_ps(e, one));
+        const __m256 du = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_set1_ps(3.0f * 0.044715f), x2, one));
+        const __m256 half = _mm256_set1_ps(0.5f);
+        return _mm256_mul_ps(half, _mm256_mul_ps(q, _mm256_fmadd_ps(_mm256_mul_ps(x, p), du, one)));
+    } else if constexpr (ACT == KILN_UNARY_SILU) {
+        // s (1 + x (1 - s)), 1 - s = exp(-x) s without cancellation for large x
+        const __m256 e = vmath256::exp(_mm256_sub_ps(zero, x));
+        const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
+        return _mm256_mul_ps(s, _mm256_fmadd_ps(x, _mm256_mul_ps(e, s), one));
+    } else if constexpr (ACT == KILN_UNARY_ELU || ACT == KILN_UNARY_SELU) {
+        const float a = ACT == KILN_UNARY_ELU ? alpha : 1.6732632423543772f;
+        const __m256 neg = _mm256_mul_ps(_mm256_set1_ps(a), vmath256::exp(_mm256_min_ps(x, zero)));
+        const __m256 d = _mm256_blendv_ps(neg, one, _mm256_cmp_ps(x, zero, _CMP_GT_OQ));
+        return ACT == KILN_UNARY_ELU ? d : _mm256_mul_ps(_mm256_set1_ps(1.0507009873554805f), d);
+    } else if constexpr (ACT == KILN_UNARY_SOFTPLUS) {
+        return sigmoid8(x);
+    } else if constexpr (ACT == KILN_UNARY_MISH) {
+        // tanh(softplus(x)) = n / (n + 2), n = e (e + 2), e = exp(x) (1 in float above 20)
+        const __m256 e = vmath256::exp(_mm256_min_ps(_mm256_set1_ps(20.0f), x));
+        const __m256 n = _mm256_mul_ps(e, _mm256_add_ps(e, _mm256_set1_ps(2.0f)));
+        const __m256 n2 = _mm256_add_ps(n, _mm256_set1_ps(2.0f));
+        const __m256 t = _mm256_div_ps(n, n2), omt = _mm256_div_ps(_mm256_set1_ps(2.0f), n2);  // tanh, 1 - tanh
+        const __m256 sech2 = _mm256_mul_ps(omt, _mm256_add_ps(one, t));
+        return _mm256_fmadd_ps(_mm256_mul_ps(x, sech2), sigmoid8(x), t);
+    } else if constexpr (ACT == KILN_UNARY_BOUNDED_RELU || ACT == KILN_UNARY_HARDTANH) {
+        const __m256 lo = ACT == KILN_UNARY_HARDTANH ? _mm256_set1_ps(-alpha) : zero, hi = _mm256_set1_ps(alpha);
+        return _mm256_and_ps(one, _mm256_and_ps(_mm256_cmp_ps(x, lo, _CMP_GT_OQ), _mm256_cmp_ps(x, hi, _CMP_LT_OQ)));
+    } else {
+        return one;
+    }
+}
+
+template <int ACT>
+void grad_x(float alpha, int64_t n, const float* x, const float* gy, float* gx, bool acc) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(gy + i), dact<ACT>(_mm256_loadu_ps(x + i), alpha));
+        if (acc) v = _mm256_add_ps(v, _mm256_loadu_ps(gx + i));
+        _mm256_storeu_ps(gx + i, v);
+    }
+    if (i < n) {
+        const __m256i k = lanes_below(n - i);
+        __m256 v = _mm256_mul_ps(_mm256_maskload_ps(gy + i, k), dact<ACT>(_mm256_maskload_ps(x + i, k), alpha));
+        if (acc) v = _mm256_add_ps(v, _mm256_maskload_ps(gx + i, k));
+        _mm256_maskstore_ps(gx + i, k, v);
+    }
+}
+
+}  // namespace
+
+bool act_grad_x_avx2(int32_t act, float alpha, int64_t n, const float* x, const float* gy, float* gx, bool acc) {
+    switch (act) {
+        case KILN_UNARY_GELU: grad_x<KILN_UNARY_GELU>(alpha, n, x, gy, gx, acc); return true;
+        case KILN_UNARY_GELU_TANH: grad_x<KILN_UNARY_GELU_TANH>(alpha, n, x, gy, gx, acc); return true;
+        case KILN_UNARY_SILU: grad_x<KILN_UNARY_SILU>(alpha, n, x, gy, gx, acc); return true;
+        case KILN_UNARY_ELU: grad_x<KILN_UNARY_ELU>(alpha, n, x, gy, gx, acc); return true;
+        case KILN_UNARY_SELU: grad_x<KILN_UNARY_SELU>(alpha, n, x, gy, gx, acc); return true;
+        case KILN_UNARY_SOFTPLUS: grad_x<KILN_UNARY_SOFTPLUS>(alpha, n, x, gy, gx, acc); return true;
+        case KILN_UNARY_MISH: grad_x<KILN_UNARY_MISH>(alpha, n, x, gy, gx, acc); return true;
+        case KILN_UNARY_BOUNDED_RELU: grad_x<KILN_UNARY_BOUNDED_RELU>(alpha, n, x, gy, gx, acc); return true;
+        case KILN_UNARY_HARDTANH: grad_x<KILN_UNARY_HARDTANH>(alpha, n, x, gy, gx, acc); return true;
+        default: return false;
+    }
 }
 
 }  // namespace kiln::train
