@@ -125,6 +125,11 @@ public final class GenerateFuzzSeeds {
     }
 
     private static TensorProto floats(String name, float v, long... dims) {
+        return floats(name, () -> v, dims);
+    }
+
+    /** A FLOAT tensor of the given dimensions, its values drawn in order (float_data, not raw). */
+    static TensorProto floats(String name, java.util.function.DoubleSupplier next, long... dims) {
         TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(TensorProto.DataType.FLOAT_VALUE);
         long n = 1;
         for (long d : dims) {
@@ -132,7 +137,7 @@ public final class GenerateFuzzSeeds {
             n *= d;
         }
         for (long i = 0; i < n; i++) {
-            t.addFloatData(v);
+            t.addFloatData((float) next.getAsDouble());
         }
         return t.build();
     }

@@ -262,16 +262,7 @@ class OnnxRuntimeConformanceIT {
     }
 
     private static TensorProto floats(String name, Random r, long... dims) {
-        TensorProto.Builder t = TensorProto.newBuilder().setName(name).setDataType(TensorProto.DataType.FLOAT_VALUE);
-        long n = 1;
-        for (long d : dims) {
-            t.addDims(d);
-            n *= d;
-        }
-        for (long i = 0; i < n; i++) {
-            t.addFloatData((float) (r.nextDouble() - 0.5));
-        }
-        return t.build();
+        return GenerateFuzzSeeds.floats(name, () -> r.nextDouble() - 0.5, dims);
     }
 
     private static TensorProto longs(String name, boolean scalar, long v) {
