@@ -46,6 +46,32 @@ final class ModelCommands {
         throw new ParameterException(spec.commandLine(), option + " " + file + ": the name must end in .onnx or .kiln");
     }
 
+    static void checkThreads(CommandSpec spec, Integer threads) {
+        if (threads != null && (threads < 1 || threads > 1024)) {
+            throw new ParameterException(spec.commandLine(), "--threads is " + threads + ": must be in 1..1024");
+        }
+    }
+
+    /** Sets Kiln's pool size for a command and puts the previous one back after (tests share the JVM). */
+    static final class ThreadsScope implements AutoCloseable {
+        private final int before = Kiln.threads();
+        private final boolean set;
+
+        ThreadsScope(Integer threads) {
+            set = threads != null;
+            if (set) {
+                Kiln.setThreads(threads);
+            }
+        }
+
+        @Override
+        public void close() {
+            if (set) {
+                Kiln.setThreads(before);
+            }
+        }
+    }
+
     static String lower(Enum<?> e) {
         return e.name().toLowerCase(Locale.ROOT);
     }
@@ -173,6 +199,9 @@ final class ModelCommands {
         @Option(names = "--json", description = "With --output: print a JSON summary instead of a line of text.")
         boolean json;
 
+        @Option(names = "--threads", description = "Native threads (default: Kiln's pool size, the cores available).")
+        Integer threads;
+
         @Spec
         CommandSpec spec;
 
@@ -188,6 +217,7 @@ final class ModelCommands {
             if (json && output == null) {
                 throw usage("--json needs --output (without it the predictions go to stdout)");
             }
+            checkThreads(spec, threads);
             if (output != null && java.nio.file.Files.isDirectory(output)) {
                 throw usage("--output " + output + " is a directory: give a file name");
             }
@@ -197,7 +227,7 @@ final class ModelCommands {
                 throw usage("--input " + input + ": give a .csv file or an IDX file (a name containing 'idx')");
             }
             long t0 = System.nanoTime();
-            try (Sequential m = load(model, spec, "--model"); Tensor read = csv ? Csv.readFeatures(input, header)
+            try (ThreadsScope ts = new ThreadsScope(threads); Sequential m = load(model, spec, "--model"); Tensor read = csv ? Csv.readFeatures(input, header)
                     : Idx.readImages(input); Tensor x = m.inputDType() == DType.I32 ? ids(read) : read.reshape(read.shape())) {
                 long rows = x.size(0), cols = x.size(1), outs = m.outputFeatures();
                 if (cols != m.inputFeatures()) {
@@ -311,6 +341,9 @@ final class ModelCommands {
         @Option(names = "--json", description = "Print one JSON object instead of text.")
         boolean json;
 
+        @Option(names = "--threads", description = "Native threads (default: Kiln's pool size, the cores available).")
+        Integer threads;
+
         @Spec
         CommandSpec spec;
 
@@ -328,7 +361,8 @@ final class ModelCommands {
             if (!(warmup >= 0 && warmup <= 600)) {
                 throw new ParameterException(spec.commandLine(), "--warmup is " + warmup + ": must be in [0, 600]");
             }
-            try (Sequential m = load(model, spec, "--model"); InferenceSession s = m.compile(batch);
+            checkThreads(spec, threads);
+            try (ThreadsScope ts = new ThreadsScope(threads); Sequential m = load(model, spec, "--model"); InferenceSession s = m.compile(batch);
                     Tensor x = input(m); Tensor y = Tensor.zeros(DType.F32, batch, m.outputFeatures())) {
                 long end = System.nanoTime() + (long) (warmup * 1e9);
                 do {

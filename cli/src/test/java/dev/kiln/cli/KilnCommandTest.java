@@ -456,6 +456,12 @@ class KilnCommandTest {
         r = run("bench", "--model", kiln.toString(), "--seconds", "0.2", "--warmup", "0");
         assertEquals(0, r.code, r.err);
         assertTrue(r.out.contains("rows/s") && r.out.contains("latency per call: p50"), r.out);
+        int before = dev.kiln.Kiln.threads();
+        r = run("bench", "--model", kiln.toString(), "--seconds", "0.1", "--warmup", "0", "--threads", "1", "--json");
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("\"threads\":1,"), r.out);
+        assertEquals(before, dev.kiln.Kiln.threads(), "the pool size is put back");
+        assertEquals(2, run("bench", "--model", kiln.toString(), "--threads", "0").code);
         assertEquals(2, run("bench", "--model", kiln.toString(), "--seconds", "0").code);
         assertEquals(2, run("bench", "--model", kiln.toString(), "--batch", "-1").code);
     }
