@@ -258,6 +258,18 @@ TEST(Train, GradientsClippedActivations) {
     }
 }
 
+TEST(Train, ActivationParametersAreChecked) {
+    kiln_trainer* t;
+    ASSERT_EQ(kiln_trainer_create(3, 4, &t), KILN_OK);
+    EXPECT_EQ(kiln_trainer_add_activation(t, KILN_UNARY_BOUNDED_RELU, 0.0f), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("must be > 0"), std::string::npos) << kiln_last_error();
+    EXPECT_EQ(kiln_trainer_add_activation(t, KILN_UNARY_HARDTANH, -1.0f), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_add_activation(t, KILN_UNARY_ELU, NAN), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_add_activation(t, KILN_UNARY_EXP, 0.0f), KILN_ERR_INVALID_ARGUMENT);  // not trainable
+    EXPECT_EQ(kiln_trainer_add_activation(t, KILN_UNARY_BOUNDED_RELU, 6.0f), KILN_OK);
+    kiln_trainer_destroy(t);
+}
+
 TEST(Train, GradientsUnfusedActivationAfterActivation) {
     // Two activations in a row: the second is not fused (its input is not a Dense's output).
     Case c{5, 3, {S{S::Dense, 6}, S{S::Act, 0, KILN_UNARY_TANH}, S{S::Act, 0, KILN_UNARY_SIGMOID}, S{S::Dense, 3}},

@@ -241,7 +241,7 @@ extern "C" KILN_API kiln_status kiln_trainer_add_activation(kiln_trainer* t, int
         return fail(KILN_ERR_INVALID_ARGUMENT,
                     "%s: activation %d cannot be trained: use IDENTITY, RELU, LEAKY_RELU, GELU, GELU_TANH, SIGMOID, "
                     "TANH, SILU, ELU, SOFTPLUS, SELU, MISH, BOUNDED_RELU or HARDTANH", fn, activation);
-    if (!std::isfinite(alpha)) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: alpha is not finite", fn);
+    if (kiln_status st = kiln::check_activation(fn, activation, alpha)) return st;  // alpha finite, bounds > 0
     TLayer l;
     l.kind = Kind::Act;
     l.in = l.out = t->features;
