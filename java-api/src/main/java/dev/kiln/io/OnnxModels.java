@@ -431,14 +431,26 @@ public final class OnnxModels {
             switch (op) {
                 case "Gemm": {
                     checkAttrs(n, name, "alpha", "beta", "transA", "transB");
-                    if (floatAttr(n, "alpha", 1f) != 1f || floatAttr(n, "beta", 1f) != 1f || intAttr(n, "transA", 0) != 0) {
-                        throw unsupported(op, name, "alpha, beta other than 1 or transA = 1");
+                    float gemmAlpha = floatAttr(n, "alpha", 1f), gemmBeta = floatAttr(n, "beta", 1f);
+                    if (intAttr(n, "transA", 0) != 0) {
+                        throw unsupported(op, name, "transA = 1");
+                    }
+                    if (!Float.isFinite(gemmAlpha) || !Float.isFinite(gemmBeta)) {
+                        throw unsupported(op, name, "alpha " + gemmAlpha + " or beta " + gemmBeta);
                     }
                     TensorProto w = initializer(inits, n, 1, name, op);
                     boolean transB = intAttr(n, "transB", 0) != 0;
                     dense(p, w, transB, width, name, op);
-                    if (n.getInputCount() > 2) {
+                    if (gemmAlpha != 1f) { // alpha (x W) + beta C: alpha folded into W, beta into the bias
+                        for (int i = 0; i < p.weight.length; i++) {
+                            p.weight[i] *= gemmAlpha;
+                        }
+                    }
+                    if (n.getInputCount() > 2 && !n.getInput(2).isEmpty()) {
                         p.bias = vector(initializer(inits, n, 2, name, op), p.out, name, op);
+                        for (int j = 0; j < p.bias.length && gemmBeta != 1f; j++) {
+                            p.bias[j] *= gemmBeta;
+                        }
                     }
                     if (affine != null) {
                         foldInput(p, affine, name, op);

@@ -123,6 +123,28 @@ class OnnxModelsTest {
     }
 
     @Test
+    void gemmAlphaAndBetaFoldIntoTheWeightsAndBias() {
+        Random r = new Random(4);
+        float[] w1 = rnd(r, 24), b1 = rnd(r, 4), w2t = rnd(r, 12), b2 = rnd(r, 3);
+        float[] w2s = w2t.clone(), b2s = b2.clone();
+        for (int i = 0; i < w2s.length; i++) {
+            w2s[i] *= 2f;
+        }
+        for (int i = 0; i < b2s.length; i++) {
+            b2s[i] *= 0.5f;
+        }
+        ModelProto.Builder scaled = handBuilt(w1, b1, w2t, b2);
+        scaled.getGraphBuilder().getNodeBuilder(4)
+                .addAttribute(AttributeProto.newBuilder().setName("alpha").setType(AttributeProto.AttributeType.FLOAT).setF(2f))
+                .addAttribute(AttributeProto.newBuilder().setName("beta").setType(AttributeProto.AttributeType.FLOAT).setF(0.5f));
+        try (Sequential got = OnnxModels.fromBytes(scaled.build().toByteArray());
+                Sequential want = OnnxModels.fromBytes(handBuilt(w1, b1, w2s, b2s).build().toByteArray());
+                Tensor x = Tensor.zeros(DType.F32, 3, 6).fillNormal(0, 1, 2)) {
+            assertArrayEquals(run(want, x), run(got, x));
+        }
+    }
+
+    @Test
     void unsupportedContentIsNamedInTheError() {
         float[] w = new float[24], b = new float[4], w2 = new float[12], b2 = new float[3];
         ModelProto.Builder conv = handBuilt(w, b, w2, b2);
