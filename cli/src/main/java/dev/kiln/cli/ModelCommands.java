@@ -227,8 +227,9 @@ final class ModelCommands {
                 throw usage("--input " + input + ": give a .csv file or an IDX file (a name containing 'idx')");
             }
             long t0 = System.nanoTime();
-            try (ThreadsScope ts = new ThreadsScope(threads); Sequential m = load(model, spec, "--model"); Tensor read = csv ? Csv.readFeatures(input, header)
-                    : Idx.readImages(input); Tensor x = m.inputDType() == DType.I32 ? ids(read) : read.reshape(read.shape())) {
+            try (ThreadsScope ts = new ThreadsScope(threads); Sequential m = load(model, spec, "--model");
+                    Tensor read = csv ? readCsv() : Idx.readImages(input);
+                    Tensor x = m.inputDType() == DType.I32 ? ids(read) : read.reshape(read.shape())) {
                 long rows = x.size(0), cols = x.size(1), outs = m.outputFeatures();
                 if (cols != m.inputFeatures()) {
                     throw new IllegalArgumentException("--input " + input + " has " + cols + " values per row; the model takes "
@@ -301,6 +302,18 @@ final class ModelCommands {
                 sb.append(row[j]);
             }
             sb.append('\n');
+        }
+
+        private Tensor readCsv() throws IOException {
+            try {
+                return Csv.readFeatures(input, header);
+            } catch (IOException e) {
+                if (!header && e.getMessage() != null && e.getMessage().contains(": line 1, column ")
+                        && e.getMessage().endsWith("is not a number")) {
+                    throw new IOException(e.getMessage() + " (a header line? give --header)", e);
+                }
+                throw e;
+            }
         }
 
         /** Token ids from the values read: each must be an integer in int's range. */

@@ -435,6 +435,10 @@ class KilnCommandTest {
         r = run("predict", "--model", onnx.toString(), "--input", in.toString());
         assertEquals(1, r.code);
         assertTrue(r.err.contains("line 1, column 3: 'x' is not a number"), r.err);
+        java.nio.file.Files.writeString(in, "a,b,c,d\n1,2,3,4\n");
+        r = run("predict", "--model", onnx.toString(), "--input", in.toString());
+        assertEquals(1, r.code);
+        assertTrue(r.err.strip().endsWith("line 1, column 0: 'a' is not a number (a header line? give --header)"), r.err);
         assertEquals(2, run("predict", "--model", onnx.toString(), "--input", dir.resolve("x.txt").toString()).code);
         assertEquals(2, run("predict", "--model", onnx.toString(), "--input", in.toString(), "--batch", "0").code);
         assertEquals(2, run("predict", "--model", onnx.toString(), "--input", in.toString(), "--json").code);
