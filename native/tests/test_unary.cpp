@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -47,6 +48,57 @@ TEST(Unary, EveryOpMatchesDoubleReferenceOnEveryIsa) {
                 }
             }
         }
+    });
+}
+
+// log and softplus (the vector log) over the whole float range: subnormals, values next to 1,
+// special values.
+TEST(Unary, LogAndSoftplusOverTheWholeRange) {
+    for_each_isa([](int32_t) {
+        std::vector<float> x;
+        for (int e = -149; e <= 127; ++e)
+            for (int k = 0; k < 64; ++k) x.push_back(std::ldexp(1.0f + float(k) / 64.0f, e));
+        for (int k = 1; k < 200; ++k) {
+            x.push_back(1.0f + float(k) * 1.1920929e-7f);
+            x.push_back(1.0f - float(k) * 5.9604645e-8f);
+        }
+        x.erase(std::remove_if(x.begin(), x.end(), [](float v) { return !std::isfinite(v) || v <= 0; }), x.end());
+        const int64_t n = int64_t(x.size());
+        std::vector<float> out(x.size());
+        int64_t shape[1] = {n}, unit[1] = {1};
+        ASSERT_EQ(kiln_unary_f32(KILN_UNARY_LOG, 0, 1, shape, x.data(), unit, out.data(), unit), KILN_OK);
+        for (size_t i = 0; i < x.size(); ++i) {
+            const double want = std::log(double(x[i]));
+            ASSERT_NEAR(out[i], want, 1.2e-7 * std::fabs(want) + 1e-30) << "log x=" << x[i];
+        }
+        std::vector<float> y;
+        for (float v = -30.0f; v <= 30.0f; v += 0.0137f) y.push_back(v);
+        for (int e = -40; e < 0; ++e) {
+            y.push_back(std::ldexp(1.0f, e));
+            y.push_back(-std::ldexp(1.0f, e));
+        }
+        std::vector<float> sp(y.size());
+        shape[0] = int64_t(y.size());
+        ASSERT_EQ(kiln_unary_f32(KILN_UNARY_SOFTPLUS, 0, 1, shape, y.data(), unit, sp.data(), unit), KILN_OK);
+        for (size_t i = 0; i < y.size(); ++i) {
+            const double want = std::log1p(std::exp(double(y[i])));
+            ASSERT_NEAR(sp[i], want, 4e-7 * std::fabs(want) + 1e-30) << "softplus x=" << y[i];  // exp: 3e-7
+        }
+        const float special[5] = {NAN, INFINITY, -INFINITY, 0.0f, -1.0f};
+        float got[5];
+        shape[0] = 5;
+        ASSERT_EQ(kiln_unary_f32(KILN_UNARY_LOG, 0, 1, shape, special, unit, got, unit), KILN_OK);
+        EXPECT_TRUE(std::isnan(got[0]));
+        EXPECT_EQ(got[1], INFINITY);
+        EXPECT_TRUE(std::isnan(got[2]));
+        EXPECT_EQ(got[3], -INFINITY);
+        EXPECT_TRUE(std::isnan(got[4]));
+        ASSERT_EQ(kiln_unary_f32(KILN_UNARY_SOFTPLUS, 0, 1, shape, special, unit, got, unit), KILN_OK);
+        EXPECT_TRUE(std::isnan(got[0]));
+        EXPECT_EQ(got[1], INFINITY);
+        EXPECT_GE(got[2], 0.0f);
+        EXPECT_LT(got[2], 1e-37f);
+        EXPECT_NEAR(got[3], std::log(2.0), 1e-7);
     });
 }
 

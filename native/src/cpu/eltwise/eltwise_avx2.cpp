@@ -164,6 +164,16 @@ inline __m256 unary_vec(__m256 x, float alpha) {
         const __m256 y = _mm256_blendv_ps(x, neg, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
         return OP == KILN_UNARY_ELU ? y : _mm256_mul_ps(_mm256_set1_ps(1.05070098735548049f), y);
     }
+    if constexpr (OP == KILN_UNARY_LOG) return vmath256::log(x);
+    if constexpr (OP == KILN_UNARY_SOFTPLUS) {
+        // max(x, 0) + log1p(exp(-|x|)); log1p(u) = log(w) - ((w - 1) - u) / w with w = 1 + u (exact
+        // where w rounds to 1: then it is u)
+        const __m256 u = vmath256::exp(_mm256_or_ps(x, sign_bit()));  // exp(-|x|)
+        const __m256 w = _mm256_add_ps(_mm256_set1_ps(1.0f), u);
+        const __m256 l = _mm256_sub_ps(vmath256::log(w),
+                                       _mm256_div_ps(_mm256_sub_ps(_mm256_sub_ps(w, _mm256_set1_ps(1.0f)), u), w));
+        return _mm256_add_ps(_mm256_max_ps(_mm256_setzero_ps(), x), l);
+    }
     if constexpr (OP == KILN_UNARY_MISH) {
         // tanh(log(1 + e)) = n / (n + 2) with n = e (e + 2), e = exp(x); above 20 it is 1 in float.
         const __m256 e = vmath256::exp(_mm256_min_ps(_mm256_set1_ps(20.0f), x));
@@ -205,9 +215,11 @@ void unary_avx2(int op, const float* a, float* out, int64_t n, float alpha) {
         case KILN_UNARY_ELU: return unary_op<KILN_UNARY_ELU>(a, out, n, alpha);
         case KILN_UNARY_SELU: return unary_op<KILN_UNARY_SELU>(a, out, n, alpha);
         case KILN_UNARY_MISH: return unary_op<KILN_UNARY_MISH>(a, out, n, alpha);
+        case KILN_UNARY_LOG: return unary_op<KILN_UNARY_LOG>(a, out, n, alpha);
+        case KILN_UNARY_SOFTPLUS: return unary_op<KILN_UNARY_SOFTPLUS>(a, out, n, alpha);
         case KILN_UNARY_BOUNDED_RELU: return unary_op<KILN_UNARY_BOUNDED_RELU>(a, out, n, alpha);
         case KILN_UNARY_HARDTANH: return unary_op<KILN_UNARY_HARDTANH>(a, out, n, alpha);
-        default:  // LOG, SOFTPLUS: no vector log yet; scalar libm
+        default:
             for (int64_t i = 0; i < n; ++i) out[i] = unary_scalar(op, a[i], alpha);
     }
 }

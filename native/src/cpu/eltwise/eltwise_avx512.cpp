@@ -200,6 +200,8 @@ void unary_op(const float* a, float* out, int64_t n, float alpha) {
 
 }  // namespace
 
+void unary_avx2(int op, const float* a, float* out, int64_t n, float alpha);  // eltwise_avx2.cpp
+
 void unary_avx512(int op, const float* a, float* out, int64_t n, float alpha) {
     switch (op) {
         case KILN_UNARY_IDENTITY: return unary_op<KILN_UNARY_IDENTITY>(a, out, n, alpha);
@@ -220,7 +222,10 @@ void unary_avx512(int op, const float* a, float* out, int64_t n, float alpha) {
         case KILN_UNARY_MISH: return unary_op<KILN_UNARY_MISH>(a, out, n, alpha);
         case KILN_UNARY_BOUNDED_RELU: return unary_op<KILN_UNARY_BOUNDED_RELU>(a, out, n, alpha);
         case KILN_UNARY_HARDTANH: return unary_op<KILN_UNARY_HARDTANH>(a, out, n, alpha);
-        default:  // LOG, SOFTPLUS: no vector log yet; scalar libm
+        case KILN_UNARY_LOG:
+        case KILN_UNARY_SOFTPLUS:  // the AVX2 versions (vmath256::log; no 512-bit log yet)
+            return unary_avx2(op, a, out, n, alpha);
+        default:
             for (int64_t i = 0; i < n; ++i) out[i] = unary_scalar(op, a[i], alpha);
     }
 }

@@ -8,8 +8,7 @@ package dev.kiln.tensor;
  * SILU is {@code x * sigmoid(x)} (swish), ELU {@code x > 0 ? x : alpha (exp(x) - 1)}, SOFTPLUS
  * {@code log(1 + exp(x))}, SELU {@code 1.0507 (x > 0 ? x : 1.6733 (exp(x) - 1))}, MISH
  * {@code x * tanh(softplus(x))}; BOUNDED_RELU {@code min(max(x, 0), alpha)} (ReLU6: alpha 6),
- * HARDTANH {@code min(max(x, -alpha), alpha)} (PyTorch's default: alpha 1); LOG and SOFTPLUS run
- * scalar code (no vector logarithm yet).
+ * HARDTANH {@code min(max(x, -alpha), alpha)} (PyTorch's default: alpha 1).
  */
 public enum Activation {
     IDENTITY, RELU, LEAKY_RELU, GELU, SIGMOID, TANH, EXP, LOG, SQRT, NEG, ABS, SQUARE, GELU_TANH,
