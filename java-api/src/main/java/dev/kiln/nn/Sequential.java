@@ -213,6 +213,105 @@ public final class Sequential implements AutoCloseable {
         }
     }
 
+    /** As {@link #loadPyTorchStateDict(java.util.Map, String)} with no prefix. */
+    public void loadPyTorchStateDict(java.util.Map<String, Tensor> stateDict) {
+        loadPyTorchStateDict(stateDict, "");
+    }
+
+    /**
+     * Copies the weights of a PyTorch {@code nn.Sequential}'s {@code state_dict()} (saved with
+     * {@code safetensors.torch.save_file} and read with {@link dev.kiln.io.SafeTensors#read}) into
+     * this model, whose layers must line up with the torch modules one to one (an activation or
+     * dropout is a module in both): a Linear's {@code "<prefix><i>.weight"} [out, in] (transposed
+     * here) and {@code ".bias"} (zeros when the Linear has none), a LayerNorm's {@code ".weight"}
+     * and {@code ".bias"} (ones and zeros without them), an Embedding's {@code ".weight"}. F16 and
+     * BF16 tensors are converted to F32. Every entry under the prefix must be taken by a layer and
+     * every weight found, with the right shape; otherwise nothing is changed and the exception names
+     * the entry.
+     */
+    public void loadPyTorchStateDict(java.util.Map<String, Tensor> stateDict, String prefix) {
+        Objects.requireNonNull(stateDict, "stateDict");
+        Objects.requireNonNull(prefix, "prefix");
+        if (closed) {
+            throw new IllegalStateException("loadPyTorchStateDict: the model is closed");
+        }
+        java.util.Set<String> used = new java.util.HashSet<>();
+        java.util.List<Tensor> made = new java.util.ArrayList<>(); // converted copies and filler tensors, closed after
+        java.util.Map<String, Tensor> mine = new java.util.LinkedHashMap<>();
+        try {
+            for (int i = 0; i < layers.size(); i++) {
+                Layer l = layers.get(i);
+                String w = prefix + i + ".weight", b = prefix + i + ".bias";
+                switch (l.kind) {
+                    case DENSE: {
+                        Tensor t = torchTensor(stateDict, w, true, used, made);
+                        if (t.rank() != 2 || t.size(0) != l.out || t.size(1) != l.in) {
+                            throw new IllegalArgumentException("loadPyTorchStateDict: '" + w + "' is " + java.util.Arrays.toString(t.shape())
+                                    + " but layer " + i + " is Linear(" + l.in + ", " + l.out + "): PyTorch's weight is ["
+                                    + l.out + ", " + l.in + "]");
+                        }
+                        mine.put(i + ".weight", t.transpose(0, 1));
+                        Tensor bias = torchTensor(stateDict, b, false, used, made);
+                        mine.put(i + ".bias", bias != null ? bias : filled(made, l.out, 0f));
+                        break;
+                    }
+                    case LAYER_NORM: {
+                        Tensor g = torchTensor(stateDict, w, false, used, made), be = torchTensor(stateDict, b, false, used, made);
+                        mine.put(i + ".gamma", g != null ? g : filled(made, l.out, 1f));
+                        mine.put(i + ".beta", be != null ? be : filled(made, l.out, 0f));
+                        break;
+                    }
+                    case EMBEDDING:
+                        mine.put(i + ".weight", torchTensor(stateDict, w, true, used, made));
+                        break;
+                    default:
+                        break;
+                }
+            }
+            java.util.List<String> unused = new java.util.ArrayList<>();
+            for (String k : stateDict.keySet()) {
+                if (k.startsWith(prefix) && !used.contains(k)) {
+                    unused.add(k);
+                }
+            }
+            if (!unused.isEmpty()) {
+                java.util.Collections.sort(unused);
+                throw new IllegalArgumentException("loadPyTorchStateDict: no layer of this model takes " + unused
+                        + " (the torch modules must line up with the layers one to one)");
+            }
+            loadParameters(mine);
+        } finally {
+            made.forEach(Tensor::close);
+        }
+    }
+
+    private static Tensor torchTensor(java.util.Map<String, Tensor> dict, String name, boolean required,
+            java.util.Set<String> used, java.util.List<Tensor> made) {
+        Tensor t = dict.get(name);
+        if (t == null) {
+            if (required) {
+                throw new IllegalArgumentException("loadPyTorchStateDict: no tensor named '" + name + "'");
+            }
+            return null;
+        }
+        used.add(name);
+        if (t.dtype() == DType.BF16 || t.dtype() == DType.F16) {
+            Tensor f = t.to(DType.F32);
+            made.add(f);
+            return f;
+        }
+        return t;
+    }
+
+    private static Tensor filled(java.util.List<Tensor> made, long n, float v) {
+        Tensor t = Tensor.zeros(DType.F32, n);
+        made.add(t);
+        if (v != 0f) {
+            t.fill(v);
+        }
+        return t;
+    }
+
     /** Frees every parameter tensor. Sessions compiled from the model keep working. */
     @Override
     public void close() {
