@@ -312,6 +312,37 @@ public final class Sequential implements AutoCloseable {
         return t;
     }
 
+    /**
+     * The layers in one line, for logs: {@code Sequential[784 -> dense 128 -> silu -> dense 10 ->
+     * softmax]} (a residual as {@code + value i}, an alpha where the function has one).
+     */
+    @Override
+    public String toString() {
+        StringBuilder b = new StringBuilder("Sequential[").append(inputFeatures);
+        if (inputDType() == DType.I32) {
+            b.append(" ids");
+        }
+        for (Layer l : layers) {
+            b.append(" -> ");
+            switch (l.kind) {
+                case DENSE: b.append("dense ").append(l.out); break;
+                case EMBEDDING: b.append("embedding ").append(l.vocabulary()).append('x').append(l.out / Math.max(1, l.in)); break;
+                case ACTIVATION:
+                    b.append(l.activation.name().toLowerCase(java.util.Locale.ROOT));
+                    if (l.activation == Activation.LEAKY_RELU || l.activation == Activation.ELU
+                            || l.activation == Activation.BOUNDED_RELU || l.activation == Activation.HARDTANH) {
+                        b.append('(').append(l.alpha).append(')');
+                    }
+                    break;
+                case DROPOUT: b.append("dropout(").append(l.alpha).append(')'); break;
+                case LAYER_NORM: b.append("layer_norm"); break;
+                case RESIDUAL: b.append("+ value ").append(l.from); break;
+                default: b.append(l.kind.name().toLowerCase(java.util.Locale.ROOT)); break;
+            }
+        }
+        return b.append(closed ? "; closed]" : "]").toString();
+    }
+
     /** Frees every parameter tensor. Sessions compiled from the model keep working. */
     @Override
     public void close() {

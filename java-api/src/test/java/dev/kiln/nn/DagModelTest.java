@@ -109,4 +109,15 @@ class DagModelTest {
             }
         }
     }
+
+    @Test
+    void toStringListsTheLayersEvenAfterClose() {
+        Sequential m = Sequential.builder(3).embedding(10, 4, Init.HE, 1).dense(12, Init.HE, 2).boundedRelu(6).residual(1)
+                .dropout(0.2).dense(2, Init.HE, 3).softmax().build();
+        String want = "Sequential[3 ids -> embedding 10x4 -> dense 12 -> bounded_relu(6.0) -> + value 1 -> dropout(0.2) -> "
+                + "dense 2 -> softmax";
+        org.junit.jupiter.api.Assertions.assertEquals(want + "]", m.toString());
+        m.close();
+        org.junit.jupiter.api.Assertions.assertEquals(want + "; closed]", m.toString());
+    }
 }
