@@ -72,6 +72,35 @@ final class ModelCommands {
         }
     }
 
+    /** What the ONNX file says of itself: producer, opset, the graph's input (name, shape) and output. */
+    static Map<String, Object> onnxSource(Path file) throws IOException {
+        var m = dev.kiln.internal.onnx.Onnx.ModelProto.parseFrom(java.nio.file.Files.readAllBytes(file));
+        Map<String, Object> s = new LinkedHashMap<>();
+        s.put("producer", (m.getProducerName() + " " + m.getProducerVersion()).strip());
+        long opset = 0;
+        for (var o : m.getOpsetImportList()) {
+            if (o.getDomain().isEmpty() || o.getDomain().equals("ai.onnx")) {
+                opset = o.getVersion();
+            }
+        }
+        s.put("opset", opset);
+        java.util.Set<String> inits = new java.util.HashSet<>();
+        m.getGraph().getInitializerList().forEach(t -> inits.add(t.getName()));
+        for (var v : m.getGraph().getInputList()) {
+            if (!inits.contains(v.getName())) {
+                s.put("input", v.getName());
+                List<String> dims = new ArrayList<>();
+                for (var d : v.getType().getTensorType().getShape().getDimList()) {
+                    dims.add(d.hasDimValue() ? String.valueOf(d.getDimValue()) : d.getDimParam().isEmpty() ? "?" : d.getDimParam());
+                }
+                s.put("input_shape", "[" + String.join(", ", dims) + "]");
+                break;
+            }
+        }
+        s.put("output", m.getGraph().getOutputCount() > 0 ? m.getGraph().getOutput(0).getName() : "");
+        return s;
+    }
+
     static String lower(Enum<?> e) {
         return e.name().toLowerCase(Locale.ROOT);
     }
@@ -139,14 +168,25 @@ final class ModelCommands {
                 info.put("parameters", params);
                 info.put("parameter_bytes", 4 * params);
                 info.put("layers", layers);
+                Map<String, Object> source = info.get("format").equals("onnx") ? onnxSource(model) : null;
+                if (source != null) {
+                    info.put("onnx", source);
+                }
                 var out = spec.commandLine().getOut();
                 if (json) {
                     out.println(Json.write(info));
                     return 0;
                 }
                 out.printf("%-12s %s (%s)%n", "model", model, info.get("format"));
+                if (source != null) {
+                    out.printf("%-12s %s, opset %s, input '%s' %s, output '%s'%n", "onnx",
+                            source.get("producer").toString().isEmpty() ? "no producer named" : source.get("producer"),
+                            source.get("opset"), source.get("input"), source.get("input_shape"), source.get("output"));
+                }
+                boolean flattened = source != null && source.get("input_shape").toString().chars().filter(c -> c == ',').count() > 1;
                 out.printf("%-12s [batch, %d] %s%s%n", "input", m.inputFeatures(), m.inputDType(),
-                        m.inputDType() == DType.I32 ? " (token ids)" : "");
+                        m.inputDType() == DType.I32 ? " (token ids)"
+                                : flattened ? " (the ONNX input's rows; run() takes either shape)" : "");
                 out.printf("%-12s [batch, %d] F32%n", "output", m.outputFeatures());
                 out.printf("%-12s %d (%.1f KiB)%n", "parameters", params, 4 * params / 1024.0);
                 out.println("layers");

@@ -360,6 +360,8 @@ class KilnCommandTest {
         assertEquals(0, r.code, r.err);
         assertTrue(r.out.contains("[batch, 4] F32") && r.out.contains("activation=silu") && r.out.contains("67 (0.3 KiB)"),
                 r.out);
+        assertTrue(r.out.contains("onnx         kiln " + dev.kiln.Kiln.version() + ", opset 20, input 'input' [N, 4], output "
+                + "'output'"), r.out);
         r = run("inspect", kiln.toString(), "--json");
         assertEquals(0, r.code, r.err);
         assertTrue(r.out.startsWith("{\"model\":") && r.out.contains("\"format\":\"kiln\"") && r.out.contains("\"parameters\":67")
