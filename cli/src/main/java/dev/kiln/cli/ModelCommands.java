@@ -46,32 +46,6 @@ final class ModelCommands {
         throw new ParameterException(spec.commandLine(), option + " " + file + ": the name must end in .onnx or .kiln");
     }
 
-    static void checkThreads(CommandSpec spec, Integer threads) {
-        if (threads != null && (threads < 1 || threads > 1024)) {
-            throw new ParameterException(spec.commandLine(), "--threads is " + threads + ": must be in 1..1024");
-        }
-    }
-
-    /** Sets Kiln's pool size for a command and puts the previous one back after (tests share the JVM). */
-    static final class ThreadsScope implements AutoCloseable {
-        private final int before = Kiln.threads();
-        private final boolean set;
-
-        ThreadsScope(Integer threads) {
-            set = threads != null;
-            if (set) {
-                Kiln.setThreads(threads);
-            }
-        }
-
-        @Override
-        public void close() {
-            if (set) {
-                Kiln.setThreads(before);
-            }
-        }
-    }
-
     /** What the ONNX file says of itself: producer, opset, the graph's input (name, shape) and output. */
     static Map<String, Object> onnxSource(Path file) throws IOException {
         var m = dev.kiln.internal.onnx.Onnx.ModelProto.parseFrom(java.nio.file.Files.readAllBytes(file));
@@ -239,8 +213,8 @@ final class ModelCommands {
         @Option(names = "--json", description = "With --output: print a JSON summary instead of a line of text.")
         boolean json;
 
-        @Option(names = "--threads", description = "Native threads (default: Kiln's pool size, the cores available).")
-        Integer threads;
+        @picocli.CommandLine.Mixin
+        ThreadsOption threads;
 
         @Spec
         CommandSpec spec;
@@ -257,7 +231,7 @@ final class ModelCommands {
             if (json && output == null) {
                 throw usage("--json needs --output (without it the predictions go to stdout)");
             }
-            checkThreads(spec, threads);
+            threads.check(spec);
             if (output != null && java.nio.file.Files.isDirectory(output)) {
                 throw usage("--output " + output + " is a directory: give a file name");
             }
@@ -267,7 +241,7 @@ final class ModelCommands {
                 throw usage("--input " + input + ": give a .csv file or an IDX file (a name containing 'idx')");
             }
             long t0 = System.nanoTime();
-            try (ThreadsScope ts = new ThreadsScope(threads); Sequential m = load(model, spec, "--model");
+            try (ThreadsOption.Scope ts = threads.scope(); Sequential m = load(model, spec, "--model");
                     Tensor read = csv ? readCsv() : Idx.readImages(input);
                     Tensor x = m.inputDType() == DType.I32 ? ids(read) : read.reshape(read.shape())) {
                 long rows = x.size(0), cols = x.size(1), outs = m.outputFeatures();
@@ -394,8 +368,8 @@ final class ModelCommands {
         @Option(names = "--json", description = "Print one JSON object instead of text.")
         boolean json;
 
-        @Option(names = "--threads", description = "Native threads (default: Kiln's pool size, the cores available).")
-        Integer threads;
+        @picocli.CommandLine.Mixin
+        ThreadsOption threads;
 
         @Spec
         CommandSpec spec;
@@ -414,8 +388,8 @@ final class ModelCommands {
             if (!(warmup >= 0 && warmup <= 600)) {
                 throw new ParameterException(spec.commandLine(), "--warmup is " + warmup + ": must be in [0, 600]");
             }
-            checkThreads(spec, threads);
-            try (ThreadsScope ts = new ThreadsScope(threads); Sequential m = load(model, spec, "--model"); InferenceSession s = m.compile(batch);
+            threads.check(spec);
+            try (ThreadsOption.Scope ts = threads.scope(); Sequential m = load(model, spec, "--model"); InferenceSession s = m.compile(batch);
                     Tensor x = input(m); Tensor y = Tensor.zeros(DType.F32, batch, m.outputFeatures())) {
                 long end = System.nanoTime() + (long) (warmup * 1e9);
                 do {

@@ -58,8 +58,8 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "42", description = "Seed of initialization, shuffling and dropout (default: ${DEFAULT-VALUE}).")
     long seed;
 
-    @Option(names = "--threads", description = "Native threads (default: Kiln's pool size, the cores available).")
-    Integer threads;
+    @picocli.CommandLine.Mixin
+    ThreadsOption threads;
 
     @Option(names = "--limit", description = "Train on the first N training rows only (a quick run).")
     Integer limit;
@@ -137,9 +137,7 @@ final class TrainCommand implements Callable<Integer> {
         if (limit != null && limit < 1) {
             throw usage("--limit must be >= 1");
         }
-        if (threads != null && (threads < 1 || threads > 1024)) {
-            throw usage("--threads is " + threads + ": must be in 1..1024");
-        }
+        threads.check(spec);
         if (checkpointEvery < 1) {
             throw usage("--checkpoint-every is " + checkpointEvery + ": must be >= 1");
         }
@@ -169,8 +167,8 @@ final class TrainCommand implements Callable<Integer> {
             case "rmsprop" -> Optimizer.rmsprop(lr);
             default -> throw usage("--optimizer is '" + optimizer + "': use adam, adamw, sgd or rmsprop");
         };
-        if (threads != null) {
-            Kiln.setThreads(threads);
+        if (threads.value != null) {
+            Kiln.setThreads(threads.value);
         }
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();

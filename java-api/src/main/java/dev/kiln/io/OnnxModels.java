@@ -528,15 +528,12 @@ public final class OnnxModels {
                 }
                 case "Relu": case "Sigmoid": case "Tanh": case "Exp": case "Log": case "Sqrt": case "Neg": case "Abs": {
                     checkAttrs(n, name);
-                    p.kind = "activation";
-                    p.activation = Activation.valueOf(op.toUpperCase(java.util.Locale.ROOT));
+                    activation(p, Activation.valueOf(op.toUpperCase(java.util.Locale.ROOT)), 0f, op, name);
                     break;
                 }
                 case "LeakyRelu":
                     checkAttrs(n, name, "alpha");
-                    p.kind = "activation";
-                    p.activation = Activation.LEAKY_RELU;
-                    p.alpha = floatAttr(n, "alpha", 0.01f);
+                    activation(p, Activation.LEAKY_RELU, floatAttr(n, "alpha", 0.01f), op, name);
                     break;
                 case "PRelu": { // one slope shared by every feature (PyTorch's nn.PReLU()) is a leaky ReLU
                     checkAttrs(n, name);
@@ -549,39 +546,27 @@ public final class OnnxModels {
                     if (count != 1) {
                         throw unsupported(op, name, "a slope per feature (" + count + " slopes; Kiln takes one shared slope)");
                     }
-                    p.kind = "activation";
-                    p.activation = Activation.LEAKY_RELU;
-                    p.alpha = floatData(slope, sd, name, op)[0];
-                    if (!Float.isFinite(p.alpha)) {
-                        throw unsupported(op, name, "slope " + p.alpha);
-                    }
+                    activation(p, Activation.LEAKY_RELU, floatData(slope, sd, name, op)[0], op, name);
                     break;
                 }
                 case "Elu":
                     checkAttrs(n, name, "alpha");
-                    p.kind = "activation";
-                    p.activation = Activation.ELU;
-                    p.alpha = floatAttr(n, "alpha", 1f);
-                    if (!Float.isFinite(p.alpha)) {
-                        throw unsupported(op, name, "alpha " + p.alpha);
-                    }
+                    activation(p, Activation.ELU, floatAttr(n, "alpha", 1f), op, name);
                     break;
                 case "Selu":
                     checkAttrs(n, name, "alpha", "gamma");
                     if (floatAttr(n, "alpha", SELU_ALPHA) != SELU_ALPHA || floatAttr(n, "gamma", SELU_GAMMA) != SELU_GAMMA) {
                         throw unsupported(op, name, "alpha or gamma other than SELU's (" + SELU_ALPHA + ", " + SELU_GAMMA + ")");
                     }
-                    p.kind = "activation";
-                    p.activation = Activation.SELU;
+                    activation(p, Activation.SELU, 0f, op, name);
                     break;
                 case "Softplus": case "Mish": case OnnxFusion.SILU:
                     checkAttrs(n, name);
                     if (op.equals(OnnxFusion.SILU) && !fusedSilu) {
                         throw unsupported(op, name, "op Silu outside Kiln's fusion (write x * Sigmoid(x))");
                     }
-                    p.kind = "activation";
-                    p.activation = op.equals("Softplus") ? Activation.SOFTPLUS : op.equals("Mish") ? Activation.MISH
-                            : Activation.SILU;
+                    activation(p, op.equals("Softplus") ? Activation.SOFTPLUS : op.equals("Mish") ? Activation.MISH
+                            : Activation.SILU, 0f, op, name);
                     break;
                 case "Clip": { // [0, inf): ReLU; [0, b]: bounded ReLU (ReLU6); [-b, b]: hardtanh
                     checkAttrs(n, name, "min", "max"); // attributes below opset 11, inputs from 11
@@ -589,15 +574,12 @@ public final class OnnxModels {
                             ? vector(initializer(inits, n, 1, name, op), 1, name, op)[0] : floatAttr(n, "min", Float.NEGATIVE_INFINITY);
                     float hi = n.getInputCount() > 2 && !n.getInput(2).isEmpty()
                             ? vector(initializer(inits, n, 2, name, op), 1, name, op)[0] : floatAttr(n, "max", Float.POSITIVE_INFINITY);
-                    p.kind = "activation";
                     if (lo == 0f && hi == Float.POSITIVE_INFINITY) {
-                        p.activation = Activation.RELU;
+                        activation(p, Activation.RELU, 0f, op, name);
                     } else if (lo == 0f && hi > 0 && Float.isFinite(hi)) {
-                        p.activation = Activation.BOUNDED_RELU;
-                        p.alpha = hi;
+                        activation(p, Activation.BOUNDED_RELU, hi, op, name);
                     } else if (lo == -hi && hi > 0 && Float.isFinite(hi)) {
-                        p.activation = Activation.HARDTANH;
-                        p.alpha = hi;
+                        activation(p, Activation.HARDTANH, hi, op, name);
                     } else {
                         throw unsupported(op, name, "bounds [" + lo + ", " + hi + "] (Kiln imports Clip to [0, inf), [0, b] "
                                 + "and [-b, b])");
@@ -610,8 +592,7 @@ public final class OnnxModels {
                     if (!approx.equals("none") && !approx.equals("tanh")) {
                         throw unsupported(op, name, "approximate = '" + approx + "'");
                     }
-                    p.kind = "activation";
-                    p.activation = approx.equals("tanh") ? Activation.GELU_TANH : Activation.GELU;
+                    activation(p, approx.equals("tanh") ? Activation.GELU_TANH : Activation.GELU, 0f, op, name);
                     break;
                 }
                 case "Softmax": case "LogSoftmax": {
@@ -765,6 +746,17 @@ public final class OnnxModels {
             params.values().forEach(Tensor::close);
         }
         return model;
+    }
+
+    /** An activation layer, its alpha checked as the builder will ({@link Activation#checkAlpha}), the node named. */
+    private static void activation(Pending p, Activation f, float alpha, String op, String name) {
+        try {
+            p.alpha = f.checkAlpha(alpha);
+        } catch (IllegalArgumentException e) {
+            throw unsupported(op, name, e.getMessage());
+        }
+        p.kind = "activation";
+        p.activation = f;
     }
 
     private static String alias(NodeProto n, String cur, Map<String, Integer> valueOf, Map<String, Long> widthOf, long width) {
