@@ -1,6 +1,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <thread>
 
 #include "test_support.hpp"
@@ -201,6 +202,118 @@ TEST(Plan, ResidualDagMatchesLoopsAndReusesBuffers) {
     auto v10 = add(v9, v5);
     for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], v10[i], 1e-4 * (1 + std::fabs(v10[i]))) << i;
     kiln_free(ws);
+    kiln_plan_destroy(p);
+}
+
+// Branches: a projection shortcut (layers on both paths of a residual), a branch reading a fused
+// activation's value, one naming another branch's value; widths differ between the paths.
+//   v1 = x W1 + b1 (12 -> 20); v2 = relu(v1); v3 = v2 W2 + b2 (-> 8); v4 = branch(0) = x
+//   v5 = x W3 (-> 8); v6 = v5 + v3 (fused); v7 = relu(v6); v8 = branch(2) = v2; v9 = v2 W4 + b4;
+//   v10 = v9 + v7 (fused); v11 = branch(4) = x; v12 = x W5 (-> 8); v13 = v12 + v10; v14 = softmax
+TEST(Plan, BranchDagMatchesLoops) {
+    const int64_t batch = 6, in = 12, h = 20, o = 8;
+    auto w1 = random_floats(in * h, 21, -0.3f, 0.3f), b1 = random_floats(h, 22), w2 = random_floats(h * o, 23, -0.3f, 0.3f),
+         b2 = random_floats(o, 24), w3 = random_floats(in * o, 25, -0.3f, 0.3f), w4 = random_floats(h * o, 26, -0.3f, 0.3f),
+         b4 = random_floats(o, 27), w5 = random_floats(in * o, 28, -0.3f, 0.3f), x = random_floats(batch * in, 29);
+    kiln_plan* p;
+    ASSERT_EQ(kiln_plan_create(in, batch, &p), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_dense(p, h, w1.data(), b1.data(), KILN_UNARY_IDENTITY, 0), KILN_OK);  // v1
+    ASSERT_EQ(kiln_plan_add_activation(p, KILN_UNARY_RELU, 0), KILN_OK);                          // v2
+    ASSERT_EQ(kiln_plan_add_dense(p, o, w2.data(), b2.data(), KILN_UNARY_IDENTITY, 0), KILN_OK);  // v3
+    ASSERT_EQ(kiln_plan_add_branch(p, 0), KILN_OK);                                               // v4
+    ASSERT_EQ(kiln_plan_add_dense(p, o, w3.data(), nullptr, KILN_UNARY_IDENTITY, 0), KILN_OK);    // v5
+    ASSERT_EQ(kiln_plan_add_residual(p, 3), KILN_OK);                                             // v6
+    ASSERT_EQ(kiln_plan_add_activation(p, KILN_UNARY_RELU, 0), KILN_OK);                          // v7
+    ASSERT_EQ(kiln_plan_add_branch(p, 2), KILN_OK);                                               // v8
+    ASSERT_EQ(kiln_plan_add_dense(p, o, w4.data(), b4.data(), KILN_UNARY_IDENTITY, 0), KILN_OK);  // v9
+    ASSERT_EQ(kiln_plan_add_residual(p, 7), KILN_OK);                                             // v10
+    EXPECT_EQ(kiln_plan_add_residual(p, 2), KILN_ERR_SHAPE_MISMATCH);                             // 20 wide
+    ASSERT_EQ(kiln_plan_add_branch(p, 4), KILN_OK);                                               // v11
+    ASSERT_EQ(kiln_plan_add_dense(p, o, w5.data(), nullptr, KILN_UNARY_IDENTITY, 0), KILN_OK);    // v12
+    ASSERT_EQ(kiln_plan_add_residual(p, 10), KILN_OK);                                            // v13
+    ASSERT_EQ(kiln_plan_add_softmax(p, 0), KILN_OK);                                              // v14
+    ASSERT_EQ(kiln_plan_compile(p), KILN_OK) << kiln_last_error();
+    int64_t ws_bytes, out_features;
+    ASSERT_EQ(kiln_plan_info(p, nullptr, &out_features, nullptr, &ws_bytes), KILN_OK);
+    EXPECT_EQ(out_features, o);
+    std::vector<float> y(size_t(batch * o));
+    void* ws;
+    ASSERT_EQ(kiln_alloc(ws_bytes, &ws), KILN_OK);
+    ASSERT_EQ(kiln_plan_run(p, batch, x.data(), y.data(), ws, ws_bytes), KILN_OK) << kiln_last_error();
+
+    auto dense = [&](const std::vector<double>& a, int64_t k, const std::vector<float>& w, const std::vector<float>* b,
+                     int64_t n) {
+        std::vector<double> r(size_t(batch * n));
+        for (int64_t i = 0; i < batch; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+                double s = b ? (*b)[size_t(j)] : 0.0;
+                for (int64_t q = 0; q < k; ++q) s += a[size_t(i * k + q)] * w[size_t(q * n + j)];
+                r[size_t(i * n + j)] = s;
+            }
+        return r;
+    };
+    auto relu = [](std::vector<double> a) {
+        for (double& v : a) v = v > 0 ? v : 0.0;
+        return a;
+    };
+    auto add = [](std::vector<double> a, const std::vector<double>& b) {
+        for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
+        return a;
+    };
+    std::vector<double> v0(x.begin(), x.end());
+    auto v2 = relu(dense(v0, in, w1, &b1, h));
+    auto v3 = dense(v2, h, w2, &b2, o);
+    auto v7 = relu(add(dense(v0, in, w3, nullptr, o), v3));
+    auto v10 = add(dense(v2, h, w4, &b4, o), v7);
+    auto v13 = add(dense(v0, in, w5, nullptr, o), v10);
+    for (int64_t r = 0; r < batch; ++r) {
+        double mx = -1e300, se = 0;
+        for (int64_t j = 0; j < o; ++j) mx = std::max(mx, v13[size_t(r * o + j)]);
+        for (int64_t j = 0; j < o; ++j) se += std::exp(v13[size_t(r * o + j)] - mx);
+        for (int64_t j = 0; j < o; ++j) {
+            const double want = std::exp(v13[size_t(r * o + j)] - mx) / se;
+            ASSERT_NEAR(y[size_t(r * o + j)], want, 1e-5 * (1 + want)) << r << "," << j;
+        }
+    }
+    kiln_free(ws);
+    kiln_plan_destroy(p);
+}
+
+TEST(Plan, BranchesAreChecked) {
+    std::vector<float> w(4 * 4, 0.1f);
+    kiln_plan* p;
+    ASSERT_EQ(kiln_plan_create(4, 2, &p), KILN_OK);
+    EXPECT_EQ(kiln_plan_add_branch(p, 0), KILN_ERR_INVALID_ARGUMENT);  // no earlier value yet
+    EXPECT_NE(std::string(kiln_last_error()).find("must name an earlier value"), std::string::npos) << kiln_last_error();
+    ASSERT_EQ(kiln_plan_add_dense(p, 4, w.data(), nullptr, KILN_UNARY_IDENTITY, 0), KILN_OK);
+    EXPECT_EQ(kiln_plan_add_branch(p, 1), KILN_ERR_INVALID_ARGUMENT);  // the current value
+    ASSERT_EQ(kiln_plan_add_branch(p, 0), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_dense(p, 4, w.data(), nullptr, KILN_UNARY_IDENTITY, 0), KILN_OK);
+    EXPECT_EQ(kiln_plan_compile(p), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("value 1 (the output of layer 0) is never read"), std::string::npos)
+        << kiln_last_error();
+    ASSERT_EQ(kiln_plan_add_residual(p, 1), KILN_OK);  // a failed compile changed nothing: the plan is still open
+    ASSERT_EQ(kiln_plan_add_branch(p, 3), KILN_OK);
+    EXPECT_EQ(kiln_plan_compile(p), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("the last layer is a branch"), std::string::npos) << kiln_last_error();
+    kiln_plan_destroy(p);
+
+    ASSERT_EQ(kiln_plan_create(4, 2, &p), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_dense(p, 4, w.data(), nullptr, KILN_UNARY_IDENTITY, 0), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_branch(p, 0), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_branch(p, 1), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_residual(p, 0), KILN_OK);
+    EXPECT_EQ(kiln_plan_compile(p), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("branch followed by another branch"), std::string::npos)
+        << kiln_last_error();
+    kiln_plan_destroy(p);
+
+    const float table[3 * 4] = {0};
+    ASSERT_EQ(kiln_plan_create(1, 2, &p), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_embedding(p, 3, 4, table), KILN_OK);
+    EXPECT_EQ(kiln_plan_add_branch(p, 0), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_plan_add_residual(p, 0), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("token ids"), std::string::npos) << kiln_last_error();
     kiln_plan_destroy(p);
 }
 

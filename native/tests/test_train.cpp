@@ -15,12 +15,12 @@
 namespace {
 
 struct Spec {
-    enum K { Dense, Act, LN, Softmax, Residual } k;
+    enum K { Dense, Act, LN, Softmax, Residual, Branch } k;
     int64_t out = 0;      // Dense
     int32_t act = 0;      // Act
     float alpha = 0;
     int32_t log = 0;      // Softmax
-    int64_t from = 0;     // Residual
+    int64_t from = 0;     // Residual, Branch
     bool bias = true;
 };
 
@@ -96,6 +96,10 @@ struct Ref {
                     for (size_t j = 0; j < a.size(); ++j) y.push_back(a[j] + o[j]);
                     break;
                 }
+                case Spec::Branch:
+                    y = vals[size_t(s.from)];
+                    width = widths[size_t(s.from)];
+                    break;
             }
             vals.push_back(std::move(y));
             widths.push_back(width);
@@ -143,6 +147,7 @@ kiln_trainer* build(const Case& c, Ref& ref, std::mt19937& rng) {
     EXPECT_EQ(kiln_trainer_create(c.in, c.batch, &t), KILN_OK);
     std::normal_distribution<float> nd(0.0f, 0.5f);
     int64_t width = c.in;
+    std::vector<int64_t> widths{c.in};
     for (const Spec& s : c.specs) {
         switch (s.k) {
             case Spec::Dense: {
@@ -174,7 +179,12 @@ kiln_trainer* build(const Case& c, Ref& ref, std::mt19937& rng) {
             case Spec::Residual:
                 EXPECT_EQ(kiln_trainer_add_residual(t, s.from), KILN_OK) << kiln_last_error();
                 break;
+            case Spec::Branch:
+                EXPECT_EQ(kiln_trainer_add_branch(t, s.from), KILN_OK) << kiln_last_error();
+                width = widths[size_t(s.from)];
+                break;
         }
+        widths.push_back(width);
     }
     std::vector<float> cw;
     if (c.class_weights) {
@@ -303,6 +313,65 @@ TEST(Train, GradientsLayerNormSoftmaxResidual) {
     gradient_check(res, 44);
     Case res0{6, 3, {S{S::Dense, 6}, S{S::Residual, 0, 0, 0, 0, 0}, S{S::Dense, 2}}, KILN_LOSS_MSE};
     gradient_check(res0, 45);
+}
+
+// Branches: paths with layers on both sides of a residual (projection shortcuts), a branch reading
+// a fused activation's value, one reading the input, one naming another branch's value, values
+// whose gradients sum three consumers.
+TEST(Train, GradientsBranches) {
+    //  v1 Dense(8)  v2 relu  v3 Dense(5)  v4 branch(0)  v5 Dense(5, no bias)  v6 + v3  v7 tanh
+    //  v8 branch(2)  v9 Dense(5)  v10 + v7  v11 Dense(3)  v12 branch(4) (= value 0)  v13 Dense(3)
+    //  v14 + v11
+    Case c{6, 4,
+           {S{S::Dense, 8}, S{S::Act, 0, KILN_UNARY_RELU}, S{S::Dense, 5}, S{S::Branch, 0, 0, 0, 0, 0},
+            S{S::Dense, 5, 0, 0, 0, 0, false}, S{S::Residual, 0, 0, 0, 0, 3}, S{S::Act, 0, KILN_UNARY_TANH},
+            S{S::Branch, 0, 0, 0, 0, 2}, S{S::Dense, 5}, S{S::Residual, 0, 0, 0, 0, 7}, S{S::Dense, 3},
+            S{S::Branch, 0, 0, 0, 0, 4}, S{S::Dense, 3}, S{S::Residual, 0, 0, 0, 0, 11}},
+           KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+    gradient_check(c, 46);
+    Case mse{5, 3,
+             {S{S::Dense, 7}, S{S::Act, 0, KILN_UNARY_GELU}, S{S::LN}, S{S::Branch, 0, 0, 0, 0, 1}, S{S::Dense, 7},
+              S{S::Residual, 0, 0, 0, 0, 3}, S{S::Dense, 2}},
+             KILN_LOSS_MSE};
+    gradient_check(mse, 47);
+}
+
+TEST(Train, BranchesAreChecked) {
+    std::vector<float> w(4 * 4, 0.1f);
+    kiln_trainer* t;
+    ASSERT_EQ(kiln_trainer_create(4, 2, &t), KILN_OK);
+    EXPECT_EQ(kiln_trainer_add_branch(t, 0), KILN_ERR_INVALID_ARGUMENT);  // no earlier value yet
+    ASSERT_EQ(kiln_trainer_add_dense(t, 4, w.data(), nullptr), KILN_OK);
+    EXPECT_EQ(kiln_trainer_add_branch(t, 1), KILN_ERR_INVALID_ARGUMENT);  // the current value
+    EXPECT_EQ(kiln_trainer_add_branch(t, -1), KILN_ERR_INVALID_ARGUMENT);
+    ASSERT_EQ(kiln_trainer_add_branch(t, 0), KILN_OK);
+    ASSERT_EQ(kiln_trainer_add_dense(t, 4, w.data(), nullptr), KILN_OK);
+    ASSERT_EQ(kiln_trainer_set_loss(t, KILN_LOSS_MSE, 1.0f, nullptr), KILN_OK);
+    EXPECT_EQ(kiln_trainer_compile(t), KILN_ERR_INVALID_ARGUMENT);  // value 1 is never read
+    EXPECT_NE(std::string(kiln_last_error()).find("value 1 (the output of layer 0) is never read"), std::string::npos)
+        << kiln_last_error();
+    ASSERT_EQ(kiln_trainer_add_residual(t, 1), KILN_OK);
+    ASSERT_EQ(kiln_trainer_add_branch(t, 2), KILN_OK);  // names the branch's value: resolves to value 0
+    EXPECT_EQ(kiln_trainer_compile(t), KILN_ERR_INVALID_ARGUMENT);  // ends with a branch
+    EXPECT_NE(std::string(kiln_last_error()).find("the last layer is a branch"), std::string::npos) << kiln_last_error();
+    kiln_trainer_destroy(t);
+
+    ASSERT_EQ(kiln_trainer_create(4, 2, &t), KILN_OK);
+    ASSERT_EQ(kiln_trainer_add_dense(t, 4, w.data(), nullptr), KILN_OK);
+    ASSERT_EQ(kiln_trainer_add_branch(t, 0), KILN_OK);
+    ASSERT_EQ(kiln_trainer_add_branch(t, 1), KILN_OK);
+    ASSERT_EQ(kiln_trainer_add_dense(t, 4, w.data(), nullptr), KILN_OK);
+    EXPECT_EQ(kiln_trainer_compile(t), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("branch followed by another branch"), std::string::npos)
+        << kiln_last_error();
+    kiln_trainer_destroy(t);
+
+    const float table[3 * 4] = {0};
+    ASSERT_EQ(kiln_trainer_create(1, 2, &t), KILN_OK);
+    ASSERT_EQ(kiln_trainer_add_embedding(t, 3, 4, table), KILN_OK);
+    EXPECT_EQ(kiln_trainer_add_branch(t, 0), KILN_ERR_INVALID_ARGUMENT);  // token ids are not features
+    EXPECT_NE(std::string(kiln_last_error()).find("token ids"), std::string::npos) << kiln_last_error();
+    kiln_trainer_destroy(t);
 }
 
 TEST(Train, OddSizesGradients) {

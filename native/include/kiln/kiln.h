@@ -383,6 +383,12 @@ KILN_API kiln_status kiln_plan_add_layer_norm(kiln_plan* plan, const float* gamm
 /** Residual add: the current value plus value `from` (0: the input, i: the output of layer i, in
  *  the order layers were added), of the same width. Fused into a Dense right before it. */
 KILN_API kiln_status kiln_plan_add_residual(kiln_plan* plan, int64_t from);
+/** Branch: the next layer reads the earlier value `from` (numbered as for a residual) instead of
+ *  the current one, which starts a second path through the graph, a projection shortcut for one:
+ *  ...a dense path..., branch(0), dense (the shortcut), residual(end of the first path). Every
+ *  value but the last must be read by a later layer, so the path left must come back through a
+ *  residual: compile fails, naming the value, where one is never read. Adds no computation. */
+KILN_API kiln_status kiln_plan_add_branch(kiln_plan* plan, int64_t from);
 /** Embedding lookup as the first layer: the plan's input is then int32 token ids (batch x
  *  input_features positions) and this layer outputs input_features x dim floats per row (table:
  *  vocab x dim, copied). An id outside 0..vocab-1 fails the run, naming the row and position. */
@@ -459,6 +465,9 @@ KILN_API kiln_status kiln_trainer_add_softmax(kiln_trainer* t, int32_t log_softm
 /** Residual Add: the current value plus value `from` (0: the input, i: the output of layer i),
  *  which must have the same width. */
 KILN_API kiln_status kiln_trainer_add_residual(kiln_trainer* t, int64_t from);
+/** Branch: the next layer reads value `from` instead of the current one (as kiln_plan_add_branch);
+ *  a value read by several layers gets the sum of their gradients. */
+KILN_API kiln_status kiln_trainer_add_branch(kiln_trainer* t, int64_t from);
 /** Embedding as the first layer: x is then int32 token ids (batch x input_features) and the layer
  *  outputs input_features x dim floats per row; the table (vocab x dim, copied) is parameter 0. */
 KILN_API kiln_status kiln_trainer_add_embedding(kiln_trainer* t, int64_t vocab, int64_t dim, const float* table);

@@ -1,7 +1,8 @@
 // Inference plans: an ordered list of layers over preallocated, caller-owned workspace.
 //
 // Values: value 0 is the input, value i + 1 the output of layer i. A residual layer adds an
-// earlier value, which makes the plan a DAG. Build (kiln_plan_add_*) copies and packs parameters;
+// earlier value, which makes the plan a DAG; a branch makes the next layer read an earlier value
+// (a second path, which a residual joins back). Build (kiln_plan_add_*) copies and packs parameters;
 // compile fuses an activation and/or a residual add into the Dense before it (applied in the GEMM's
 // store, in that order: act(x W + b) + r; the fused layer's value becomes an alias of the Dense's)
 // and assigns each remaining value a buffer of max_batch x widest floats, reusing a buffer once
@@ -21,7 +22,7 @@
 
 namespace {
 
-enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding };
+enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding, Branch };
 
 struct Layer {
     Kind kind;
@@ -34,10 +35,12 @@ struct Layer {
     float* gamma = nullptr;
     float* beta = nullptr;
     float eps = 0;
-    int64_t from = -1;        // Residual: the value added; Dense: a fused residual (-1: none)
+    int64_t from = -1;        // Residual: the value added; Branch: the value read next; Dense: a fused
+                              // residual (-1: none). Never a Branch's value (resolved when added).
     int64_t vocab = 0;        // Embedding: table rows
     float* table = nullptr;   // Embedding: vocab x (out / in) floats
     bool fused = false;       // folded into the Dense before it: its value aliases that Dense's
+                              // (a Branch is always "fused": its value aliases value `from`)
     int64_t value = 0;        // compiled: the physical value this layer's output lives in
     int32_t slot = -1;        // compiled: workspace buffer of that value (-1: the caller's output)
 };
@@ -176,14 +179,31 @@ extern "C" KILN_API kiln_status kiln_plan_add_layer_norm(kiln_plan* plan, const 
     return push(plan, std::move(l));
 }
 
+namespace {
+
+// Checks `from` for a residual or a branch and resolves a branch's value to the value it reads.
+kiln_status earlier_value(const char* fn, const kiln_plan* plan, int64_t* from) {
+    const int64_t current = int64_t(plan->layers.size());  // the value a new layer reads
+    if (*from < 0 || *from >= current)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: from is %lld: must name an earlier value, 0..%lld", fn,
+                    (long long)*from, (long long)(current - 1));
+    if (*from > 0 && plan->layers[size_t(*from - 1)].kind == Kind::Branch) *from = plan->layers[size_t(*from - 1)].from;
+    if (*from == 0 && plan->layers[0].kind == Kind::Embedding)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: value 0 is the token ids of the embedding, not features", fn);
+    return KILN_OK;
+}
+
+int64_t value_width(const kiln_plan* plan, int64_t v) {
+    return v == 0 ? plan->in_features : plan->layers[size_t(v - 1)].out;
+}
+
+}  // namespace
+
 extern "C" KILN_API kiln_status kiln_plan_add_residual(kiln_plan* plan, int64_t from) {
     static const char* fn = "kiln_plan_add_residual";
     if (kiln_status st = check_open(fn, plan)) return st;
-    const int64_t current = int64_t(plan->layers.size());  // the value a new layer reads
-    if (from < 0 || from >= current)
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: from is %lld: must name an earlier value, 0..%lld", fn,
-                    (long long)from, (long long)(current - 1));
-    const int64_t w = from == 0 ? plan->in_features : plan->layers[size_t(from - 1)].out;
+    if (kiln_status st = earlier_value(fn, plan, &from)) return st;
+    const int64_t w = value_width(plan, from);
     if (w != plan->features)
         return fail(KILN_ERR_SHAPE_MISMATCH, "%s: value %lld has %lld features but the current value has %lld", fn,
                     (long long)from, (long long)w, (long long)plan->features);
@@ -192,6 +212,20 @@ extern "C" KILN_API kiln_status kiln_plan_add_residual(kiln_plan* plan, int64_t 
     l.in = l.out = plan->features;
     l.from = from;
     return push(plan, std::move(l));
+}
+
+extern "C" KILN_API kiln_status kiln_plan_add_branch(kiln_plan* plan, int64_t from) {
+    static const char* fn = "kiln_plan_add_branch";
+    if (kiln_status st = check_open(fn, plan)) return st;
+    if (kiln_status st = earlier_value(fn, plan, &from)) return st;
+    Layer l;
+    l.kind = Kind::Branch;
+    l.in = plan->features;
+    l.out = value_width(plan, from);
+    l.from = from;
+    if (kiln_status st = push(plan, std::move(l))) return st;
+    plan->features = value_width(plan, from);
+    return KILN_OK;
 }
 
 extern "C" KILN_API kiln_status kiln_plan_add_embedding(kiln_plan* plan, int64_t vocab, int64_t dim,
@@ -219,16 +253,39 @@ extern "C" KILN_API kiln_status kiln_plan_compile(kiln_plan* plan) {
     if (kiln_status st = check_open(fn, plan)) return st;
     if (plan->layers.empty()) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the plan has no layers", fn);
     const size_t n = plan->layers.size();
+    if (plan->layers.back().kind == Kind::Branch)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the last layer is a branch: the plan's output must be computed", fn);
     try {
-        // Values read by a residual must stay materialized: nothing may be fused over them.
-        std::vector<char> read_by_residual(n + 1, 0);
-        for (const Layer& l : plan->layers)
-            if (l.kind == Kind::Residual) read_by_residual[size_t(l.from)] = 1;
-        // Fusion: Dense [+ Activation] [+ Residual] into the Dense's epilogue.
+        // Values read by a residual or a branch must stay materialized: nothing may be fused over
+        // them. Every value but the output must be read (a branch's path must come back).
+        std::vector<char> read_by_residual(n + 1, 0), read(n + 1, 0);
+        for (size_t i = 0; i < n; ++i) {
+            const Layer& l = plan->layers[i];
+            if (l.kind == Kind::Residual || l.kind == Kind::Branch) read_by_residual[size_t(l.from)] = read[size_t(l.from)] = 1;
+            if (l.kind != Kind::Branch) read[i] = 1;
+        }
+        for (size_t v = 1; v < n; ++v) {
+            if (read[v]) continue;
+            if (plan->layers[v - 1].kind == Kind::Branch)
+                return fail(KILN_ERR_INVALID_ARGUMENT, "%s: layer %lld is a branch followed by another branch", fn,
+                            (long long)(v - 1));
+            return fail(KILN_ERR_INVALID_ARGUMENT,
+                        "%s: value %lld (the output of layer %lld) is never read: a branch must be joined back by a "
+                        "residual",
+                        fn, (long long)v, (long long)(v - 1));
+        }
+        // Fusion: Dense [+ Activation] [+ Residual] into the Dense's epilogue. A branch's value
+        // aliases the value it reads.
         int64_t open_dense = -1;  // index of a Dense whose epilogue can still take a step
         for (size_t i = 0; i < n; ++i) {
             Layer& l = plan->layers[i];
             l.value = int64_t(i) + 1;
+            if (l.kind == Kind::Branch) {
+                l.fused = true;
+                l.value = l.from == 0 ? 0 : plan->layers[size_t(l.from - 1)].value;
+                open_dense = -1;
+                continue;
+            }
             if (open_dense >= 0 && !read_by_residual[i]) {
                 Layer& d = plan->layers[size_t(open_dense)];
                 if (l.kind == Kind::Activation && d.activation == KILN_UNARY_IDENTITY && d.from < 0) {
@@ -332,10 +389,10 @@ extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t bat
         return slot < 0 ? output : ws + int64_t(slot) * plan->buffer_floats;
     };
     const size_t n_layers = plan->layers.size();
-    const float* src = static_cast<const float*>(input);
     for (size_t i = 0; i < n_layers; ++i) {
         const Layer& l = plan->layers[i];
         if (l.fused) continue;
+        const float* src = value_ptr(i == 0 ? 0 : plan->layers[i - 1].value);
         float* dst = l.slot < 0 ? output : ws + int64_t(l.slot) * plan->buffer_floats;
         kiln_status st = KILN_OK;
         switch (l.kind) {
@@ -363,6 +420,8 @@ extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t bat
                 st = kiln_binary_f32(KILN_BINARY_ADD, 1, shape, src, unit, other, unit, dst, unit);
                 break;
             }
+            case Kind::Branch:
+                break;  // never reached: a branch is an alias
             case Kind::Embedding: {
                 const int32_t* ids = static_cast<const int32_t*>(input);
                 const int64_t seq = l.in, dim = l.out / l.in;
@@ -379,7 +438,6 @@ extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t bat
             }
         }
         if (st != KILN_OK) return st;  // the layer's message names the check
-        src = dst;
     }
     return KILN_OK;
 }

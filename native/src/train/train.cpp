@@ -4,8 +4,10 @@
 // buffer and a gradient buffer of max_batch x width, allocated at compile time. A Dense followed
 // by an activation whose derivative follows from its output (ReLU, leaky ReLU, sigmoid, tanh) is
 // fused: the GEMM's epilogue applies it, the activation layer's value aliases the Dense's, and the
-// backward pass multiplies by the derivative in place. Residual adds make the graph a DAG: a
-// value's gradient sums the contributions of every consumer (first write, then accumulate).
+// backward pass multiplies by the derivative in place. Residual adds and branches (the next layer
+// reads an earlier value) make the graph a DAG: a value's gradient sums the contributions of every
+// consumer (first write, then accumulate). A branch has no buffers: the layer after it reads the
+// value the branch names (t->src).
 //
 // Determinism: GEMMs split work by output tile (fixed K order per element); the reductions here
 // run in a fixed order that does not depend on the thread count (bias gradients on one thread,
@@ -30,7 +32,7 @@ using kiln::fail;
 
 namespace {
 
-enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding };
+enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding, Branch };
 
 struct TLayer {
     Kind kind;
@@ -40,7 +42,7 @@ struct TLayer {
     float p = 0;                        // dropout
     float eps = 0;                      // layer norm
     int32_t log_softmax = 0;
-    int64_t from = 0;                   // residual
+    int64_t from = 0;                   // residual, branch (never a branch's value: resolved when added)
     int64_t vocab = 0;                  // embedding (its table is parameter w: vocab x dim)
     int64_t w = -1, b = -1;             // parameter indices (Dense weight/bias, LN gamma/beta)
     bool fused = false;                 // Act folded into the Dense before it
@@ -91,6 +93,7 @@ struct kiln_trainer {
     std::vector<Param> params;
     std::vector<int64_t> width;        // per value
     std::vector<float*> act, grad;     // per value (act[0] is the caller's input during a call)
+    std::vector<int64_t> src;          // per layer: the value it reads (i, or what a branch before it names)
     std::vector<bool> own_act, own_grad;
     std::vector<char> grad_written;
     int32_t loss = KILN_LOSS_SOFTMAX_CROSS_ENTROPY;
@@ -288,20 +291,49 @@ extern "C" KILN_API kiln_status kiln_trainer_add_softmax(kiln_trainer* t, int32_
     return push(t, l);
 }
 
+namespace {
+
+// Checks `from` for a residual or a branch and resolves a branch's value to the value it reads.
+kiln_status earlier_value(const char* fn, const kiln_trainer* t, int64_t* from) {
+    const int64_t current = int64_t(t->layers.size());  // the value a new layer reads
+    if (*from < 0 || *from >= current)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: from is %lld: must name an earlier value, 0..%lld", fn,
+                    (long long)*from, (long long)(current - 1));
+    if (*from > 0 && t->layers[size_t(*from - 1)].kind == Kind::Branch) *from = t->layers[size_t(*from - 1)].from;
+    if (*from == 0 && t->layers[0].kind == Kind::Embedding)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: value 0 is the token ids of the embedding, not features", fn);
+    return KILN_OK;
+}
+
+int64_t value_width(const kiln_trainer* t, int64_t v) {
+    return v == 0 ? t->in_features : t->layers[size_t(v - 1)].out;
+}
+
+}  // namespace
+
 extern "C" KILN_API kiln_status kiln_trainer_add_residual(kiln_trainer* t, int64_t from) {
     static const char* fn = "kiln_trainer_add_residual";
     if (kiln_status st = check_open(fn, t)) return st;
-    const int64_t n_values = int64_t(t->layers.size()) + 1;
-    if (from < 0 || from >= n_values - 1 + (t->layers.empty() ? 1 : 0) || (from == n_values - 1 && !t->layers.empty()))
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: from is %lld: must name an earlier value, 0..%lld", fn,
-                    (long long)from, (long long)(n_values - 2));
-    const int64_t w = from == 0 ? t->in_features : t->layers[size_t(from - 1)].out;
+    if (kiln_status st = earlier_value(fn, t, &from)) return st;
+    const int64_t w = value_width(t, from);
     if (w != t->features)
         return fail(KILN_ERR_SHAPE_MISMATCH, "%s: value %lld has %lld features but the current value has %lld", fn,
                     (long long)from, (long long)w, (long long)t->features);
     TLayer l;
     l.kind = Kind::Residual;
     l.in = l.out = t->features;
+    l.from = from;
+    return push(t, l);
+}
+
+extern "C" KILN_API kiln_status kiln_trainer_add_branch(kiln_trainer* t, int64_t from) {
+    static const char* fn = "kiln_trainer_add_branch";
+    if (kiln_status st = check_open(fn, t)) return st;
+    if (kiln_status st = earlier_value(fn, t, &from)) return st;
+    TLayer l;
+    l.kind = Kind::Branch;
+    l.in = t->features;
+    l.out = value_width(t, from);
     l.from = from;
     return push(t, l);
 }
@@ -407,10 +439,25 @@ extern "C" KILN_API kiln_status kiln_trainer_compile(kiln_trainer* t) {
         return fail(KILN_ERR_SHAPE_MISMATCH, "%s: softmax cross-entropy needs >= 2 outputs (the model has %lld): "
                     "use binary cross-entropy with logits", fn, (long long)t->features);
     const size_t n_layers = t->layers.size(), n_values = n_layers + 1;
-    // Which values does a residual read? Those cannot be aliased away by fusion.
-    std::vector<char> read_by_residual(n_values, 0);
-    for (const TLayer& l : t->layers)
-        if (l.kind == Kind::Residual) read_by_residual[size_t(l.from)] = 1;
+    if (t->layers.back().kind == Kind::Branch)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the last layer is a branch: the model's output must be computed", fn);
+    // Which values does a residual or a branch read? Those cannot be aliased away by fusion. Every
+    // value but the output must be read (a branch's path must come back).
+    std::vector<char> read_by_residual(n_values, 0), read(n_values, 0);
+    for (size_t i = 0; i < n_layers; ++i) {
+        const TLayer& l = t->layers[i];
+        if (l.kind == Kind::Residual || l.kind == Kind::Branch) read_by_residual[size_t(l.from)] = read[size_t(l.from)] = 1;
+        if (l.kind != Kind::Branch) read[i] = 1;
+    }
+    for (size_t v = 1; v < n_layers; ++v) {
+        if (read[v]) continue;
+        if (t->layers[v - 1].kind == Kind::Branch)
+            return fail(KILN_ERR_INVALID_ARGUMENT, "%s: layer %lld is a branch followed by another branch", fn,
+                        (long long)(v - 1));
+        return fail(KILN_ERR_INVALID_ARGUMENT,
+                    "%s: value %lld (the output of layer %lld) is never read: a branch must be joined back by a residual",
+                    fn, (long long)v, (long long)(v - 1));
+    }
     for (size_t i = 1; i < n_layers; ++i) {
         TLayer& d = t->layers[i - 1];
         TLayer& a = t->layers[i];
@@ -428,16 +475,20 @@ extern "C" KILN_API kiln_status kiln_trainer_compile(kiln_trainer* t) {
         t->own_act.assign(n_values, false);
         t->own_grad.assign(n_values, false);
         t->grad_written.assign(n_values, 0);
+        t->src.assign(n_layers, 0);
     } catch (const std::bad_alloc&) {
         return fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory", fn);
     }
     t->width[0] = t->in_features;
+    for (size_t i = 0; i < n_layers; ++i)
+        t->src[i] = i > 0 && t->layers[i - 1].kind == Kind::Branch ? t->layers[i - 1].from : int64_t(i);
     kiln_status st = KILN_OK;
     for (size_t i = 0; i < n_layers && st == KILN_OK; ++i) {
         TLayer& l = t->layers[i];
         const size_t v = i + 1;
         t->width[v] = l.out;
         const int64_t elems = t->max_batch * l.out;
+        if (l.kind == Kind::Branch) continue;  // no buffers: the next layer reads value l.from
         if (l.fused) {  // the Dense before wrote the activated output: share its buffers
             t->act[v] = t->act[v - 1];
             t->grad[v] = t->grad[v - 1];
@@ -472,7 +523,7 @@ kiln_status forward(kiln_trainer* t, int64_t batch, const void* x, bool training
     const size_t n_layers = t->layers.size();
     for (size_t i = 0; i < n_layers; ++i) {
         TLayer& l = t->layers[i];
-        const float* src = t->act[i];
+        const float* src = t->act[size_t(t->src[i])];
         float* dst = t->act[i + 1];
         const int64_t n = batch * l.in;
         kiln_status st = KILN_OK;
@@ -520,6 +571,8 @@ kiln_status forward(kiln_trainer* t, int64_t batch, const void* x, bool training
                 for (int64_t j = 0; j < n; ++j) dst[j] = src[j] + other[j];
                 break;
             }
+            case Kind::Branch:
+                break;
             case Kind::Embedding: {
                 const int32_t* ids = static_cast<const int32_t*>(x);
                 const float* table = t->params[size_t(l.w)].value;
@@ -696,7 +749,8 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
     };
     for (size_t ii = n_layers; ii-- > 0;) {
         TLayer& l = t->layers[ii];
-        const size_t vin = ii, vout = ii + 1;
+        if (l.kind == Kind::Branch) continue;
+        const size_t vin = size_t(t->src[ii]), vout = ii + 1;
         float* gy = t->grad[vout];
         const bool need_dx = vin > 0;
         const int64_t n = batch * l.in;
@@ -792,7 +846,7 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
                 break;
             }
             case Kind::Embedding: {  // scatter-add the rows' gradients into the table's
-                const int32_t* ids = reinterpret_cast<const int32_t*>(t->act[0]);
+                const int32_t* ids = reinterpret_cast<const int32_t*>(t->act[vin]);
                 Param& tp = t->params[size_t(l.w)];
                 const int64_t dim = l.out / l.in;
                 std::memset(tp.grad, 0, size_t(tp.n) * sizeof(float));
@@ -816,6 +870,8 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
                 }
                 break;
             }
+            case Kind::Branch:
+                break;  // skipped above
         }
         if (st != KILN_OK) return st;
     }
@@ -847,7 +903,7 @@ double dense_input_and_gradient_max(const kiln_trainer* t, int64_t batch, const 
             if (l.kind != Kind::Dense) continue;
             const int64_t nx = batch * l.in, ng = batch * l.out;
             const int64_t x0 = nx * p0 / parts, x1 = nx * p1 / parts, g0 = ng * p0 / parts, g1 = ng * p1 / parts;
-            lx = std::max(lx, max_abs(x1 - x0, t->act[i] + x0));
+            lx = std::max(lx, max_abs(x1 - x0, t->act[size_t(t->src[i])] + x0));
             lg = std::max(lg, max_abs(g1 - g0, t->grad[i + 1] + g0));
         }
         raise(mx_x, lx);

@@ -107,8 +107,7 @@ final class ModelCommands {
                     switch (l.kind()) {
                         case ACTIVATION:
                             d.put("activation", lower(l.activation()));
-                            if (l.activation() == dev.kiln.tensor.Activation.LEAKY_RELU
-                                    || l.activation() == dev.kiln.tensor.Activation.ELU) {
+                            if (l.activation().takesAlpha()) {
                                 d.put("alpha", (double) l.activationAlpha());
                             }
                             break;
@@ -119,6 +118,7 @@ final class ModelCommands {
                             d.put("eps", (double) l.eps());
                             break;
                         case RESIDUAL:
+                        case BRANCH:
                             d.put("from", l.residualFrom());
                             break;
                         case EMBEDDING:

@@ -92,6 +92,9 @@ public final class InferenceSession implements AutoCloseable {
                     case RESIDUAL:
                         Native.check(KilnNative.planAddResidual(p, l.residualFrom()));
                         break;
+                    case BRANCH:
+                        Native.check(KilnNative.planAddBranch(p, l.residualFrom()));
+                        break;
                     case EMBEDDING:
                         checkParam(l.weight());
                         NativeAccess.acquire(l.weight());

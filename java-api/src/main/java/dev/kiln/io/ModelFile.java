@@ -79,6 +79,7 @@ public final class ModelFile {
             throw new IllegalArgumentException("kiln file: invalid model structure");
         }
         Sequential.Builder b = Sequential.builder(in);
+        Sequential model;
         try {
             for (Object o : ls) {
                 if (!(o instanceof Map<?, ?> l) || !(l.get("kind") instanceof String kind) || !(l.get("out") instanceof Long out)
@@ -96,13 +97,14 @@ public final class ModelFile {
                     case LAYER_NORM -> b.layerNorm(Float.intBitsToFloat(eps.intValue()));
                     case DROPOUT -> b.dropout(a);
                     case EMBEDDING -> b.embedding(vocab, out / in, Init.ZEROS, 0);
-                    case RESIDUAL -> b.residual(from.intValue());
+                    case RESIDUAL -> b.residual(Math.toIntExact(from));
+                    case BRANCH -> b.branch(Math.toIntExact(from));
                 }
             }
+            model = b.build();
         } catch (IllegalArgumentException | IllegalStateException | ArithmeticException e) {
             throw new IllegalArgumentException("kiln file: invalid model structure (" + e.getMessage() + ")", e);
         }
-        Sequential model = b.build();
         try {
             Map<String, Tensor> params = new LinkedHashMap<>(set.tensors());
             model.loadParameters(params);

@@ -33,7 +33,9 @@ import java.util.Objects;
  * of a bias), Relu, LeakyRelu, Gelu, Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax,
  * LayerNormalization, Dropout, Identity, Flatten/Reshape that keep rows 2-D, BatchNormalization (inference
  * mode) right after a Gemm or MatMul, folded into its weights, Gather as an embedding
- * lookup of the integer model input, and Add of two earlier values (a residual branch); Constant
+ * lookup of the integer model input, and Add of two earlier values (residual connections, with layers on
+ * one path or on both: a projection shortcut imports as a {@link Sequential.Builder#branch branch});
+ * nodes whose results never reach the output are dropped; Constant
  * nodes, and GELU (below opset 20) and LayerNorm (below opset 17) as PyTorch's exporter decomposes
  * them into elementwise ops, are fused back first (see {@link OnnxFusion}). Graphs run
  * from the one input to the one output. Opsets 7 to 23 are read. An input of rank above 2
@@ -84,6 +86,11 @@ public final class OnnxModels {
         names.add(cur);
         for (int i = 0; i < layers.size(); i++) {
             Sequential.Layer l = layers.get(i);
+            if (l.kind() == Sequential.Layer.Kind.BRANCH) { // no node: the next layer reads the earlier value
+                cur = names.get(l.residualFrom());
+                names.add(cur);
+                continue;
+            }
             String out = i == layers.size() - 1 ? "output" : "t" + i;
             String node = l.kind().name().toLowerCase(java.util.Locale.ROOT) + "_" + i;
             NodeProto.Builder n = NodeProto.newBuilder().setName(node).addInput(cur).addOutput(out);
@@ -227,7 +234,7 @@ public final class OnnxModels {
         boolean shiftOnly; // bias holds only the folded input preprocessing: a bias Add still comes
         float[] gamma;
         float[] beta;
-        int from = -1;   // residual
+        int from = -1;   // residual, branch
         long vocab;      // embedding (weight holds the table)
     }
 
@@ -249,7 +256,7 @@ public final class OnnxModels {
                         + MAX_OPSET + ")");
             }
         }
-        GraphProto g = OnnxFusion.fuse(m.getGraph());
+        GraphProto g = withoutDeadNodes(OnnxFusion.fuse(m.getGraph()));
         Map<String, TensorProto> inits = new HashMap<>();
         for (TensorProto t : g.getInitializerList()) {
             inits.put(t.getName(), t);
@@ -394,15 +401,22 @@ public final class OnnxModels {
                     && !inits.containsKey(n.getInput(1))) {
                 checkAttrs(n, name);
                 String a = n.getInput(0), b = n.getInput(1);
+                if (!a.equals(cur) && !b.equals(cur) && valueOf.containsKey(a) && valueOf.containsKey(b)) {
+                    // neither path's end is the current value: continue from one, add the other
+                    Pending br = branch(a, op, name, affine != null || unflattened != null, preprocessed, dimsOf, valueOf,
+                            widthOf, ids);
+                    layers.add(br);
+                    width = br.out;
+                    cur = a;
+                }
                 String other = a.equals(cur) ? b : b.equals(cur) ? a : null;
                 if (preprocessed.contains(other)) {
                     throw unsupported(op, name, "an Add of the preprocessed model input (Kiln folds the preprocessing into "
                             + "the first layer)");
                 }
                 if (other == null || !valueOf.containsKey(other)) {
-                    throw unsupported(op, name, "an Add of two values neither of which is the previous result '" + cur
-                            + "' (Kiln imports chains with residual adds; branches with layers on both sides are not"
-                            + " supported)");
+                    throw unsupported(op, name, "an Add of '" + (other == null ? a : other) + "', which is not the result of "
+                            + "a layer (Kiln adds two results of its layers, or a constant bias after a MatMul)");
                 }
                 if (widthOf.get(other) != width) {
                     throw new IllegalArgumentException("onnx: node '" + name + "' (Add) adds " + widthOf.get(other)
@@ -423,9 +437,17 @@ public final class OnnxModels {
             }
             boolean biasAdd = op.equals("Add") && n.getInputCount() == 2 && inits.containsKey(n.getInput(0))
                     && n.getInput(1).equals(cur);
+            if (n.getInputCount() > 0 && !n.getInput(0).equals(cur) && !biasAdd && valueOf.containsKey(n.getInput(0))) {
+                // a second path from an earlier result (joined back later by an Add)
+                Pending br = branch(n.getInput(0), op, name, affine != null || unflattened != null, preprocessed, dimsOf,
+                        valueOf, widthOf, ids);
+                layers.add(br);
+                width = br.out;
+                cur = n.getInput(0);
+            }
             if (n.getInputCount() == 0 || (!n.getInput(0).equals(cur) && !biasAdd)) {
-                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") does not read the previous result '"
-                        + cur + "': Kiln imports chains of layers with residual adds (no other branches)");
+                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") does not read the result of a "
+                        + "layer (its first input is '" + (n.getInputCount() == 0 ? "" : n.getInput(0)) + "')");
             }
             Pending p = new Pending();
             switch (op) {
@@ -718,10 +740,16 @@ public final class OnnxModels {
                 case "dropout": b.dropout(p.alpha); break;
                 case "embedding": b.embedding(p.vocab, p.out / features, Init.ZEROS, 0); break;
                 case "residual": b.residual(p.from); break;
+                case "branch": b.branch(p.from); break;
                 default: throw new AssertionError(p.kind);
             }
         }
-        Sequential model = b.build();
+        Sequential model;
+        try {
+            model = b.build();
+        } catch (IllegalStateException e) { // a value no later node reads
+            throw new IllegalArgumentException("onnx: the graph is not one Kiln runs: " + e.getMessage(), e);
+        }
         Map<String, Tensor> params = new LinkedHashMap<>();
         try {
             for (int i = 0; i < layers.size(); i++) {
@@ -767,9 +795,75 @@ public final class OnnxModels {
     }
 
     /**
+     * A branch to the earlier result {@code v}: the next layer reads it. Refused while the current
+     * value is still being preprocessed or flattened, and from a value that is not rows of features.
+     */
+    private static Pending branch(String v, String op, String name, boolean midway, java.util.Set<String> preprocessed,
+            Map<String, long[]> dimsOf, Map<String, Integer> valueOf, Map<String, Long> widthOf, boolean ids) {
+        if (midway || preprocessed.contains(v)) {
+            throw unsupported(op, name, "a second path from '" + v + "' before the model input's preprocessing or "
+                    + "flattening is done (Kiln folds preprocessing into the first layer; flatten once, before the paths split)");
+        }
+        if (dimsOf.containsKey(v)) {
+            throw unsupported(op, name, "a second path from the " + dimsString(dimsOf.get(v)) + " value '" + v
+                    + "' (Kiln's layers take rows: flatten once, before the paths split)");
+        }
+        if (ids && valueOf.get(v) == 0) {
+            throw unsupported(op, name, "a second reader of the token ids (Kiln reads them once, by the embedding)");
+        }
+        Pending p = new Pending();
+        p.kind = "branch";
+        p.from = valueOf.get(v);
+        p.out = widthOf.get(v);
+        return p;
+    }
+
+    /**
+     * The graph without the nodes whose results never reach its output. A name produced twice is
+     * refused, naming the node.
+     */
+    private static GraphProto withoutDeadNodes(GraphProto g) {
+        List<NodeProto> nodes = g.getNodeList();
+        Map<String, Integer> producer = new HashMap<>();
+        for (int i = 0; i < nodes.size(); i++) {
+            for (String o : nodes.get(i).getOutputList()) {
+                if (!o.isEmpty() && producer.put(o, i) != null) {
+                    throw new IllegalArgumentException("onnx: tensor '" + o + "' is produced twice (node '"
+                            + nodes.get(i).getName() + "')");
+                }
+            }
+        }
+        boolean[] live = new boolean[nodes.size()];
+        java.util.ArrayDeque<String> work = new java.util.ArrayDeque<>();
+        g.getOutputList().forEach(o -> work.add(o.getName()));
+        int kept = 0;
+        while (!work.isEmpty()) {
+            Integer p = producer.get(work.poll());
+            if (p == null || live[p]) {
+                continue;
+            }
+            live[p] = true;
+            kept++;
+            work.addAll(nodes.get(p).getInputList());
+        }
+        if (kept == nodes.size()) {
+            return g;
+        }
+        GraphProto.Builder b = g.toBuilder().clearNode();
+        for (int i = 0; i < nodes.size(); i++) {
+            if (live[i]) {
+                b.addNode(nodes.get(i));
+            }
+        }
+        return b.build();
+    }
+
+    /**
      * The nodes in an order where every node comes after the producers of its inputs (Kahn's
-     * algorithm). An input no node, initializer or graph input provides, a name produced twice, or
-     * a cycle is refused, naming the node.
+     * algorithm taking the earliest ready node in the file: a file already in order, as ONNX asks
+     * and exporters write it, keeps its order, and with it the order of the paths through the graph).
+     * An input no node, initializer or graph input provides, a name produced twice, or a cycle is
+     * refused, naming the node.
      */
     private static List<NodeProto> topologicalOrder(GraphProto g, java.util.Set<String> inits, String input) {
         List<NodeProto> nodes = g.getNodeList();
@@ -804,7 +898,7 @@ public final class OnnxModels {
                 users.get(p).add(i);
             }
         }
-        java.util.ArrayDeque<Integer> ready = new java.util.ArrayDeque<>();
+        java.util.PriorityQueue<Integer> ready = new java.util.PriorityQueue<>();
         for (int i = 0; i < nodes.size(); i++) {
             if (pending[i] == 0) {
                 ready.add(i);

@@ -28,7 +28,7 @@ import java.util.Objects;
 public final class Sequential implements AutoCloseable {
     /** One layer and its parameters (null where the layer has none). */
     public static final class Layer {
-        public enum Kind { DENSE, ACTIVATION, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, DROPOUT, EMBEDDING, RESIDUAL }
+        public enum Kind { DENSE, ACTIVATION, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, DROPOUT, EMBEDDING, RESIDUAL, BRANCH }
 
         final Kind kind;
         final long in;
@@ -69,8 +69,9 @@ public final class Sequential implements AutoCloseable {
         }
 
         /**
-         * Residual: the value added to this layer's input (0: the model input, i: the output of
-         * layer i - 1, as {@link Builder#mark()} returns it); -1 for other layers.
+         * Residual: the value added to this layer's input; branch: the value the next layer reads
+         * (0: the model input, i: the output of layer i - 1, as {@link Builder#mark()} returns it);
+         * -1 for other layers.
          */
         public int residualFrom() {
             return from;
@@ -314,7 +315,8 @@ public final class Sequential implements AutoCloseable {
 
     /**
      * The layers in one line, for logs: {@code Sequential[784 -> dense 128 -> silu -> dense 10 ->
-     * softmax]} (a residual as {@code + value i}, an alpha where the function has one).
+     * softmax]} (a residual as {@code + value i}, a branch as {@code | from value i}, an alpha where
+     * the function has one).
      */
     @Override
     public String toString() {
@@ -329,14 +331,14 @@ public final class Sequential implements AutoCloseable {
                 case EMBEDDING: b.append("embedding ").append(l.vocabulary()).append('x').append(l.out / Math.max(1, l.in)); break;
                 case ACTIVATION:
                     b.append(l.activation.name().toLowerCase(java.util.Locale.ROOT));
-                    if (l.activation == Activation.LEAKY_RELU || l.activation == Activation.ELU
-                            || l.activation == Activation.BOUNDED_RELU || l.activation == Activation.HARDTANH) {
+                    if (l.activation.takesAlpha()) {
                         b.append('(').append(l.alpha).append(')');
                     }
                     break;
                 case DROPOUT: b.append("dropout(").append(l.alpha).append(')'); break;
                 case LAYER_NORM: b.append("layer_norm"); break;
                 case RESIDUAL: b.append("+ value ").append(l.from); break;
+                case BRANCH: b.append("| from value ").append(l.from); break;
                 default: b.append(l.kind.name().toLowerCase(java.util.Locale.ROOT)); break;
             }
         }
@@ -461,6 +463,35 @@ public final class Sequential implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Branch: the next layer reads the earlier value {@code from} ({@link #mark()}) instead of
+         * the current one, which starts a second path through the model; a {@link #residual(int)}
+         * joins the two. Every value but the model's output must be read by a later layer (checked
+         * by {@link #build()}). A projection shortcut, {@code y = relu(x W1) W2 + x W3}:
+         *
+         * <pre>{@code
+         * int x = b.mark();
+         * b.dense(256, Init.HE, 1).relu().dense(128, Init.HE, 2);
+         * int main = b.mark();
+         * b.branch(x).dense(128, Init.XAVIER, 3).residual(main);
+         * }</pre>
+         */
+        public Builder branch(int from) {
+            if (from < 0 || from >= layers.size()) {
+                throw new IllegalArgumentException("branch: from is " + from + ": must be an earlier value"
+                        + (layers.isEmpty() ? " (there is none yet)" : ", 0.." + (layers.size() - 1)));
+            }
+            if (from == 0 && layers.get(0).kind == Layer.Kind.EMBEDDING) {
+                throw new IllegalArgumentException("branch: value 0 is the token ids of the embedding, not features");
+            }
+            long w = from == 0 ? inputFeatures : layers.get(from - 1).out;
+            Layer l = new Layer(Layer.Kind.BRANCH, features, w, null, null, null, null, null, 0, 0);
+            l.from = from;
+            layers.add(l);
+            features = w;
+            return this;
+        }
+
         /** The function with its default alpha ({@link Activation#defaultAlpha()}). */
         public Builder activation(Activation f) {
             return activation(f, Objects.requireNonNull(f, "activation").defaultAlpha());
@@ -556,6 +587,39 @@ public final class Sequential implements AutoCloseable {
             return this;
         }
 
+        /** Every value but the output is read by a later layer; the model does not end on a branch. */
+        private void checkEveryValueRead() {
+            int n = layers.size();
+            if (layers.get(n - 1).kind == Layer.Kind.BRANCH) {
+                throw new IllegalStateException("build: the last layer is a branch: the model's output must be computed");
+            }
+            boolean[] read = new boolean[n + 1];
+            for (int i = 0; i < n; i++) {
+                Layer l = layers.get(i);
+                if (l.kind != Layer.Kind.BRANCH) {
+                    read[i] = true;
+                }
+                if (l.kind == Layer.Kind.RESIDUAL || l.kind == Layer.Kind.BRANCH) {
+                    int v = l.from;
+                    while (v > 0 && layers.get(v - 1).kind == Layer.Kind.BRANCH) {
+                        v = layers.get(v - 1).from; // a branch's value is the value it names
+                    }
+                    read[v] = true;
+                }
+            }
+            for (int v = 1; v < n; v++) {
+                if (read[v]) {
+                    continue;
+                }
+                if (layers.get(v - 1).kind == Layer.Kind.BRANCH) {
+                    throw new IllegalStateException("build: layer " + (v - 1) + " is a branch followed by another branch");
+                }
+                throw new IllegalStateException("build: value " + v + " (the output of layer " + (v - 1) + ", "
+                        + layers.get(v - 1).kind.name().toLowerCase(java.util.Locale.ROOT)
+                        + ") is never read: join the branch that left it back with residual(" + v + ")");
+            }
+        }
+
         public Sequential build() {
             if (built) {
                 throw new IllegalStateException("build: already built");
@@ -563,6 +627,7 @@ public final class Sequential implements AutoCloseable {
             if (layers.isEmpty()) {
                 throw new IllegalStateException("build: the model has no layers");
             }
+            checkEveryValueRead();
             built = true;
             return new Sequential(inputFeatures, new ArrayList<>(layers));
         }

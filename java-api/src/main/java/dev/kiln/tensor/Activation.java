@@ -27,6 +27,11 @@ public enum Activation {
         }
     }
 
+    /** Whether alpha means something to this function: LEAKY_RELU, ELU, BOUNDED_RELU and HARDTANH. */
+    public boolean takesAlpha() {
+        return this == LEAKY_RELU || this == ELU || this == BOUNDED_RELU || this == HARDTANH;
+    }
+
     /** Checks an alpha for this function: finite, and > 0 for the bounds of BOUNDED_RELU and HARDTANH. */
     public float checkAlpha(float alpha) {
         String name = name().toLowerCase(java.util.Locale.ROOT);

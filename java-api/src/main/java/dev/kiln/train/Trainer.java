@@ -172,6 +172,10 @@ public final class Trainer implements AutoCloseable {
                     Native.check(KilnNative.trainerAddResidual(handle, value[l.residualFrom()]));
                     trainerLayers++;
                     break;
+                case BRANCH:
+                    Native.check(KilnNative.trainerAddBranch(handle, value[l.residualFrom()]));
+                    trainerLayers++;
+                    break;
                 default:
                     throw new IllegalArgumentException("layer " + i + " (" + l.kind() + ") cannot be trained yet");
             }

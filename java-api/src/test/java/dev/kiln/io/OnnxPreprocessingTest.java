@@ -143,7 +143,8 @@ class OnnxPreprocessingTest {
         assertEquals("onnx: unsupported preprocessing of the model input whose result is read by more than the next node "
                 + "(Kiln folds it into the first Gemm/MatMul) in op Mul at node '/Mul'",
                 refusal(model(13, g -> g.addInitializer(init("k", new float[] {2f})).addNode(node("Mul", "/Mul", "a", "x", "k"))
-                        .addNode(node("Flatten", "/F", "rows", "a")).addNode(node("Flatten", "/F2", "unused", "a")))));
+                        .addNode(node("Flatten", "/F", "f1", "a")).addNode(node("Flatten", "/F2", "f2", "a"))
+                        .addNode(node("Add", "/Sum", "rows", "f1", "f2")))));
         assertEquals("onnx: node '/Div' (Div) makes feature 0 of the model input non-finite (a division by 0?)",
                 refusal(model(13, flattenAfter(g -> g.addInitializer(init("z", new float[] {0f}))
                         .addNode(node("Div", "/Div", "pre", "x", "z"))))));

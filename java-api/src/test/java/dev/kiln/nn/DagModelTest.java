@@ -52,6 +52,174 @@ class DagModelTest {
         assertThrows(IllegalStateException.class, () -> Sequential.builder(4).relu().embedding(3, 2, Init.HE, 1));
     }
 
+    /** x W (x [rows, k] row-major, W [k, n]) in double. */
+    private static double[] dense(float[] x, int rows, int k, float[] w, float[] b, int n) {
+        double[] y = new double[rows * n];
+        for (int r = 0; r < rows; r++) {
+            for (int j = 0; j < n; j++) {
+                double a = b == null ? 0 : b[j];
+                for (int q = 0; q < k; q++) {
+                    a += x[r * k + q] * (double) w[q * n + j];
+                }
+                y[r * n + j] = a;
+            }
+        }
+        return y;
+    }
+
+    private static float[] floats(double[] v) {
+        float[] f = new float[v.length];
+        for (int i = 0; i < v.length; i++) {
+            f[i] = (float) v[i];
+        }
+        return f;
+    }
+
+    /**
+     * Projection shortcut and a second branch from inside the first path:
+     * h = relu(x W0 + b0) [8]; y1 = h W2 + x W4 [5]; y = y1 + h W6 [5].
+     */
+    private static Sequential shortcutModel() {
+        Sequential.Builder b = Sequential.builder(6).dense(8, Init.HE, 1).relu();
+        int h = b.mark();
+        b.dense(5, Init.HE, 2);
+        int main = b.mark();
+        b.branch(0).dense(5, Init.XAVIER, 3).residual(main);
+        int y1 = b.mark();
+        b.branch(h).dense(5, Init.HE, 4).residual(y1);
+        Sequential m = b.build();
+        for (Sequential.Layer l : m.layers()) {
+            if (l.bias() != null) {
+                l.bias().fillUniform(-0.5, 0.5, 7);
+            }
+        }
+        return m;
+    }
+
+    @Test
+    void branchSessionMatchesPlainJavaAndSurvivesFilesAndOnnx() throws Exception {
+        try (Sequential m = shortcutModel(); InferenceSession s = m.compile(4);
+             Tensor x = Tensor.zeros(DType.F32, 4, 6).fillNormal(0, 1, 3); Tensor y = Tensor.zeros(DType.F32, 4, 5)) {
+            assertEquals("Sequential[6 -> dense 8 -> relu -> dense 5 -> | from value 0 -> dense 5 -> + value 3 -> "
+                    + "| from value 2 -> dense 5 -> + value 6]", m.toString());
+            assertEquals(5, m.layers().get(3).inFeatures()); // the branch: from the current value's width to value 0's
+            assertEquals(6, m.layers().get(3).outFeatures());
+            s.run(x, y);
+            java.util.List<Sequential.Layer> l = m.layers();
+            float[] xv = x.toFloatArray();
+            float[] h = floats(dense(xv, 4, 6, l.get(0).weight().toFloatArray(), l.get(0).bias().toFloatArray(), 8));
+            for (int i = 0; i < h.length; i++) {
+                h[i] = Math.max(0, h[i]);
+            }
+            double[] main = dense(h, 4, 8, l.get(2).weight().toFloatArray(), l.get(2).bias().toFloatArray(), 5);
+            double[] proj = dense(xv, 4, 6, l.get(4).weight().toFloatArray(), l.get(4).bias().toFloatArray(), 5);
+            double[] side = dense(h, 4, 8, l.get(7).weight().toFloatArray(), l.get(7).bias().toFloatArray(), 5);
+            float[] got = y.toFloatArray();
+            for (int i = 0; i < got.length; i++) {
+                double want = main[i] + proj[i] + side[i];
+                assertEquals(want, got[i], 1e-5 * Math.max(1, Math.abs(want)), "element " + i);
+            }
+            // A Kiln file and an ONNX file give the same model back: same layers, same outputs.
+            java.nio.file.Path dir = java.nio.file.Files.createTempDirectory("kiln-branch");
+            java.nio.file.Path kf = dir.resolve("m.kiln");
+            dev.kiln.io.ModelFile.save(m, kf, null);
+            try (Sequential back = dev.kiln.io.ModelFile.load(kf);
+                 Sequential onnx = dev.kiln.io.OnnxModels.fromBytes(dev.kiln.io.OnnxModels.toBytes(m))) {
+                for (Sequential other : new Sequential[] {back, onnx}) {
+                    assertEquals(m.toString(), other.toString());
+                    try (InferenceSession s2 = other.compile(4); Tensor y2 = Tensor.zeros(DType.F32, 4, 5)) {
+                        s2.run(x, y2);
+                        org.junit.jupiter.api.Assertions.assertArrayEquals(got, y2.toFloatArray());
+                    }
+                }
+            } finally {
+                java.nio.file.Files.deleteIfExists(kf);
+                java.nio.file.Files.deleteIfExists(dir);
+            }
+        }
+    }
+
+    @Test
+    void branchesAreCheckedWhenBuilt() {
+        assertEquals("branch: from is 0: must be an earlier value (there is none yet)",
+                assertThrows(IllegalArgumentException.class, () -> Sequential.builder(4).branch(0)).getMessage());
+        assertEquals("branch: from is 1: must be an earlier value, 0..0", // value 1 is the current value
+                assertThrows(IllegalArgumentException.class, () -> Sequential.builder(4).relu().branch(1)).getMessage());
+        assertEquals("branch: value 0 is the token ids of the embedding, not features",
+                assertThrows(IllegalArgumentException.class,
+                        () -> Sequential.builder(4).embedding(5, 2, Init.HE, 1).branch(0)).getMessage());
+        // The first path is never joined back: its result would be computed for nothing.
+        assertEquals("build: value 2 (the output of layer 1, dense) is never read: join the branch that left it back "
+                + "with residual(2)", assertThrows(IllegalStateException.class,
+                        () -> Sequential.builder(4).relu().dense(3, Init.HE, 1).branch(0).dense(3, Init.HE, 2).build())
+                        .getMessage());
+        assertEquals("build: the last layer is a branch: the model's output must be computed",
+                assertThrows(IllegalStateException.class, () -> Sequential.builder(4).relu().branch(0).build()).getMessage());
+        assertEquals("build: layer 1 is a branch followed by another branch",
+                assertThrows(IllegalStateException.class,
+                        () -> Sequential.builder(4).relu().branch(0).branch(1).residual(0).build()).getMessage());
+        // A branch that names another branch's value reads what that branch reads.
+        Sequential.Builder b = Sequential.builder(4).dense(4, Init.HE, 1);
+        int v = b.mark();
+        b.branch(0);
+        int alias = b.mark();
+        b.dense(4, Init.HE, 2).residual(v).branch(alias).dense(4, Init.HE, 3).residual(4);
+        try (Sequential m = b.build(); InferenceSession s = m.compile(2)) {
+            assertEquals(4, s.outputFeatures());
+        }
+        // A residual across paths of different widths is named.
+        assertEquals("residual: value 1 has 3 features, the current value 4",
+                assertThrows(IllegalArgumentException.class,
+                        () -> Sequential.builder(4).dense(3, Init.HE, 1).branch(0).relu().residual(1)).getMessage());
+    }
+
+    /** Three classes by the sign pattern of two linear scores; the shortcut carries the linear part. */
+    @Test
+    void trainsABranchModelAndServesWhatItTrained() {
+        SplittableRandom r = new SplittableRandom(4);
+        int n = 800;
+        float[] x = new float[n * 8];
+        int[] y = new int[n];
+        for (int i = 0; i < n; i++) {
+            double s1 = 0, s2 = 0;
+            for (int j = 0; j < 8; j++) {
+                x[i * 8 + j] = (float) r.nextGaussian();
+                s1 += x[i * 8 + j] * (j % 2 == 0 ? 1 : -0.5);
+                s2 += x[i * 8 + j] * (j < 4 ? 0.7 : -0.3);
+            }
+            y[i] = s1 > 0 ? 0 : s2 > 0 ? 1 : 2;
+        }
+        Sequential.Builder b = Sequential.builder(8).dense(16, Init.HE, 1).relu();
+        b.dense(3, Init.HE, 2);
+        int main = b.mark();
+        b.branch(0).dense(3, Init.XAVIER, 3).residual(main).softmax();
+        try (Sequential m = b.build(); Dataset d = Dataset.classification(Tensor.of(x, n, 8), Tensor.of(y, n));
+             Trainer t = Trainer.builder(m).optimizer(Optimizer.adam(1e-2)).batchSize(32).seed(1).build()) {
+            double before = t.evaluate(d).loss();
+            t.fit(d, null, 20);
+            var ev = t.evaluate(d);
+            assertTrue(ev.loss() < before / 4, "loss " + before + " -> " + ev.loss());
+            assertTrue(ev.accuracy() > 0.95, "accuracy " + ev.accuracy());
+            // The trained model serves the same answers, and the same loss.
+            try (InferenceSession s = m.compile(n); Tensor out = Tensor.zeros(DType.F32, n, 3)) {
+                s.run(d.features(), out);
+                float[] p = out.toFloatArray();
+                int hits = 0;
+                double loss = 0;
+                for (int i = 0; i < n; i++) {
+                    int arg = 0;
+                    for (int c = 1; c < 3; c++) {
+                        arg = p[i * 3 + c] > p[i * 3 + arg] ? c : arg;
+                    }
+                    hits += arg == y[i] ? 1 : 0;
+                    loss -= Math.log(p[i * 3 + y[i]]);
+                }
+                assertEquals(ev.accuracy(), hits / (double) n, 1e-9);
+                assertEquals(ev.loss(), loss / n, 1e-4 * ev.loss());
+            }
+        }
+    }
+
     @Test
     void embeddingSessionTakesTokenIdsAndNamesBadOnes() {
         try (Sequential m = Sequential.builder(3).embedding(5, 2, Init.HE, 1).build(); InferenceSession s = m.compile(2);

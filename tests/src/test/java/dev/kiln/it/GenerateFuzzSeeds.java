@@ -35,6 +35,13 @@ public final class GenerateFuzzSeeds {
             Files.write(dir.resolve("onnx-embedding"), prefixed(0, OnnxModels.toBytes(e)));
             Files.write(dir.resolve("safetensors"), prefixed(1, SafeTensors.toBytes(m.parameters(), Map.of("k", "v"))));
         }
+        // A projection shortcut: layers on both paths of the residual (a branch from the input).
+        Sequential.Builder p = Sequential.builder(4).dense(5, Init.HE, 6).gelu().dense(3, Init.HE, 7);
+        int main = p.mark();
+        p.branch(0).dense(3, Init.XAVIER, 8).residual(main);
+        try (Sequential m = p.build()) {
+            Files.write(dir.resolve("onnx-branch"), prefixed(0, OnnxModels.toBytes(m)));
+        }
         Files.write(dir.resolve("onnx-torch-decomposed"), prefixed(0, torchLike()));
         Files.write(dir.resolve("onnx-torch-view"), prefixed(0, torchView()));
     }

@@ -30,8 +30,10 @@ import org.junit.jupiter.api.Test;
  */
 class OnnxRuntimeConformanceIT {
     /**
-     * Random chains; from model 25 on, also an embedding first (token-id input) and residual adds
-     * (a square Dense block added back to its input, sometimes after its activation).
+     * Random chains; from model 25 on, also an embedding first (token-id input), residual adds (a
+     * square Dense block added back to its input, sometimes after its activation) and projection
+     * shortcuts (two Dense layers on one path, one on a branch from the same value, of a new width,
+     * joined by a residual).
      */
     private static Sequential randomModel(Random r, int seed) {
         boolean dag = seed >= 25;
@@ -42,6 +44,14 @@ class OnnxRuntimeConformanceIT {
         }
         int depth = 1 + r.nextInt(4);
         for (int d = 0; d < depth; d++) {
+            if (dag && r.nextBoolean() && b.mark() > 0 && r.nextBoolean()) {
+                int from = b.mark();
+                long out = 1 + r.nextInt(40);
+                b.dense(1 + r.nextInt(40), Init.HE, seed * 10L + d).gelu().dense(out, Init.HE, seed * 10L + d + 5);
+                int main = b.mark();
+                b.branch(from).dense(out, Init.XAVIER, seed * 10L + d + 7).residual(main);
+                continue;
+            }
             if (dag && r.nextBoolean() && b.mark() > 0) {
                 int skip = b.mark();
                 long w = widthAfter(b);
@@ -85,13 +95,14 @@ class OnnxRuntimeConformanceIT {
     void kilnEqualsOnnxRuntimeOnRandomModels() throws Exception {
         OrtEnvironment env = OrtEnvironment.getEnvironment();
         Random r = new Random(20261129);
-        int embeddings = 0, residuals = 0;
+        int embeddings = 0, residuals = 0, branches = 0;
         for (int seed = 0; seed < 50; seed++) {
             try (Sequential m = randomModel(r, seed); InferenceSession kiln = m.compile(16)) {
                 int batch = 1 + r.nextInt(16);
                 boolean ids = m.inputDType() == DType.I32;
                 embeddings += ids ? 1 : 0;
                 residuals += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.RESIDUAL) ? 1 : 0;
+                branches += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.BRANCH) ? 1 : 0;
                 int cols = (int) m.inputFeatures();
                 int[] idv = new int[batch * cols];
                 if (ids) {
@@ -134,9 +145,9 @@ class OnnxRuntimeConformanceIT {
                 }
             }
         }
-        // The random draw must really have exercised both features.
-        org.junit.jupiter.api.Assertions.assertTrue(embeddings >= 3 && residuals >= 5,
-                embeddings + " embedding models, " + residuals + " residual models");
+        // The random draw must really have exercised each feature.
+        org.junit.jupiter.api.Assertions.assertTrue(embeddings >= 3 && residuals >= 5 && branches >= 3,
+                embeddings + " embedding models, " + residuals + " residual models, " + branches + " with branches");
     }
 
     /** Each activation Kiln exports, between two dense layers, on inputs spread over [-9, 9]. */

@@ -162,6 +162,9 @@ public final class KilnNative {
     @Name("kiln_plan_add_residual")
     public static native int planAddResidual(@Cast("kiln_plan*") long plan, long from);
 
+    @Name("kiln_plan_add_branch")
+    public static native int planAddBranch(@Cast("kiln_plan*") long plan, long from);
+
     @Name("kiln_plan_add_embedding")
     public static native int planAddEmbedding(@Cast("kiln_plan*") long plan, long vocab, long dim,
             @Cast("const float*") long table);
@@ -226,6 +229,9 @@ public final class KilnNative {
 
     @Name("kiln_trainer_add_residual")
     public static native int trainerAddResidual(@Cast("kiln_trainer*") long t, long from);
+
+    @Name("kiln_trainer_add_branch")
+    public static native int trainerAddBranch(@Cast("kiln_trainer*") long t, long from);
 
     @Name("kiln_trainer_add_embedding")
     public static native int trainerAddEmbedding(@Cast("kiln_trainer*") long t, long vocab, long dim,
