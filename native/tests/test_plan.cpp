@@ -279,6 +279,55 @@ TEST(Plan, BranchDagMatchesLoops) {
     kiln_plan_destroy(p);
 }
 
+// A GLU-style gate and concatenations (with a side path, with the input) against plain loops.
+//   v1 = x W1 + b1 (6 -> 7); v2 = silu(v1); v3 = branch(0); v4 = x W2 (-> 7); v5 = v4 * v2;
+//   v6 = [v5 | v1] (14); v7 = [v6 | x] (20); v8 = v7 W3 + b3 (-> 4)
+TEST(Plan, ProductsAndConcatenationsMatchLoops) {
+    const int64_t batch = 5, in = 6, h = 7, o = 4;
+    auto w1 = random_floats(in * h, 31, -0.4f, 0.4f), b1 = random_floats(h, 32), w2 = random_floats(in * h, 33, -0.4f, 0.4f),
+         w3 = random_floats((2 * h + in) * o, 34, -0.3f, 0.3f), b3 = random_floats(o, 35), x = random_floats(batch * in, 36);
+    kiln_plan* p;
+    ASSERT_EQ(kiln_plan_create(in, batch, &p), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_dense(p, h, w1.data(), b1.data(), KILN_UNARY_IDENTITY, 0), KILN_OK);  // v1
+    ASSERT_EQ(kiln_plan_add_activation(p, KILN_UNARY_SILU, 0), KILN_OK);                          // v2
+    ASSERT_EQ(kiln_plan_add_branch(p, 0), KILN_OK);                                               // v3
+    ASSERT_EQ(kiln_plan_add_dense(p, h, w2.data(), nullptr, KILN_UNARY_IDENTITY, 0), KILN_OK);    // v4
+    EXPECT_EQ(kiln_plan_add_multiply(p, 0), KILN_ERR_SHAPE_MISMATCH);                             // 6 wide
+    ASSERT_EQ(kiln_plan_add_multiply(p, 2), KILN_OK);                                             // v5
+    ASSERT_EQ(kiln_plan_add_concat(p, 1), KILN_OK);                                               // v6
+    ASSERT_EQ(kiln_plan_add_concat(p, 0), KILN_OK);                                               // v7
+    ASSERT_EQ(kiln_plan_add_dense(p, o, w3.data(), b3.data(), KILN_UNARY_IDENTITY, 0), KILN_OK);  // v8
+    ASSERT_EQ(kiln_plan_compile(p), KILN_OK) << kiln_last_error();
+    int64_t ws_bytes;
+    ASSERT_EQ(kiln_plan_info(p, nullptr, nullptr, nullptr, &ws_bytes), KILN_OK);
+    std::vector<float> y(size_t(batch * o));
+    void* ws;
+    ASSERT_EQ(kiln_alloc(ws_bytes, &ws), KILN_OK);
+    ASSERT_EQ(kiln_plan_run(p, batch, x.data(), y.data(), ws, ws_bytes), KILN_OK) << kiln_last_error();
+    for (int64_t r = 0; r < batch; ++r) {
+        std::vector<double> v1(static_cast<size_t>(h)), v5(static_cast<size_t>(h)), v7;
+        for (int64_t j = 0; j < h; ++j) {
+            double a = b1[size_t(j)], c = 0;
+            for (int64_t k = 0; k < in; ++k) {
+                a += double(x[size_t(r * in + k)]) * w1[size_t(k * h + j)];
+                c += double(x[size_t(r * in + k)]) * w2[size_t(k * h + j)];
+            }
+            v1[size_t(j)] = a;
+            v5[size_t(j)] = c * (a / (1 + std::exp(-a)));
+        }
+        v7.insert(v7.end(), v5.begin(), v5.end());
+        v7.insert(v7.end(), v1.begin(), v1.end());
+        for (int64_t k = 0; k < in; ++k) v7.push_back(x[size_t(r * in + k)]);
+        for (int64_t j = 0; j < o; ++j) {
+            double a = b3[size_t(j)];
+            for (size_t k = 0; k < v7.size(); ++k) a += v7[k] * w3[k * size_t(o) + size_t(j)];
+            ASSERT_NEAR(y[size_t(r * o + j)], a, 1e-5 * (1 + std::fabs(a))) << r << "," << j;
+        }
+    }
+    kiln_free(ws);
+    kiln_plan_destroy(p);
+}
+
 TEST(Plan, BranchesAreChecked) {
     std::vector<float> w(4 * 4, 0.1f);
     kiln_plan* p;

@@ -15,12 +15,12 @@
 namespace {
 
 struct Spec {
-    enum K { Dense, Act, LN, Softmax, Residual, Branch } k;
+    enum K { Dense, Act, LN, Softmax, Residual, Branch, Multiply, Concat } k;
     int64_t out = 0;      // Dense
     int32_t act = 0;      // Act
     float alpha = 0;
     int32_t log = 0;      // Softmax
-    int64_t from = 0;     // Residual, Branch
+    int64_t from = 0;     // Residual, Branch, Multiply, Concat
     bool bias = true;
 };
 
@@ -100,6 +100,21 @@ struct Ref {
                     y = vals[size_t(s.from)];
                     width = widths[size_t(s.from)];
                     break;
+                case Spec::Multiply: {
+                    const auto& o = vals[size_t(s.from)];
+                    for (size_t j = 0; j < a.size(); ++j) y.push_back(a[j] * o[j]);
+                    break;
+                }
+                case Spec::Concat: {
+                    const auto& o = vals[size_t(s.from)];
+                    const int64_t wb = widths[size_t(s.from)];
+                    for (int64_t r = 0; r < batch; ++r) {
+                        for (int64_t j = 0; j < width; ++j) y.push_back(a[size_t(r * width + j)]);
+                        for (int64_t j = 0; j < wb; ++j) y.push_back(o[size_t(r * wb + j)]);
+                    }
+                    width += wb;
+                    break;
+                }
             }
             vals.push_back(std::move(y));
             widths.push_back(width);
@@ -182,6 +197,13 @@ kiln_trainer* build(const Case& c, Ref& ref, std::mt19937& rng) {
             case Spec::Branch:
                 EXPECT_EQ(kiln_trainer_add_branch(t, s.from), KILN_OK) << kiln_last_error();
                 width = widths[size_t(s.from)];
+                break;
+            case Spec::Multiply:
+                EXPECT_EQ(kiln_trainer_add_multiply(t, s.from), KILN_OK) << kiln_last_error();
+                break;
+            case Spec::Concat:
+                EXPECT_EQ(kiln_trainer_add_concat(t, s.from), KILN_OK) << kiln_last_error();
+                width += widths[size_t(s.from)];
                 break;
         }
         widths.push_back(width);
@@ -334,6 +356,29 @@ TEST(Train, GradientsBranches) {
               S{S::Residual, 0, 0, 0, 0, 3}, S{S::Dense, 2}},
              KILN_LOSS_MSE};
     gradient_check(mse, 47);
+}
+
+// Products and concatenations with earlier values: a GLU-style gate, a square (a value times itself
+// through a branch), concatenations with a side path and with the input.
+TEST(Train, GradientsProductsAndConcatenations) {
+    //  v1 Dense(8)  v2 silu  v3 branch(0)  v4 Dense(8)  v5 v4 * v2  v6 Dense(3)
+    Case glu{6, 4,
+             {S{S::Dense, 8}, S{S::Act, 0, KILN_UNARY_SILU}, S{S::Branch, 0, 0, 0, 0, 0}, S{S::Dense, 8},
+              S{S::Multiply, 0, 0, 0, 0, 2}, S{S::Dense, 3}},
+             KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+    gradient_check(glu, 48);
+    //  v1 Dense(4)  v2 relu  v3 branch(1)  v4 v1 * v1  v5 v4 + v2  v6 Dense(3)
+    Case square{5, 3,
+                {S{S::Dense, 4}, S{S::Act, 0, KILN_UNARY_RELU}, S{S::Branch, 0, 0, 0, 0, 1},
+                 S{S::Multiply, 0, 0, 0, 0, 1}, S{S::Residual, 0, 0, 0, 0, 2}, S{S::Dense, 3}},
+                KILN_LOSS_MSE};
+    gradient_check(square, 49);
+    //  v1 Dense(5)  v2 tanh  v3 branch(0)  v4 Dense(4)  v5 [v4 | v2] (9)  v6 [v5 | x] (15)  v7 Dense(3)
+    Case cat{6, 3,
+             {S{S::Dense, 5}, S{S::Act, 0, KILN_UNARY_TANH}, S{S::Branch, 0, 0, 0, 0, 0}, S{S::Dense, 4},
+              S{S::Concat, 0, 0, 0, 0, 2}, S{S::Concat, 0, 0, 0, 0, 0}, S{S::Dense, 3}},
+             KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+    gradient_check(cat, 50);
 }
 
 TEST(Train, BranchesAreChecked) {

@@ -389,6 +389,12 @@ KILN_API kiln_status kiln_plan_add_residual(kiln_plan* plan, int64_t from);
  *  value but the last must be read by a later layer, so the path left must come back through a
  *  residual: compile fails, naming the value, where one is never read. Adds no computation. */
 KILN_API kiln_status kiln_plan_add_branch(kiln_plan* plan, int64_t from);
+/** Elementwise product of the current value and value `from` (same width; numbered as for a
+ *  residual): a gate, as in GLU-style blocks, silu(x W1) * (x W3). */
+KILN_API kiln_status kiln_plan_add_multiply(kiln_plan* plan, int64_t from);
+/** Concatenation of each row's features: the current value's, then value `from`'s (any widths;
+ *  the result is their sum, at most 2^31). */
+KILN_API kiln_status kiln_plan_add_concat(kiln_plan* plan, int64_t from);
 /** Embedding lookup as the first layer: the plan's input is then int32 token ids (batch x
  *  input_features positions) and this layer outputs input_features x dim floats per row (table:
  *  vocab x dim, copied). An id outside 0..vocab-1 fails the run, naming the row and position. */
@@ -468,6 +474,10 @@ KILN_API kiln_status kiln_trainer_add_residual(kiln_trainer* t, int64_t from);
 /** Branch: the next layer reads value `from` instead of the current one (as kiln_plan_add_branch);
  *  a value read by several layers gets the sum of their gradients. */
 KILN_API kiln_status kiln_trainer_add_branch(kiln_trainer* t, int64_t from);
+/** Elementwise product with value `from` (as kiln_plan_add_multiply). */
+KILN_API kiln_status kiln_trainer_add_multiply(kiln_trainer* t, int64_t from);
+/** Concatenation with value `from`'s features (as kiln_plan_add_concat). */
+KILN_API kiln_status kiln_trainer_add_concat(kiln_trainer* t, int64_t from);
 /** Embedding as the first layer: x is then int32 token ids (batch x input_features) and the layer
  *  outputs input_features x dim floats per row; the table (vocab x dim, copied) is parameter 0. */
 KILN_API kiln_status kiln_trainer_add_embedding(kiln_trainer* t, int64_t vocab, int64_t dim, const float* table);

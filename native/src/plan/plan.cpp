@@ -1,8 +1,9 @@
 // Inference plans: an ordered list of layers over preallocated, caller-owned workspace.
 //
 // Values: value 0 is the input, value i + 1 the output of layer i. A residual layer adds an
-// earlier value, which makes the plan a DAG; a branch makes the next layer read an earlier value
-// (a second path, which a residual joins back). Build (kiln_plan_add_*) copies and packs parameters;
+// earlier value, which makes the plan a DAG (so do a product with one and a concatenation with
+// one); a branch makes the next layer read an earlier value (a second path, which a residual, a
+// product or a concatenation joins back). Build (kiln_plan_add_*) copies and packs parameters;
 // compile fuses an activation and/or a residual add into the Dense before it (applied in the GEMM's
 // store, in that order: act(x W + b) + r; the fused layer's value becomes an alias of the Dense's)
 // and assigns each remaining value a buffer of max_batch x widest floats, reusing a buffer once
@@ -22,7 +23,7 @@
 
 namespace {
 
-enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding, Branch };
+enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding, Branch, Multiply, Concat };
 
 struct Layer {
     Kind kind;
@@ -35,8 +36,9 @@ struct Layer {
     float* gamma = nullptr;
     float* beta = nullptr;
     float eps = 0;
-    int64_t from = -1;        // Residual: the value added; Branch: the value read next; Dense: a fused
-                              // residual (-1: none). Never a Branch's value (resolved when added).
+    int64_t from = -1;        // Residual, Multiply, Concat: the other operand; Branch: the value read
+                              // next; Dense: a fused residual (-1: none). Never a Branch's value
+                              // (resolved when added).
     int64_t vocab = 0;        // Embedding: table rows
     float* table = nullptr;   // Embedding: vocab x (out / in) floats
     bool fused = false;       // folded into the Dense before it: its value aliases that Dense's
@@ -199,19 +201,43 @@ int64_t value_width(const kiln_plan* plan, int64_t v) {
 
 }  // namespace
 
-extern "C" KILN_API kiln_status kiln_plan_add_residual(kiln_plan* plan, int64_t from) {
-    static const char* fn = "kiln_plan_add_residual";
+namespace {
+
+// A join of the current value with value `from`: Residual and Multiply need equal widths, Concat
+// puts `from`'s features after the current ones.
+kiln_status add_join(const char* fn, kiln_plan* plan, int64_t from, Kind kind) {
     if (kiln_status st = check_open(fn, plan)) return st;
     if (kiln_status st = earlier_value(fn, plan, &from)) return st;
     const int64_t w = value_width(plan, from);
-    if (w != plan->features)
+    if (kind != Kind::Concat && w != plan->features)
         return fail(KILN_ERR_SHAPE_MISMATCH, "%s: value %lld has %lld features but the current value has %lld", fn,
                     (long long)from, (long long)w, (long long)plan->features);
+    const int64_t out = kind == Kind::Concat ? plan->features + w : plan->features;
+    if (out > (int64_t(1) << 31))
+        return fail(KILN_ERR_OVERFLOW, "%s: %lld + %lld features is over 2^31", fn, (long long)plan->features,
+                    (long long)w);
     Layer l;
-    l.kind = Kind::Residual;
-    l.in = l.out = plan->features;
+    l.kind = kind;
+    l.in = plan->features;
+    l.out = out;
     l.from = from;
-    return push(plan, std::move(l));
+    if (kiln_status st = push(plan, std::move(l))) return st;
+    plan->features = out;
+    return KILN_OK;
+}
+
+}  // namespace
+
+extern "C" KILN_API kiln_status kiln_plan_add_residual(kiln_plan* plan, int64_t from) {
+    return add_join("kiln_plan_add_residual", plan, from, Kind::Residual);
+}
+
+extern "C" KILN_API kiln_status kiln_plan_add_multiply(kiln_plan* plan, int64_t from) {
+    return add_join("kiln_plan_add_multiply", plan, from, Kind::Multiply);
+}
+
+extern "C" KILN_API kiln_status kiln_plan_add_concat(kiln_plan* plan, int64_t from) {
+    return add_join("kiln_plan_add_concat", plan, from, Kind::Concat);
 }
 
 extern "C" KILN_API kiln_status kiln_plan_add_branch(kiln_plan* plan, int64_t from) {
@@ -256,12 +282,13 @@ extern "C" KILN_API kiln_status kiln_plan_compile(kiln_plan* plan) {
     if (plan->layers.back().kind == Kind::Branch)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the last layer is a branch: the plan's output must be computed", fn);
     try {
-        // Values read by a residual or a branch must stay materialized: nothing may be fused over
-        // them. Every value but the output must be read (a branch's path must come back).
+        // Values read by a join (residual, product, concatenation) or a branch must stay
+        // materialized: nothing may be fused over them. Every value but the output must be read
+        // (a branch's path must come back).
         std::vector<char> read_by_residual(n + 1, 0), read(n + 1, 0);
         for (size_t i = 0; i < n; ++i) {
             const Layer& l = plan->layers[i];
-            if (l.kind == Kind::Residual || l.kind == Kind::Branch) read_by_residual[size_t(l.from)] = read[size_t(l.from)] = 1;
+            if (l.kind != Kind::Dense && l.from >= 0) read_by_residual[size_t(l.from)] = read[size_t(l.from)] = 1;
             if (l.kind != Kind::Branch) read[i] = 1;
         }
         for (size_t v = 1; v < n; ++v) {
@@ -418,6 +445,21 @@ extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t bat
                 const float* other = value_ptr(l.from == 0 ? 0 : plan->layers[size_t(l.from - 1)].value);
                 const int64_t shape[1] = {batch * l.in}, unit[1] = {1};
                 st = kiln_binary_f32(KILN_BINARY_ADD, 1, shape, src, unit, other, unit, dst, unit);
+                break;
+            }
+            case Kind::Multiply: {
+                const float* other = value_ptr(l.from == 0 ? 0 : plan->layers[size_t(l.from - 1)].value);
+                const int64_t shape[1] = {batch * l.in}, unit[1] = {1};
+                st = kiln_binary_f32(KILN_BINARY_MUL, 1, shape, src, unit, other, unit, dst, unit);
+                break;
+            }
+            case Kind::Concat: {
+                const float* other = value_ptr(l.from == 0 ? 0 : plan->layers[size_t(l.from - 1)].value);
+                const int64_t wa = l.in, wb = l.out - l.in;
+                for (int64_t r = 0; r < batch; ++r) {
+                    std::memcpy(dst + r * l.out, src + r * wa, size_t(wa) * sizeof(float));
+                    std::memcpy(dst + r * l.out + wa, other + r * wb, size_t(wb) * sizeof(float));
+                }
                 break;
             }
             case Kind::Branch:

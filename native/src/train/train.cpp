@@ -4,8 +4,8 @@
 // buffer and a gradient buffer of max_batch x width, allocated at compile time. A Dense followed
 // by an activation whose derivative follows from its output (ReLU, leaky ReLU, sigmoid, tanh) is
 // fused: the GEMM's epilogue applies it, the activation layer's value aliases the Dense's, and the
-// backward pass multiplies by the derivative in place. Residual adds and branches (the next layer
-// reads an earlier value) make the graph a DAG: a value's gradient sums the contributions of every
+// backward pass multiplies by the derivative in place. Joins with an earlier value (residual add,
+// product, concatenation) and branches (the next layer reads an earlier value) make the graph a DAG: a value's gradient sums the contributions of every
 // consumer (first write, then accumulate). A branch has no buffers: the layer after it reads the
 // value the branch names (t->src).
 //
@@ -32,7 +32,7 @@ using kiln::fail;
 
 namespace {
 
-enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding, Branch };
+enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding, Branch, Multiply, Concat };
 
 struct TLayer {
     Kind kind;
@@ -42,7 +42,8 @@ struct TLayer {
     float p = 0;                        // dropout
     float eps = 0;                      // layer norm
     int32_t log_softmax = 0;
-    int64_t from = 0;                   // residual, branch (never a branch's value: resolved when added)
+    int64_t from = 0;                   // residual, multiply, concat, branch (never a branch's value:
+                                        // resolved when added)
     int64_t vocab = 0;                  // embedding (its table is parameter w: vocab x dim)
     int64_t w = -1, b = -1;             // parameter indices (Dense weight/bias, LN gamma/beta)
     bool fused = false;                 // Act folded into the Dense before it
@@ -311,19 +312,39 @@ int64_t value_width(const kiln_trainer* t, int64_t v) {
 
 }  // namespace
 
-extern "C" KILN_API kiln_status kiln_trainer_add_residual(kiln_trainer* t, int64_t from) {
-    static const char* fn = "kiln_trainer_add_residual";
+namespace {
+
+// A join of the current value with value `from` (as add_join in plan.cpp).
+kiln_status add_join(const char* fn, kiln_trainer* t, int64_t from, Kind kind) {
     if (kiln_status st = check_open(fn, t)) return st;
     if (kiln_status st = earlier_value(fn, t, &from)) return st;
     const int64_t w = value_width(t, from);
-    if (w != t->features)
+    if (kind != Kind::Concat && w != t->features)
         return fail(KILN_ERR_SHAPE_MISMATCH, "%s: value %lld has %lld features but the current value has %lld", fn,
                     (long long)from, (long long)w, (long long)t->features);
+    const int64_t out = kind == Kind::Concat ? t->features + w : t->features;
+    if (out > (int64_t(1) << 31))
+        return fail(KILN_ERR_OVERFLOW, "%s: %lld + %lld features is over 2^31", fn, (long long)t->features, (long long)w);
     TLayer l;
-    l.kind = Kind::Residual;
-    l.in = l.out = t->features;
+    l.kind = kind;
+    l.in = t->features;
+    l.out = out;
     l.from = from;
     return push(t, l);
+}
+
+}  // namespace
+
+extern "C" KILN_API kiln_status kiln_trainer_add_residual(kiln_trainer* t, int64_t from) {
+    return add_join("kiln_trainer_add_residual", t, from, Kind::Residual);
+}
+
+extern "C" KILN_API kiln_status kiln_trainer_add_multiply(kiln_trainer* t, int64_t from) {
+    return add_join("kiln_trainer_add_multiply", t, from, Kind::Multiply);
+}
+
+extern "C" KILN_API kiln_status kiln_trainer_add_concat(kiln_trainer* t, int64_t from) {
+    return add_join("kiln_trainer_add_concat", t, from, Kind::Concat);
 }
 
 extern "C" KILN_API kiln_status kiln_trainer_add_branch(kiln_trainer* t, int64_t from) {
@@ -446,7 +467,8 @@ extern "C" KILN_API kiln_status kiln_trainer_compile(kiln_trainer* t) {
     std::vector<char> read_by_residual(n_values, 0), read(n_values, 0);
     for (size_t i = 0; i < n_layers; ++i) {
         const TLayer& l = t->layers[i];
-        if (l.kind == Kind::Residual || l.kind == Kind::Branch) read_by_residual[size_t(l.from)] = read[size_t(l.from)] = 1;
+        if (l.kind == Kind::Residual || l.kind == Kind::Branch || l.kind == Kind::Multiply || l.kind == Kind::Concat)
+            read_by_residual[size_t(l.from)] = read[size_t(l.from)] = 1;
         if (l.kind != Kind::Branch) read[i] = 1;
     }
     for (size_t v = 1; v < n_layers; ++v) {
@@ -569,6 +591,20 @@ kiln_status forward(kiln_trainer* t, int64_t batch, const void* x, bool training
             case Kind::Residual: {
                 const float* other = t->act[size_t(l.from)];
                 for (int64_t j = 0; j < n; ++j) dst[j] = src[j] + other[j];
+                break;
+            }
+            case Kind::Multiply: {
+                const float* other = t->act[size_t(l.from)];
+                for (int64_t j = 0; j < n; ++j) dst[j] = src[j] * other[j];
+                break;
+            }
+            case Kind::Concat: {
+                const float* other = t->act[size_t(l.from)];
+                const int64_t wa = l.in, wb = l.out - l.in;
+                for (int64_t r = 0; r < batch; ++r) {
+                    std::memcpy(dst + r * l.out, src + r * wa, size_t(wa) * sizeof(float));
+                    std::memcpy(dst + r * l.out + wa, other + r * wb, size_t(wb) * sizeof(float));
+                }
                 break;
             }
             case Kind::Branch:
@@ -867,6 +903,37 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
                     bool acc;
                     float* go = emit_target(size_t(l.from), &acc);
                     for (int64_t j = 0; j < n; ++j) put(go, j, gy[j], acc);
+                }
+                break;
+            }
+            case Kind::Multiply: {  // d(a b) = b da + a db; both factors are kept from the forward pass
+                const float* a = t->act[vin];
+                const float* b = t->act[size_t(l.from)];
+                if (need_dx) {
+                    bool acc;
+                    float* gx = emit_target(vin, &acc);
+                    for (int64_t j = 0; j < n; ++j) put(gx, j, gy[j] * b[j], acc);
+                }
+                if (l.from > 0) {
+                    bool acc;
+                    float* go = emit_target(size_t(l.from), &acc);
+                    for (int64_t j = 0; j < n; ++j) put(go, j, gy[j] * a[j], acc);
+                }
+                break;
+            }
+            case Kind::Concat: {  // each part's gradient is its columns of gy
+                const int64_t wa = l.in, wb = l.out - l.in;
+                if (need_dx) {
+                    bool acc;
+                    float* gx = emit_target(vin, &acc);
+                    for (int64_t r = 0; r < batch; ++r)
+                        for (int64_t j = 0; j < wa; ++j) put(gx, r * wa + j, gy[r * l.out + j], acc);
+                }
+                if (l.from > 0) {
+                    bool acc;
+                    float* go = emit_target(size_t(l.from), &acc);
+                    for (int64_t r = 0; r < batch; ++r)
+                        for (int64_t j = 0; j < wb; ++j) put(go, r * wb + j, gy[r * l.out + wa + j], acc);
                 }
                 break;
             }

@@ -119,6 +119,8 @@ final class ModelCommands {
                             break;
                         case RESIDUAL:
                         case BRANCH:
+                        case MULTIPLY:
+                        case CONCAT:
                             d.put("from", l.residualFrom());
                             break;
                         case EMBEDDING:

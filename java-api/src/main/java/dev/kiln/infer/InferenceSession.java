@@ -95,6 +95,12 @@ public final class InferenceSession implements AutoCloseable {
                     case BRANCH:
                         Native.check(KilnNative.planAddBranch(p, l.residualFrom()));
                         break;
+                    case MULTIPLY:
+                        Native.check(KilnNative.planAddMultiply(p, l.residualFrom()));
+                        break;
+                    case CONCAT:
+                        Native.check(KilnNative.planAddConcat(p, l.residualFrom()));
+                        break;
                     case EMBEDDING:
                         checkParam(l.weight());
                         NativeAccess.acquire(l.weight());

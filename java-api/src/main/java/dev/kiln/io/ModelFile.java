@@ -99,6 +99,8 @@ public final class ModelFile {
                     case EMBEDDING -> b.embedding(vocab, out / in, Init.ZEROS, 0);
                     case RESIDUAL -> b.residual(Math.toIntExact(from));
                     case BRANCH -> b.branch(Math.toIntExact(from));
+                    case MULTIPLY -> b.multiply(Math.toIntExact(from));
+                    case CONCAT -> b.concat(Math.toIntExact(from));
                 }
             }
             model = b.build();

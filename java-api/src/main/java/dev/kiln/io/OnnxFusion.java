@@ -41,7 +41,9 @@ final class OnnxFusion {
     private final Map<String, TensorProto> inits;
     private final Map<String, List<Integer>> consumers = new HashMap<>();
     private final Set<String> graphOutputs = new HashSet<>();
-    private final List<NodeProto> added = new ArrayList<>();
+    // fused node by the position of its pattern's last node: it takes that place in the graph, so a
+    // file in topological order stays in it (the importer walks the nodes in the file's order)
+    private final java.util.Map<Integer, NodeProto> added = new java.util.HashMap<>();
 
     private OnnxFusion(List<NodeProto> nodes, Map<String, TensorProto> inits, GraphProto g) {
         this.nodes = nodes;
@@ -110,11 +112,13 @@ final class OnnxFusion {
         }
         GraphProto.Builder b = g.toBuilder().clearNode().addAllInitializer(constants);
         for (int i = 0; i < kept.size(); i++) {
+            if (f.added.containsKey(i)) {
+                b.addNode(f.added.get(i));
+            }
             if (!f.removed[i]) {
                 b.addNode(kept.get(i));
             }
         }
-        b.addAllNode(f.added);
         return b.build();
     }
 
@@ -526,6 +530,6 @@ final class OnnxFusion {
         for (int p : parts) {
             removed[p] = true;
         }
-        added.add(fused);
+        added.put(java.util.Collections.max(parts), fused);
     }
 }

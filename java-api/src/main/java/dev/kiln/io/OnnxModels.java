@@ -33,8 +33,9 @@ import java.util.Objects;
  * of a bias), Relu, LeakyRelu, Gelu, Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax,
  * LayerNormalization, Dropout, Identity, Flatten/Reshape that keep rows 2-D, BatchNormalization (inference
  * mode) right after a Gemm or MatMul, folded into its weights, Gather as an embedding
- * lookup of the integer model input, and Add of two earlier values (residual connections, with layers on
- * one path or on both: a projection shortcut imports as a {@link Sequential.Builder#branch branch});
+ * lookup of the integer model input, Add of two earlier values (residual connections, with layers on
+ * one path or on both: a projection shortcut imports as a {@link Sequential.Builder#branch branch}),
+ * Mul of two (a gate; Mul(x, x) is the square) and Concat of results along the features (axis 1);
  * nodes whose results never reach the output are dropped; Constant
  * nodes, and GELU (below opset 20) and LayerNorm (below opset 17) as PyTorch's exporter decomposes
  * them into elementwise ops, are fused back first (see {@link OnnxFusion}). Graphs run
@@ -62,7 +63,7 @@ public final class OnnxModels {
     private static final long BATCH = Long.MIN_VALUE;
 
     // Named in the error for any other op.
-    private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Relu, LeakyRelu, PRelu (one slope), Elu, Selu, "
+    private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Mul of two results, Concat of results (axis 1), Relu, LeakyRelu, PRelu (one slope), Elu, Selu, "
             + "Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), [0, b] or [-b, b], Gelu, Sigmoid, Tanh, Exp, Log, "
             + "Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, Flatten, Reshape, Gather, "
             + "BatchNormalization after a Gemm/MatMul, Constant, and GELU and LayerNorm as PyTorch decomposes them for "
@@ -106,6 +107,12 @@ public final class OnnxModels {
                 }
                 case RESIDUAL:
                     n.setOpType("Add").addInput(names.get(l.residualFrom()));
+                    break;
+                case MULTIPLY:
+                    n.setOpType("Mul").addInput(names.get(l.residualFrom()));
+                    break;
+                case CONCAT:
+                    n.setOpType("Concat").addInput(names.get(l.residualFrom())).addAttribute(intAttr("axis", 1));
                     break;
                 case DENSE:
                     g.addInitializer(floats(i + ".weight", l.weight()));
@@ -397,12 +404,27 @@ public final class OnnxModels {
                 throw unsupported(op, name, "an op on " + unflattened + " (Kiln's layers take rows: flatten it to [batch, "
                         + width + "] first)");
             }
-            if (op.equals("Add") && n.getInputCount() == 2 && !inits.containsKey(n.getInput(0))
-                    && !inits.containsKey(n.getInput(1))) {
+            boolean twoValues = n.getInputCount() == 2 && !inits.containsKey(n.getInput(0)) && !inits.containsKey(n.getInput(1));
+            if ((op.equals("Add") || op.equals("Mul")) && twoValues) {
+                // A join of two results: a residual add, or a product (a gate)
                 checkAttrs(n, name);
                 String a = n.getInput(0), b = n.getInput(1);
+                boolean add = op.equals("Add");
+                if (a.equals(cur) && b.equals(cur)) {
+                    if (add) {
+                        throw unsupported(op, name, "an Add of a value to itself");
+                    }
+                    Pending sq = new Pending(); // Mul(x, x): the square, as Kiln exports it
+                    activation(sq, Activation.SQUARE, 0f, op, name);
+                    sq.out = width;
+                    layers.add(sq);
+                    cur = n.getOutput(0);
+                    valueOf.put(cur, layers.size());
+                    widthOf.put(cur, width);
+                    continue;
+                }
                 if (!a.equals(cur) && !b.equals(cur) && valueOf.containsKey(a) && valueOf.containsKey(b)) {
-                    // neither path's end is the current value: continue from one, add the other
+                    // neither path's end is the current value: continue from one, join the other
                     Pending br = branch(a, op, name, affine != null || unflattened != null, preprocessed, dimsOf, valueOf,
                             widthOf, ids);
                     layers.add(br);
@@ -411,22 +433,27 @@ public final class OnnxModels {
                 }
                 String other = a.equals(cur) ? b : b.equals(cur) ? a : null;
                 if (preprocessed.contains(other)) {
-                    throw unsupported(op, name, "an Add of the preprocessed model input (Kiln folds the preprocessing into "
-                            + "the first layer)");
+                    throw unsupported(op, name, "an " + op + " of the preprocessed model input (Kiln folds the preprocessing "
+                            + "into the first layer)");
                 }
                 if (other == null || !valueOf.containsKey(other)) {
-                    throw unsupported(op, name, "an Add of '" + (other == null ? a : other) + "', which is not the result of "
-                            + "a layer (Kiln adds two results of its layers, or a constant bias after a MatMul)");
+                    throw unsupported(op, name, "an " + op + " of '" + (other == null ? a : other) + "', which is not the "
+                            + "result of a layer (Kiln " + (add ? "adds two results of its layers, or a constant bias after a "
+                            + "MatMul)" : "multiplies two results of its layers of the same width)"));
+                }
+                if (dimsOf.containsKey(other)) {
+                    throw unsupported(op, name, "an " + op + " with the " + dimsString(dimsOf.get(other)) + " value '" + other
+                            + "' (Kiln's layers take rows)");
                 }
                 if (widthOf.get(other) != width) {
-                    throw new IllegalArgumentException("onnx: node '" + name + "' (Add) adds " + widthOf.get(other)
-                            + " features to " + width);
+                    throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") " + (add ? "adds " : "multiplies ")
+                            + widthOf.get(other) + " features " + (add ? "to " : "by ") + width + " (Kiln does not broadcast)");
                 }
                 Pending p = new Pending();
-                p.kind = "residual";
+                p.kind = add ? "residual" : "multiply";
                 p.from = valueOf.get(other);
                 if (p.from == 0 && ids) {
-                    throw unsupported(op, name, "an Add of the token ids");
+                    throw unsupported(op, name, "an " + op + " of the token ids");
                 }
                 p.out = width;
                 layers.add(p);
@@ -435,8 +462,56 @@ public final class OnnxModels {
                 widthOf.put(cur, width);
                 continue;
             }
+            if (op.equals("Concat")) {
+                checkAttrs(n, name, "axis");
+                long axis = intAttr(n, "axis", Long.MIN_VALUE);
+                if (axis != 1 && axis != -1) {
+                    throw unsupported(op, name, "axis = " + (axis == Long.MIN_VALUE ? "(none)" : axis)
+                            + " (Kiln concatenates the features of rows: axis 1)");
+                }
+                if (affine != null || unflattened != null) {
+                    throw unsupported(op, name, "a Concat before the model input's preprocessing or flattening is done");
+                }
+                for (String in : n.getInputList()) {
+                    if (!valueOf.containsKey(in) || preprocessed.contains(in) || dimsOf.containsKey(in) || (ids && valueOf.get(in) == 0)) {
+                        throw unsupported(op, name, "a Concat of '" + in + "', which is not rows of features a layer computed"
+                                + " (Kiln concatenates results of its layers)");
+                    }
+                }
+                if (n.getInputCount() == 0) {
+                    throw unsupported(op, name, "a Concat of nothing");
+                }
+                if (!n.getInput(0).equals(cur)) {
+                    Pending br = branch(n.getInput(0), op, name, false, preprocessed, dimsOf, valueOf, widthOf, ids);
+                    layers.add(br);
+                    width = br.out;
+                    cur = n.getInput(0);
+                }
+                for (int i = 1; i < n.getInputCount(); i++) {
+                    String in = n.getInput(i);
+                    if (valueOf.get(in) == layers.size()) {
+                        throw unsupported(op, name, "a Concat of '" + in + "' with itself");
+                    }
+                    Pending p = new Pending();
+                    p.kind = "concat";
+                    p.from = valueOf.get(in);
+                    width = Math.addExact(width, widthOf.get(in));
+                    p.out = width;
+                    layers.add(p);
+                }
+                String out = n.getOutput(0);
+                valueOf.put(out, n.getInputCount() == 1 ? valueOf.get(cur) : layers.size());
+                widthOf.put(out, width);
+                cur = out;
+                continue;
+            }
             boolean biasAdd = op.equals("Add") && n.getInputCount() == 2 && inits.containsKey(n.getInput(0))
                     && n.getInput(1).equals(cur);
+            if ((op.equals("Mul") || op.equals("Sub") || op.equals("Div")) && n.getInputCount() == 2
+                    && (inits.containsKey(n.getInput(0)) || inits.containsKey(n.getInput(1)))) {
+                throw unsupported(op, name, "a " + op + " with a constant after the first layer (Kiln folds constants into the "
+                        + "preprocessing of the model input and into a layer's weights and bias only)");
+            }
             if (n.getInputCount() > 0 && !n.getInput(0).equals(cur) && !biasAdd && valueOf.containsKey(n.getInput(0))) {
                 // a second path from an earlier result (joined back later by an Add)
                 Pending br = branch(n.getInput(0), op, name, affine != null || unflattened != null, preprocessed, dimsOf,
@@ -741,6 +816,8 @@ public final class OnnxModels {
                 case "embedding": b.embedding(p.vocab, p.out / features, Init.ZEROS, 0); break;
                 case "residual": b.residual(p.from); break;
                 case "branch": b.branch(p.from); break;
+                case "multiply": b.multiply(p.from); break;
+                case "concat": b.concat(p.from); break;
                 default: throw new AssertionError(p.kind);
             }
         }

@@ -28,7 +28,8 @@ import java.util.Objects;
 public final class Sequential implements AutoCloseable {
     /** One layer and its parameters (null where the layer has none). */
     public static final class Layer {
-        public enum Kind { DENSE, ACTIVATION, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, DROPOUT, EMBEDDING, RESIDUAL, BRANCH }
+        public enum Kind { DENSE, ACTIVATION, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, DROPOUT, EMBEDDING, RESIDUAL, BRANCH, MULTIPLY,
+            CONCAT }
 
         final Kind kind;
         final long in;
@@ -69,9 +70,9 @@ public final class Sequential implements AutoCloseable {
         }
 
         /**
-         * Residual: the value added to this layer's input; branch: the value the next layer reads
-         * (0: the model input, i: the output of layer i - 1, as {@link Builder#mark()} returns it);
-         * -1 for other layers.
+         * Residual, multiply, concat: the other operand (added, multiplied by, or whose features
+         * follow this layer's input's); branch: the value the next layer reads (0: the model input,
+         * i: the output of layer i - 1, as {@link Builder#mark()} returns it); -1 for other layers.
          */
         public int residualFrom() {
             return from;
@@ -315,8 +316,8 @@ public final class Sequential implements AutoCloseable {
 
     /**
      * The layers in one line, for logs: {@code Sequential[784 -> dense 128 -> silu -> dense 10 ->
-     * softmax]} (a residual as {@code + value i}, a branch as {@code | from value i}, an alpha where
-     * the function has one).
+     * softmax]} (a residual as {@code + value i}, a product as {@code * value i}, a concatenation as
+     * {@code concat value i}, a branch as {@code | from value i}, an alpha where the function has one).
      */
     @Override
     public String toString() {
@@ -339,6 +340,8 @@ public final class Sequential implements AutoCloseable {
                 case LAYER_NORM: b.append("layer_norm"); break;
                 case RESIDUAL: b.append("+ value ").append(l.from); break;
                 case BRANCH: b.append("| from value ").append(l.from); break;
+                case MULTIPLY: b.append("* value ").append(l.from); break;
+                case CONCAT: b.append("concat value ").append(l.from); break;
                 default: b.append(l.kind.name().toLowerCase(java.util.Locale.ROOT)); break;
             }
         }
@@ -464,9 +467,50 @@ public final class Sequential implements AutoCloseable {
         }
 
         /**
+         * Elementwise product of the current value and the earlier value {@code from}
+         * ({@link #mark()}), same width: a gate, as in GLU-style blocks,
+         * {@code silu(x W1) * (x W3)}.
+         */
+        public Builder multiply(int from) {
+            return join(Layer.Kind.MULTIPLY, "multiply", from);
+        }
+
+        /**
+         * Concatenation of each row's features: the current value's, then those of the earlier
+         * value {@code from} ({@link #mark()}); the width becomes their sum.
+         */
+        public Builder concat(int from) {
+            return join(Layer.Kind.CONCAT, "concat", from);
+        }
+
+        private Builder join(Layer.Kind kind, String what, int from) {
+            if (from < 0 || from >= layers.size()) {
+                throw new IllegalArgumentException(what + ": from is " + from + ": must be an earlier value"
+                        + (layers.isEmpty() ? " (there is none yet)" : ", 0.." + (layers.size() - 1)));
+            }
+            if (from == 0 && layers.get(0).kind == Layer.Kind.EMBEDDING) {
+                throw new IllegalArgumentException(what + ": value 0 is the token ids of the embedding, not features");
+            }
+            long w = from == 0 ? inputFeatures : layers.get(from - 1).out;
+            if (kind == Layer.Kind.MULTIPLY && w != features) {
+                throw new IllegalArgumentException(what + ": value " + from + " has " + w + " features, the current value "
+                        + features);
+            }
+            long out = kind == Layer.Kind.CONCAT ? features + w : features;
+            if (out > (1L << 31)) {
+                throw new IllegalArgumentException(what + ": " + features + " + " + w + " features is over 2^31");
+            }
+            Layer l = new Layer(kind, features, out, null, null, null, null, null, 0, 0);
+            l.from = from;
+            layers.add(l);
+            features = out;
+            return this;
+        }
+
+        /**
          * Branch: the next layer reads the earlier value {@code from} ({@link #mark()}) instead of
-         * the current one, which starts a second path through the model; a {@link #residual(int)}
-         * joins the two. Every value but the model's output must be read by a later layer (checked
+         * the current one, which starts a second path through the model; a {@link #residual(int)},
+         * {@link #multiply(int)} or {@link #concat(int)} joins the two. Every value but the model's output must be read by a later layer (checked
          * by {@link #build()}). A projection shortcut, {@code y = relu(x W1) W2 + x W3}:
          *
          * <pre>{@code
@@ -599,7 +643,8 @@ public final class Sequential implements AutoCloseable {
                 if (l.kind != Layer.Kind.BRANCH) {
                     read[i] = true;
                 }
-                if (l.kind == Layer.Kind.RESIDUAL || l.kind == Layer.Kind.BRANCH) {
+                if (l.kind == Layer.Kind.RESIDUAL || l.kind == Layer.Kind.BRANCH || l.kind == Layer.Kind.MULTIPLY
+                        || l.kind == Layer.Kind.CONCAT) {
                     int v = l.from;
                     while (v > 0 && layers.get(v - 1).kind == Layer.Kind.BRANCH) {
                         v = layers.get(v - 1).from; // a branch's value is the value it names
@@ -616,7 +661,8 @@ public final class Sequential implements AutoCloseable {
                 }
                 throw new IllegalStateException("build: value " + v + " (the output of layer " + (v - 1) + ", "
                         + layers.get(v - 1).kind.name().toLowerCase(java.util.Locale.ROOT)
-                        + ") is never read: join the branch that left it back with residual(" + v + ")");
+                        + ") is never read: join the branch that left it back (residual, multiply or concat with " + v
+                        + ")");
             }
         }
 

@@ -176,6 +176,14 @@ public final class Trainer implements AutoCloseable {
                     Native.check(KilnNative.trainerAddBranch(handle, value[l.residualFrom()]));
                     trainerLayers++;
                     break;
+                case MULTIPLY:
+                    Native.check(KilnNative.trainerAddMultiply(handle, value[l.residualFrom()]));
+                    trainerLayers++;
+                    break;
+                case CONCAT:
+                    Native.check(KilnNative.trainerAddConcat(handle, value[l.residualFrom()]));
+                    trainerLayers++;
+                    break;
                 default:
                     throw new IllegalArgumentException("layer " + i + " (" + l.kind() + ") cannot be trained yet");
             }

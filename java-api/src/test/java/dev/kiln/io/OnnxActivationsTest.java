@@ -170,9 +170,33 @@ class OnnxActivationsTest {
                 .startsWith("onnx: unsupported alpha or gamma other than SELU's"));
         assertEquals("onnx: unsupported op Silu outside Kiln's fusion (write x * Sigmoid(x)) in op Silu at node '/1/Silu'",
                 refusal(file(13, g -> g.addNode(node("Silu", "/1/Silu", "a", "h")))));
-        // The sigmoid's output read by something else too: not a SiLU, left alone; a Mul of two values is refused.
-        String mul = refusal(file(13, g -> g.addNode(node("Sigmoid", "/1/Sigmoid", "s", "h")).addNode(node("Mul", "/1/Mul", "m", "h", "s"))
-                .addNode(node("Add", "/1/Add", "a", "m", "s"))));
-        assertTrue(mul.startsWith("onnx: unsupported op Mul at node '/1/Mul'"), mul);
+        // The sigmoid's output read by something else too: not a SiLU, left alone; it imports as what it
+        // is, a gate h * s and a residual + s.
+        ModelProto unfused = file(13, g -> g.addNode(node("Sigmoid", "/1/Sigmoid", "s", "h"))
+                .addNode(node("Mul", "/1/Mul", "m", "h", "s")).addNode(node("Add", "/1/Add", "a", "m", "s")));
+        try (Sequential got = OnnxModels.fromBytes(unfused.toByteArray());
+                Tensor x = Tensor.zeros(DType.F32, 4, 6).fillNormal(0, 2, 5)) {
+            assertEquals("Sequential[6 -> dense 8 -> sigmoid -> * value 1 -> + value 2 -> dense 3]",
+                    got.toString());
+            float[] xv = x.toFloatArray(), y = run(got, x);
+            for (int r = 0; r < 4; r++) {
+                double[] a = new double[8];
+                for (int j = 0; j < 8; j++) {
+                    double h = B1[j];
+                    for (int k = 0; k < 6; k++) {
+                        h += xv[r * 6 + k] * (double) W1[j * 6 + k];
+                    }
+                    double sg = 1 / (1 + Math.exp(-h));
+                    a[j] = h * sg + sg;
+                }
+                for (int j = 0; j < 3; j++) {
+                    double want = B2[j];
+                    for (int k = 0; k < 8; k++) {
+                        want += a[k] * W2[j * 8 + k];
+                    }
+                    assertEquals(want, y[r * 3 + j], 1e-5 * Math.max(1, Math.abs(want)));
+                }
+            }
+        }
     }
 }

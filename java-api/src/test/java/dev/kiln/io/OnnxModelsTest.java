@@ -149,7 +149,7 @@ class OnnxModelsTest {
         float[] w = new float[24], b = new float[4], w2 = new float[12], b2 = new float[3];
         ModelProto.Builder conv = handBuilt(w, b, w2, b2);
         conv.getGraphBuilder().getNodeBuilder(2).setOpType("Conv");
-        assertEquals("onnx: unsupported op Conv at node 'act' (Kiln imports Gemm, MatMul, Add, Relu, LeakyRelu, "
+        assertEquals("onnx: unsupported op Conv at node 'act' (Kiln imports Gemm, MatMul, Add, Mul of two results, Concat of results (axis 1), Relu, LeakyRelu, "
                 + "PRelu (one slope), Elu, Selu, Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), [0, b] or [-b, b], Gelu, "
                 + "Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, "
                 + "Flatten, Reshape, Gather, BatchNormalization after a Gemm/MatMul, Constant, and GELU and LayerNorm as PyTorch decomposes them for older opsets)",

@@ -150,7 +150,7 @@ class DagModelTest {
                         () -> Sequential.builder(4).embedding(5, 2, Init.HE, 1).branch(0)).getMessage());
         // The first path is never joined back: its result would be computed for nothing.
         assertEquals("build: value 2 (the output of layer 1, dense) is never read: join the branch that left it back "
-                + "with residual(2)", assertThrows(IllegalStateException.class,
+                + "(residual, multiply or concat with 2)", assertThrows(IllegalStateException.class,
                         () -> Sequential.builder(4).relu().dense(3, Init.HE, 1).branch(0).dense(3, Init.HE, 2).build())
                         .getMessage());
         assertEquals("build: the last layer is a branch: the model's output must be computed",
@@ -171,6 +171,103 @@ class DagModelTest {
         assertEquals("residual: value 1 has 3 features, the current value 4",
                 assertThrows(IllegalArgumentException.class,
                         () -> Sequential.builder(4).dense(3, Init.HE, 1).branch(0).relu().residual(1)).getMessage());
+    }
+
+    /** A gate and concatenations: g = silu(x W0 + b0) * (x W2 + b2) [8]; y = [g | x] W5 + b5 [3]. */
+    @Test
+    void gateAndConcatSessionMatchesPlainJavaAndSurvivesFilesAndOnnx() throws Exception {
+        Sequential.Builder b = Sequential.builder(6).dense(8, Init.HE, 1).silu();
+        int s = b.mark();
+        b.branch(0).dense(8, Init.HE, 2).multiply(s).concat(0).dense(3, Init.XAVIER, 3);
+        try (Sequential m = b.build(); InferenceSession session = m.compile(4);
+             Tensor x = Tensor.zeros(DType.F32, 4, 6).fillNormal(0, 1, 8); Tensor y = Tensor.zeros(DType.F32, 4, 3)) {
+            for (Sequential.Layer l : m.layers()) {
+                if (l.bias() != null) {
+                    l.bias().fillUniform(-0.5, 0.5, 9);
+                }
+            }
+            assertEquals("Sequential[6 -> dense 8 -> silu -> | from value 0 -> dense 8 -> * value 2 -> concat value 0 -> "
+                    + "dense 3]", m.toString());
+            assertEquals(14, m.layers().get(5).outFeatures());
+            try (InferenceSession s2 = m.compile(4)) { // the session above was compiled before the biases were set
+                s2.run(x, y);
+            }
+            java.util.List<Sequential.Layer> l = m.layers();
+            float[] xv = x.toFloatArray();
+            double[] h = dense(xv, 4, 6, l.get(0).weight().toFloatArray(), l.get(0).bias().toFloatArray(), 8);
+            double[] u = dense(xv, 4, 6, l.get(3).weight().toFloatArray(), l.get(3).bias().toFloatArray(), 8);
+            float[] cat = new float[4 * 14];
+            for (int r = 0; r < 4; r++) {
+                for (int j = 0; j < 8; j++) {
+                    double a = h[r * 8 + j];
+                    cat[r * 14 + j] = (float) (a / (1 + Math.exp(-a)) * u[r * 8 + j]);
+                }
+                System.arraycopy(xv, r * 6, cat, r * 14 + 8, 6);
+            }
+            double[] want = dense(cat, 4, 14, l.get(6).weight().toFloatArray(), l.get(6).bias().toFloatArray(), 3);
+            float[] got = y.toFloatArray();
+            for (int i = 0; i < got.length; i++) {
+                assertEquals(want[i], got[i], 1e-5 * Math.max(1, Math.abs(want[i])), "element " + i);
+            }
+            try (Sequential back = dev.kiln.io.ModelFile.fromBytes(dev.kiln.io.ModelFile.toBytes(m, null));
+                 Sequential onnx = dev.kiln.io.OnnxModels.fromBytes(dev.kiln.io.OnnxModels.toBytes(m))) {
+                for (Sequential other : new Sequential[] {back, onnx}) {
+                    assertEquals(m.toString(), other.toString());
+                    try (InferenceSession s3 = other.compile(4); Tensor y3 = Tensor.zeros(DType.F32, 4, 3)) {
+                        s3.run(x, y3);
+                        org.junit.jupiter.api.Assertions.assertArrayEquals(got, y3.toFloatArray());
+                    }
+                }
+            }
+        }
+        // The square, which Kiln exports as Mul(x, x), comes back as the square.
+        try (Sequential sq = Sequential.builder(3).dense(4, Init.HE, 1).activation(dev.kiln.tensor.Activation.SQUARE)
+                .dense(2, Init.HE, 2).build();
+             Sequential back = dev.kiln.io.OnnxModels.fromBytes(dev.kiln.io.OnnxModels.toBytes(sq))) {
+            assertEquals("Sequential[3 -> dense 4 -> square -> dense 2]", back.toString());
+        }
+        assertEquals("multiply: value 0 has 6 features, the current value 8",
+                assertThrows(IllegalArgumentException.class, () -> Sequential.builder(6).dense(8, Init.HE, 1).multiply(0))
+                        .getMessage());
+        assertEquals("concat: value 0 is the token ids of the embedding, not features",
+                assertThrows(IllegalArgumentException.class,
+                        () -> Sequential.builder(2).embedding(5, 3, Init.HE, 1).concat(0)).getMessage());
+    }
+
+    /** XOR-like classes: the product of two learned projections carries the decision. */
+    @Test
+    void trainsAGatedModelWithAConcatenation() {
+        SplittableRandom r = new SplittableRandom(6);
+        int n = 800;
+        float[] x = new float[n * 4];
+        int[] y = new int[n];
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < 4; j++) {
+                x[i * 4 + j] = (float) r.nextGaussian();
+            }
+            y[i] = (x[i * 4] + x[i * 4 + 1]) * (x[i * 4 + 2] - x[i * 4 + 3]) > 0 ? 1 : 0;
+        }
+        Sequential.Builder b = Sequential.builder(4).dense(8, Init.XAVIER, 1);
+        int a = b.mark();
+        b.branch(0).dense(8, Init.XAVIER, 2).multiply(a).concat(0).dense(16, Init.HE, 3).relu().dense(2, Init.XAVIER, 4)
+                .softmax();
+        try (Sequential m = b.build(); Dataset d = Dataset.classification(Tensor.of(x, n, 4), Tensor.of(y, n));
+             Trainer t = Trainer.builder(m).optimizer(Optimizer.adam(1e-2)).batchSize(32).seed(1).build()) {
+            double before = t.evaluate(d).loss();
+            t.fit(d, null, 30);
+            var ev = t.evaluate(d);
+            assertTrue(ev.loss() < before / 4, "loss " + before + " -> " + ev.loss());
+            assertTrue(ev.accuracy() > 0.95, "accuracy " + ev.accuracy());
+            try (InferenceSession s = m.compile(n); Tensor out = Tensor.zeros(DType.F32, n, 2)) {
+                s.run(d.features(), out);
+                float[] p = out.toFloatArray();
+                double loss = 0;
+                for (int i = 0; i < n; i++) {
+                    loss -= Math.log(p[i * 2 + y[i]]);
+                }
+                assertEquals(ev.loss(), loss / n, 1e-4 * ev.loss());
+            }
+        }
     }
 
     /** Three classes by the sign pattern of two linear scores; the shortcut carries the linear part. */

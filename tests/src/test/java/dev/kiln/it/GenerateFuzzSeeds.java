@@ -42,6 +42,13 @@ public final class GenerateFuzzSeeds {
         try (Sequential m = p.build()) {
             Files.write(dir.resolve("onnx-branch"), prefixed(0, OnnxModels.toBytes(m)));
         }
+        // A gate (silu(x W1) * (x W2)) and a concatenation with the input.
+        Sequential.Builder q = Sequential.builder(3).dense(4, Init.HE, 9).silu();
+        int gate = q.mark();
+        q.branch(0).dense(4, Init.HE, 10).multiply(gate).concat(0).dense(2, Init.HE, 11);
+        try (Sequential m = q.build()) {
+            Files.write(dir.resolve("onnx-gate"), prefixed(0, OnnxModels.toBytes(m)));
+        }
         Files.write(dir.resolve("onnx-torch-decomposed"), prefixed(0, torchLike()));
         Files.write(dir.resolve("onnx-torch-view"), prefixed(0, torchView()));
     }

@@ -165,6 +165,12 @@ public final class KilnNative {
     @Name("kiln_plan_add_branch")
     public static native int planAddBranch(@Cast("kiln_plan*") long plan, long from);
 
+    @Name("kiln_plan_add_multiply")
+    public static native int planAddMultiply(@Cast("kiln_plan*") long plan, long from);
+
+    @Name("kiln_plan_add_concat")
+    public static native int planAddConcat(@Cast("kiln_plan*") long plan, long from);
+
     @Name("kiln_plan_add_embedding")
     public static native int planAddEmbedding(@Cast("kiln_plan*") long plan, long vocab, long dim,
             @Cast("const float*") long table);
@@ -232,6 +238,12 @@ public final class KilnNative {
 
     @Name("kiln_trainer_add_branch")
     public static native int trainerAddBranch(@Cast("kiln_trainer*") long t, long from);
+
+    @Name("kiln_trainer_add_multiply")
+    public static native int trainerAddMultiply(@Cast("kiln_trainer*") long t, long from);
+
+    @Name("kiln_trainer_add_concat")
+    public static native int trainerAddConcat(@Cast("kiln_trainer*") long t, long from);
 
     @Name("kiln_trainer_add_embedding")
     public static native int trainerAddEmbedding(@Cast("kiln_trainer*") long t, long vocab, long dim,
