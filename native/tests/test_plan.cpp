@@ -328,6 +328,45 @@ TEST(Plan, ProductsAndConcatenationsMatchLoops) {
     kiln_plan_destroy(p);
 }
 
+// A GEGLU whose halves come from one projection, as torch's chunk writes it:
+//   v1 = x W + b (5 -> 8); v2 = v1[:, 0:4]; v3 = branch(1); v4 = v1[:, 4:8]; v5 = gelu(v4); v6 = v5 * v2
+TEST(Plan, SlicesMatchLoops) {
+    const int64_t batch = 3, in = 5, h = 8;
+    auto w = random_floats(in * h, 41, -0.5f, 0.5f), b = random_floats(h, 42), x = random_floats(batch * in, 43);
+    kiln_plan* p;
+    ASSERT_EQ(kiln_plan_create(in, batch, &p), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_dense(p, h, w.data(), b.data(), KILN_UNARY_IDENTITY, 0), KILN_OK);
+    EXPECT_EQ(kiln_plan_add_slice(p, 4, 9), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_plan_add_slice(p, 4, 4), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("0 <= begin < end <= 8"), std::string::npos) << kiln_last_error();
+    ASSERT_EQ(kiln_plan_add_slice(p, 0, 4), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_branch(p, 1), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_slice(p, 4, 8), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_activation(p, KILN_UNARY_GELU, 0), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_multiply(p, 2), KILN_OK);
+    ASSERT_EQ(kiln_plan_compile(p), KILN_OK) << kiln_last_error();
+    int64_t ws_bytes, out;
+    ASSERT_EQ(kiln_plan_info(p, nullptr, &out, nullptr, &ws_bytes), KILN_OK);
+    ASSERT_EQ(out, 4);
+    std::vector<float> y(size_t(batch * 4));
+    void* ws;
+    ASSERT_EQ(kiln_alloc(ws_bytes, &ws), KILN_OK);
+    ASSERT_EQ(kiln_plan_run(p, batch, x.data(), y.data(), ws, ws_bytes), KILN_OK) << kiln_last_error();
+    for (int64_t r = 0; r < batch; ++r) {
+        double v1[8];
+        for (int64_t j = 0; j < h; ++j) {
+            v1[j] = b[size_t(j)];
+            for (int64_t k = 0; k < in; ++k) v1[j] += double(x[size_t(r * in + k)]) * w[size_t(k * h + j)];
+        }
+        for (int64_t j = 0; j < 4; ++j) {
+            const double g = 0.5 * v1[4 + j] * (1 + std::erf(v1[4 + j] / std::sqrt(2.0)));
+            ASSERT_NEAR(y[size_t(r * 4 + j)], g * v1[j], 1e-5 * (1 + std::fabs(g * v1[j]))) << r << "," << j;
+        }
+    }
+    kiln_free(ws);
+    kiln_plan_destroy(p);
+}
+
 TEST(Plan, BranchesAreChecked) {
     std::vector<float> w(4 * 4, 0.1f);
     kiln_plan* p;

@@ -15,12 +15,12 @@
 namespace {
 
 struct Spec {
-    enum K { Dense, Act, LN, Softmax, Residual, Branch, Multiply, Concat } k;
-    int64_t out = 0;      // Dense
+    enum K { Dense, Act, LN, Softmax, Residual, Branch, Multiply, Concat, Slice } k;
+    int64_t out = 0;      // Dense; Slice: end
     int32_t act = 0;      // Act
     float alpha = 0;
     int32_t log = 0;      // Softmax
-    int64_t from = 0;     // Residual, Branch, Multiply, Concat
+    int64_t from = 0;     // Residual, Branch, Multiply, Concat; Slice: begin
     bool bias = true;
 };
 
@@ -115,6 +115,11 @@ struct Ref {
                     width += wb;
                     break;
                 }
+                case Spec::Slice:
+                    for (int64_t r = 0; r < batch; ++r)
+                        for (int64_t j = s.from; j < s.out; ++j) y.push_back(a[size_t(r * width + j)]);
+                    width = s.out - s.from;
+                    break;
             }
             vals.push_back(std::move(y));
             widths.push_back(width);
@@ -204,6 +209,10 @@ kiln_trainer* build(const Case& c, Ref& ref, std::mt19937& rng) {
             case Spec::Concat:
                 EXPECT_EQ(kiln_trainer_add_concat(t, s.from), KILN_OK) << kiln_last_error();
                 width += widths[size_t(s.from)];
+                break;
+            case Spec::Slice:
+                EXPECT_EQ(kiln_trainer_add_slice(t, s.from, s.out), KILN_OK) << kiln_last_error();
+                width = s.out - s.from;
                 break;
         }
         widths.push_back(width);
@@ -379,6 +388,27 @@ TEST(Train, GradientsProductsAndConcatenations) {
               S{S::Concat, 0, 0, 0, 0, 2}, S{S::Concat, 0, 0, 0, 0, 0}, S{S::Dense, 3}},
              KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
     gradient_check(cat, 50);
+}
+
+// Slices: a GEGLU whose halves come from one projection (torch's chunk), and a middle slice.
+TEST(Train, GradientsSlices) {
+    //  v1 Dense(10)  v2 [0, 5)  v3 branch(1)  v4 [5, 10)  v5 gelu  v6 v5 * v2  v7 Dense(3)
+    Case geglu{6, 4,
+               {S{S::Dense, 10}, S{S::Slice, 5, 0, 0, 0, 0}, S{S::Branch, 0, 0, 0, 0, 1}, S{S::Slice, 10, 0, 0, 0, 5},
+                S{S::Act, 0, KILN_UNARY_GELU}, S{S::Multiply, 0, 0, 0, 0, 2}, S{S::Dense, 3}},
+               KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+    gradient_check(geglu, 51);
+    //  v1 Dense(7)  v2 tanh  v3 [2, 5)  v4 Dense(2)
+    Case mid{5, 3, {S{S::Dense, 7}, S{S::Act, 0, KILN_UNARY_TANH}, S{S::Slice, 5, 0, 0, 0, 2}, S{S::Dense, 2}},
+             KILN_LOSS_MSE};
+    gradient_check(mid, 52);
+    kiln_trainer* t;
+    ASSERT_EQ(kiln_trainer_create(4, 2, &t), KILN_OK);
+    EXPECT_EQ(kiln_trainer_add_slice(t, 2, 2), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_add_slice(t, 0, 5), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_add_slice(t, -1, 3), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_add_slice(t, 1, 4), KILN_OK);
+    kiln_trainer_destroy(t);
 }
 
 TEST(Train, BranchesAreChecked) {

@@ -23,7 +23,7 @@
 
 namespace {
 
-enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding, Branch, Multiply, Concat };
+enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding, Branch, Multiply, Concat, Slice };
 
 struct Layer {
     Kind kind;
@@ -40,6 +40,7 @@ struct Layer {
                               // next; Dense: a fused residual (-1: none). Never a Branch's value
                               // (resolved when added).
     int64_t vocab = 0;        // Embedding: table rows
+    int64_t begin = 0;        // Slice: the first feature taken (out of in; out features)
     float* table = nullptr;   // Embedding: vocab x (out / in) floats
     bool fused = false;       // folded into the Dense before it: its value aliases that Dense's
                               // (a Branch is always "fused": its value aliases value `from`)
@@ -254,6 +255,22 @@ extern "C" KILN_API kiln_status kiln_plan_add_branch(kiln_plan* plan, int64_t fr
     return KILN_OK;
 }
 
+extern "C" KILN_API kiln_status kiln_plan_add_slice(kiln_plan* plan, int64_t begin, int64_t end) {
+    static const char* fn = "kiln_plan_add_slice";
+    if (kiln_status st = check_open(fn, plan)) return st;
+    if (!(begin >= 0 && begin < end && end <= plan->features))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: features %lld..%lld: must satisfy 0 <= begin < end <= %lld", fn,
+                    (long long)begin, (long long)end, (long long)plan->features);
+    Layer l;
+    l.kind = Kind::Slice;
+    l.in = plan->features;
+    l.out = end - begin;
+    l.begin = begin;
+    if (kiln_status st = push(plan, std::move(l))) return st;
+    plan->features = end - begin;
+    return KILN_OK;
+}
+
 extern "C" KILN_API kiln_status kiln_plan_add_embedding(kiln_plan* plan, int64_t vocab, int64_t dim,
                                                         const float* table) {
     static const char* fn = "kiln_plan_add_embedding";
@@ -462,6 +479,10 @@ extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t bat
                 }
                 break;
             }
+            case Kind::Slice:
+                for (int64_t r = 0; r < batch; ++r)
+                    std::memcpy(dst + r * l.out, src + r * l.in + l.begin, size_t(l.out) * sizeof(float));
+                break;
             case Kind::Branch:
                 break;  // never reached: a branch is an alias
             case Kind::Embedding: {

@@ -32,7 +32,7 @@ using kiln::fail;
 
 namespace {
 
-enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding, Branch, Multiply, Concat };
+enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding, Branch, Multiply, Concat, Slice };
 
 struct TLayer {
     Kind kind;
@@ -45,6 +45,7 @@ struct TLayer {
     int64_t from = 0;                   // residual, multiply, concat, branch (never a branch's value:
                                         // resolved when added)
     int64_t vocab = 0;                  // embedding (its table is parameter w: vocab x dim)
+    int64_t begin = 0;                  // slice: first feature taken (of in; out features)
     int64_t w = -1, b = -1;             // parameter indices (Dense weight/bias, LN gamma/beta)
     bool fused = false;                 // Act folded into the Dense before it
     float* mask = nullptr;              // dropout multipliers, max_batch x in
@@ -359,6 +360,20 @@ extern "C" KILN_API kiln_status kiln_trainer_add_branch(kiln_trainer* t, int64_t
     return push(t, l);
 }
 
+extern "C" KILN_API kiln_status kiln_trainer_add_slice(kiln_trainer* t, int64_t begin, int64_t end) {
+    static const char* fn = "kiln_trainer_add_slice";
+    if (kiln_status st = check_open(fn, t)) return st;
+    if (!(begin >= 0 && begin < end && end <= t->features))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: features %lld..%lld: must satisfy 0 <= begin < end <= %lld", fn,
+                    (long long)begin, (long long)end, (long long)t->features);
+    TLayer l;
+    l.kind = Kind::Slice;
+    l.in = t->features;
+    l.out = end - begin;
+    l.begin = begin;
+    return push(t, l);
+}
+
 extern "C" KILN_API kiln_status kiln_trainer_add_embedding(kiln_trainer* t, int64_t vocab, int64_t dim,
                                                            const float* table) {
     static const char* fn = "kiln_trainer_add_embedding";
@@ -607,6 +622,10 @@ kiln_status forward(kiln_trainer* t, int64_t batch, const void* x, bool training
                 }
                 break;
             }
+            case Kind::Slice:
+                for (int64_t r = 0; r < batch; ++r)
+                    std::memcpy(dst + r * l.out, src + r * l.in + l.begin, size_t(l.out) * sizeof(float));
+                break;
             case Kind::Branch:
                 break;
             case Kind::Embedding: {
@@ -934,6 +953,20 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
                     float* go = emit_target(size_t(l.from), &acc);
                     for (int64_t r = 0; r < batch; ++r)
                         for (int64_t j = 0; j < wb; ++j) put(go, r * wb + j, gy[r * l.out + wa + j], acc);
+                }
+                break;
+            }
+            case Kind::Slice: {  // the taken columns get gy, the others nothing
+                if (!need_dx) break;
+                bool acc;
+                float* gx = emit_target(vin, &acc);
+                for (int64_t r = 0; r < batch; ++r) {
+                    float* g = gx + r * l.in;
+                    if (!acc) {
+                        std::memset(g, 0, size_t(l.begin) * sizeof(float));
+                        std::memset(g + l.begin + l.out, 0, size_t(l.in - l.begin - l.out) * sizeof(float));
+                    }
+                    for (int64_t j = 0; j < l.out; ++j) put(g, l.begin + j, gy[r * l.out + j], acc);
                 }
                 break;
             }

@@ -126,6 +126,10 @@ final class ModelCommands {
                         case EMBEDDING:
                             d.put("vocabulary", l.vocabulary());
                             break;
+                        case SLICE:
+                            d.put("begin", l.sliceBegin());
+                            d.put("end", l.sliceBegin() + l.outFeatures());
+                            break;
                         default:
                             break;
                     }

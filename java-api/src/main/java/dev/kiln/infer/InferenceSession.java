@@ -101,6 +101,9 @@ public final class InferenceSession implements AutoCloseable {
                     case CONCAT:
                         Native.check(KilnNative.planAddConcat(p, l.residualFrom()));
                         break;
+                    case SLICE:
+                        Native.check(KilnNative.planAddSlice(p, l.sliceBegin(), l.sliceBegin() + l.outFeatures()));
+                        break;
                     case EMBEDDING:
                         checkParam(l.weight());
                         NativeAccess.acquire(l.weight());

@@ -32,7 +32,11 @@ public final class ModelFile {
                     .append(",\"activation\":\"").append(l.activation() == null ? "" : l.activation().name())
                     .append("\",\"alpha\":").append(Float.floatToRawIntBits(l.activationAlpha()))
                     .append(",\"eps\":").append(Float.floatToRawIntBits(l.eps())).append(",\"from\":").append(l.residualFrom())
-                    .append(",\"vocab\":").append(l.vocabulary()).append('}');
+                    .append(",\"vocab\":").append(l.vocabulary());
+            if (l.kind() == Sequential.Layer.Kind.SLICE) {
+                s.append(",\"begin\":").append(l.sliceBegin()); // (absent for other layers: files stay as they were)
+            }
+            s.append('}');
         }
         return s.append("]}").toString();
     }
@@ -101,6 +105,12 @@ public final class ModelFile {
                     case BRANCH -> b.branch(Math.toIntExact(from));
                     case MULTIPLY -> b.multiply(Math.toIntExact(from));
                     case CONCAT -> b.concat(Math.toIntExact(from));
+                    case SLICE -> {
+                        if (!(l.get("begin") instanceof Long begin)) {
+                            throw new IllegalArgumentException("a slice without its first feature ('begin')");
+                        }
+                        b.slice(begin, Math.addExact(begin, out));
+                    }
                 }
             }
             model = b.build();

@@ -114,6 +114,12 @@ public final class OnnxModels {
                 case CONCAT:
                     n.setOpType("Concat").addInput(names.get(l.residualFrom())).addAttribute(intAttr("axis", 1));
                     break;
+                case SLICE:
+                    g.addInitializer(int64s(i + ".starts", l.sliceBegin()));
+                    g.addInitializer(int64s(i + ".ends", l.sliceBegin() + l.outFeatures()));
+                    g.addInitializer(int64s(i + ".axes", 1));
+                    n.setOpType("Slice").addInput(i + ".starts").addInput(i + ".ends").addInput(i + ".axes");
+                    break;
                 case DENSE:
                     g.addInitializer(floats(i + ".weight", l.weight()));
                     g.addInitializer(floats(i + ".bias", l.bias()));
@@ -201,6 +207,15 @@ public final class OnnxModels {
                         .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(features))))).build();
     }
 
+    private static TensorProto int64s(String name, long... v) {
+        TensorProto.Builder p = TensorProto.newBuilder().setName(name).setDataType(TensorProto.DataType.INT64_VALUE)
+                .addDims(v.length);
+        for (long x : v) {
+            p.addInt64Data(x);
+        }
+        return p.build();
+    }
+
     private static TensorProto floats(String name, Tensor t) {
         float[] v = t.toFloatArray();
         ByteBuffer b = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
@@ -243,6 +258,7 @@ public final class OnnxModels {
         float[] beta;
         int from = -1;   // residual, branch
         long vocab;      // embedding (weight holds the table)
+        long begin;      // slice: first feature
     }
 
     public static Sequential fromBytes(byte[] bytes) {
@@ -328,8 +344,10 @@ public final class OnnxModels {
             if (shapeOp(n, name, op, inits, shapes, valueOf, widthOf, dimsOf, inputDims[0])) {
                 continue;
             }
-            for (String in : n.getInputList()) {
-                if (shapes.containsKey(in) && !(op.equals("Reshape") && n.getInputCount() == 2 && in.equals(n.getInput(1)))) {
+            for (int k = 0; k < n.getInputCount(); k++) {
+                String in = n.getInput(k);
+                boolean sizesInput = k >= 1 && (op.equals("Reshape") || op.equals("Slice") || op.equals("Split"));
+                if (shapes.containsKey(in) && !sizesInput) {
                     throw unsupported(op, name, "a shape computation (Kiln evaluates Shape, Gather, Unsqueeze, Squeeze,"
                             + " Concat, Slice, Cast, Mul, Add, Sub and Div of shapes, read by a Reshape)");
                 }
@@ -460,6 +478,78 @@ public final class OnnxModels {
                 cur = n.getOutput(0);
                 valueOf.put(cur, layers.size());
                 widthOf.put(cur, width);
+                continue;
+            }
+            if (op.equals("Split")) { // parts of the features: a slice for each part read
+                checkAttrs(n, name, "axis", "split", "num_outputs");
+                String data = n.getInput(0);
+                if (intAttr(n, "axis", 0) != 1 && intAttr(n, "axis", 0) != -1) {
+                    throw unsupported(op, name, "axis = " + intAttr(n, "axis", 0) + " (Kiln splits the features of rows: axis 1)");
+                }
+                if (!valueOf.containsKey(data)) {
+                    throw unsupported(op, name, "a Split of '" + data + "', which is not the result of a layer");
+                }
+                if (!data.equals(cur)) {
+                    Pending br = branch(data, op, name, affine != null || unflattened != null, preprocessed, dimsOf, valueOf,
+                            widthOf, ids);
+                    layers.add(br);
+                    width = br.out;
+                    cur = data;
+                } else if (affine != null || unflattened != null || preprocessed.contains(data) || dimsOf.containsKey(data)
+                        || (ids && valueOf.get(data) == 0)) {
+                    throw unsupported(op, name, "a Split of '" + data + "', which is not rows of features a layer computed");
+                }
+                long w = width;
+                int parts = n.getOutputCount();
+                long[] sizes;
+                if (n.getInputCount() > 1 && !n.getInput(1).isEmpty()) {
+                    sizes = sizes(n, 1, inits, shapes, name, op);
+                } else if (attr(n, "split") != null) {
+                    sizes = attr(n, "split").getIntsList().stream().mapToLong(Long::longValue).toArray();
+                } else { // equal parts (the last one smaller when they do not divide the width)
+                    long each = (w + parts - 1) / parts;
+                    sizes = new long[parts];
+                    for (int k = 0; k < parts; k++) {
+                        sizes[k] = Math.max(0, Math.min(each, w - k * each));
+                    }
+                }
+                long sum = 0;
+                for (long v : sizes) {
+                    if (v < 1) {
+                        throw unsupported(op, name, "a part of " + v + " features");
+                    }
+                    sum += v;
+                }
+                if (sizes.length != parts || sum != w) {
+                    throw unsupported(op, name, sizes.length + " parts of " + sum + " features for " + parts + " outputs of "
+                            + w + " features");
+                }
+                int dataValue = valueOf.get(data);
+                boolean first = true;
+                long at = 0;
+                for (int k = 0; k < parts; k++) {
+                    String o = n.getOutput(k);
+                    if (!o.isEmpty() && dataReaders.getOrDefault(o, 0) > 0) {
+                        if (!first) {
+                            Pending br = new Pending();
+                            br.kind = "branch";
+                            br.from = dataValue;
+                            br.out = w;
+                            layers.add(br);
+                        }
+                        first = false;
+                        Pending sl = new Pending();
+                        sl.kind = "slice";
+                        sl.begin = at;
+                        sl.out = sizes[k];
+                        layers.add(sl);
+                        valueOf.put(o, layers.size());
+                        widthOf.put(o, sizes[k]);
+                        cur = o;
+                        width = sizes[k];
+                    }
+                    at += sizes[k];
+                }
                 continue;
             }
             if (op.equals("Concat")) {
@@ -719,6 +809,36 @@ public final class OnnxModels {
                     p.beta = n.getInputCount() > 2 && !n.getInput(2).isEmpty() ? vector(initializer(inits, n, 2, name, op), width, name, op) : new float[(int) width];
                     break;
                 }
+                case "Slice": { // features begin..end-1 of rows (torch's chunk and split)
+                    checkAttrs(n, name, "starts", "ends", "axes"); // attributes below opset 10, inputs from 10
+                    long[] starts, ends, axes, steps = {1};
+                    if (n.getInputCount() >= 3) {
+                        starts = sizes(n, 1, inits, shapes, name, op);
+                        ends = sizes(n, 2, inits, shapes, name, op);
+                        axes = n.getInputCount() > 3 && !n.getInput(3).isEmpty() ? sizes(n, 3, inits, shapes, name, op) : null;
+                        if (n.getInputCount() > 4 && !n.getInput(4).isEmpty()) {
+                            steps = sizes(n, 4, inits, shapes, name, op);
+                        }
+                    } else {
+                        starts = longsAttr(n, "starts");
+                        ends = longsAttr(n, "ends");
+                        axes = attr(n, "axes") != null ? longsAttr(n, "axes") : null;
+                    }
+                    if (axes == null || axes.length != 1 || (axes[0] != 1 && axes[0] != -1) || starts.length != 1
+                            || ends.length != 1 || steps.length != 1 || steps[0] != 1) {
+                        throw unsupported(op, name, "a Slice other than of features (axis 1) with step 1");
+                    }
+                    long b0 = starts[0] < 0 ? starts[0] + width : starts[0], e0 = ends[0] < 0 ? ends[0] + width : ends[0];
+                    b0 = Math.max(0, Math.min(b0, width));
+                    e0 = Math.max(0, Math.min(e0, width));
+                    if (b0 >= e0) {
+                        throw unsupported(op, name, "an empty Slice (features " + starts[0] + ".." + ends[0] + " of " + width + ")");
+                    }
+                    p.kind = "slice";
+                    p.begin = b0;
+                    p.out = e0 - b0;
+                    break;
+                }
                 case "Dropout": {
                     checkAttrs(n, name, "seed", "ratio"); // ratio: an attribute below opset 12
                     p.kind = "dropout";
@@ -772,7 +892,7 @@ public final class OnnxModels {
                     throw new IllegalArgumentException("onnx: unsupported op " + op + " at node '" + name
                             + "' (Kiln imports " + IMPORTED_OPS + ")");
             }
-            if (p.kind.equals("dense")) {
+            if (p.kind.equals("dense") || p.kind.equals("slice")) {
                 width = p.out;
             } else {
                 p.out = width;
@@ -815,6 +935,7 @@ public final class OnnxModels {
                 case "dropout": b.dropout(p.alpha); break;
                 case "embedding": b.embedding(p.vocab, p.out / features, Init.ZEROS, 0); break;
                 case "residual": b.residual(p.from); break;
+                case "slice": b.slice(p.begin, p.begin + p.out); break;
                 case "branch": b.branch(p.from); break;
                 case "multiply": b.multiply(p.from); break;
                 case "concat": b.concat(p.from); break;
@@ -1505,6 +1626,21 @@ public final class OnnxModels {
         long s = Math.max(0, Math.min(len, start < 0 ? start + len : start));
         long e = Math.max(0, Math.min(len, end < 0 ? end + len : end));
         return e <= s ? new long[0] : java.util.Arrays.copyOfRange(d, (int) s, (int) e);
+    }
+
+    /**
+     * Integers a node takes as input {@code i}: a constant, or sizes evaluated from a shape
+     * computation (which must not involve the batch).
+     */
+    private static long[] sizes(NodeProto n, int i, Map<String, TensorProto> inits, Map<String, long[]> shapes, String name,
+            String op) {
+        long[] v = shapes.containsKey(n.getInput(i)) ? shapes.get(n.getInput(i)) : ints(initializer(inits, n, i, name, op), name, op);
+        for (long x : v) {
+            if (x == BATCH) {
+                throw unsupported(op, name, "sizes computed from the batch size");
+            }
+        }
+        return v;
     }
 
     private static long[] longsAttr(NodeProto n, String key) {

@@ -29,7 +29,7 @@ public final class Sequential implements AutoCloseable {
     /** One layer and its parameters (null where the layer has none). */
     public static final class Layer {
         public enum Kind { DENSE, ACTIVATION, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, DROPOUT, EMBEDDING, RESIDUAL, BRANCH, MULTIPLY,
-            CONCAT }
+            CONCAT, SLICE }
 
         final Kind kind;
         final long in;
@@ -42,6 +42,7 @@ public final class Sequential implements AutoCloseable {
         final float alpha;
         final float eps;
         int from = -1;
+        long begin;
 
         Layer(Kind kind, long in, long out, Tensor weight, Tensor bias, Tensor gamma, Tensor beta,
                 Activation activation, float alpha, float eps) {
@@ -76,6 +77,11 @@ public final class Sequential implements AutoCloseable {
          */
         public int residualFrom() {
             return from;
+        }
+
+        /** Slice: the first feature taken (it takes {@link #outFeatures()} from there); 0 for other layers. */
+        public long sliceBegin() {
+            return begin;
         }
 
         /** Embedding: rows of the table. */
@@ -342,6 +348,7 @@ public final class Sequential implements AutoCloseable {
                 case BRANCH: b.append("| from value ").append(l.from); break;
                 case MULTIPLY: b.append("* value ").append(l.from); break;
                 case CONCAT: b.append("concat value ").append(l.from); break;
+                case SLICE: b.append("features ").append(l.begin).append("..").append(l.begin + l.out - 1); break;
                 default: b.append(l.kind.name().toLowerCase(java.util.Locale.ROOT)); break;
             }
         }
@@ -504,6 +511,23 @@ public final class Sequential implements AutoCloseable {
             l.from = from;
             layers.add(l);
             features = out;
+            return this;
+        }
+
+        /**
+         * Features {@code begin..end-1} of each row of the current value: one part of a value split
+         * in two (torch's {@code chunk} and {@code split}); with a {@link #branch(int)} back to the
+         * split value, the next part.
+         */
+        public Builder slice(long begin, long end) {
+            if (!(begin >= 0 && begin < end && end <= features)) {
+                throw new IllegalArgumentException("slice: features " + begin + ".." + end + ": must satisfy 0 <= begin < end <= "
+                        + features);
+            }
+            Layer l = new Layer(Layer.Kind.SLICE, features, end - begin, null, null, null, null, null, 0, 0);
+            l.begin = begin;
+            layers.add(l);
+            features = end - begin;
             return this;
         }
 

@@ -184,6 +184,10 @@ public final class Trainer implements AutoCloseable {
                     Native.check(KilnNative.trainerAddConcat(handle, value[l.residualFrom()]));
                     trainerLayers++;
                     break;
+                case SLICE:
+                    Native.check(KilnNative.trainerAddSlice(handle, l.sliceBegin(), l.sliceBegin() + l.outFeatures()));
+                    trainerLayers++;
+                    break;
                 default:
                     throw new IllegalArgumentException("layer " + i + " (" + l.kind() + ") cannot be trained yet");
             }

@@ -234,6 +234,90 @@ class DagModelTest {
                         () -> Sequential.builder(2).embedding(5, 3, Init.HE, 1).concat(0)).getMessage());
     }
 
+    /** A GEGLU whose halves come from one projection (torch's chunk): y = (h[:, 0:4] * gelu(h[:, 4:8])) W + b. */
+    @Test
+    void slicesServeTrainAndSurviveFiles() throws Exception {
+        Sequential.Builder b = Sequential.builder(5).dense(8, Init.XAVIER, 1);
+        int h = b.mark();
+        b.slice(0, 4);
+        int left = b.mark();
+        b.branch(h).slice(4, 8).gelu().multiply(left).dense(2, Init.XAVIER, 2).softmax();
+        assertEquals("slice: features 2..9: must satisfy 0 <= begin < end <= 8",
+                assertThrows(IllegalArgumentException.class, () -> Sequential.builder(3).dense(8, Init.HE, 1).slice(2, 9))
+                        .getMessage());
+        assertThrows(IllegalArgumentException.class, () -> Sequential.builder(3).slice(2, 2));
+        try (Sequential m = b.build(); Tensor x = Tensor.zeros(DType.F32, 3, 5).fillNormal(0, 1, 4);
+             Tensor y = Tensor.zeros(DType.F32, 3, 2)) {
+            assertEquals("Sequential[5 -> dense 8 -> features 0..3 -> | from value 1 -> features 4..7 -> gelu -> * value 2 -> "
+                    + "dense 2 -> softmax]", m.toString());
+            assertEquals(4, m.layers().get(3).sliceBegin());
+            try (InferenceSession s = m.compile(3)) {
+                s.run(x, y);
+            }
+            float[] xv = x.toFloatArray(), got = y.toFloatArray();
+            double[] hv = dense(xv, 3, 5, m.layers().get(0).weight().toFloatArray(), m.layers().get(0).bias().toFloatArray(), 8);
+            float[] g = new float[3 * 4];
+            for (int r = 0; r < 3; r++) {
+                for (int j = 0; j < 4; j++) {
+                    double u = hv[r * 8 + 4 + j];
+                    double gelu = 0.5 * u * (1 + erf(u / Math.sqrt(2)));
+                    g[r * 4 + j] = (float) (hv[r * 8 + j] * gelu);
+                }
+            }
+            double[] z = dense(g, 3, 4, m.layers().get(6).weight().toFloatArray(), m.layers().get(6).bias().toFloatArray(), 2);
+            for (int r = 0; r < 3; r++) {
+                double e0 = Math.exp(z[r * 2]), e1 = Math.exp(z[r * 2 + 1]);
+                assertEquals(e0 / (e0 + e1), got[r * 2], 1e-5);
+            }
+            try (Sequential back = dev.kiln.io.ModelFile.fromBytes(dev.kiln.io.ModelFile.toBytes(m, null));
+                 Sequential onnx = dev.kiln.io.OnnxModels.fromBytes(dev.kiln.io.OnnxModels.toBytes(m))) {
+                for (Sequential other : new Sequential[] {back, onnx}) {
+                    assertEquals(m.toString(), other.toString());
+                    try (InferenceSession s3 = other.compile(3); Tensor y3 = Tensor.zeros(DType.F32, 3, 2)) {
+                        s3.run(x, y3);
+                        org.junit.jupiter.api.Assertions.assertArrayEquals(got, y3.toFloatArray());
+                    }
+                }
+            }
+            // It trains: a sign task that needs the product of the halves.
+            SplittableRandom r = new SplittableRandom(8);
+            int n = 600;
+            float[] xs = new float[n * 5];
+            int[] ys = new int[n];
+            for (int i = 0; i < n; i++) {
+                for (int j = 0; j < 5; j++) {
+                    xs[i * 5 + j] = (float) r.nextGaussian();
+                }
+                ys[i] = xs[i * 5] * xs[i * 5 + 1] > 0 ? 1 : 0;
+            }
+            try (Dataset d = Dataset.classification(Tensor.of(xs, n, 5), Tensor.of(ys, n));
+                 Trainer t = Trainer.builder(m).optimizer(Optimizer.adam(2e-2)).batchSize(32).seed(3).build()) {
+                double before = t.evaluate(d).loss();
+                t.fit(d, null, 40);
+                var ev = t.evaluate(d);
+                assertTrue(ev.loss() < before / 2 && ev.accuracy() > 0.9, before + " -> " + ev);
+            }
+        }
+    }
+
+    /** erf to 1e-7 (Abramowitz and Stegun 7.1.26 is too coarse for a 1e-5 check; this is a series plus a fraction). */
+    private static double erf(double x) {
+        double t = Math.abs(x);
+        if (t < 2.5) { // Maclaurin series
+            double sum = 0, term = t;
+            for (int k = 0; k < 60; k++) {
+                sum += term / (2 * k + 1);
+                term *= -t * t / (k + 1);
+            }
+            return Math.signum(x) * 2 / Math.sqrt(Math.PI) * sum;
+        }
+        double f = 0; // continued fraction for erfc
+        for (int k = 60; k >= 1; k--) {
+            f = k / 2.0 / (t + f);
+        }
+        return Math.signum(x) * (1 - Math.exp(-t * t) / Math.sqrt(Math.PI) / (t + f));
+    }
+
     /** XOR-like classes: the product of two learned projections carries the decision. */
     @Test
     void trainsAGatedModelWithAConcatenation() {

@@ -33,7 +33,8 @@ class OnnxRuntimeConformanceIT {
      * Random chains; from model 25 on, also an embedding first (token-id input), residual adds (a
      * square Dense block added back to its input, sometimes after its activation), projection
      * shortcuts (two Dense layers on one path, one on a branch from the same value, of a new width,
-     * joined by a residual), gates (silu(x W1) * (x W2)) and concatenations with an earlier value.
+     * joined by a residual), gates (silu(x W1) * (x W2), or both halves sliced from one projection)
+     * and concatenations with an earlier value.
      */
     private static Sequential randomModel(Random r, int seed) {
         boolean dag = seed >= 25;
@@ -48,9 +49,17 @@ class OnnxRuntimeConformanceIT {
             if (dag && b.mark() > 0 && r.nextInt(4) == 0) {
                 int from = b.mark();
                 long w = 1 + r.nextInt(40);
-                b.dense(w, Init.XAVIER, seed * 10L + d).silu();
-                int gate = b.mark();
-                b.branch(from).dense(w, Init.XAVIER, seed * 10L + d + 3).multiply(gate);
+                if (r.nextBoolean()) { // one projection, split in halves (torch's chunk)
+                    b.dense(2 * w, Init.XAVIER, seed * 10L + d);
+                    int both = b.mark();
+                    b.slice(0, w);
+                    int left = b.mark();
+                    b.branch(both).slice(w, 2 * w).gelu().multiply(left);
+                } else {
+                    b.dense(w, Init.XAVIER, seed * 10L + d).silu();
+                    int gate = b.mark();
+                    b.branch(from).dense(w, Init.XAVIER, seed * 10L + d + 3).multiply(gate);
+                }
                 if (r.nextBoolean()) {
                     int v = r.nextInt(b.mark()); // any earlier value but the token ids
                     b.concat(v == 0 && ids ? 1 : v);
@@ -108,7 +117,7 @@ class OnnxRuntimeConformanceIT {
     void kilnEqualsOnnxRuntimeOnRandomModels() throws Exception {
         OrtEnvironment env = OrtEnvironment.getEnvironment();
         Random r = new Random(20261129);
-        int embeddings = 0, residuals = 0, branches = 0, gates = 0, concats = 0;
+        int embeddings = 0, residuals = 0, branches = 0, gates = 0, concats = 0, slices = 0;
         for (int seed = 0; seed < 50; seed++) {
             try (Sequential m = randomModel(r, seed); InferenceSession kiln = m.compile(16)) {
                 int batch = 1 + r.nextInt(16);
@@ -118,6 +127,7 @@ class OnnxRuntimeConformanceIT {
                 branches += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.BRANCH) ? 1 : 0;
                 gates += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.MULTIPLY) ? 1 : 0;
                 concats += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.CONCAT) ? 1 : 0;
+                slices += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.SLICE) ? 1 : 0;
                 int cols = (int) m.inputFeatures();
                 int[] idv = new int[batch * cols];
                 if (ids) {
@@ -162,8 +172,8 @@ class OnnxRuntimeConformanceIT {
         }
         // The random draw must really have exercised each feature.
         org.junit.jupiter.api.Assertions.assertTrue(embeddings >= 3 && residuals >= 5 && branches >= 3 && gates >= 3
-                && concats >= 2, embeddings + " embedding models, " + residuals + " residual models, " + branches
-                + " with branches, " + gates + " with gates, " + concats + " with concatenations");
+                && concats >= 2 && slices >= 2, embeddings + " embedding models, " + residuals + " residual models, " + branches
+                + " with branches, " + gates + " with gates, " + concats + " with concatenations, " + slices + " with slices");
     }
 
     /** Each activation Kiln exports, between two dense layers, on inputs spread over [-9, 9]. */

@@ -171,6 +171,9 @@ public final class KilnNative {
     @Name("kiln_plan_add_concat")
     public static native int planAddConcat(@Cast("kiln_plan*") long plan, long from);
 
+    @Name("kiln_plan_add_slice")
+    public static native int planAddSlice(@Cast("kiln_plan*") long plan, long begin, long end);
+
     @Name("kiln_plan_add_embedding")
     public static native int planAddEmbedding(@Cast("kiln_plan*") long plan, long vocab, long dim,
             @Cast("const float*") long table);
@@ -244,6 +247,9 @@ public final class KilnNative {
 
     @Name("kiln_trainer_add_concat")
     public static native int trainerAddConcat(@Cast("kiln_trainer*") long t, long from);
+
+    @Name("kiln_trainer_add_slice")
+    public static native int trainerAddSlice(@Cast("kiln_trainer*") long t, long begin, long end);
 
     @Name("kiln_trainer_add_embedding")
     public static native int trainerAddEmbedding(@Cast("kiln_trainer*") long t, long vocab, long dim,
