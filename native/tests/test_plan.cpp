@@ -367,6 +367,29 @@ TEST(Plan, SlicesMatchLoops) {
     kiln_plan_destroy(p);
 }
 
+TEST(Plan, ScaleShiftMatchesLoopsAndRefusesNonFinite) {
+    const float x[6] = {1, -2, 3, 0.5f, 4, -1}, g[3] = {2, -1, 0.5f}, b[3] = {0.25f, 1, -3};
+    kiln_plan* p;
+    ASSERT_EQ(kiln_plan_create(3, 2, &p), KILN_OK);
+    const float inf[3] = {1, INFINITY, 1};
+    EXPECT_EQ(kiln_plan_add_scale_shift(p, g, inf), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("the shift of feature 1 is not finite"), std::string::npos)
+        << kiln_last_error();
+    ASSERT_EQ(kiln_plan_add_scale_shift(p, g, b), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_scale_shift(p, nullptr, b), KILN_OK);  // scale 1
+    ASSERT_EQ(kiln_plan_compile(p), KILN_OK);
+    int64_t ws_bytes;
+    ASSERT_EQ(kiln_plan_info(p, nullptr, nullptr, nullptr, &ws_bytes), KILN_OK);
+    std::vector<float> y(6);
+    void* ws;
+    ASSERT_EQ(kiln_alloc(ws_bytes, &ws), KILN_OK);
+    ASSERT_EQ(kiln_plan_run(p, 2, x, y.data(), ws, ws_bytes), KILN_OK) << kiln_last_error();
+    for (int r = 0; r < 2; ++r)
+        for (int j = 0; j < 3; ++j) EXPECT_FLOAT_EQ(y[size_t(r * 3 + j)], x[r * 3 + j] * g[j] + b[j] + b[j]);
+    kiln_free(ws);
+    kiln_plan_destroy(p);
+}
+
 TEST(Plan, BranchesAreChecked) {
     std::vector<float> w(4 * 4, 0.1f);
     kiln_plan* p;

@@ -15,7 +15,7 @@
 namespace {
 
 struct Spec {
-    enum K { Dense, Act, LN, Softmax, Residual, Branch, Multiply, Concat, Slice } k;
+    enum K { Dense, Act, LN, Softmax, Residual, Branch, Multiply, Concat, Slice, Scale } k;
     int64_t out = 0;      // Dense; Slice: end
     int32_t act = 0;      // Act
     float alpha = 0;
@@ -120,6 +120,12 @@ struct Ref {
                         for (int64_t j = s.from; j < s.out; ++j) y.push_back(a[size_t(r * width + j)]);
                     width = s.out - s.from;
                     break;
+                case Spec::Scale: {
+                    const auto& g = params[pi++];
+                    const auto& bt = params[pi++];
+                    for (size_t j = 0; j < a.size(); ++j) y.push_back(a[j] * g[j % size_t(width)] + bt[j % size_t(width)]);
+                    break;
+                }
             }
             vals.push_back(std::move(y));
             widths.push_back(width);
@@ -214,6 +220,15 @@ kiln_trainer* build(const Case& c, Ref& ref, std::mt19937& rng) {
                 EXPECT_EQ(kiln_trainer_add_slice(t, s.from, s.out), KILN_OK) << kiln_last_error();
                 width = s.out - s.from;
                 break;
+            case Spec::Scale: {
+                std::vector<float> g(static_cast<size_t>(width)), b(static_cast<size_t>(width));
+                for (float& v : g) v = 1.0f + nd(rng);
+                for (float& v : b) v = nd(rng);
+                EXPECT_EQ(kiln_trainer_add_scale_shift(t, g.data(), b.data()), KILN_OK) << kiln_last_error();
+                ref.params.emplace_back(g.begin(), g.end());
+                ref.params.emplace_back(b.begin(), b.end());
+                break;
+            }
         }
         widths.push_back(width);
     }
@@ -408,6 +423,23 @@ TEST(Train, GradientsSlices) {
     EXPECT_EQ(kiln_trainer_add_slice(t, 0, 5), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(kiln_trainer_add_slice(t, -1, 3), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(kiln_trainer_add_slice(t, 1, 4), KILN_OK);
+    kiln_trainer_destroy(t);
+}
+
+// Scale-shift (a batch norm in inference mode): after an activation, and read by two consumers.
+TEST(Train, GradientsScaleShift) {
+    Case c{5, 4,
+           {S{S::Dense, 6}, S{S::Act, 0, KILN_UNARY_RELU}, S{S::Scale}, S{S::Dense, 6}, S{S::Residual, 0, 0, 0, 0, 3},
+            S{S::Dense, 3}},
+           KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+    gradient_check(c, 53);
+    kiln_trainer* t;
+    ASSERT_EQ(kiln_trainer_create(2, 2, &t), KILN_OK);
+    const float bad[2] = {1.0f, NAN};
+    EXPECT_EQ(kiln_trainer_add_scale_shift(t, bad, nullptr), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("the scale of feature 1 is not finite"), std::string::npos)
+        << kiln_last_error();
+    EXPECT_EQ(kiln_trainer_add_scale_shift(t, nullptr, nullptr), KILN_OK);
     kiln_trainer_destroy(t);
 }
 

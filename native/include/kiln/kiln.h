@@ -398,6 +398,9 @@ KILN_API kiln_status kiln_plan_add_concat(kiln_plan* plan, int64_t from);
 /** Features begin..end-1 of each row of the current value (0 <= begin < end <= its width): one
  *  part of a value split in two, as torch's chunk and split do. */
 KILN_API kiln_status kiln_plan_add_slice(kiln_plan* plan, int64_t begin, int64_t end);
+/** y = x * scale + shift per feature (scale, shift: features floats, copied; NULL means 1 and 0;
+ *  non-finite values are refused): a batch norm in inference mode, or scaling by constants. */
+KILN_API kiln_status kiln_plan_add_scale_shift(kiln_plan* plan, const float* scale, const float* shift);
 /** Embedding lookup as the first layer: the plan's input is then int32 token ids (batch x
  *  input_features positions) and this layer outputs input_features x dim floats per row (table:
  *  vocab x dim, copied). An id outside 0..vocab-1 fails the run, naming the row and position. */
@@ -483,6 +486,8 @@ KILN_API kiln_status kiln_trainer_add_multiply(kiln_trainer* t, int64_t from);
 KILN_API kiln_status kiln_trainer_add_concat(kiln_trainer* t, int64_t from);
 /** Features begin..end-1 of the current value (as kiln_plan_add_slice). */
 KILN_API kiln_status kiln_trainer_add_slice(kiln_trainer* t, int64_t begin, int64_t end);
+/** y = x * scale + shift per feature, both trained (copied; NULL means 1 and 0). */
+KILN_API kiln_status kiln_trainer_add_scale_shift(kiln_trainer* t, const float* scale, const float* shift);
 /** Embedding as the first layer: x is then int32 token ids (batch x input_features) and the layer
  *  outputs input_features x dim floats per row; the table (vocab x dim, copied) is parameter 0. */
 KILN_API kiln_status kiln_trainer_add_embedding(kiln_trainer* t, int64_t vocab, int64_t dim, const float* table);

@@ -23,7 +23,7 @@
 
 namespace {
 
-enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding, Branch, Multiply, Concat, Slice };
+enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift };
 
 struct Layer {
     Kind kind;
@@ -178,6 +178,33 @@ extern "C" KILN_API kiln_status kiln_plan_add_layer_norm(kiln_plan* plan, const 
     if (st != KILN_OK) {
         free_layer(l);
         return st;
+    }
+    return push(plan, std::move(l));
+}
+
+extern "C" KILN_API kiln_status kiln_plan_add_scale_shift(kiln_plan* plan, const float* scale, const float* shift) {
+    static const char* fn = "kiln_plan_add_scale_shift";
+    if (kiln_status st = check_open(fn, plan)) return st;
+    const int64_t n = plan->features;
+    for (int64_t j = 0; j < n; ++j)
+        if ((scale != nullptr && !std::isfinite(scale[j])) || (shift != nullptr && !std::isfinite(shift[j])))
+            return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the %s of feature %lld is not finite", fn,
+                        scale != nullptr && !std::isfinite(scale[j]) ? "scale" : "shift", (long long)j);
+    Layer l;
+    l.kind = Kind::ScaleShift;
+    l.in = l.out = n;
+    void *g = nullptr, *b = nullptr;
+    kiln_status st = kiln_alloc(n * int64_t(sizeof(float)), &g);
+    if (st == KILN_OK) st = kiln_alloc(n * int64_t(sizeof(float)), &b);
+    l.gamma = static_cast<float*>(g);
+    l.beta = static_cast<float*>(b);
+    if (st != KILN_OK) {
+        free_layer(l);
+        return st;
+    }
+    for (int64_t j = 0; j < n; ++j) {
+        l.gamma[j] = scale != nullptr ? scale[j] : 1.0f;
+        l.beta[j] = shift != nullptr ? shift[j] : 0.0f;
     }
     return push(plan, std::move(l));
 }
@@ -482,6 +509,13 @@ extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t bat
             case Kind::Slice:
                 for (int64_t r = 0; r < batch; ++r)
                     std::memcpy(dst + r * l.out, src + r * l.in + l.begin, size_t(l.out) * sizeof(float));
+                break;
+            case Kind::ScaleShift:
+                for (int64_t r = 0; r < batch; ++r) {
+                    const float* x = src + r * l.in;
+                    float* y = dst + r * l.in;
+                    for (int64_t j = 0; j < l.in; ++j) y[j] = x[j] * l.gamma[j] + l.beta[j];
+                }
                 break;
             case Kind::Branch:
                 break;  // never reached: a branch is an alias

@@ -32,7 +32,7 @@ using kiln::fail;
 
 namespace {
 
-enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding, Branch, Multiply, Concat, Slice };
+enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift };
 
 struct TLayer {
     Kind kind;
@@ -46,7 +46,7 @@ struct TLayer {
                                         // resolved when added)
     int64_t vocab = 0;                  // embedding (its table is parameter w: vocab x dim)
     int64_t begin = 0;                  // slice: first feature taken (of in; out features)
-    int64_t w = -1, b = -1;             // parameter indices (Dense weight/bias, LN gamma/beta)
+    int64_t w = -1, b = -1;             // parameter indices (Dense weight/bias, LN and scale-shift gamma/beta)
     bool fused = false;                 // Act folded into the Dense before it
     float* mask = nullptr;              // dropout multipliers, max_batch x in
     float* mean = nullptr;              // layer norm stats, max_batch
@@ -278,6 +278,21 @@ extern "C" KILN_API kiln_status kiln_trainer_add_layer_norm(kiln_trainer* t, con
     l.eps = eps;
     if (kiln_status st = add_param(t, l.in, gamma, 1.0f, false, &l.w)) return st;
     if (kiln_status st = add_param(t, l.in, beta, 0.0f, false, &l.b)) return st;
+    return push(t, l);
+}
+
+extern "C" KILN_API kiln_status kiln_trainer_add_scale_shift(kiln_trainer* t, const float* scale, const float* shift) {
+    static const char* fn = "kiln_trainer_add_scale_shift";
+    if (kiln_status st = check_open(fn, t)) return st;
+    for (int64_t j = 0; j < t->features; ++j)
+        if ((scale != nullptr && !std::isfinite(scale[j])) || (shift != nullptr && !std::isfinite(shift[j])))
+            return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the %s of feature %lld is not finite", fn,
+                        scale != nullptr && !std::isfinite(scale[j]) ? "scale" : "shift", (long long)j);
+    TLayer l;
+    l.kind = Kind::ScaleShift;
+    l.in = l.out = t->features;
+    if (kiln_status st = add_param(t, l.in, scale, 1.0f, false, &l.w)) return st;
+    if (kiln_status st = add_param(t, l.in, shift, 0.0f, false, &l.b)) return st;
     return push(t, l);
 }
 
@@ -626,6 +641,13 @@ kiln_status forward(kiln_trainer* t, int64_t batch, const void* x, bool training
                 for (int64_t r = 0; r < batch; ++r)
                     std::memcpy(dst + r * l.out, src + r * l.in + l.begin, size_t(l.out) * sizeof(float));
                 break;
+            case Kind::ScaleShift: {
+                const float* g = t->params[size_t(l.w)].value;
+                const float* b = t->params[size_t(l.b)].value;
+                for (int64_t r = 0; r < batch; ++r)
+                    for (int64_t j = 0; j < l.in; ++j) dst[r * l.in + j] = src[r * l.in + j] * g[j] + b[j];
+                break;
+            }
             case Kind::Branch:
                 break;
             case Kind::Embedding: {
@@ -968,6 +990,24 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
                     }
                     for (int64_t j = 0; j < l.out; ++j) put(g, l.begin + j, gy[r * l.out + j], acc);
                 }
+                break;
+            }
+            case Kind::ScaleShift: {  // dscale = sum x gy, dshift = sum gy over rows (in row order), dx = gy scale
+                const float* x = t->act[vin];
+                const float* g = t->params[size_t(l.w)].value;
+                float* gg = t->params[size_t(l.w)].grad;
+                float* gb = t->params[size_t(l.b)].grad;
+                std::memset(gg, 0, size_t(l.in) * sizeof(float));
+                std::memset(gb, 0, size_t(l.in) * sizeof(float));
+                bool acc = false;
+                float* gx = need_dx ? emit_target(vin, &acc) : nullptr;
+                for (int64_t r = 0; r < batch; ++r)
+                    for (int64_t j = 0; j < l.in; ++j) {
+                        const float gr = gy[r * l.in + j];
+                        gg[j] += gr * x[r * l.in + j];
+                        gb[j] += gr;
+                        if (gx != nullptr) put(gx, r * l.in + j, gr * g[j], acc);
+                    }
                 break;
             }
             case Kind::Branch:

@@ -99,6 +99,7 @@ public final class ModelFile {
                     case SOFTMAX -> b.softmax();
                     case LOG_SOFTMAX -> b.logSoftmax();
                     case LAYER_NORM -> b.layerNorm(Float.intBitsToFloat(eps.intValue()));
+                    case SCALE_SHIFT -> b.scaleShift();
                     case DROPOUT -> b.dropout(a);
                     case EMBEDDING -> b.embedding(vocab, out / in, Init.ZEROS, 0);
                     case RESIDUAL -> b.residual(Math.toIntExact(from));

@@ -36,6 +36,8 @@ import java.util.Objects;
  * lookup of the integer model input, Add of two earlier values (residual connections, with layers on
  * one path or on both: a projection shortcut imports as a {@link Sequential.Builder#branch branch}),
  * Mul of two (a gate; Mul(x, x) is the square) and Concat of results along the features (axis 1);
+ * Slice and Split of features; a BatchNormalization that does not directly follow a Gemm/MatMul, and
+ * Add, Sub, Mul, Div by constants after the first layer, as scale-shift layers;
  * nodes whose results never reach the output are dropped; Constant
  * nodes, and GELU (below opset 20) and LayerNorm (below opset 17) as PyTorch's exporter decomposes
  * them into elementwise ops, are fused back first (see {@link OnnxFusion}). Graphs run
@@ -65,8 +67,8 @@ public final class OnnxModels {
     // Named in the error for any other op.
     private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Mul of two results, Concat of results (axis 1), Relu, LeakyRelu, PRelu (one slope), Elu, Selu, "
             + "Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), [0, b] or [-b, b], Gelu, Sigmoid, Tanh, Exp, Log, "
-            + "Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, Flatten, Reshape, Gather, "
-            + "BatchNormalization after a Gemm/MatMul, Constant, and GELU and LayerNorm as PyTorch decomposes them for "
+            + "Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, Flatten, Reshape, Gather, Slice and "
+            + "Split of features, BatchNormalization, Add, Sub, Mul and Div by constants, Constant, and GELU and LayerNorm as PyTorch decomposes them for "
             + "older opsets";
 
     private OnnxModels() {}
@@ -149,6 +151,15 @@ public final class OnnxModels {
                 case LOG_SOFTMAX:
                     n.setOpType("LogSoftmax").addAttribute(intAttr("axis", -1));
                     break;
+                case SCALE_SHIFT: { // x * gamma + beta: Mul, then Add
+                    g.addInitializer(floats(i + ".gamma", l.gamma()));
+                    g.addInitializer(floats(i + ".beta", l.beta()));
+                    String scaled = "t" + i + "_scaled";
+                    g.addNode(NodeProto.newBuilder().setName(node + "_mul").setOpType("Mul").addInput(cur).addInput(i + ".gamma")
+                            .addOutput(scaled));
+                    n = NodeProto.newBuilder().setName(node).setOpType("Add").addInput(scaled).addInput(i + ".beta").addOutput(out);
+                    break;
+                }
                 case LAYER_NORM:
                     g.addInitializer(floats(i + ".gamma", l.gamma()));
                     g.addInitializer(floats(i + ".beta", l.beta()));
@@ -415,8 +426,61 @@ public final class OnnxModels {
             }
             if (affine != null && !op.equals("Flatten") && !op.equals("Reshape") && !op.equals("Identity")
                     && !op.equals("Gemm") && !op.equals("MatMul")) {
-                throw unsupported(op, name, "an op between the preprocessing of the model input and the first Gemm/MatMul"
-                        + " (Kiln folds the preprocessing into that layer's weights)");
+                // no Gemm/MatMul to fold the preprocessing into: it becomes a scale-shift layer
+                layers.add(scaleShift(affine, width, name, op));
+                affine = null;
+                preprocessed.remove(cur);
+                valueOf.put(cur, layers.size());
+            }
+            // Scaling and shifting by constants after the first layer, and a batch norm that does not
+            // directly follow a Gemm/MatMul: a scale-shift layer (merged into one just before).
+            int constAt = n.getInputCount() == 2 ? (inits.containsKey(n.getInput(1)) && !inits.containsKey(n.getInput(0)) ? 1
+                    : inits.containsKey(n.getInput(0)) && !inits.containsKey(n.getInput(1)) ? 0 : -1) : -1;
+            boolean constOp = constAt >= 0 && (op.equals("Add") || op.equals("Sub") || op.equals("Mul")
+                    || (op.equals("Div") && constAt == 1)) && valueOf.containsKey(n.getInput(1 - constAt));
+            Pending prev = layers.isEmpty() ? null : layers.get(layers.size() - 1);
+            boolean freshDense = prev != null && prev.kind.equals("dense") && prev.activation == Activation.IDENTITY
+                    && valueOf.containsKey(cur) && valueOf.get(cur) == layers.size() && readers.getOrDefault(cur, 0) == 1;
+            boolean biasOfMatMul = constOp && op.equals("Add") && freshDense && (prev.bias == null || prev.shiftOnly)
+                    && n.getInput(1 - constAt).equals(cur);
+            boolean midNorm = op.equals("BatchNormalization") && n.getInputCount() == 5 && valueOf.containsKey(n.getInput(0))
+                    && !(freshDense && n.getInput(0).equals(cur)); // (that one folds into the Gemm/MatMul)
+            if (!layers.isEmpty() && affine == null && unflattened == null && ((constOp && !biasOfMatMul) || midNorm)) {
+                String data = midNorm ? n.getInput(0) : n.getInput(1 - constAt);
+                if (midNorm) {
+                    checkAttrs(n, name, "epsilon", "momentum", "training_mode", "spatial");
+                    if (intAttr(n, "training_mode", 0) != 0) {
+                        throw unsupported(op, name, "training_mode = 1 (Kiln imports inference graphs)");
+                    }
+                } else {
+                    checkAttrs(n, name);
+                }
+                if (!data.equals(cur)) {
+                    Pending br = branch(data, op, name, false, preprocessed, dimsOf, valueOf, widthOf, ids);
+                    layers.add(br);
+                    width = br.out;
+                    cur = data;
+                }
+                Pending last = layers.get(layers.size() - 1);
+                boolean merge = last.kind.equals("scaleshift") && valueOf.get(cur) == layers.size()
+                        && dataReaders.getOrDefault(cur, 0) == 1;
+                double[][] a = new double[2][(int) width];
+                for (int j = 0; j < width; j++) {
+                    a[0][j] = merge ? last.gamma[j] : 1.0;
+                    a[1][j] = merge ? last.beta[j] : 0.0;
+                }
+                preprocess(a, n, op, midNorm ? 0 : 1 - constAt, new long[] {BATCH, width}, inits, name);
+                Pending ss = scaleShift(a, width, name, op);
+                if (merge) {
+                    last.gamma = ss.gamma;
+                    last.beta = ss.beta;
+                } else {
+                    layers.add(ss);
+                }
+                cur = n.getOutput(0);
+                valueOf.put(cur, layers.size());
+                widthOf.put(cur, width);
+                continue;
             }
             if (unflattened != null && !op.equals("Flatten") && !op.equals("Reshape") && !op.equals("Identity")) {
                 throw unsupported(op, name, "an op on " + unflattened + " (Kiln's layers take rows: flatten it to [batch, "
@@ -909,9 +973,9 @@ public final class OnnxModels {
             throw new IllegalArgumentException("onnx: the graph output '" + g.getOutput(0).getName()
                     + "' is not the last node's result '" + cur + "'");
         }
-        if (affine != null) {
-            throw new IllegalArgumentException("onnx: the preprocessing of the model input (Sub, Add, Mul, Div by constants, "
-                    + "BatchNormalization) leads into no Gemm/MatMul: Kiln folds it into the first layer's weights");
+        if (affine != null) { // preprocessing with no Gemm/MatMul after it: a scale-shift layer
+            layers.add(scaleShift(affine, width, "(the model input)", "preprocessing"));
+            valueOf.put(cur, layers.size());
         }
         if (layers.isEmpty()) {
             throw new IllegalArgumentException("onnx: the graph has no layer Kiln can run");
@@ -932,6 +996,7 @@ public final class OnnxModels {
                 case "softmax": b.softmax(); break;
                 case "logsoftmax": b.logSoftmax(); break;
                 case "layernorm": b.layerNorm(p.eps); break;
+                case "scaleshift": b.scaleShift(); break;
                 case "dropout": b.dropout(p.alpha); break;
                 case "embedding": b.embedding(p.vocab, p.out / features, Init.ZEROS, 0); break;
                 case "residual": b.residual(p.from); break;
@@ -1590,6 +1655,24 @@ public final class OnnxModels {
      * Folds the input preprocessing x * s + t into the first dense layer: W'[i][j] = s_i W[i][j],
      * b'_j = b_j + sum_i t_i W[i][j], in double precision.
      */
+    /** A scale-shift layer x * a[0] + a[1], its values checked as floats. */
+    private static Pending scaleShift(double[][] a, long width, String name, String op) {
+        Pending p = new Pending();
+        p.kind = "scaleshift";
+        p.out = width;
+        p.gamma = new float[(int) width];
+        p.beta = new float[(int) width];
+        for (int j = 0; j < width; j++) {
+            p.gamma[j] = (float) a[0][j];
+            p.beta[j] = (float) a[1][j];
+            if (!Float.isFinite(p.gamma[j]) || !Float.isFinite(p.beta[j])) {
+                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") makes feature " + j
+                        + " non-finite (a division by 0?)");
+            }
+        }
+        return p;
+    }
+
     private static void foldInput(Pending p, double[][] a, String name, String op) {
         int in = a[0].length, out = (int) p.out;
         double[] shift = new double[out];

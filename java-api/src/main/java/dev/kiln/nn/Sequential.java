@@ -29,7 +29,7 @@ public final class Sequential implements AutoCloseable {
     /** One layer and its parameters (null where the layer has none). */
     public static final class Layer {
         public enum Kind { DENSE, ACTIVATION, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, DROPOUT, EMBEDDING, RESIDUAL, BRANCH, MULTIPLY,
-            CONCAT, SLICE }
+            CONCAT, SLICE, SCALE_SHIFT }
 
         final Kind kind;
         final long in;
@@ -99,12 +99,12 @@ public final class Sequential implements AutoCloseable {
             return bias;
         }
 
-        /** Layer norm: [features] scale. */
+        /** Layer norm, scale-shift: [features] scale. */
         public Tensor gamma() {
             return gamma;
         }
 
-        /** Layer norm: [features] shift. */
+        /** Layer norm, scale-shift: [features] shift. */
         public Tensor beta() {
             return beta;
         }
@@ -173,7 +173,7 @@ public final class Sequential implements AutoCloseable {
     /**
      * The parameters by name: {@code "<layer index>.weight"}, {@code ".bias"} (Dense, weight
      * [in, out]), {@code ".weight"} (embedding table [vocab, dim]), {@code ".gamma"}, {@code ".beta"}
-     * (layer norm). The tensors are the model's own
+     * (layer norm, scale-shift). The tensors are the model's own
      * (not copies): write them with {@link dev.kiln.io.SafeTensors#write}.
      */
     public java.util.Map<String, Tensor> parameters() {
@@ -272,6 +272,9 @@ public final class Sequential implements AutoCloseable {
                     case EMBEDDING:
                         mine.put(i + ".weight", torchTensor(stateDict, w, true, used, made));
                         break;
+                    case SCALE_SHIFT:
+                        throw new IllegalArgumentException("loadPyTorchStateDict: layer " + i + " is a scale-shift, which no "
+                                + "torch module is (set its gamma and beta with loadParameters)");
                     default:
                         break;
                 }
@@ -344,6 +347,7 @@ public final class Sequential implements AutoCloseable {
                     break;
                 case DROPOUT: b.append("dropout(").append(l.alpha).append(')'); break;
                 case LAYER_NORM: b.append("layer_norm"); break;
+                case SCALE_SHIFT: b.append("scale_shift"); break;
                 case RESIDUAL: b.append("+ value ").append(l.from); break;
                 case BRANCH: b.append("| from value ").append(l.from); break;
                 case MULTIPLY: b.append("* value ").append(l.from); break;
@@ -643,6 +647,17 @@ public final class Sequential implements AutoCloseable {
             Tensor g = Tensor.zeros(DType.F32, features).fill(1);
             Tensor b = Tensor.zeros(DType.F32, features);
             layers.add(new Layer(Layer.Kind.LAYER_NORM, features, features, null, null, g, b, null, 0, eps));
+            return this;
+        }
+
+        /**
+         * x * gamma + beta per feature, gamma = 1 and beta = 0 to start (set them through the
+         * layer's tensors; both are trained): a batch norm in inference mode, or a constant scaling.
+         */
+        public Builder scaleShift() {
+            Tensor g = Tensor.zeros(DType.F32, features).fill(1);
+            Tensor b = Tensor.zeros(DType.F32, features);
+            layers.add(new Layer(Layer.Kind.SCALE_SHIFT, features, features, null, null, g, b, null, 0, 0));
             return this;
         }
 

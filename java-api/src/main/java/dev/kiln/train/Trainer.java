@@ -151,6 +151,13 @@ public final class Trainer implements AutoCloseable {
                     Native.check(KilnNative.trainerAddSoftmax(handle, l.kind() == Sequential.Layer.Kind.LOG_SOFTMAX ? 1 : 0));
                     trainerLayers++;
                     break;
+                case SCALE_SHIFT:
+                    withAddresses(l.gamma(), l.beta(), (g, bt) ->
+                            Native.check(KilnNative.trainerAddScaleShift(handle, g, bt)));
+                    params.add(l.gamma());
+                    params.add(l.beta());
+                    trainerLayers++;
+                    break;
                 case LAYER_NORM:
                     withAddresses(l.gamma(), l.beta(), (g, bt) ->
                             Native.check(KilnNative.trainerAddLayerNorm(handle, g, bt, l.eps())));

@@ -152,14 +152,16 @@ class OnnxModelsTest {
         assertEquals("onnx: unsupported op Conv at node 'act' (Kiln imports Gemm, MatMul, Add, Mul of two results, Concat of results (axis 1), Relu, LeakyRelu, "
                 + "PRelu (one slope), Elu, Selu, Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), [0, b] or [-b, b], Gelu, "
                 + "Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, "
-                + "Flatten, Reshape, Gather, BatchNormalization after a Gemm/MatMul, Constant, and GELU and LayerNorm as PyTorch decomposes them for older opsets)",
+                + "Flatten, Reshape, Gather, Slice and Split of features, BatchNormalization, Add, Sub, Mul and Div by constants, "
+                + "Constant, and GELU and LayerNorm as PyTorch decomposes them for older opsets)",
                 assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(conv.build().toByteArray())).getMessage());
-        ModelProto.Builder constantAdd = handBuilt(w, b, w2, b2); // relu(x W1 + B1) + B1: not a bias
+        ModelProto.Builder constantAdd = handBuilt(w, b, w2, b2); // relu(x W1 + B1) + B1: not a bias, a shift
         constantAdd.getGraphBuilder().getNodeBuilder(3).setOpType("Add").addInput("B1");
-        assertEquals("onnx: unsupported an Add of a constant that is not the bias of a MatMul without one (a residual Add"
-                + " takes two earlier values) in op Add at node 'flat'",
-                assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(constantAdd.build().toByteArray()))
-                        .getMessage());
+        try (Sequential m = OnnxModels.fromBytes(constantAdd.build().toByteArray())) {
+            assertEquals("Sequential[6 -> dense 4 -> relu -> scale_shift -> dense 3 -> softmax]", m.toString());
+            assertEquals(b[2], m.layers().get(2).beta().toFloatArray()[2]);
+            assertEquals(1f, m.layers().get(2).gamma().toFloatArray()[2]);
+        }
         ModelProto.Builder transA = handBuilt(w, b, w2, b2);
         transA.getGraphBuilder().getNodeBuilder(4).addAttribute(AttributeProto.newBuilder().setName("transA").setI(1));
         assertTrue(assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(transA.build().toByteArray()))

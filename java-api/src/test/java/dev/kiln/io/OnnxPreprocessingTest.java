@@ -136,8 +136,9 @@ class OnnxPreprocessingTest {
 
     @Test
     void preprocessingKilnCannotFoldIsRefusedByName() {
-        assertEquals("onnx: unsupported an op between the preprocessing of the model input and the first Gemm/MatMul (Kiln "
-                + "folds the preprocessing into that layer's weights) in op Relu at node '/Relu0'",
+        // (the preprocessing becomes a layer of its own; the Relu on the image-shaped value is what is refused)
+        assertEquals("onnx: unsupported an op on the input's [batch, 3, 4] value (Kiln's layers take rows: flatten it to "
+                + "[batch, 12] first) in op Relu at node '/Relu0'",
                 refusal(model(13, g -> g.addInitializer(init("k", new float[] {2f})).addNode(node("Mul", "/Mul", "a", "x", "k"))
                         .addNode(node("Relu", "/Relu0", "b", "a")).addNode(node("Flatten", "/F", "rows", "b")))));
         assertEquals("onnx: unsupported preprocessing of the model input whose result is read by more than the next node "

@@ -318,6 +318,77 @@ class DagModelTest {
         return Math.signum(x) * (1 - Math.exp(-t * t) / Math.sqrt(Math.PI) / (t + f));
     }
 
+    /** Scale-shift: x * gamma + beta per feature (a batch norm in inference mode), served, saved and trained. */
+    @Test
+    void scaleShiftServesTrainsAndSurvivesFiles() {
+        try (Sequential m = Sequential.builder(3).dense(4, Init.XAVIER, 1).relu().scaleShift().dense(2, Init.XAVIER, 2)
+                .softmax().build(); Tensor x = Tensor.zeros(DType.F32, 2, 3).fillNormal(0, 1, 4);
+             Tensor y = Tensor.zeros(DType.F32, 2, 2); Tensor y2 = Tensor.zeros(DType.F32, 2, 2)) {
+            m.layers().get(2).gamma().copyFrom(new float[] {2f, -1f, 0.5f, 3f});
+            m.layers().get(2).beta().copyFrom(new float[] {0.25f, 1f, -3f, 0f});
+            assertEquals("Sequential[3 -> dense 4 -> relu -> scale_shift -> dense 2 -> softmax]", m.toString());
+            try (InferenceSession s = m.compile(2)) {
+                s.run(x, y);
+            }
+            // The same model with the scale-shift folded into the next layer's weights by hand.
+            float[] g = {2f, -1f, 0.5f, 3f}, t = {0.25f, 1f, -3f, 0f}, w2 = m.layers().get(3).weight().toFloatArray();
+            float[] w2f = new float[8], b2f = new float[2];
+            for (int i = 0; i < 4; i++) {
+                for (int j = 0; j < 2; j++) {
+                    w2f[i * 2 + j] = g[i] * w2[i * 2 + j];
+                    b2f[j] += t[i] * w2[i * 2 + j];
+                }
+            }
+            try (Sequential folded = Sequential.builder(3).dense(4, Init.ZEROS, 0).relu().dense(2, Init.ZEROS, 0).softmax().build()) {
+                folded.layers().get(0).weight().copyFrom(m.layers().get(0).weight().toFloatArray());
+                folded.layers().get(2).weight().copyFrom(w2f);
+                folded.layers().get(2).bias().copyFrom(b2f);
+                try (InferenceSession s = folded.compile(2)) {
+                    s.run(x, y2);
+                }
+                org.junit.jupiter.api.Assertions.assertArrayEquals(y2.toFloatArray(), y.toFloatArray(), 1e-6f);
+            }
+            try (Sequential back = dev.kiln.io.ModelFile.fromBytes(dev.kiln.io.ModelFile.toBytes(m, null));
+                 Sequential onnx = dev.kiln.io.OnnxModels.fromBytes(dev.kiln.io.OnnxModels.toBytes(m))) {
+                for (Sequential other : new Sequential[] {back, onnx}) {
+                    assertEquals(m.toString(), other.toString());
+                    try (InferenceSession s3 = other.compile(2)) {
+                        s3.run(x, y2);
+                        org.junit.jupiter.api.Assertions.assertArrayEquals(y.toFloatArray(), y2.toFloatArray());
+                    }
+                }
+            }
+            // Trained: gamma and beta move, and the trainer's loss is the session's.
+            SplittableRandom r = new SplittableRandom(9);
+            int n = 200;
+            float[] xs = new float[n * 3];
+            int[] ys = new int[n];
+            for (int i = 0; i < n; i++) {
+                for (int j = 0; j < 3; j++) {
+                    xs[i * 3 + j] = (float) r.nextGaussian();
+                }
+                ys[i] = xs[i * 3] > xs[i * 3 + 1] ? 1 : 0;
+            }
+            try (Dataset d = Dataset.classification(Tensor.of(xs, n, 3), Tensor.of(ys, n));
+                 Trainer tr = Trainer.builder(m).optimizer(Optimizer.adam(1e-2)).batchSize(20).seed(2).build()) {
+                double before = tr.evaluate(d).loss();
+                tr.fit(d, null, 10);
+                var ev = tr.evaluate(d);
+                assertTrue(ev.loss() < before, before + " -> " + ev.loss());
+                assertTrue(!java.util.Arrays.equals(g, m.layers().get(2).gamma().toFloatArray()), "gamma did not move");
+                try (InferenceSession s = m.compile(n); Tensor out = Tensor.zeros(DType.F32, n, 2)) {
+                    s.run(d.features(), out);
+                    float[] p = out.toFloatArray();
+                    double loss = 0;
+                    for (int i = 0; i < n; i++) {
+                        loss -= Math.log(p[i * 2 + ys[i]]);
+                    }
+                    assertEquals(ev.loss(), loss / n, 1e-4 * ev.loss());
+                }
+            }
+        }
+    }
+
     /** XOR-like classes: the product of two learned projections carries the decision. */
     @Test
     void trainsAGatedModelWithAConcatenation() {

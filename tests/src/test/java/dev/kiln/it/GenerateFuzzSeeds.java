@@ -42,14 +42,15 @@ public final class GenerateFuzzSeeds {
         try (Sequential m = p.build()) {
             Files.write(dir.resolve("onnx-branch"), prefixed(0, OnnxModels.toBytes(m)));
         }
-        // A gate (silu(x W1) * (x W2)), a concatenation with the input, halves sliced from one value.
+        // A gate (silu(x W1) * (x W2)), a concatenation with the input, halves sliced from one value, a
+        // scale-shift (Mul and Add of constants).
         Sequential.Builder q = Sequential.builder(3).dense(4, Init.HE, 9).silu();
         int gate = q.mark();
         q.branch(0).dense(4, Init.HE, 10).multiply(gate).concat(0);
         int cat = q.mark();
         q.slice(0, 3);
         int left = q.mark();
-        q.branch(cat).slice(4, 7).multiply(left).dense(2, Init.HE, 11);
+        q.branch(cat).slice(4, 7).multiply(left).scaleShift().dense(2, Init.HE, 11);
         try (Sequential m = q.build()) {
             Files.write(dir.resolve("onnx-gate"), prefixed(0, OnnxModels.toBytes(m)));
         }

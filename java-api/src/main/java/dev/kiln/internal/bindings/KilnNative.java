@@ -171,6 +171,10 @@ public final class KilnNative {
     @Name("kiln_plan_add_concat")
     public static native int planAddConcat(@Cast("kiln_plan*") long plan, long from);
 
+    @Name("kiln_plan_add_scale_shift")
+    public static native int planAddScaleShift(@Cast("kiln_plan*") long plan, @Cast("const float*") long scale,
+            @Cast("const float*") long shift);
+
     @Name("kiln_plan_add_slice")
     public static native int planAddSlice(@Cast("kiln_plan*") long plan, long begin, long end);
 
@@ -247,6 +251,10 @@ public final class KilnNative {
 
     @Name("kiln_trainer_add_concat")
     public static native int trainerAddConcat(@Cast("kiln_trainer*") long t, long from);
+
+    @Name("kiln_trainer_add_scale_shift")
+    public static native int trainerAddScaleShift(@Cast("kiln_trainer*") long t, @Cast("const float*") long scale,
+            @Cast("const float*") long shift);
 
     @Name("kiln_trainer_add_slice")
     public static native int trainerAddSlice(@Cast("kiln_trainer*") long t, long begin, long end);
