@@ -390,6 +390,53 @@ TEST(Plan, ScaleShiftMatchesLoopsAndRefusesNonFinite) {
     kiln_plan_destroy(p);
 }
 
+// A bag of embeddings: ids -> embedding (3 positions x 2) -> mean, sum or max over positions.
+TEST(Plan, PoolingOverPositions) {
+    const float table[4 * 2] = {1, -1, 2, 0.5f, -3, 4, 0, NAN};
+    const int32_t ids[2 * 3] = {0, 1, 2, 1, 1, 0};
+    for (int32_t mode : {KILN_POOL_MEAN, KILN_POOL_SUM, KILN_POOL_MAX}) {
+        kiln_plan* p;
+        ASSERT_EQ(kiln_plan_create(3, 2, &p), KILN_OK);
+        ASSERT_EQ(kiln_plan_add_embedding(p, 4, 2, table), KILN_OK);
+        EXPECT_EQ(kiln_plan_add_pool(p, mode, 4), KILN_ERR_SHAPE_MISMATCH);  // 6 features
+        ASSERT_EQ(kiln_plan_add_pool(p, mode, 3), KILN_OK);
+        ASSERT_EQ(kiln_plan_compile(p), KILN_OK);
+        int64_t ws_bytes;
+        ASSERT_EQ(kiln_plan_info(p, nullptr, nullptr, nullptr, &ws_bytes), KILN_OK);
+        void* ws;
+        ASSERT_EQ(kiln_alloc(ws_bytes, &ws), KILN_OK);
+        float y[4];
+        ASSERT_EQ(kiln_plan_run(p, 2, ids, y, ws, ws_bytes), KILN_OK) << kiln_last_error();
+        for (int r = 0; r < 2; ++r)
+            for (int j = 0; j < 2; ++j) {
+                double v = table[ids[r * 3] * 2 + j];
+                for (int q = 1; q < 3; ++q) {
+                    const double e = table[ids[r * 3 + q] * 2 + j];
+                    v = mode == KILN_POOL_MAX ? std::max(v, e) : v + e;
+                }
+                if (mode == KILN_POOL_MEAN) v /= 3;
+                EXPECT_FLOAT_EQ(y[r * 2 + j], float(v)) << mode << " " << r << " " << j;
+            }
+        kiln_free(ws);
+        kiln_plan_destroy(p);
+    }
+    kiln_plan* p;
+    ASSERT_EQ(kiln_plan_create(4, 1, &p), KILN_OK);
+    EXPECT_EQ(kiln_plan_add_pool(p, 7, 2), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("not a kiln_pool_mode"), std::string::npos) << kiln_last_error();
+    kiln_plan_destroy(p);
+    // A NaN among the maxima stays NaN (not dropped by the comparison).
+    const float nan_row[4] = {1, NAN, 2, 0};
+    ASSERT_EQ(kiln_plan_create(4, 1, &p), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_pool(p, KILN_POOL_MAX, 2), KILN_OK);
+    ASSERT_EQ(kiln_plan_compile(p), KILN_OK);
+    float y2[2];
+    ASSERT_EQ(kiln_plan_run(p, 1, nan_row, y2, nullptr, 0), KILN_OK) << kiln_last_error();
+    EXPECT_EQ(y2[0], 2.0f);
+    EXPECT_TRUE(std::isnan(y2[1]));
+    kiln_plan_destroy(p);
+}
+
 TEST(Plan, BranchesAreChecked) {
     std::vector<float> w(4 * 4, 0.1f);
     kiln_plan* p;

@@ -15,9 +15,9 @@
 namespace {
 
 struct Spec {
-    enum K { Dense, Act, LN, Softmax, Residual, Branch, Multiply, Concat, Slice, Scale } k;
-    int64_t out = 0;      // Dense; Slice: end
-    int32_t act = 0;      // Act
+    enum K { Dense, Act, LN, Softmax, Residual, Branch, Multiply, Concat, Slice, Scale, Pool } k;
+    int64_t out = 0;      // Dense; Slice: end; Pool: positions
+    int32_t act = 0;      // Act; Pool: mode
     float alpha = 0;
     int32_t log = 0;      // Softmax
     int64_t from = 0;     // Residual, Branch, Multiply, Concat; Slice: begin
@@ -120,6 +120,20 @@ struct Ref {
                         for (int64_t j = s.from; j < s.out; ++j) y.push_back(a[size_t(r * width + j)]);
                     width = s.out - s.from;
                     break;
+                case Spec::Pool: {
+                    const int64_t d = width / s.out;
+                    for (int64_t r = 0; r < batch; ++r)
+                        for (int64_t j = 0; j < d; ++j) {
+                            double v = a[size_t(r * width + j)];
+                            for (int64_t p = 1; p < s.out; ++p) {
+                                const double e = a[size_t(r * width + p * d + j)];
+                                v = s.act == KILN_POOL_MAX ? std::max(v, e) : v + e;
+                            }
+                            y.push_back(s.act == KILN_POOL_MEAN ? v / double(s.out) : v);
+                        }
+                    width = d;
+                    break;
+                }
                 case Spec::Scale: {
                     const auto& g = params[pi++];
                     const auto& bt = params[pi++];
@@ -219,6 +233,10 @@ kiln_trainer* build(const Case& c, Ref& ref, std::mt19937& rng) {
             case Spec::Slice:
                 EXPECT_EQ(kiln_trainer_add_slice(t, s.from, s.out), KILN_OK) << kiln_last_error();
                 width = s.out - s.from;
+                break;
+            case Spec::Pool:
+                EXPECT_EQ(kiln_trainer_add_pool(t, s.act, s.out), KILN_OK) << kiln_last_error();
+                width /= s.out;
                 break;
             case Spec::Scale: {
                 std::vector<float> g(static_cast<size_t>(width)), b(static_cast<size_t>(width));
@@ -440,6 +458,25 @@ TEST(Train, GradientsScaleShift) {
     EXPECT_NE(std::string(kiln_last_error()).find("the scale of feature 1 is not finite"), std::string::npos)
         << kiln_last_error();
     EXPECT_EQ(kiln_trainer_add_scale_shift(t, nullptr, nullptr), KILN_OK);
+    kiln_trainer_destroy(t);
+}
+
+// Pooling over positions (mean, sum, max), after a Dense and read beside a residual.
+TEST(Train, GradientsPooling) {
+    for (int32_t mode : {KILN_POOL_MEAN, KILN_POOL_SUM, KILN_POOL_MAX}) {
+        SCOPED_TRACE(mode);
+        //  v1 Dense(12)  v2 pool over 3 positions (4)  v3 tanh  v4 + v2  v5 Dense(3)
+        Case c{5, 4,
+               {S{S::Dense, 12}, S{S::Pool, 3, mode}, S{S::Act, 0, KILN_UNARY_TANH}, S{S::Residual, 0, 0, 0, 0, 2},
+                S{S::Dense, 3}},
+               KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+        gradient_check(c, 60 + uint32_t(mode));
+    }
+    kiln_trainer* t;
+    ASSERT_EQ(kiln_trainer_create(6, 2, &t), KILN_OK);
+    EXPECT_EQ(kiln_trainer_add_pool(t, KILN_POOL_MEAN, 4), KILN_ERR_SHAPE_MISMATCH);
+    EXPECT_EQ(kiln_trainer_add_pool(t, 3, 2), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_add_pool(t, KILN_POOL_MAX, 3), KILN_OK);
     kiln_trainer_destroy(t);
 }
 

@@ -369,6 +369,9 @@ KILN_API kiln_status kiln_gemm_bf16_packed(int32_t trans_a, int64_t m, float alp
 
 typedef struct kiln_plan kiln_plan;
 
+/** Pooling modes of kiln_plan_add_pool and kiln_trainer_add_pool. */
+typedef enum kiln_pool_mode { KILN_POOL_MEAN = 0, KILN_POOL_SUM = 1, KILN_POOL_MAX = 2 } kiln_pool_mode;
+
 /** A new, empty plan for inputs of `input_features` per row and batches of at most `max_batch`. */
 KILN_API kiln_status kiln_plan_create(int64_t input_features, int64_t max_batch, kiln_plan** out);
 /** Dense layer: y = activation(x W + b); W is in_features x out_features row-major, b may be NULL. */
@@ -401,6 +404,11 @@ KILN_API kiln_status kiln_plan_add_slice(kiln_plan* plan, int64_t begin, int64_t
 /** y = x * scale + shift per feature (scale, shift: features floats, copied; NULL means 1 and 0;
  *  non-finite values are refused): a batch norm in inference mode, or scaling by constants. */
 KILN_API kiln_status kiln_plan_add_scale_shift(kiln_plan* plan, const float* scale, const float* shift);
+/** Pooling over positions: the current value's features are `positions` vectors of width /
+ *  positions, one after the other (an embedding's output), and this layer outputs their mean
+ *  (mode KILN_POOL_MEAN), sum (KILN_POOL_SUM) or elementwise maximum (KILN_POOL_MAX): a bag of
+ *  embeddings, as torch's x.mean(1) or EmbeddingBag. */
+KILN_API kiln_status kiln_plan_add_pool(kiln_plan* plan, int32_t mode, int64_t positions);
 /** Embedding lookup as the first layer: the plan's input is then int32 token ids (batch x
  *  input_features positions) and this layer outputs input_features x dim floats per row (table:
  *  vocab x dim, copied). An id outside 0..vocab-1 fails the run, naming the row and position. */
@@ -488,6 +496,9 @@ KILN_API kiln_status kiln_trainer_add_concat(kiln_trainer* t, int64_t from);
 KILN_API kiln_status kiln_trainer_add_slice(kiln_trainer* t, int64_t begin, int64_t end);
 /** y = x * scale + shift per feature, both trained (copied; NULL means 1 and 0). */
 KILN_API kiln_status kiln_trainer_add_scale_shift(kiln_trainer* t, const float* scale, const float* shift);
+/** Pooling over positions (as kiln_plan_add_pool); a maximum's gradient goes to the first position
+ *  holding it. */
+KILN_API kiln_status kiln_trainer_add_pool(kiln_trainer* t, int32_t mode, int64_t positions);
 /** Embedding as the first layer: x is then int32 token ids (batch x input_features) and the layer
  *  outputs input_features x dim floats per row; the table (vocab x dim, copied) is parameter 0. */
 KILN_API kiln_status kiln_trainer_add_embedding(kiln_trainer* t, int64_t vocab, int64_t dim, const float* table);

@@ -23,7 +23,7 @@
 
 namespace {
 
-enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift };
+enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift, Pool };
 
 struct Layer {
     Kind kind;
@@ -41,6 +41,7 @@ struct Layer {
                               // (resolved when added).
     int64_t vocab = 0;        // Embedding: table rows
     int64_t begin = 0;        // Slice: the first feature taken (out of in; out features)
+    int32_t pool = 0;         // Pool: kiln_pool_mode over in / out positions
     float* table = nullptr;   // Embedding: vocab x (out / in) floats
     bool fused = false;       // folded into the Dense before it: its value aliases that Dense's
                               // (a Branch is always "fused": its value aliases value `from`)
@@ -207,6 +208,25 @@ extern "C" KILN_API kiln_status kiln_plan_add_scale_shift(kiln_plan* plan, const
         l.beta[j] = shift != nullptr ? shift[j] : 0.0f;
     }
     return push(plan, std::move(l));
+}
+
+extern "C" KILN_API kiln_status kiln_plan_add_pool(kiln_plan* plan, int32_t mode, int64_t positions) {
+    static const char* fn = "kiln_plan_add_pool";
+    if (kiln_status st = check_open(fn, plan)) return st;
+    if (mode < KILN_POOL_MEAN || mode > KILN_POOL_MAX)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: mode is %d: not a kiln_pool_mode", fn, mode);
+    if (positions < 1 || plan->features % positions != 0)
+        return fail(KILN_ERR_SHAPE_MISMATCH, "%s: %lld positions do not divide the %lld features", fn,
+                    (long long)positions, (long long)plan->features);
+    const int64_t out = plan->features / positions;
+    Layer l;
+    l.kind = Kind::Pool;
+    l.in = plan->features;
+    l.out = out;
+    l.pool = mode;
+    if (kiln_status st = push(plan, std::move(l))) return st;
+    plan->features = out;
+    return KILN_OK;
 }
 
 namespace {
@@ -510,6 +530,21 @@ extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t bat
                 for (int64_t r = 0; r < batch; ++r)
                     std::memcpy(dst + r * l.out, src + r * l.in + l.begin, size_t(l.out) * sizeof(float));
                 break;
+            case Kind::Pool: {
+                const int64_t d = l.out, positions = l.in / l.out;
+                for (int64_t r = 0; r < batch; ++r) {
+                    const float* x = src + r * l.in;
+                    float* y = dst + r * d;
+                    std::memcpy(y, x, size_t(d) * sizeof(float));
+                    for (int64_t p = 1; p < positions; ++p)
+                        for (int64_t j = 0; j < d; ++j)
+                            y[j] = l.pool != KILN_POOL_MAX ? y[j] + x[p * d + j]
+                                   : x[p * d + j] > y[j] || std::isnan(x[p * d + j]) ? x[p * d + j] : y[j];  // NaN stays
+                    if (l.pool == KILN_POOL_MEAN)
+                        for (int64_t j = 0; j < d; ++j) y[j] /= float(positions);
+                }
+                break;
+            }
             case Kind::ScaleShift:
                 for (int64_t r = 0; r < batch; ++r) {
                     const float* x = src + r * l.in;

@@ -32,7 +32,7 @@ using kiln::fail;
 
 namespace {
 
-enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift };
+enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift, Pool };
 
 struct TLayer {
     Kind kind;
@@ -46,6 +46,7 @@ struct TLayer {
                                         // resolved when added)
     int64_t vocab = 0;                  // embedding (its table is parameter w: vocab x dim)
     int64_t begin = 0;                  // slice: first feature taken (of in; out features)
+    int32_t pool = 0;                   // pool: kiln_pool_mode over in / out positions
     int64_t w = -1, b = -1;             // parameter indices (Dense weight/bias, LN and scale-shift gamma/beta)
     bool fused = false;                 // Act folded into the Dense before it
     float* mask = nullptr;              // dropout multipliers, max_batch x in
@@ -293,6 +294,22 @@ extern "C" KILN_API kiln_status kiln_trainer_add_scale_shift(kiln_trainer* t, co
     l.in = l.out = t->features;
     if (kiln_status st = add_param(t, l.in, scale, 1.0f, false, &l.w)) return st;
     if (kiln_status st = add_param(t, l.in, shift, 0.0f, false, &l.b)) return st;
+    return push(t, l);
+}
+
+extern "C" KILN_API kiln_status kiln_trainer_add_pool(kiln_trainer* t, int32_t mode, int64_t positions) {
+    static const char* fn = "kiln_trainer_add_pool";
+    if (kiln_status st = check_open(fn, t)) return st;
+    if (mode < KILN_POOL_MEAN || mode > KILN_POOL_MAX)
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: mode is %d: not a kiln_pool_mode", fn, mode);
+    if (positions < 1 || t->features % positions != 0)
+        return fail(KILN_ERR_SHAPE_MISMATCH, "%s: %lld positions do not divide the %lld features", fn,
+                    (long long)positions, (long long)t->features);
+    TLayer l;
+    l.kind = Kind::Pool;
+    l.in = t->features;
+    l.out = t->features / positions;
+    l.pool = mode;
     return push(t, l);
 }
 
@@ -641,6 +658,21 @@ kiln_status forward(kiln_trainer* t, int64_t batch, const void* x, bool training
                 for (int64_t r = 0; r < batch; ++r)
                     std::memcpy(dst + r * l.out, src + r * l.in + l.begin, size_t(l.out) * sizeof(float));
                 break;
+            case Kind::Pool: {
+                const int64_t d = l.out, positions = l.in / l.out;
+                for (int64_t r = 0; r < batch; ++r) {
+                    const float* xr = src + r * l.in;
+                    float* y = dst + r * d;
+                    std::memcpy(y, xr, size_t(d) * sizeof(float));
+                    for (int64_t p = 1; p < positions; ++p)
+                        for (int64_t j = 0; j < d; ++j)
+                            y[j] = l.pool != KILN_POOL_MAX ? y[j] + xr[p * d + j]
+                                   : xr[p * d + j] > y[j] || std::isnan(xr[p * d + j]) ? xr[p * d + j] : y[j];
+                    if (l.pool == KILN_POOL_MEAN)
+                        for (int64_t j = 0; j < d; ++j) y[j] /= float(positions);
+                }
+                break;
+            }
             case Kind::ScaleShift: {
                 const float* g = t->params[size_t(l.w)].value;
                 const float* b = t->params[size_t(l.b)].value;
@@ -990,6 +1022,31 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
                     }
                     for (int64_t j = 0; j < l.out; ++j) put(g, l.begin + j, gy[r * l.out + j], acc);
                 }
+                break;
+            }
+            case Kind::Pool: {  // mean: gy / positions to every position; sum: gy; max: gy to the first maximum
+                if (!need_dx) break;
+                bool acc;
+                float* gx = emit_target(vin, &acc);
+                const float* x = t->act[vin];
+                const float* y = t->act[vout];
+                const int64_t d = l.out, positions = l.in / l.out;
+                const float k = l.pool == KILN_POOL_MEAN ? 1.0f / float(positions) : 1.0f;
+                for (int64_t r = 0; r < batch; ++r)
+                    for (int64_t j = 0; j < d; ++j) {
+                        const float g = gy[r * d + j];
+                        bool taken = false;
+                        for (int64_t p = 0; p < positions; ++p) {
+                            const int64_t i = r * l.in + p * d + j;
+                            float v = g * k;
+                            if (l.pool == KILN_POOL_MAX) {
+                                const bool here = !taken && (x[i] == y[r * d + j] || (std::isnan(x[i]) && std::isnan(y[r * d + j])));
+                                taken = taken || here;
+                                v = here ? g : 0.0f;
+                            }
+                            put(gx, i, v, acc);
+                        }
+                    }
                 break;
             }
             case Kind::ScaleShift: {  // dscale = sum x gy, dshift = sum gy over rows (in row order), dx = gy scale

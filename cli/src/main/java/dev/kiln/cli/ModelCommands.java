@@ -126,6 +126,10 @@ final class ModelCommands {
                         case EMBEDDING:
                             d.put("vocabulary", l.vocabulary());
                             break;
+                        case POOL:
+                            d.put("pooling", lower(l.pooling()));
+                            d.put("positions", l.inFeatures() / l.outFeatures());
+                            break;
                         case SLICE:
                             d.put("begin", l.sliceBegin());
                             d.put("end", l.sliceBegin() + l.outFeatures());

@@ -82,6 +82,9 @@ public final class InferenceSession implements AutoCloseable {
                     case LOG_SOFTMAX:
                         Native.check(KilnNative.planAddSoftmax(p, 1));
                         break;
+                    case POOL:
+                        Native.check(KilnNative.planAddPool(p, l.pooling().nativeCode(), l.inFeatures() / l.outFeatures()));
+                        break;
                     case SCALE_SHIFT:
                         withTensors(l.gamma(), l.beta(), (g, b) -> Native.check(KilnNative.planAddScaleShift(p, g, b)));
                         break;

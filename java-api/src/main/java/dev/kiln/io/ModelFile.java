@@ -1,6 +1,7 @@
 package dev.kiln.io;
 
 import dev.kiln.nn.Init;
+import dev.kiln.nn.Pooling;
 import dev.kiln.nn.Sequential;
 import dev.kiln.tensor.Activation;
 import dev.kiln.tensor.Tensor;
@@ -35,6 +36,9 @@ public final class ModelFile {
                     .append(",\"vocab\":").append(l.vocabulary());
             if (l.kind() == Sequential.Layer.Kind.SLICE) {
                 s.append(",\"begin\":").append(l.sliceBegin()); // (absent for other layers: files stay as they were)
+            }
+            if (l.kind() == Sequential.Layer.Kind.POOL) {
+                s.append(",\"pool\":\"").append(l.pooling().name()).append('"');
             }
             s.append('}');
         }
@@ -100,6 +104,12 @@ public final class ModelFile {
                     case LOG_SOFTMAX -> b.logSoftmax();
                     case LAYER_NORM -> b.layerNorm(Float.intBitsToFloat(eps.intValue()));
                     case SCALE_SHIFT -> b.scaleShift();
+                    case POOL -> {
+                        if (!(l.get("pool") instanceof String mode) || out < 1) {
+                            throw new IllegalArgumentException("a pooling layer without its mode ('pool')");
+                        }
+                        b.pool(Pooling.valueOf(mode), b.currentFeatures() / out);
+                    }
                     case DROPOUT -> b.dropout(a);
                     case EMBEDDING -> b.embedding(vocab, out / in, Init.ZEROS, 0);
                     case RESIDUAL -> b.residual(Math.toIntExact(from));

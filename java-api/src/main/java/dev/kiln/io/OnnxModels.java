@@ -151,6 +151,19 @@ public final class OnnxModels {
                 case LOG_SOFTMAX:
                     n.setOpType("LogSoftmax").addAttribute(intAttr("axis", -1));
                     break;
+                case POOL: { // rows [N, positions * d] -> [N, positions, d] -> ReduceX over axis 1
+                    long d = l.outFeatures(), positions = l.inFeatures() / d;
+                    g.addInitializer(int64s(i + ".shape", 0, positions, d));
+                    g.addInitializer(int64s(i + ".axes", 1));
+                    String grid = "t" + i + "_positions";
+                    g.addNode(NodeProto.newBuilder().setName(node + "_reshape").setOpType("Reshape").addInput(cur)
+                            .addInput(i + ".shape").addOutput(grid));
+                    String reduce = l.pooling() == dev.kiln.nn.Pooling.MEAN ? "ReduceMean"
+                            : l.pooling() == dev.kiln.nn.Pooling.SUM ? "ReduceSum" : "ReduceMax";
+                    n = NodeProto.newBuilder().setName(node).setOpType(reduce).addInput(grid).addInput(i + ".axes").addOutput(out)
+                            .addAttribute(intAttr("keepdims", 0));
+                    break;
+                }
                 case SCALE_SHIFT: { // x * gamma + beta: Mul, then Add
                     g.addInitializer(floats(i + ".gamma", l.gamma()));
                     g.addInitializer(floats(i + ".beta", l.beta()));
@@ -270,6 +283,8 @@ public final class OnnxModels {
         int from = -1;   // residual, branch
         long vocab;      // embedding (weight holds the table)
         long begin;      // slice: first feature
+        dev.kiln.nn.Pooling pooling; // pool, over `positions`
+        long positions;
     }
 
     public static Sequential fromBytes(byte[] bytes) {
@@ -290,61 +305,114 @@ public final class OnnxModels {
                         + MAX_OPSET + ")");
             }
         }
-        GraphProto g = withoutDeadNodes(OnnxFusion.fuse(m.getGraph()));
-        Map<String, TensorProto> inits = new HashMap<>();
-        for (TensorProto t : g.getInitializerList()) {
-            inits.put(t.getName(), t);
-        }
-        List<ValueInfoProto> inputs = new ArrayList<>();
-        for (ValueInfoProto v : g.getInputList()) {
-            if (!inits.containsKey(v.getName())) {
-                inputs.add(v);
-            }
-        }
-        if (inputs.size() != 1 || g.getOutputCount() != 1) {
-            throw new IllegalArgumentException("onnx: the graph has " + inputs.size() + " inputs and " + g.getOutputCount()
-                    + " outputs: Kiln imports models with one input and one output");
-        }
-        long[] inputDims = inputDims(inputs.get(0));
-        long features = 1;
-        for (int i = 1; i < inputDims.length; i++) {
-            features = Math.multiplyExact(features, inputDims[i]);
-        }
-        boolean ids = isIdsInput(inputs.get(0));
-        if (ids && inputDims.length != 2) {
-            throw new IllegalArgumentException("onnx: input '" + inputs.get(0).getName() + "' holds token ids of rank "
-                    + inputDims.length + ": Kiln takes them as [batch, positions]");
-        }
-        String cur = inputs.get(0).getName();
-        long width = features;
+        return new Walk(withoutDeadNodes(OnnxFusion.fuse(m.getGraph()))).run();
+    }
+
+    /**
+     * The import's walk over the graph's nodes, with its state in fields: one method per kind of
+     * node (each small enough for the JIT and for Jazzer's instrumentation: one method of over 10 KB
+     * of bytecode made an instrumented JVM fail).
+     */
+    private static final class Walk {
+        final GraphProto g;
+        final Map<String, TensorProto> inits = new HashMap<>();
+        final List<ValueInfoProto> inputs = new ArrayList<>();
+        final long[] inputDims;
+        final long features;
+        final boolean ids;
+        String cur;
+        long width;
         // Shape computations (Shape, Gather, Unsqueeze, Concat, ... of shapes, as PyTorch writes
         // x.view(x.size(0), -1)), evaluated here; BATCH stands for the batch dimension.
-        Map<String, long[]> shapes = new HashMap<>();
-        Map<String, long[]> dimsOf = new HashMap<>(); // values that are not [batch, width]
-        if (inputDims.length > 2) {
-            dimsOf.put(cur, inputDims);
-        }
-        List<Pending> layers = new ArrayList<>();
-        Map<String, Integer> valueOf = new HashMap<>(); // tensor name -> Kiln value (0 input, i+1 layer i)
-        Map<String, Long> widthOf = new HashMap<>();
-        valueOf.put(cur, 0);
-        widthOf.put(cur, width);
+        final Map<String, long[]> shapes = new HashMap<>();
+        final Map<String, long[]> dimsOf = new HashMap<>(); // values that are not [batch, width]
+        final List<Pending> layers = new ArrayList<>();
+        final Map<String, Integer> valueOf = new HashMap<>(); // tensor name -> Kiln value (0 input, i+1 layer i)
+        final Map<String, Long> widthOf = new HashMap<>();
         // The embedding's 3-D output, or an input of rank > 2, until Flatten/Reshape makes rows of it.
-        String unflattened = inputDims.length > 2 ? "the input's " + dimsString(inputDims) + " value" : null;
-        double[][] affine = null; // pending input preprocessing: x * affine[0] + affine[1], per feature
-        java.util.Set<String> preprocessed = new java.util.HashSet<>();
-        Map<String, Integer> readers = new HashMap<>(); // how many node inputs and graph outputs read each value
-        Map<String, Integer> dataReaders = new HashMap<>(); // the same, less the Shape nodes (which read sizes only)
-        for (NodeProto n : g.getNodeList()) {
-            n.getInputList().forEach(in -> readers.merge(in, 1, Integer::sum));
-            if (!n.getOpType().equals("Shape")) {
-                n.getInputList().forEach(in -> dataReaders.merge(in, 1, Integer::sum));
+        String unflattened;
+        double[][] affine; // pending input preprocessing: x * affine[0] + affine[1], per feature
+        final java.util.Set<String> preprocessed = new java.util.HashSet<>();
+        final Map<String, Integer> readers = new HashMap<>(); // how many node inputs and graph outputs read each value
+        final Map<String, Integer> dataReaders = new HashMap<>(); // the same, less the Shape nodes (which read sizes only)
+
+        Walk(GraphProto g) {
+            this.g = g;
+            for (TensorProto t : g.getInitializerList()) {
+                inits.put(t.getName(), t);
+            }
+            for (ValueInfoProto v : g.getInputList()) {
+                if (!inits.containsKey(v.getName())) {
+                    inputs.add(v);
+                }
+            }
+            if (inputs.size() != 1 || g.getOutputCount() != 1) {
+                throw new IllegalArgumentException("onnx: the graph has " + inputs.size() + " inputs and " + g.getOutputCount()
+                        + " outputs: Kiln imports models with one input and one output");
+            }
+            inputDims = inputDims(inputs.get(0));
+            long f = 1;
+            for (int i = 1; i < inputDims.length; i++) {
+                f = Math.multiplyExact(f, inputDims[i]);
+            }
+            features = f;
+            ids = isIdsInput(inputs.get(0));
+            if (ids && inputDims.length != 2) {
+                throw new IllegalArgumentException("onnx: input '" + inputs.get(0).getName() + "' holds token ids of rank "
+                        + inputDims.length + ": Kiln takes them as [batch, positions]");
+            }
+            cur = inputs.get(0).getName();
+            width = features;
+            if (inputDims.length > 2) {
+                dimsOf.put(cur, inputDims);
+            }
+            valueOf.put(cur, 0);
+            widthOf.put(cur, width);
+            unflattened = inputDims.length > 2 ? "the input's " + dimsString(inputDims) + " value" : null;
+            for (NodeProto n : g.getNodeList()) {
+                n.getInputList().forEach(in -> readers.merge(in, 1, Integer::sum));
+                if (!n.getOpType().equals("Shape")) {
+                    n.getInputList().forEach(in -> dataReaders.merge(in, 1, Integer::sum));
+                }
+            }
+            g.getOutputList().forEach(o -> readers.merge(o.getName(), 1, Integer::sum));
+            g.getOutputList().forEach(o -> dataReaders.merge(o.getName(), 1, Integer::sum));
+        }
+
+        Sequential run() {
+            for (NodeProto n : topologicalOrder(g, inits.keySet(), cur)) {
+                node(n);
+            }
+            if (unflattened != null) {
+                throw new IllegalArgumentException("onnx: " + unflattened + " must be flattened to [batch, " + width + "]");
+            }
+            if (!cur.equals(g.getOutput(0).getName())) {
+                throw new IllegalArgumentException("onnx: the graph output '" + g.getOutput(0).getName()
+                        + "' is not the last node's result '" + cur + "'");
+            }
+            if (affine != null) { // preprocessing with no Gemm/MatMul after it: a scale-shift layer
+                layers.add(scaleShift(affine, width, "(the model input)", "preprocessing"));
+                valueOf.put(cur, layers.size());
+            }
+            if (layers.isEmpty()) {
+                throw new IllegalArgumentException("onnx: the graph has no layer Kiln can run");
+            }
+            if (ids && !layers.get(0).kind.equals("embedding")) {
+                throw new IllegalArgumentException("onnx: input '" + inputs.get(0).getName() + "' holds integers: Kiln takes "
+                        + "them only as token ids into a Gather (embedding)");
+            }
+            return build(features, layers);
+        }
+
+        void node(NodeProto n) {
+            String op = n.getOpType(), name = n.getName().isEmpty() ? "(unnamed " + op + ")" : n.getName();
+            if (!prelude(n, op, name) && !joins(n, op, name)) {
+                layer(n, op, name);
             }
         }
-        g.getOutputList().forEach(o -> readers.merge(o.getName(), 1, Integer::sum));
-        g.getOutputList().forEach(o -> dataReaders.merge(o.getName(), 1, Integer::sum));
-        for (NodeProto n : topologicalOrder(g, inits.keySet(), cur)) {
-            String op = n.getOpType(), name = n.getName().isEmpty() ? "(unnamed " + op + ")" : n.getName();
+
+        /** Checks, shape computations, the embedding, preprocessing, scale-shifts, pooling; true when the node is done. */
+        boolean prelude(NodeProto n, String op, String name) {
             boolean fusedSilu = n.getDomain().equals(OnnxFusion.DOMAIN) && op.equals(OnnxFusion.SILU);
             if (!n.getDomain().isEmpty() && !n.getDomain().equals("ai.onnx") && !fusedSilu) {
                 throw unsupported(op, name, "domain '" + n.getDomain() + "'");
@@ -353,7 +421,7 @@ public final class OnnxModels {
                 throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") has no output");
             }
             if (shapeOp(n, name, op, inits, shapes, valueOf, widthOf, dimsOf, inputDims[0])) {
-                continue;
+                return true;
             }
             for (int k = 0; k < n.getInputCount(); k++) {
                 String in = n.getInput(k);
@@ -387,7 +455,7 @@ public final class OnnxModels {
                 widthOf.put(cur, width);
                 dimsOf.put(cur, new long[] {BATCH, features, td[1]});
                 unflattened = "the embedding's 3-D output";
-                continue;
+                return true;
             }
             // Preprocessing of the model input by constants (x / 255, (x - mean) / std, an input
             // BatchNormalization): an affine map per feature, folded into the first Gemm/MatMul.
@@ -422,7 +490,7 @@ public final class OnnxModels {
                     dimsOf.put(cur, dimsOf.get(before));
                 }
                 preprocessed.add(cur);
-                continue;
+                return true;
             }
             if (affine != null && !op.equals("Flatten") && !op.equals("Reshape") && !op.equals("Identity")
                     && !op.equals("Gemm") && !op.equals("MatMul")) {
@@ -480,12 +548,60 @@ public final class OnnxModels {
                 cur = n.getOutput(0);
                 valueOf.put(cur, layers.size());
                 widthOf.put(cur, width);
-                continue;
+                return true;
+            }
+            boolean reduce = op.equals("ReduceMean") || op.equals("ReduceSum") || op.equals("ReduceMax");
+            if (reduce && n.getInputCount() >= 1 && valueOf.containsKey(n.getInput(0)) && dimsOf.containsKey(n.getInput(0))
+                    && dimsOf.get(n.getInput(0)).length == 3 && affine == null && !preprocessed.contains(n.getInput(0))) {
+                // A reduction over the positions of a [batch, positions, dim] value (an embedding's output,
+                // or a 3-D input): a pooling layer; x.mean(1) of torch. A second one of the same value
+                // (max and sum of an embedding's output) starts a branch.
+                checkAttrs(n, name, "axes", "keepdims", "noop_with_empty_axes");
+                if (!n.getInput(0).equals(cur)) {
+                    Pending br = new Pending();
+                    br.kind = "branch";
+                    br.from = valueOf.get(n.getInput(0));
+                    br.out = widthOf.get(n.getInput(0));
+                    layers.add(br);
+                    cur = n.getInput(0);
+                    width = br.out;
+                }
+                long[] axes = n.getInputCount() > 1 && !n.getInput(1).isEmpty() ? sizes(n, 1, inits, shapes, name, op)
+                        : attr(n, "axes") != null ? longsAttr(n, "axes") : new long[0];
+                if (axes.length != 1 || (axes[0] != 1 && axes[0] != -2)) {
+                    throw unsupported(op, name, "a reduction over axes " + java.util.Arrays.toString(axes) + " of the "
+                            + dimsString(dimsOf.get(cur)) + " value (Kiln pools over the positions: axis 1)");
+                }
+                long[] d = dimsOf.get(cur);
+                Pending p = new Pending();
+                p.kind = "pool";
+                p.pooling = op.equals("ReduceMean") ? dev.kiln.nn.Pooling.MEAN : op.equals("ReduceSum") ? dev.kiln.nn.Pooling.SUM
+                        : dev.kiln.nn.Pooling.MAX;
+                p.positions = d[1];
+                p.out = d[2];
+                layers.add(p);
+                width = d[2];
+                cur = n.getOutput(0);
+                valueOf.put(cur, layers.size());
+                widthOf.put(cur, width);
+                if (intAttr(n, "keepdims", 1) != 0) { // [batch, 1, dim]: still to be flattened
+                    dimsOf.put(cur, new long[] {BATCH, 1, d[2]});
+                    unflattened = "the pooled " + dimsString(dimsOf.get(cur)) + " value";
+                } else {
+                    unflattened = null;
+                }
+                return true;
             }
             if (unflattened != null && !op.equals("Flatten") && !op.equals("Reshape") && !op.equals("Identity")) {
                 throw unsupported(op, name, "an op on " + unflattened + " (Kiln's layers take rows: flatten it to [batch, "
-                        + width + "] first)");
+                        + width + "] first" + (dimsOf.getOrDefault(cur, new long[0]).length == 3 ? ", or pool its positions with"
+                        + " ReduceMean, ReduceSum or ReduceMax over axis 1" : "") + ")");
             }
+            return false;
+        }
+
+        /** Add and Mul of two results, Split, Concat; true when the node is done. */
+        boolean joins(NodeProto n, String op, String name) {
             boolean twoValues = n.getInputCount() == 2 && !inits.containsKey(n.getInput(0)) && !inits.containsKey(n.getInput(1));
             if ((op.equals("Add") || op.equals("Mul")) && twoValues) {
                 // A join of two results: a residual add, or a product (a gate)
@@ -503,7 +619,7 @@ public final class OnnxModels {
                     cur = n.getOutput(0);
                     valueOf.put(cur, layers.size());
                     widthOf.put(cur, width);
-                    continue;
+                    return true;
                 }
                 if (!a.equals(cur) && !b.equals(cur) && valueOf.containsKey(a) && valueOf.containsKey(b)) {
                     // neither path's end is the current value: continue from one, join the other
@@ -542,7 +658,7 @@ public final class OnnxModels {
                 cur = n.getOutput(0);
                 valueOf.put(cur, layers.size());
                 widthOf.put(cur, width);
-                continue;
+                return true;
             }
             if (op.equals("Split")) { // parts of the features: a slice for each part read
                 checkAttrs(n, name, "axis", "split", "num_outputs");
@@ -614,7 +730,7 @@ public final class OnnxModels {
                     }
                     at += sizes[k];
                 }
-                continue;
+                return true;
             }
             if (op.equals("Concat")) {
                 checkAttrs(n, name, "axis");
@@ -657,8 +773,14 @@ public final class OnnxModels {
                 valueOf.put(out, n.getInputCount() == 1 ? valueOf.get(cur) : layers.size());
                 widthOf.put(out, width);
                 cur = out;
-                continue;
+                return true;
             }
+            return false;
+        }
+
+        /** A layer on the current value (a branch first if the node reads an earlier one). */
+        void layer(NodeProto n, String op, String name) {
+            boolean fusedSilu = n.getDomain().equals(OnnxFusion.DOMAIN) && op.equals(OnnxFusion.SILU);
             boolean biasAdd = op.equals("Add") && n.getInputCount() == 2 && inits.containsKey(n.getInput(0))
                     && n.getInput(1).equals(cur);
             if ((op.equals("Mul") || op.equals("Sub") || op.equals("Div")) && n.getInputCount() == 2
@@ -679,6 +801,26 @@ public final class OnnxModels {
                         + "layer (its first input is '" + (n.getInputCount() == 0 ? "" : n.getInput(0)) + "')");
             }
             Pending p = new Pending();
+            Boolean made = weightLayer(n, op, name, p);
+            if (made == null) {
+                made = otherLayer(n, op, name, p, fusedSilu);
+            }
+            if (!made) {
+                return; // an alias or a fold into an earlier layer: no layer of its own
+            }
+            if (p.kind.equals("dense") || p.kind.equals("slice")) {
+                width = p.out;
+            } else {
+                p.out = width;
+            }
+            layers.add(p);
+            cur = n.getOutput(0);
+            valueOf.put(cur, layers.size());
+            widthOf.put(cur, width);
+        }
+
+        /** Gemm, MatMul, bias Add, BatchNormalization folded back: true with p filled, false when done, null when not one. */
+        Boolean weightLayer(NodeProto n, String op, String name, Pending p) {
             switch (op) {
                 case "Gemm": {
                     checkAttrs(n, name, "alpha", "beta", "transA", "transB");
@@ -737,7 +879,7 @@ public final class OnnxModels {
                     cur = n.getOutput(0);
                     valueOf.put(cur, layers.size());
                     widthOf.put(cur, width);
-                    continue;
+                    return false;
                 }
                 case "BatchNormalization": {
                     // Inference-mode batch norm right after a Gemm/MatMul whose result feeds nothing else
@@ -775,8 +917,17 @@ public final class OnnxModels {
                     cur = n.getOutput(0);
                     valueOf.put(cur, layers.size());
                     widthOf.put(cur, width);
-                    continue;
+                    return false;
                 }
+                default:
+                    return null;
+            }
+            return true;
+        }
+
+        /** Activations, softmax, norms, slices, dropout, aliases: true with p filled, false when done. */
+        boolean otherLayer(NodeProto n, String op, String name, Pending p, boolean fusedSilu) {
+            switch (op) {
                 case "Relu": case "Sigmoid": case "Tanh": case "Exp": case "Log": case "Sqrt": case "Neg": case "Abs": {
                     checkAttrs(n, name);
                     activation(p, Activation.valueOf(op.toUpperCase(java.util.Locale.ROOT)), 0f, op, name);
@@ -922,7 +1073,7 @@ public final class OnnxModels {
                         preprocessed.add(n.getOutput(0));
                     }
                     cur = alias(n, cur, valueOf, widthOf, width);
-                    continue;
+                    return false;
                 case "Flatten": {
                     checkAttrs(n, name, "axis");
                     long rank = dimsOf.getOrDefault(cur, new long[2]).length, axis = intAttr(n, "axis", 1);
@@ -934,13 +1085,31 @@ public final class OnnxModels {
                         preprocessed.add(n.getOutput(0));
                     }
                     cur = alias(n, cur, valueOf, widthOf, width);
-                    continue;
+                    return false;
                 }
                 case "Reshape": {
                     checkAttrs(n, name, "allowzero");
                     long[] s = n.getInputCount() == 2 && shapes.containsKey(n.getInput(1)) ? shapes.get(n.getInput(1))
                             : longs(initializer(inits, n, 1, name, op), name, op);
                     long[] from = dimsOf.getOrDefault(cur, new long[] {BATCH, width});
+                    boolean batchFirst = s.length == 3 && (s[0] == BATCH || (s[0] == 0 && intAttr(n, "allowzero", 0) == 0)
+                            || (inputDims[0] != BATCH && s[0] == inputDims[0]));
+                    if (batchFirst && !dimsOf.containsKey(cur) && !preprocessed.contains(cur)) {
+                        // rows [batch, p * d] viewed as [batch, p, d] positions (for a pooling after it)
+                        long pp = s[1], dd = s[2];
+                        if (pp == -1 && dd > 0 && width % dd == 0) {
+                            pp = width / dd;
+                        } else if (dd == -1 && pp > 0 && width % pp == 0) {
+                            dd = width / pp;
+                        }
+                        if (pp > 0 && dd > 0 && pp * dd == width) {
+                            String before = cur;
+                            cur = alias(n, cur, valueOf, widthOf, width);
+                            dimsOf.put(cur, new long[] {BATCH, pp, dd});
+                            unflattened = "the " + dimsString(dimsOf.get(cur)) + " value of '" + before + "'";
+                            return false;
+                        }
+                    }
                     if (!rowsShape(s, from, width, inputDims[0], intAttr(n, "allowzero", 0) != 0)) {
                         throw unsupported(op, name, "a shape other than [batch, " + width + "] (got " + dimsString(s)
                                 + "; Kiln's rows are [batch, features])");
@@ -950,41 +1119,14 @@ public final class OnnxModels {
                         preprocessed.add(n.getOutput(0));
                     }
                     cur = alias(n, cur, valueOf, widthOf, width);
-                    continue;
+                    return false;
                 }
                 default:
                     throw new IllegalArgumentException("onnx: unsupported op " + op + " at node '" + name
                             + "' (Kiln imports " + IMPORTED_OPS + ")");
             }
-            if (p.kind.equals("dense") || p.kind.equals("slice")) {
-                width = p.out;
-            } else {
-                p.out = width;
-            }
-            layers.add(p);
-            cur = n.getOutput(0);
-            valueOf.put(cur, layers.size());
-            widthOf.put(cur, width);
+            return true;
         }
-        if (unflattened != null) {
-            throw new IllegalArgumentException("onnx: " + unflattened + " must be flattened to [batch, " + width + "]");
-        }
-        if (!cur.equals(g.getOutput(0).getName())) {
-            throw new IllegalArgumentException("onnx: the graph output '" + g.getOutput(0).getName()
-                    + "' is not the last node's result '" + cur + "'");
-        }
-        if (affine != null) { // preprocessing with no Gemm/MatMul after it: a scale-shift layer
-            layers.add(scaleShift(affine, width, "(the model input)", "preprocessing"));
-            valueOf.put(cur, layers.size());
-        }
-        if (layers.isEmpty()) {
-            throw new IllegalArgumentException("onnx: the graph has no layer Kiln can run");
-        }
-        if (ids && !layers.get(0).kind.equals("embedding")) {
-            throw new IllegalArgumentException("onnx: input '" + inputs.get(0).getName() + "' holds integers: Kiln takes "
-                    + "them only as token ids into a Gather (embedding)");
-        }
-        return build(features, layers);
     }
 
     private static Sequential build(long features, List<Pending> layers) {
@@ -997,6 +1139,7 @@ public final class OnnxModels {
                 case "logsoftmax": b.logSoftmax(); break;
                 case "layernorm": b.layerNorm(p.eps); break;
                 case "scaleshift": b.scaleShift(); break;
+                case "pool": b.pool(p.pooling, p.positions); break;
                 case "dropout": b.dropout(p.alpha); break;
                 case "embedding": b.embedding(p.vocab, p.out / features, Init.ZEROS, 0); break;
                 case "residual": b.residual(p.from); break;

@@ -29,7 +29,7 @@ public final class Sequential implements AutoCloseable {
     /** One layer and its parameters (null where the layer has none). */
     public static final class Layer {
         public enum Kind { DENSE, ACTIVATION, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, DROPOUT, EMBEDDING, RESIDUAL, BRANCH, MULTIPLY,
-            CONCAT, SLICE, SCALE_SHIFT }
+            CONCAT, SLICE, SCALE_SHIFT, POOL }
 
         final Kind kind;
         final long in;
@@ -43,6 +43,7 @@ public final class Sequential implements AutoCloseable {
         final float eps;
         int from = -1;
         long begin;
+        Pooling pooling;
 
         Layer(Kind kind, long in, long out, Tensor weight, Tensor bias, Tensor gamma, Tensor beta,
                 Activation activation, float alpha, float eps) {
@@ -82,6 +83,11 @@ public final class Sequential implements AutoCloseable {
         /** Slice: the first feature taken (it takes {@link #outFeatures()} from there); 0 for other layers. */
         public long sliceBegin() {
             return begin;
+        }
+
+        /** Pool: how positions are combined (over {@code inFeatures() / outFeatures()} positions); null for other layers. */
+        public Pooling pooling() {
+            return pooling;
         }
 
         /** Embedding: rows of the table. */
@@ -348,6 +354,8 @@ public final class Sequential implements AutoCloseable {
                 case DROPOUT: b.append("dropout(").append(l.alpha).append(')'); break;
                 case LAYER_NORM: b.append("layer_norm"); break;
                 case SCALE_SHIFT: b.append("scale_shift"); break;
+                case POOL: b.append(l.pooling.name().toLowerCase(java.util.Locale.ROOT)).append("_pool(").append(l.in / l.out)
+                        .append(')'); break;
                 case RESIDUAL: b.append("+ value ").append(l.from); break;
                 case BRANCH: b.append("| from value ").append(l.from); break;
                 case MULTIPLY: b.append("* value ").append(l.from); break;
@@ -648,6 +656,29 @@ public final class Sequential implements AutoCloseable {
             Tensor b = Tensor.zeros(DType.F32, features);
             layers.add(new Layer(Layer.Kind.LAYER_NORM, features, features, null, null, g, b, null, 0, eps));
             return this;
+        }
+
+        /**
+         * Pooling over positions: the current value's features are {@code positions} vectors of
+         * {@code currentFeatures() / positions} features, one after the other (an embedding's
+         * output), and this layer outputs their mean, sum or elementwise maximum: a bag of
+         * embeddings ({@code x.mean(1)} of torch, its EmbeddingBag).
+         */
+        public Builder pool(Pooling mode, long positions) {
+            Objects.requireNonNull(mode, "mode");
+            if (positions < 1 || features % positions != 0) {
+                throw new IllegalArgumentException("pool: " + positions + " positions do not divide the " + features + " features");
+            }
+            Layer l = new Layer(Layer.Kind.POOL, features, features / positions, null, null, null, null, null, 0, 0);
+            l.pooling = mode;
+            layers.add(l);
+            features /= positions;
+            return this;
+        }
+
+        /** {@link #pool(Pooling, long)} by the mean. */
+        public Builder meanPool(long positions) {
+            return pool(Pooling.MEAN, positions);
         }
 
         /**

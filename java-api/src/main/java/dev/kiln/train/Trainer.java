@@ -151,6 +151,10 @@ public final class Trainer implements AutoCloseable {
                     Native.check(KilnNative.trainerAddSoftmax(handle, l.kind() == Sequential.Layer.Kind.LOG_SOFTMAX ? 1 : 0));
                     trainerLayers++;
                     break;
+                case POOL:
+                    Native.check(KilnNative.trainerAddPool(handle, l.pooling().nativeCode(), l.inFeatures() / l.outFeatures()));
+                    trainerLayers++;
+                    break;
                 case SCALE_SHIFT:
                     withAddresses(l.gamma(), l.beta(), (g, bt) ->
                             Native.check(KilnNative.trainerAddScaleShift(handle, g, bt)));

@@ -138,7 +138,7 @@ class OnnxPreprocessingTest {
     void preprocessingKilnCannotFoldIsRefusedByName() {
         // (the preprocessing becomes a layer of its own; the Relu on the image-shaped value is what is refused)
         assertEquals("onnx: unsupported an op on the input's [batch, 3, 4] value (Kiln's layers take rows: flatten it to "
-                + "[batch, 12] first) in op Relu at node '/Relu0'",
+                + "[batch, 12] first, or pool its positions with ReduceMean, ReduceSum or ReduceMax over axis 1) in op Relu at node '/Relu0'",
                 refusal(model(13, g -> g.addInitializer(init("k", new float[] {2f})).addNode(node("Mul", "/Mul", "a", "x", "k"))
                         .addNode(node("Relu", "/Relu0", "b", "a")).addNode(node("Flatten", "/F", "rows", "b")))));
         assertEquals("onnx: unsupported preprocessing of the model input whose result is read by more than the next node "
@@ -156,6 +156,6 @@ class OnnxPreprocessingTest {
         // x / c folds; c / x is not affine: refused as the op it is.
         assertTrue(refusal(model(13, flattenAfter(g -> g.addInitializer(init("c", new float[] {2f}))
                 .addNode(node("Div", "/Div", "pre", "c", "x"))))).startsWith("onnx: unsupported an op on the input's [batch, 3, 4]"
-                + " value (Kiln's layers take rows: flatten it to [batch, 12] first) in op Div at node '/Div'"));
+                + " value (Kiln's layers take rows: flatten it to [batch, 12] first, or pool its positions with ReduceMean, ReduceSum or ReduceMax over axis 1) in op Div at node '/Div'"));
     }
 }

@@ -199,7 +199,7 @@ class OnnxShapesTest {
     @Test
     void whatDoesNotMakeRowsIsRefusedByName() {
         assertEquals("onnx: unsupported an op on the input's [batch, 3, 4] value (Kiln's layers take rows: flatten it to "
-                + "[batch, 12] first) in op Gemm at node '/fc/Gemm'", refusal(model(17, g -> g.addNode(node("Identity", "/Id", "rows", "x")))));
+                + "[batch, 12] first, or pool its positions with ReduceMean, ReduceSum or ReduceMax over axis 1) in op Gemm at node '/fc/Gemm'", refusal(model(17, g -> g.addNode(node("Identity", "/Id", "rows", "x")))));
         assertEquals("onnx: unsupported a shape other than [batch, 12] (got [-1, 6]; Kiln's rows are [batch, features]) in "
                 + "op Reshape at node '/Reshape'", refusal(model(17, g -> g.addInitializer(int64s("shape", false, -1, 6))
                         .addNode(node("Reshape", "/Reshape", "rows", "x", "shape")))));

@@ -389,6 +389,75 @@ class DagModelTest {
         }
     }
 
+    /** A bag of embeddings: ids -> embedding -> mean (sum, max) over positions -> dense; served, saved, trained. */
+    @Test
+    void poolingOverPositionsServesTrainsAndSurvivesFiles() {
+        int[] idv = {3, 0, 7, 7, 1, 2, 5, 5, 5, 0, 9, 4};
+        for (Pooling mode : Pooling.values()) {
+            try (Sequential m = Sequential.builder(4).embedding(10, 3, Init.HE, 1).pool(mode, 4).dense(2, Init.XAVIER, 2).build();
+                 Tensor ids = Tensor.of(idv, 3, 4); Tensor y = Tensor.zeros(DType.F32, 3, 2);
+                 Tensor y2 = Tensor.zeros(DType.F32, 3, 2)) {
+                assertEquals("Sequential[4 ids -> embedding 10x3 -> " + mode.name().toLowerCase(java.util.Locale.ROOT)
+                        + "_pool(4) -> dense 2]", m.toString());
+                try (InferenceSession s = m.compile(3)) {
+                    s.run(ids, y);
+                }
+                float[] table = m.layers().get(0).weight().toFloatArray(), w = m.layers().get(2).weight().toFloatArray();
+                float[] got = y.toFloatArray();
+                for (int r = 0; r < 3; r++) {
+                    double[] pooled = new double[3];
+                    for (int j = 0; j < 3; j++) {
+                        double v = table[idv[r * 4] * 3 + j];
+                        for (int p = 1; p < 4; p++) {
+                            double e = table[idv[r * 4 + p] * 3 + j];
+                            v = mode == Pooling.MAX ? Math.max(v, e) : v + e;
+                        }
+                        pooled[j] = mode == Pooling.MEAN ? v / 4 : v;
+                    }
+                    for (int k = 0; k < 2; k++) {
+                        double want = 0;
+                        for (int j = 0; j < 3; j++) {
+                            want += pooled[j] * w[j * 2 + k];
+                        }
+                        assertEquals(want, got[r * 2 + k], 1e-5, mode + " row " + r);
+                    }
+                }
+                try (Sequential back = dev.kiln.io.ModelFile.fromBytes(dev.kiln.io.ModelFile.toBytes(m, null));
+                     Sequential onnx = dev.kiln.io.OnnxModels.fromBytes(dev.kiln.io.OnnxModels.toBytes(m))) {
+                    for (Sequential other : new Sequential[] {back, onnx}) {
+                        assertEquals(m.toString(), other.toString());
+                        try (InferenceSession s3 = other.compile(3)) {
+                            s3.run(ids, y2);
+                            org.junit.jupiter.api.Assertions.assertArrayEquals(got, y2.toFloatArray());
+                        }
+                    }
+                }
+            }
+        }
+        assertEquals("pool: 4 positions do not divide the 6 features",
+                assertThrows(IllegalArgumentException.class, () -> Sequential.builder(6).meanPool(4)).getMessage());
+        // Trained: the class is whether token 1 occurs in the sequence; a max over positions sees it.
+        SplittableRandom r = new SplittableRandom(10);
+        int n = 600;
+        int[] x = new int[n * 5], y = new int[n];
+        for (int i = 0; i < n; i++) {
+            for (int p = 0; p < 5; p++) {
+                x[i * 5 + p] = 2 + r.nextInt(8);
+            }
+            if (r.nextBoolean()) {
+                x[i * 5 + r.nextInt(5)] = 1;
+                y[i] = 1;
+            }
+        }
+        try (Sequential m = Sequential.builder(5).embedding(10, 4, Init.HE, 3).pool(Pooling.MAX, 5).dense(2, Init.XAVIER, 4)
+                .softmax().build(); Dataset d = Dataset.classification(Tensor.of(x, n, 5), Tensor.of(y, n));
+             Trainer t = Trainer.builder(m).optimizer(Optimizer.adam(3e-2)).batchSize(32).seed(5).build()) {
+            t.fit(d, null, 20);
+            var ev = t.evaluate(d);
+            assertTrue(ev.accuracy() > 0.97, "accuracy " + ev.accuracy());
+        }
+    }
+
     /** XOR-like classes: the product of two learned projections carries the decision. */
     @Test
     void trainsAGatedModelWithAConcatenation() {

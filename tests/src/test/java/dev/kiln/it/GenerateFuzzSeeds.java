@@ -54,6 +54,15 @@ public final class GenerateFuzzSeeds {
         try (Sequential m = q.build()) {
             Files.write(dir.resolve("onnx-gate"), prefixed(0, OnnxModels.toBytes(m)));
         }
+        // A bag of embeddings: the max and the sum over the positions, concatenated.
+        Sequential.Builder bag = Sequential.builder(3).embedding(6, 2, Init.HE, 12);
+        int e = bag.mark();
+        bag.pool(dev.kiln.nn.Pooling.MAX, 3);
+        int mx = bag.mark();
+        bag.branch(e).pool(dev.kiln.nn.Pooling.SUM, 3).concat(mx).dense(2, Init.HE, 13);
+        try (Sequential m = bag.build()) {
+            Files.write(dir.resolve("onnx-bag"), prefixed(0, OnnxModels.toBytes(m)));
+        }
         Files.write(dir.resolve("onnx-torch-decomposed"), prefixed(0, torchLike()));
         Files.write(dir.resolve("onnx-torch-view"), prefixed(0, torchView()));
     }

@@ -39,10 +39,14 @@ class OnnxRuntimeConformanceIT {
     private static Sequential randomModel(Random r, int seed) {
         boolean dag = seed >= 25;
         long in = 4 + r.nextInt(60);
-        Sequential.Builder b = Sequential.builder(dag && r.nextBoolean() ? 1 + r.nextInt(8) : in);
+        long inputs = dag && r.nextBoolean() ? 1 + r.nextInt(8) : in;
+        Sequential.Builder b = Sequential.builder(inputs);
         boolean ids = dag && r.nextBoolean();
         if (ids) {
             b.embedding(2 + r.nextInt(30), 1 + r.nextInt(12), Init.HE, seed);
+            if (r.nextBoolean()) { // a bag of embeddings: mean, sum or max over the positions
+                b.pool(dev.kiln.nn.Pooling.values()[r.nextInt(3)], inputs);
+            }
         }
         int depth = 1 + r.nextInt(4);
         for (int d = 0; d < depth; d++) {
@@ -118,7 +122,7 @@ class OnnxRuntimeConformanceIT {
     void kilnEqualsOnnxRuntimeOnRandomModels() throws Exception {
         OrtEnvironment env = OrtEnvironment.getEnvironment();
         Random r = new Random(20261129);
-        int embeddings = 0, residuals = 0, branches = 0, gates = 0, concats = 0, slices = 0, scales = 0;
+        int embeddings = 0, residuals = 0, branches = 0, gates = 0, concats = 0, slices = 0, scales = 0, pools = 0;
         for (int seed = 0; seed < 50; seed++) {
             try (Sequential m = randomModel(r, seed); InferenceSession kiln = m.compile(16)) {
                 int batch = 1 + r.nextInt(16);
@@ -130,6 +134,7 @@ class OnnxRuntimeConformanceIT {
                 concats += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.CONCAT) ? 1 : 0;
                 slices += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.SLICE) ? 1 : 0;
                 scales += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.SCALE_SHIFT) ? 1 : 0;
+                pools += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.POOL) ? 1 : 0;
                 int cols = (int) m.inputFeatures();
                 int[] idv = new int[batch * cols];
                 if (ids) {
@@ -174,8 +179,8 @@ class OnnxRuntimeConformanceIT {
         }
         // The random draw must really have exercised each feature.
         org.junit.jupiter.api.Assertions.assertTrue(embeddings >= 3 && residuals >= 5 && branches >= 3 && gates >= 3
-                && concats >= 2 && slices >= 2 && scales >= 3, embeddings + " embedding models, " + residuals + " residual models, " + branches
-                + " with branches, " + gates + " with gates, " + concats + " with concatenations, " + slices + " with slices, " + scales + " with scale-shifts");
+                && concats >= 2 && slices >= 2 && scales >= 3 && pools >= 2, embeddings + " embedding models, " + residuals + " residual models, " + branches
+                + " with branches, " + gates + " with gates, " + concats + " with concatenations, " + slices + " with slices, " + scales + " with scale-shifts, " + pools + " with pooling");
     }
 
     /** Each activation Kiln exports, between two dense layers, on inputs spread over [-9, 9]. */
