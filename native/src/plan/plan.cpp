@@ -19,6 +19,7 @@
 
 #include "../core/error.hpp"
 #include "../core/model_checks.hpp"
+#include "../core/row_ops.hpp"
 #include "kiln/kiln.h"
 
 namespace {
@@ -187,10 +188,7 @@ extern "C" KILN_API kiln_status kiln_plan_add_scale_shift(kiln_plan* plan, const
     static const char* fn = "kiln_plan_add_scale_shift";
     if (kiln_status st = check_open(fn, plan)) return st;
     const int64_t n = plan->features;
-    for (int64_t j = 0; j < n; ++j)
-        if ((scale != nullptr && !std::isfinite(scale[j])) || (shift != nullptr && !std::isfinite(shift[j])))
-            return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the %s of feature %lld is not finite", fn,
-                        scale != nullptr && !std::isfinite(scale[j]) ? "scale" : "shift", (long long)j);
+    if (kiln_status st = kiln::check_scale_shift(fn, n, scale, shift)) return st;
     Layer l;
     l.kind = Kind::ScaleShift;
     l.in = l.out = n;
@@ -213,11 +211,7 @@ extern "C" KILN_API kiln_status kiln_plan_add_scale_shift(kiln_plan* plan, const
 extern "C" KILN_API kiln_status kiln_plan_add_pool(kiln_plan* plan, int32_t mode, int64_t positions) {
     static const char* fn = "kiln_plan_add_pool";
     if (kiln_status st = check_open(fn, plan)) return st;
-    if (mode < KILN_POOL_MEAN || mode > KILN_POOL_MAX)
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: mode is %d: not a kiln_pool_mode", fn, mode);
-    if (positions < 1 || plan->features % positions != 0)
-        return fail(KILN_ERR_SHAPE_MISMATCH, "%s: %lld positions do not divide the %lld features", fn,
-                    (long long)positions, (long long)plan->features);
+    if (kiln_status st = kiln::check_pool(fn, mode, positions, plan->features)) return st;
     const int64_t out = plan->features / positions;
     Layer l;
     l.kind = Kind::Pool;
@@ -256,14 +250,9 @@ namespace {
 kiln_status add_join(const char* fn, kiln_plan* plan, int64_t from, Kind kind) {
     if (kiln_status st = check_open(fn, plan)) return st;
     if (kiln_status st = earlier_value(fn, plan, &from)) return st;
-    const int64_t w = value_width(plan, from);
-    if (kind != Kind::Concat && w != plan->features)
-        return fail(KILN_ERR_SHAPE_MISMATCH, "%s: value %lld has %lld features but the current value has %lld", fn,
-                    (long long)from, (long long)w, (long long)plan->features);
-    const int64_t out = kind == Kind::Concat ? plan->features + w : plan->features;
-    if (out > (int64_t(1) << 31))
-        return fail(KILN_ERR_OVERFLOW, "%s: %lld + %lld features is over 2^31", fn, (long long)plan->features,
-                    (long long)w);
+    int64_t out = 0;
+    if (kiln_status st = kiln::check_join(fn, kind == Kind::Concat, plan->features, from, value_width(plan, from), &out))
+        return st;
     Layer l;
     l.kind = kind;
     l.in = plan->features;
@@ -305,9 +294,7 @@ extern "C" KILN_API kiln_status kiln_plan_add_branch(kiln_plan* plan, int64_t fr
 extern "C" KILN_API kiln_status kiln_plan_add_slice(kiln_plan* plan, int64_t begin, int64_t end) {
     static const char* fn = "kiln_plan_add_slice";
     if (kiln_status st = check_open(fn, plan)) return st;
-    if (!(begin >= 0 && begin < end && end <= plan->features))
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: features %lld..%lld: must satisfy 0 <= begin < end <= %lld", fn,
-                    (long long)begin, (long long)end, (long long)plan->features);
+    if (kiln_status st = kiln::check_slice(fn, begin, end, plan->features)) return st;
     Layer l;
     l.kind = Kind::Slice;
     l.in = plan->features;
@@ -349,22 +336,12 @@ extern "C" KILN_API kiln_status kiln_plan_compile(kiln_plan* plan) {
         // Values read by a join (residual, product, concatenation) or a branch must stay
         // materialized: nothing may be fused over them. Every value but the output must be read
         // (a branch's path must come back).
-        std::vector<char> read_by_residual(n + 1, 0), read(n + 1, 0);
-        for (size_t i = 0; i < n; ++i) {
-            const Layer& l = plan->layers[i];
-            if (l.kind != Kind::Dense && l.from >= 0) read_by_residual[size_t(l.from)] = read[size_t(l.from)] = 1;
-            if (l.kind != Kind::Branch) read[i] = 1;
-        }
-        for (size_t v = 1; v < n; ++v) {
-            if (read[v]) continue;
-            if (plan->layers[v - 1].kind == Kind::Branch)
-                return fail(KILN_ERR_INVALID_ARGUMENT, "%s: layer %lld is a branch followed by another branch", fn,
-                            (long long)(v - 1));
-            return fail(KILN_ERR_INVALID_ARGUMENT,
-                        "%s: value %lld (the output of layer %lld) is never read: a branch must be joined back by a "
-                        "residual",
-                        fn, (long long)v, (long long)(v - 1));
-        }
+        std::vector<char> read_by_residual;
+        if (kiln_status st = kiln::check_every_value_read(
+                fn, n, [&](size_t i) { return plan->layers[i].kind == Kind::Branch; },
+                [&](size_t i) { return plan->layers[i].kind == Kind::Dense ? int64_t(-1) : plan->layers[i].from; },
+                &read_by_residual))
+            return st;
         // Fusion: Dense [+ Activation] [+ Residual] into the Dense's epilogue. A branch's value
         // aliases the value it reads.
         int64_t open_dense = -1;  // index of a Dense whose epilogue can still take a step
@@ -517,40 +494,18 @@ extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t bat
                 st = kiln_binary_f32(KILN_BINARY_MUL, 1, shape, src, unit, other, unit, dst, unit);
                 break;
             }
-            case Kind::Concat: {
-                const float* other = value_ptr(l.from == 0 ? 0 : plan->layers[size_t(l.from - 1)].value);
-                const int64_t wa = l.in, wb = l.out - l.in;
-                for (int64_t r = 0; r < batch; ++r) {
-                    std::memcpy(dst + r * l.out, src + r * wa, size_t(wa) * sizeof(float));
-                    std::memcpy(dst + r * l.out + wa, other + r * wb, size_t(wb) * sizeof(float));
-                }
+            case Kind::Concat:
+                kiln::concat_rows(batch, l.in, l.out - l.in, src,
+                                  value_ptr(l.from == 0 ? 0 : plan->layers[size_t(l.from - 1)].value), dst);
                 break;
-            }
             case Kind::Slice:
-                for (int64_t r = 0; r < batch; ++r)
-                    std::memcpy(dst + r * l.out, src + r * l.in + l.begin, size_t(l.out) * sizeof(float));
+                kiln::slice_rows(batch, l.in, l.begin, l.out, src, dst);
                 break;
-            case Kind::Pool: {
-                const int64_t d = l.out, positions = l.in / l.out;
-                for (int64_t r = 0; r < batch; ++r) {
-                    const float* x = src + r * l.in;
-                    float* y = dst + r * d;
-                    std::memcpy(y, x, size_t(d) * sizeof(float));
-                    for (int64_t p = 1; p < positions; ++p)
-                        for (int64_t j = 0; j < d; ++j)
-                            y[j] = l.pool != KILN_POOL_MAX ? y[j] + x[p * d + j]
-                                   : x[p * d + j] > y[j] || std::isnan(x[p * d + j]) ? x[p * d + j] : y[j];  // NaN stays
-                    if (l.pool == KILN_POOL_MEAN)
-                        for (int64_t j = 0; j < d; ++j) y[j] /= float(positions);
-                }
+            case Kind::Pool:
+                kiln::pool_rows(l.pool, batch, l.in, l.out, src, dst);
                 break;
-            }
             case Kind::ScaleShift:
-                for (int64_t r = 0; r < batch; ++r) {
-                    const float* x = src + r * l.in;
-                    float* y = dst + r * l.in;
-                    for (int64_t j = 0; j < l.in; ++j) y[j] = x[j] * l.gamma[j] + l.beta[j];
-                }
+                kiln::scale_shift_rows(batch, l.in, src, l.gamma, l.beta, dst);
                 break;
             case Kind::Branch:
                 break;  // never reached: a branch is an alias

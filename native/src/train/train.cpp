@@ -23,6 +23,7 @@
 #include "../core/cpu.hpp"
 #include "../core/error.hpp"
 #include "../core/model_checks.hpp"
+#include "../core/row_ops.hpp"
 #include "../core/random.hpp"
 #include "../core/threads.hpp"
 #include "kiln/kiln.h"
@@ -285,10 +286,7 @@ extern "C" KILN_API kiln_status kiln_trainer_add_layer_norm(kiln_trainer* t, con
 extern "C" KILN_API kiln_status kiln_trainer_add_scale_shift(kiln_trainer* t, const float* scale, const float* shift) {
     static const char* fn = "kiln_trainer_add_scale_shift";
     if (kiln_status st = check_open(fn, t)) return st;
-    for (int64_t j = 0; j < t->features; ++j)
-        if ((scale != nullptr && !std::isfinite(scale[j])) || (shift != nullptr && !std::isfinite(shift[j])))
-            return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the %s of feature %lld is not finite", fn,
-                        scale != nullptr && !std::isfinite(scale[j]) ? "scale" : "shift", (long long)j);
+    if (kiln_status st = kiln::check_scale_shift(fn, t->features, scale, shift)) return st;
     TLayer l;
     l.kind = Kind::ScaleShift;
     l.in = l.out = t->features;
@@ -300,11 +298,7 @@ extern "C" KILN_API kiln_status kiln_trainer_add_scale_shift(kiln_trainer* t, co
 extern "C" KILN_API kiln_status kiln_trainer_add_pool(kiln_trainer* t, int32_t mode, int64_t positions) {
     static const char* fn = "kiln_trainer_add_pool";
     if (kiln_status st = check_open(fn, t)) return st;
-    if (mode < KILN_POOL_MEAN || mode > KILN_POOL_MAX)
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: mode is %d: not a kiln_pool_mode", fn, mode);
-    if (positions < 1 || t->features % positions != 0)
-        return fail(KILN_ERR_SHAPE_MISMATCH, "%s: %lld positions do not divide the %lld features", fn,
-                    (long long)positions, (long long)t->features);
+    if (kiln_status st = kiln::check_pool(fn, mode, positions, t->features)) return st;
     TLayer l;
     l.kind = Kind::Pool;
     l.in = t->features;
@@ -351,13 +345,8 @@ namespace {
 kiln_status add_join(const char* fn, kiln_trainer* t, int64_t from, Kind kind) {
     if (kiln_status st = check_open(fn, t)) return st;
     if (kiln_status st = earlier_value(fn, t, &from)) return st;
-    const int64_t w = value_width(t, from);
-    if (kind != Kind::Concat && w != t->features)
-        return fail(KILN_ERR_SHAPE_MISMATCH, "%s: value %lld has %lld features but the current value has %lld", fn,
-                    (long long)from, (long long)w, (long long)t->features);
-    const int64_t out = kind == Kind::Concat ? t->features + w : t->features;
-    if (out > (int64_t(1) << 31))
-        return fail(KILN_ERR_OVERFLOW, "%s: %lld + %lld features is over 2^31", fn, (long long)t->features, (long long)w);
+    int64_t out = 0;
+    if (kiln_status st = kiln::check_join(fn, kind == Kind::Concat, t->features, from, value_width(t, from), &out)) return st;
     TLayer l;
     l.kind = kind;
     l.in = t->features;
@@ -395,9 +384,7 @@ extern "C" KILN_API kiln_status kiln_trainer_add_branch(kiln_trainer* t, int64_t
 extern "C" KILN_API kiln_status kiln_trainer_add_slice(kiln_trainer* t, int64_t begin, int64_t end) {
     static const char* fn = "kiln_trainer_add_slice";
     if (kiln_status st = check_open(fn, t)) return st;
-    if (!(begin >= 0 && begin < end && end <= t->features))
-        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: features %lld..%lld: must satisfy 0 <= begin < end <= %lld", fn,
-                    (long long)begin, (long long)end, (long long)t->features);
+    if (kiln_status st = kiln::check_slice(fn, begin, end, t->features)) return st;
     TLayer l;
     l.kind = Kind::Slice;
     l.in = t->features;
@@ -509,23 +496,21 @@ extern "C" KILN_API kiln_status kiln_trainer_compile(kiln_trainer* t) {
     const size_t n_layers = t->layers.size(), n_values = n_layers + 1;
     if (t->layers.back().kind == Kind::Branch)
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the last layer is a branch: the model's output must be computed", fn);
-    // Which values does a residual or a branch read? Those cannot be aliased away by fusion. Every
+    // Which values does a join or a branch read? Those cannot be aliased away by fusion. Every
     // value but the output must be read (a branch's path must come back).
-    std::vector<char> read_by_residual(n_values, 0), read(n_values, 0);
-    for (size_t i = 0; i < n_layers; ++i) {
-        const TLayer& l = t->layers[i];
-        if (l.kind == Kind::Residual || l.kind == Kind::Branch || l.kind == Kind::Multiply || l.kind == Kind::Concat)
-            read_by_residual[size_t(l.from)] = read[size_t(l.from)] = 1;
-        if (l.kind != Kind::Branch) read[i] = 1;
-    }
-    for (size_t v = 1; v < n_layers; ++v) {
-        if (read[v]) continue;
-        if (t->layers[v - 1].kind == Kind::Branch)
-            return fail(KILN_ERR_INVALID_ARGUMENT, "%s: layer %lld is a branch followed by another branch", fn,
-                        (long long)(v - 1));
-        return fail(KILN_ERR_INVALID_ARGUMENT,
-                    "%s: value %lld (the output of layer %lld) is never read: a branch must be joined back by a residual",
-                    fn, (long long)v, (long long)(v - 1));
+    std::vector<char> read_by_residual;
+    try {
+        if (kiln_status st = kiln::check_every_value_read(
+                fn, n_layers, [&](size_t i) { return t->layers[i].kind == Kind::Branch; },
+                [&](size_t i) {
+                    const Kind k = t->layers[i].kind;
+                    const bool joins = k == Kind::Residual || k == Kind::Branch || k == Kind::Multiply || k == Kind::Concat;
+                    return joins ? t->layers[i].from : int64_t(-1);
+                },
+                &read_by_residual))
+            return st;
+    } catch (const std::bad_alloc&) {
+        return fail(KILN_ERR_OUT_OF_MEMORY, "%s: no memory", fn);
     }
     for (size_t i = 1; i < n_layers; ++i) {
         TLayer& d = t->layers[i - 1];
@@ -645,41 +630,18 @@ kiln_status forward(kiln_trainer* t, int64_t batch, const void* x, bool training
                 for (int64_t j = 0; j < n; ++j) dst[j] = src[j] * other[j];
                 break;
             }
-            case Kind::Concat: {
-                const float* other = t->act[size_t(l.from)];
-                const int64_t wa = l.in, wb = l.out - l.in;
-                for (int64_t r = 0; r < batch; ++r) {
-                    std::memcpy(dst + r * l.out, src + r * wa, size_t(wa) * sizeof(float));
-                    std::memcpy(dst + r * l.out + wa, other + r * wb, size_t(wb) * sizeof(float));
-                }
+            case Kind::Concat:
+                kiln::concat_rows(batch, l.in, l.out - l.in, src, t->act[size_t(l.from)], dst);
                 break;
-            }
             case Kind::Slice:
-                for (int64_t r = 0; r < batch; ++r)
-                    std::memcpy(dst + r * l.out, src + r * l.in + l.begin, size_t(l.out) * sizeof(float));
+                kiln::slice_rows(batch, l.in, l.begin, l.out, src, dst);
                 break;
-            case Kind::Pool: {
-                const int64_t d = l.out, positions = l.in / l.out;
-                for (int64_t r = 0; r < batch; ++r) {
-                    const float* xr = src + r * l.in;
-                    float* y = dst + r * d;
-                    std::memcpy(y, xr, size_t(d) * sizeof(float));
-                    for (int64_t p = 1; p < positions; ++p)
-                        for (int64_t j = 0; j < d; ++j)
-                            y[j] = l.pool != KILN_POOL_MAX ? y[j] + xr[p * d + j]
-                                   : xr[p * d + j] > y[j] || std::isnan(xr[p * d + j]) ? xr[p * d + j] : y[j];
-                    if (l.pool == KILN_POOL_MEAN)
-                        for (int64_t j = 0; j < d; ++j) y[j] /= float(positions);
-                }
+            case Kind::Pool:
+                kiln::pool_rows(l.pool, batch, l.in, l.out, src, dst);
                 break;
-            }
-            case Kind::ScaleShift: {
-                const float* g = t->params[size_t(l.w)].value;
-                const float* b = t->params[size_t(l.b)].value;
-                for (int64_t r = 0; r < batch; ++r)
-                    for (int64_t j = 0; j < l.in; ++j) dst[r * l.in + j] = src[r * l.in + j] * g[j] + b[j];
+            case Kind::ScaleShift:
+                kiln::scale_shift_rows(batch, l.in, src, t->params[size_t(l.w)].value, t->params[size_t(l.b)].value, dst);
                 break;
-            }
             case Kind::Branch:
                 break;
             case Kind::Embedding: {

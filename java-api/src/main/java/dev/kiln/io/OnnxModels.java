@@ -404,6 +404,37 @@ public final class OnnxModels {
             return build(features, layers);
         }
 
+        /**
+         * A branch to the earlier result {@code v}: the next layer reads it. Refused while the current
+         * value is still being preprocessed or flattened ({@code midway}), and from a value that is
+         * not rows of features.
+         */
+        void branchTo(String v, String op, String name, boolean midway) {
+            if (midway || preprocessed.contains(v)) {
+                throw unsupported(op, name, "a second path from '" + v + "' before the model input's preprocessing or "
+                        + "flattening is done (Kiln folds preprocessing into the first layer; flatten once, before the paths split)");
+            }
+            if (dimsOf.containsKey(v)) {
+                throw unsupported(op, name, "a second path from the " + dimsString(dimsOf.get(v)) + " value '" + v
+                        + "' (Kiln's layers take rows: flatten once, before the paths split)");
+            }
+            if (ids && valueOf.get(v) == 0) {
+                throw unsupported(op, name, "a second reader of the token ids (Kiln reads them once, by the embedding)");
+            }
+            addBranch(valueOf.get(v), widthOf.get(v));
+            cur = v;
+            width = widthOf.get(v);
+        }
+
+        /** A branch layer to value {@code from} of {@code w} features (the caller moves {@code cur}). */
+        void addBranch(int from, long w) {
+            Pending p = new Pending();
+            p.kind = "branch";
+            p.from = from;
+            p.out = w;
+            layers.add(p);
+        }
+
         void node(NodeProto n) {
             String op = n.getOpType(), name = n.getName().isEmpty() ? "(unnamed " + op + ")" : n.getName();
             if (!prelude(n, op, name) && !joins(n, op, name)) {
@@ -524,10 +555,7 @@ public final class OnnxModels {
                     checkAttrs(n, name);
                 }
                 if (!data.equals(cur)) {
-                    Pending br = branch(data, op, name, false, preprocessed, dimsOf, valueOf, widthOf, ids);
-                    layers.add(br);
-                    width = br.out;
-                    cur = data;
+                    branchTo(data, op, name, false);
                 }
                 Pending last = layers.get(layers.size() - 1);
                 boolean merge = last.kind.equals("scaleshift") && valueOf.get(cur) == layers.size()
@@ -558,13 +586,9 @@ public final class OnnxModels {
                 // (max and sum of an embedding's output) starts a branch.
                 checkAttrs(n, name, "axes", "keepdims", "noop_with_empty_axes");
                 if (!n.getInput(0).equals(cur)) {
-                    Pending br = new Pending();
-                    br.kind = "branch";
-                    br.from = valueOf.get(n.getInput(0));
-                    br.out = widthOf.get(n.getInput(0));
-                    layers.add(br);
+                    addBranch(valueOf.get(n.getInput(0)), widthOf.get(n.getInput(0)));
                     cur = n.getInput(0);
-                    width = br.out;
+                    width = widthOf.get(cur);
                 }
                 long[] axes = n.getInputCount() > 1 && !n.getInput(1).isEmpty() ? sizes(n, 1, inits, shapes, name, op)
                         : attr(n, "axes") != null ? longsAttr(n, "axes") : new long[0];
@@ -623,11 +647,7 @@ public final class OnnxModels {
                 }
                 if (!a.equals(cur) && !b.equals(cur) && valueOf.containsKey(a) && valueOf.containsKey(b)) {
                     // neither path's end is the current value: continue from one, join the other
-                    Pending br = branch(a, op, name, affine != null || unflattened != null, preprocessed, dimsOf, valueOf,
-                            widthOf, ids);
-                    layers.add(br);
-                    width = br.out;
-                    cur = a;
+                    branchTo(a, op, name, affine != null || unflattened != null);
                 }
                 String other = a.equals(cur) ? b : b.equals(cur) ? a : null;
                 if (preprocessed.contains(other)) {
@@ -670,11 +690,7 @@ public final class OnnxModels {
                     throw unsupported(op, name, "a Split of '" + data + "', which is not the result of a layer");
                 }
                 if (!data.equals(cur)) {
-                    Pending br = branch(data, op, name, affine != null || unflattened != null, preprocessed, dimsOf, valueOf,
-                            widthOf, ids);
-                    layers.add(br);
-                    width = br.out;
-                    cur = data;
+                    branchTo(data, op, name, affine != null || unflattened != null);
                 } else if (affine != null || unflattened != null || preprocessed.contains(data) || dimsOf.containsKey(data)
                         || (ids && valueOf.get(data) == 0)) {
                     throw unsupported(op, name, "a Split of '" + data + "', which is not rows of features a layer computed");
@@ -711,11 +727,7 @@ public final class OnnxModels {
                     String o = n.getOutput(k);
                     if (!o.isEmpty() && dataReaders.getOrDefault(o, 0) > 0) {
                         if (!first) {
-                            Pending br = new Pending();
-                            br.kind = "branch";
-                            br.from = dataValue;
-                            br.out = w;
-                            layers.add(br);
+                            addBranch(dataValue, w);
                         }
                         first = false;
                         Pending sl = new Pending();
@@ -752,10 +764,7 @@ public final class OnnxModels {
                     throw unsupported(op, name, "a Concat of nothing");
                 }
                 if (!n.getInput(0).equals(cur)) {
-                    Pending br = branch(n.getInput(0), op, name, false, preprocessed, dimsOf, valueOf, widthOf, ids);
-                    layers.add(br);
-                    width = br.out;
-                    cur = n.getInput(0);
+                    branchTo(n.getInput(0), op, name, false);
                 }
                 for (int i = 1; i < n.getInputCount(); i++) {
                     String in = n.getInput(i);
@@ -790,11 +799,7 @@ public final class OnnxModels {
             }
             if (n.getInputCount() > 0 && !n.getInput(0).equals(cur) && !biasAdd && valueOf.containsKey(n.getInput(0))) {
                 // a second path from an earlier result (joined back later by an Add)
-                Pending br = branch(n.getInput(0), op, name, affine != null || unflattened != null, preprocessed, dimsOf,
-                        valueOf, widthOf, ids);
-                layers.add(br);
-                width = br.out;
-                cur = n.getInput(0);
+                branchTo(n.getInput(0), op, name, affine != null || unflattened != null);
             }
             if (n.getInputCount() == 0 || (!n.getInput(0).equals(cur) && !biasAdd)) {
                 throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") does not read the result of a "
@@ -1198,30 +1203,6 @@ public final class OnnxModels {
         valueOf.put(out, valueOf.get(cur));
         widthOf.put(out, width);
         return out;
-    }
-
-    /**
-     * A branch to the earlier result {@code v}: the next layer reads it. Refused while the current
-     * value is still being preprocessed or flattened, and from a value that is not rows of features.
-     */
-    private static Pending branch(String v, String op, String name, boolean midway, java.util.Set<String> preprocessed,
-            Map<String, long[]> dimsOf, Map<String, Integer> valueOf, Map<String, Long> widthOf, boolean ids) {
-        if (midway || preprocessed.contains(v)) {
-            throw unsupported(op, name, "a second path from '" + v + "' before the model input's preprocessing or "
-                    + "flattening is done (Kiln folds preprocessing into the first layer; flatten once, before the paths split)");
-        }
-        if (dimsOf.containsKey(v)) {
-            throw unsupported(op, name, "a second path from the " + dimsString(dimsOf.get(v)) + " value '" + v
-                    + "' (Kiln's layers take rows: flatten once, before the paths split)");
-        }
-        if (ids && valueOf.get(v) == 0) {
-            throw unsupported(op, name, "a second reader of the token ids (Kiln reads them once, by the embedding)");
-        }
-        Pending p = new Pending();
-        p.kind = "branch";
-        p.from = valueOf.get(v);
-        p.out = widthOf.get(v);
-        return p;
     }
 
     /**

@@ -1,0 +1,49 @@
+// Row-wise layer kernels shared by inference plans and trainers: one definition of each forward
+// pass, so the plan serves exactly what the trainer trained.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "kiln/kiln.h"
+
+namespace kiln {
+
+// y = x[:, begin:begin + out] for `rows` rows of `in` features.
+inline void slice_rows(int64_t rows, int64_t in, int64_t begin, int64_t out, const float* x, float* y) {
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(y + r * out, x + r * in + begin, size_t(out) * sizeof(float));
+}
+
+// y = [a | b] row by row (a: wa features, b: wb).
+inline void concat_rows(int64_t rows, int64_t wa, int64_t wb, const float* a, const float* b, float* y) {
+    for (int64_t r = 0; r < rows; ++r) {
+        std::memcpy(y + r * (wa + wb), a + r * wa, size_t(wa) * sizeof(float));
+        std::memcpy(y + r * (wa + wb) + wa, b + r * wb, size_t(wb) * sizeof(float));
+    }
+}
+
+// Mean, sum or maximum (a NaN stays NaN) over the in / d positions of d features of each row.
+inline void pool_rows(int32_t mode, int64_t rows, int64_t in, int64_t d, const float* x, float* y) {
+    const int64_t positions = in / d;
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * in;
+        float* yr = y + r * d;
+        std::memcpy(yr, xr, size_t(d) * sizeof(float));
+        for (int64_t p = 1; p < positions; ++p)
+            for (int64_t j = 0; j < d; ++j) {
+                const float v = xr[p * d + j];
+                yr[j] = mode != KILN_POOL_MAX ? yr[j] + v : v > yr[j] || std::isnan(v) ? v : yr[j];
+            }
+        if (mode == KILN_POOL_MEAN)
+            for (int64_t j = 0; j < d; ++j) yr[j] /= float(positions);
+    }
+}
+
+// y = x * scale + shift per feature.
+inline void scale_shift_rows(int64_t rows, int64_t n, const float* x, const float* scale, const float* shift, float* y) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < n; ++j) y[r * n + j] = x[r * n + j] * scale[j] + shift[j];
+}
+
+}  // namespace kiln
