@@ -496,14 +496,7 @@ public final class OnnxModels {
                     && xi >= 0 && inits.containsKey(n.getInput(1 - xi));
             boolean inputNorm = op.equals("BatchNormalization") && n.getInputCount() == 5 && n.getInput(0).equals(cur);
             if (onInput && (affineOp || inputNorm)) {
-                if (inputNorm) {
-                    checkAttrs(n, name, "epsilon", "momentum", "training_mode", "spatial");
-                    if (intAttr(n, "training_mode", 0) != 0) {
-                        throw unsupported(op, name, "training_mode = 1 (Kiln imports inference graphs)");
-                    }
-                } else {
-                    checkAttrs(n, name);
-                }
+                checkAffineAttrs(n, op, name, inputNorm);
                 if (dataReaders.getOrDefault(n.getOutput(0), 0) != 1 || g.getOutputList().stream()
                         .anyMatch(o -> o.getName().equals(n.getOutput(0)))) {
                     throw unsupported(op, name, "preprocessing of the model input whose result is read by more than the "
@@ -546,14 +539,7 @@ public final class OnnxModels {
                     && !(freshDense && n.getInput(0).equals(cur)); // (that one folds into the Gemm/MatMul)
             if (!layers.isEmpty() && affine == null && unflattened == null && ((constOp && !biasOfMatMul) || midNorm)) {
                 String data = midNorm ? n.getInput(0) : n.getInput(1 - constAt);
-                if (midNorm) {
-                    checkAttrs(n, name, "epsilon", "momentum", "training_mode", "spatial");
-                    if (intAttr(n, "training_mode", 0) != 0) {
-                        throw unsupported(op, name, "training_mode = 1 (Kiln imports inference graphs)");
-                    }
-                } else {
-                    checkAttrs(n, name);
-                }
+                checkAffineAttrs(n, op, name, midNorm);
                 if (!data.equals(cur)) {
                     branchTo(data, op, name, false);
                 }
@@ -890,10 +876,7 @@ public final class OnnxModels {
                     // Inference-mode batch norm right after a Gemm/MatMul whose result feeds nothing else
                     // (PyTorch's Linear + BatchNorm1d) folds into that layer: W'[i][j] = W[i][j] s_j,
                     // b'_j = (b_j - mean_j) s_j + B_j, s_j = scale_j / sqrt(var_j + eps), in double.
-                    checkAttrs(n, name, "epsilon", "momentum", "training_mode");
-                    if (intAttr(n, "training_mode", 0) != 0) {
-                        throw unsupported(op, name, "training_mode = 1 (Kiln imports inference graphs)");
-                    }
+                    checkAffineAttrs(n, op, name, true);
                     Pending last = layers.isEmpty() ? null : layers.get(layers.size() - 1);
                     if (last == null || !last.kind.equals("dense") || last.activation != Activation.IDENTITY
                             || valueOf.get(cur) != layers.size() || readers.getOrDefault(cur, 0) != 1) {
@@ -1779,6 +1762,18 @@ public final class OnnxModels {
      * Folds the input preprocessing x * s + t into the first dense layer: W'[i][j] = s_i W[i][j],
      * b'_j = b_j + sum_i t_i W[i][j], in double precision.
      */
+    /** The attributes of a BatchNormalization in inference mode ({@code norm}), or of an elementwise op (none). */
+    private static void checkAffineAttrs(NodeProto n, String op, String name, boolean norm) {
+        if (!norm) {
+            checkAttrs(n, name);
+            return;
+        }
+        checkAttrs(n, name, "epsilon", "momentum", "training_mode", "spatial");
+        if (intAttr(n, "training_mode", 0) != 0) {
+            throw unsupported(op, name, "training_mode = 1 (Kiln imports inference graphs)");
+        }
+    }
+
     /** A scale-shift layer x * a[0] + a[1], its values checked as floats. */
     private static Pending scaleShift(double[][] a, long width, String name, String op) {
         Pending p = new Pending();
