@@ -426,6 +426,14 @@ public final class OnnxModels {
             width = widthOf.get(v);
         }
 
+        /** A layer that computes the node's (first) output: it becomes the current value, of {@code width} features. */
+        void addLayer(Pending p, NodeProto n) {
+            layers.add(p);
+            cur = n.getOutput(0);
+            valueOf.put(cur, layers.size());
+            widthOf.put(cur, width);
+        }
+
         /** A branch layer to value {@code from} of {@code w} features (the caller moves {@code cur}). */
         void addBranch(int from, long w) {
             Pending p = new Pending();
@@ -625,10 +633,7 @@ public final class OnnxModels {
                     Pending sq = new Pending(); // Mul(x, x): the square, as Kiln exports it
                     activation(sq, Activation.SQUARE, 0f, op, name);
                     sq.out = width;
-                    layers.add(sq);
-                    cur = n.getOutput(0);
-                    valueOf.put(cur, layers.size());
-                    widthOf.put(cur, width);
+                    addLayer(sq, n);
                     return true;
                 }
                 if (!a.equals(cur) && !b.equals(cur) && valueOf.containsKey(a) && valueOf.containsKey(b)) {
@@ -660,10 +665,7 @@ public final class OnnxModels {
                     throw unsupported(op, name, "an " + op + " of the token ids");
                 }
                 p.out = width;
-                layers.add(p);
-                cur = n.getOutput(0);
-                valueOf.put(cur, layers.size());
-                widthOf.put(cur, width);
+                addLayer(p, n);
                 return true;
             }
             if (op.equals("Split")) { // parts of the features: a slice for each part read
@@ -804,10 +806,7 @@ public final class OnnxModels {
             } else {
                 p.out = width;
             }
-            layers.add(p);
-            cur = n.getOutput(0);
-            valueOf.put(cur, layers.size());
-            widthOf.put(cur, width);
+            addLayer(p, n);
         }
 
         /** Gemm, MatMul, bias Add, BatchNormalization folded back: true with p filled, false when done, null when not one. */
