@@ -91,6 +91,7 @@ kiln_status check_open(const char* fn, kiln_plan* plan) {
     return KILN_OK;
 }
 
+// Appends a layer; its output becomes the current value (of l.out features), as in the trainer.
 kiln_status push(kiln_plan* plan, Layer&& l) {
     try {
         plan->layers.push_back(l);
@@ -98,6 +99,7 @@ kiln_status push(kiln_plan* plan, Layer&& l) {
         free_layer(l);
         return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_plan: no memory for a layer");
     }
+    plan->features = plan->layers.back().out;
     return KILN_OK;
 }
 
@@ -135,9 +137,7 @@ extern "C" KILN_API kiln_status kiln_plan_add_dense(kiln_plan* plan, int64_t out
         free_layer(l);
         return st;
     }
-    if (kiln_status s2 = push(plan, std::move(l))) return s2;
-    plan->features = out_features;
-    return KILN_OK;
+    return push(plan, std::move(l));
 }
 
 extern "C" KILN_API kiln_status kiln_plan_add_activation(kiln_plan* plan, int32_t activation, float activation_alpha) {
@@ -218,9 +218,7 @@ extern "C" KILN_API kiln_status kiln_plan_add_pool(kiln_plan* plan, int32_t mode
     l.in = plan->features;
     l.out = out;
     l.pool = mode;
-    if (kiln_status st = push(plan, std::move(l))) return st;
-    plan->features = out;
-    return KILN_OK;
+    return push(plan, std::move(l));
 }
 
 namespace {
@@ -258,9 +256,7 @@ kiln_status add_join(const char* fn, kiln_plan* plan, int64_t from, Kind kind) {
     l.in = plan->features;
     l.out = out;
     l.from = from;
-    if (kiln_status st = push(plan, std::move(l))) return st;
-    plan->features = out;
-    return KILN_OK;
+    return push(plan, std::move(l));
 }
 
 }  // namespace
@@ -286,9 +282,7 @@ extern "C" KILN_API kiln_status kiln_plan_add_branch(kiln_plan* plan, int64_t fr
     l.in = plan->features;
     l.out = value_width(plan, from);
     l.from = from;
-    if (kiln_status st = push(plan, std::move(l))) return st;
-    plan->features = value_width(plan, from);
-    return KILN_OK;
+    return push(plan, std::move(l));
 }
 
 extern "C" KILN_API kiln_status kiln_plan_add_slice(kiln_plan* plan, int64_t begin, int64_t end) {
@@ -300,9 +294,7 @@ extern "C" KILN_API kiln_status kiln_plan_add_slice(kiln_plan* plan, int64_t beg
     l.in = plan->features;
     l.out = end - begin;
     l.begin = begin;
-    if (kiln_status st = push(plan, std::move(l))) return st;
-    plan->features = end - begin;
-    return KILN_OK;
+    return push(plan, std::move(l));
 }
 
 extern "C" KILN_API kiln_status kiln_plan_add_embedding(kiln_plan* plan, int64_t vocab, int64_t dim,
@@ -320,9 +312,7 @@ extern "C" KILN_API kiln_status kiln_plan_add_embedding(kiln_plan* plan, int64_t
     kiln_status st;
     l.table = copy_floats(table, vocab * dim, &st);
     if (st != KILN_OK) return st;
-    if (kiln_status s2 = push(plan, std::move(l))) return s2;
-    plan->features = plan->in_features * dim;
-    return KILN_OK;
+    return push(plan, std::move(l));
 }
 
 extern "C" KILN_API kiln_status kiln_plan_compile(kiln_plan* plan) {

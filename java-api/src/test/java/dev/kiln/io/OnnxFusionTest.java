@@ -275,6 +275,15 @@ class OnnxFusionTest {
                 .addNode(node("/2/Relu", "Relu", "y", "h1"));
     }
 
+    /** Feature j of row r of the graph's first Gemm, x W1^T + B1, in double. */
+    private static double firstGemm(float[] xs, int r, int j) {
+        double h = B1[j];
+        for (int k = 0; k < 6; k++) {
+            h += (double) xs[r * 6 + k] * W1[j * 6 + k];
+        }
+        return h;
+    }
+
     @Test
     void batchNormAfterAGemmFoldsIntoIt() {
         float[] mean = {0.1f, -0.2f, 0.3f, 0f}, var = {0.5f, 2f, 0.01f, 1f};
@@ -284,10 +293,7 @@ class OnnxFusionTest {
             float[] xs = x.toFloatArray(), got = run(m, x);
             for (int r = 0; r < 3; r++) {
                 for (int j = 0; j < 4; j++) {
-                    double h = B1[j];
-                    for (int k = 0; k < 6; k++) {
-                        h += (double) xs[r * 6 + k] * W1[j * 6 + k];
-                    }
+                    double h = firstGemm(xs, r, j);
                     double want = Math.max(0, (h - mean[j]) / Math.sqrt(var[j] + 1e-3) * G[j] + BETA[j]);
                     assertEquals(want, got[r * 4 + j], 1e-5 * (1 + Math.abs(want)), "row " + r + " feature " + j);
                 }
@@ -311,10 +317,7 @@ class OnnxFusionTest {
                 float[] xs = x.toFloatArray(), got = run(m, x);
                 for (int r = 0; r < 3; r++) {
                     for (int j = 0; j < 4; j++) {
-                        double h = B1[j];
-                        for (int k = 0; k < 6; k++) {
-                            h += (double) xs[r * 6 + k] * W1[j * 6 + k];
-                        }
+                        double h = firstGemm(xs, r, j);
                         double s = G[j] / Math.sqrt(var[j] + 1e-3), t = BETA[j] - mean[j] * s;
                         double want = after ? Math.max(0, h) * s + t : Math.max(0, h * s + t) + h;
                         assertEquals(want, got[r * 4 + j], 1e-5 * (1 + Math.abs(want)), "row " + r + " feature " + j);
