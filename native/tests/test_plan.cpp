@@ -390,6 +390,38 @@ TEST(Plan, ScaleShiftMatchesLoopsAndRefusesNonFinite) {
     kiln_plan_destroy(p);
 }
 
+TEST(Plan, PReluMatchesLoopsAndRefusesNonFinite) {
+    const float x[6] = {1, -2, 3, -0.5f, 0, NAN}, a[3] = {0.25f, -1, 2};
+    kiln_plan* p;
+    ASSERT_EQ(kiln_plan_create(3, 2, &p), KILN_OK);
+    const float nan[3] = {0.25f, 0.25f, NAN};
+    EXPECT_EQ(kiln_plan_add_prelu(p, nan), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("the slope of feature 2 is not finite"), std::string::npos)
+        << kiln_last_error();
+    ASSERT_EQ(kiln_plan_add_prelu(p, a), KILN_OK);
+    ASSERT_EQ(kiln_plan_compile(p), KILN_OK);
+    int64_t ws_bytes;
+    ASSERT_EQ(kiln_plan_info(p, nullptr, nullptr, nullptr, &ws_bytes), KILN_OK);
+    std::vector<float> y(6);
+    void* ws = nullptr;
+    if (ws_bytes > 0) {
+        ASSERT_EQ(kiln_alloc(ws_bytes, &ws), KILN_OK);
+    }
+    ASSERT_EQ(kiln_plan_run(p, 2, x, y.data(), ws, ws_bytes), KILN_OK) << kiln_last_error();
+    const float want[6] = {1, 2, 3, -0.125f, 0, NAN};
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(y[size_t(i)], want[i]) << i;
+    EXPECT_TRUE(std::isnan(y[5]));  // a NaN stays NaN
+    kiln_free(ws);
+    kiln_plan_destroy(p);
+    // NULL slopes: 0.25 each.
+    ASSERT_EQ(kiln_plan_create(3, 1, &p), KILN_OK);
+    ASSERT_EQ(kiln_plan_add_prelu(p, nullptr), KILN_OK);
+    ASSERT_EQ(kiln_plan_compile(p), KILN_OK);
+    ASSERT_EQ(kiln_plan_run(p, 1, x, y.data(), nullptr, 0), KILN_OK) << kiln_last_error();
+    EXPECT_EQ(y[1], -0.5f);
+    kiln_plan_destroy(p);
+}
+
 // A bag of embeddings: ids -> embedding (3 positions x 2) -> mean, sum or max over positions.
 TEST(Plan, PoolingOverPositions) {
     const float table[4 * 2] = {1, -1, 2, 0.5f, -3, 4, 0, NAN};

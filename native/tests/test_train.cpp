@@ -15,7 +15,7 @@
 namespace {
 
 struct Spec {
-    enum K { Dense, Act, LN, Softmax, Residual, Branch, Multiply, Concat, Slice, Scale, Pool } k;
+    enum K { Dense, Act, LN, Softmax, Residual, Branch, Multiply, Concat, Slice, Scale, Pool, PRelu } k;
     int64_t out = 0;      // Dense; Slice: end; Pool: positions
     int32_t act = 0;      // Act; Pool: mode
     float alpha = 0;
@@ -140,6 +140,11 @@ struct Ref {
                     for (size_t j = 0; j < a.size(); ++j) y.push_back(a[j] * g[j % size_t(width)] + bt[j % size_t(width)]);
                     break;
                 }
+                case Spec::PRelu: {
+                    const auto& sl = params[pi++];
+                    for (size_t j = 0; j < a.size(); ++j) y.push_back(a[j] > 0 ? a[j] : a[j] * sl[j % size_t(width)]);
+                    break;
+                }
             }
             vals.push_back(std::move(y));
             widths.push_back(width);
@@ -245,6 +250,13 @@ kiln_trainer* build(const Case& c, Ref& ref, std::mt19937& rng) {
                 EXPECT_EQ(kiln_trainer_add_scale_shift(t, g.data(), b.data()), KILN_OK) << kiln_last_error();
                 ref.params.emplace_back(g.begin(), g.end());
                 ref.params.emplace_back(b.begin(), b.end());
+                break;
+            }
+            case Spec::PRelu: {
+                std::vector<float> sl(static_cast<size_t>(width));
+                for (float& v : sl) v = 0.25f + nd(rng);
+                EXPECT_EQ(kiln_trainer_add_prelu(t, sl.data()), KILN_OK) << kiln_last_error();
+                ref.params.emplace_back(sl.begin(), sl.end());
                 break;
             }
         }
@@ -458,6 +470,26 @@ TEST(Train, GradientsScaleShift) {
     EXPECT_NE(std::string(kiln_last_error()).find("the scale of feature 1 is not finite"), std::string::npos)
         << kiln_last_error();
     EXPECT_EQ(kiln_trainer_add_scale_shift(t, nullptr, nullptr), KILN_OK);
+    kiln_trainer_destroy(t);
+}
+
+// PReLU with a slope per feature: after a Dense (its input gradient and its slopes' gradients), and
+// read by two consumers.
+TEST(Train, GradientsPRelu) {
+    Case c{5, 4,
+           {S{S::Dense, 6}, S{S::PRelu}, S{S::Dense, 6}, S{S::Residual, 0, 0, 0, 0, 2}, S{S::PRelu}, S{S::Dense, 3}},
+           KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+    gradient_check(c, 71);
+    kiln_trainer* t;
+    ASSERT_EQ(kiln_trainer_create(2, 2, &t), KILN_OK);
+    const float bad[2] = {0.25f, INFINITY};
+    EXPECT_EQ(kiln_trainer_add_prelu(t, bad), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("the slope of feature 1 is not finite"), std::string::npos)
+        << kiln_last_error();
+    EXPECT_EQ(kiln_trainer_add_prelu(t, nullptr), KILN_OK);
+    std::vector<float> slope(2);
+    EXPECT_EQ(kiln_trainer_param(t, 0, 0, slope.data(), 2), KILN_OK) << kiln_last_error();
+    EXPECT_EQ(slope[0], 0.25f);  // PyTorch's initial slope
     kiln_trainer_destroy(t);
 }
 

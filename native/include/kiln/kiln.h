@@ -404,6 +404,10 @@ KILN_API kiln_status kiln_plan_add_slice(kiln_plan* plan, int64_t begin, int64_t
 /** y = x * scale + shift per feature (scale, shift: features floats, copied; NULL means 1 and 0;
  *  non-finite values are refused): a batch norm in inference mode, or scaling by constants. */
 KILN_API kiln_status kiln_plan_add_scale_shift(kiln_plan* plan, const float* scale, const float* shift);
+/** PReLU with a slope per feature: y = x where x > 0, else x * slope (slope: features floats,
+ *  copied; NULL means 0.25 each, PyTorch's initial value; non-finite slopes are refused), as
+ *  torch's nn.PReLU(num_parameters=features). */
+KILN_API kiln_status kiln_plan_add_prelu(kiln_plan* plan, const float* slope);
 /** Pooling over positions: the current value's features are `positions` vectors of width /
  *  positions, one after the other (an embedding's output), and this layer outputs their mean
  *  (mode KILN_POOL_MEAN), sum (KILN_POOL_SUM) or elementwise maximum (KILN_POOL_MAX): a bag of
@@ -496,6 +500,8 @@ KILN_API kiln_status kiln_trainer_add_concat(kiln_trainer* t, int64_t from);
 KILN_API kiln_status kiln_trainer_add_slice(kiln_trainer* t, int64_t begin, int64_t end);
 /** y = x * scale + shift per feature, both trained (copied; NULL means 1 and 0). */
 KILN_API kiln_status kiln_trainer_add_scale_shift(kiln_trainer* t, const float* scale, const float* shift);
+/** PReLU with a slope per feature, trained (as kiln_plan_add_prelu; copied, NULL means 0.25). */
+KILN_API kiln_status kiln_trainer_add_prelu(kiln_trainer* t, const float* slope);
 /** Pooling over positions (as kiln_plan_add_pool); a maximum's gradient goes to the first position
  *  holding it. */
 KILN_API kiln_status kiln_trainer_add_pool(kiln_trainer* t, int32_t mode, int64_t positions);
@@ -523,7 +529,8 @@ KILN_API kiln_status kiln_trainer_evaluate(kiln_trainer* t, int64_t batch, const
                                            int64_t* correct);
 /** Forward in evaluation mode: the last layer's output (logits for cross-entropy) into y. */
 KILN_API kiln_status kiln_trainer_predict(kiln_trainer* t, int64_t batch, const void* x, float* y);
-/** Number of parameter tensors (Dense: weight then bias if any; layer norm: gamma then beta). */
+/** Number of parameter tensors (Dense: weight then bias if any; layer norm, scale-shift: gamma then
+ *  beta; PReLU: its slopes). */
 KILN_API kiln_status kiln_trainer_param_count(const kiln_trainer* t, int64_t* count);
 /** Copies parameter i out (into_trainer = 0) or in (1), or its gradient from the last step out (2);
  *  n must equal its element count. */

@@ -93,6 +93,14 @@ inline kiln_status check_scale_shift(const char* fn, int64_t n, const float* sca
     return KILN_OK;
 }
 
+// A PReLU's slopes (NULL allowed): finite.
+inline kiln_status check_prelu(const char* fn, int64_t n, const float* slope) {
+    for (int64_t j = 0; slope != nullptr && j < n; ++j)
+        if (!std::isfinite(slope[j]))
+            return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the slope of feature %lld is not finite", fn, (long long)j);
+    return KILN_OK;
+}
+
 // Every value but the last one (n layers: values 1..n) is read by a later layer. `branch(i)`: layer
 // i is a branch (it reads nothing itself); `from(i)`: the earlier value layer i joins or branches
 // to, -1 for none. Called before compile changes anything.

@@ -46,4 +46,13 @@ inline void scale_shift_rows(int64_t rows, int64_t n, const float* x, const floa
         for (int64_t j = 0; j < n; ++j) y[r * n + j] = x[r * n + j] * scale[j] + shift[j];
 }
 
+// PReLU: y = x where x > 0, else x * slope per feature (a NaN stays NaN).
+inline void prelu_rows(int64_t rows, int64_t n, const float* x, const float* slope, float* y) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * n;
+        float* yr = y + r * n;
+        for (int64_t j = 0; j < n; ++j) yr[j] = xr[j] > 0.0f ? xr[j] : xr[j] * slope[j];
+    }
+}
+
 }  // namespace kiln

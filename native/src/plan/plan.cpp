@@ -24,7 +24,7 @@
 
 namespace {
 
-enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift, Pool };
+enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift, Pool, PRelu };
 
 struct Layer {
     Kind kind;
@@ -34,7 +34,7 @@ struct Layer {
     int32_t activation = KILN_UNARY_IDENTITY;
     float alpha = 0;
     int32_t log_softmax = 0;
-    float* gamma = nullptr;
+    float* gamma = nullptr;   // LayerNorm, ScaleShift: scale; PRelu: slopes
     float* beta = nullptr;
     float eps = 0;
     int64_t from = -1;        // Residual, Multiply, Concat: the other operand; Branch: the value read
@@ -205,6 +205,21 @@ extern "C" KILN_API kiln_status kiln_plan_add_scale_shift(kiln_plan* plan, const
         l.gamma[j] = scale != nullptr ? scale[j] : 1.0f;
         l.beta[j] = shift != nullptr ? shift[j] : 0.0f;
     }
+    return push(plan, std::move(l));
+}
+
+extern "C" KILN_API kiln_status kiln_plan_add_prelu(kiln_plan* plan, const float* slope) {
+    static const char* fn = "kiln_plan_add_prelu";
+    if (kiln_status st = check_open(fn, plan)) return st;
+    const int64_t n = plan->features;
+    if (kiln_status st = kiln::check_prelu(fn, n, slope)) return st;
+    Layer l;
+    l.kind = Kind::PRelu;
+    l.in = l.out = n;
+    void* a = nullptr;
+    if (kiln_status st = kiln_alloc(n * int64_t(sizeof(float)), &a)) return st;
+    l.gamma = static_cast<float*>(a);
+    for (int64_t j = 0; j < n; ++j) l.gamma[j] = slope != nullptr ? slope[j] : 0.25f;
     return push(plan, std::move(l));
 }
 
@@ -496,6 +511,9 @@ extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t bat
                 break;
             case Kind::ScaleShift:
                 kiln::scale_shift_rows(batch, l.in, src, l.gamma, l.beta, dst);
+                break;
+            case Kind::PRelu:
+                kiln::prelu_rows(batch, l.in, src, l.gamma, dst);
                 break;
             case Kind::Branch:
                 break;  // never reached: a branch is an alias

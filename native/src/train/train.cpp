@@ -33,7 +33,7 @@ using kiln::fail;
 
 namespace {
 
-enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift, Pool };
+enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift, Pool, PRelu };
 
 struct TLayer {
     Kind kind;
@@ -48,7 +48,8 @@ struct TLayer {
     int64_t vocab = 0;                  // embedding (its table is parameter w: vocab x dim)
     int64_t begin = 0;                  // slice: first feature taken (of in; out features)
     int32_t pool = 0;                   // pool: kiln_pool_mode over in / out positions
-    int64_t w = -1, b = -1;             // parameter indices (Dense weight/bias, LN and scale-shift gamma/beta)
+    int64_t w = -1, b = -1;             // parameter indices (Dense weight/bias, LN and scale-shift gamma/beta,
+                                        // PReLU slopes in w)
     bool fused = false;                 // Act folded into the Dense before it
     float* mask = nullptr;              // dropout multipliers, max_batch x in
     float* mean = nullptr;              // layer norm stats, max_batch
@@ -292,6 +293,17 @@ extern "C" KILN_API kiln_status kiln_trainer_add_scale_shift(kiln_trainer* t, co
     l.in = l.out = t->features;
     if (kiln_status st = add_param(t, l.in, scale, 1.0f, false, &l.w)) return st;
     if (kiln_status st = add_param(t, l.in, shift, 0.0f, false, &l.b)) return st;
+    return push(t, l);
+}
+
+extern "C" KILN_API kiln_status kiln_trainer_add_prelu(kiln_trainer* t, const float* slope) {
+    static const char* fn = "kiln_trainer_add_prelu";
+    if (kiln_status st = check_open(fn, t)) return st;
+    if (kiln_status st = kiln::check_prelu(fn, t->features, slope)) return st;
+    TLayer l;
+    l.kind = Kind::PRelu;
+    l.in = l.out = t->features;
+    if (kiln_status st = add_param(t, l.in, slope, 0.25f, false, &l.w)) return st;
     return push(t, l);
 }
 
@@ -641,6 +653,9 @@ kiln_status forward(kiln_trainer* t, int64_t batch, const void* x, bool training
                 break;
             case Kind::ScaleShift:
                 kiln::scale_shift_rows(batch, l.in, src, t->params[size_t(l.w)].value, t->params[size_t(l.b)].value, dst);
+                break;
+            case Kind::PRelu:
+                kiln::prelu_rows(batch, l.in, src, t->params[size_t(l.w)].value, dst);
                 break;
             case Kind::Branch:
                 break;
@@ -1026,6 +1041,22 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
                         gg[j] += gr * x[r * l.in + j];
                         gb[j] += gr;
                         if (gx != nullptr) put(gx, r * l.in + j, gr * g[j], acc);
+                    }
+                break;
+            }
+            case Kind::PRelu: {  // dslope = sum over rows of gy x where x <= 0; dx = gy where x > 0, else gy slope
+                const float* x = t->act[vin];
+                const float* a = t->params[size_t(l.w)].value;
+                float* ga = t->params[size_t(l.w)].grad;
+                std::memset(ga, 0, size_t(l.in) * sizeof(float));
+                bool acc = false;
+                float* gx = need_dx ? emit_target(vin, &acc) : nullptr;
+                for (int64_t r = 0; r < batch; ++r)
+                    for (int64_t j = 0; j < l.in; ++j) {
+                        const float gr = gy[r * l.in + j], xv = x[r * l.in + j];
+                        const bool pos = xv > 0.0f;
+                        ga[j] += pos ? 0.0f : gr * xv;
+                        if (gx != nullptr) put(gx, r * l.in + j, pos ? gr : gr * a[j], acc);
                     }
                 break;
             }

@@ -104,6 +104,7 @@ public final class ModelFile {
                     case LOG_SOFTMAX -> b.logSoftmax();
                     case LAYER_NORM -> b.layerNorm(Float.intBitsToFloat(eps.intValue()));
                     case SCALE_SHIFT -> b.scaleShift();
+                    case PRELU -> b.prelu();
                     case POOL -> {
                         if (!(l.get("pool") instanceof String mode) || out < 1) {
                             throw new IllegalArgumentException("a pooling layer without its mode ('pool')");

@@ -30,14 +30,16 @@ import java.util.Objects;
 
 /**
  * ONNX import and export of {@link Sequential} models, for the subset Kiln runs: Gemm, MatMul (+ Add
- * of a bias), Relu, LeakyRelu, Gelu, Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax,
+ * of a bias), Relu, LeakyRelu, PRelu (one slope: a leaky ReLU; one per feature: a
+ * {@link Sequential.Builder#prelu() PReLU layer}), Gelu, Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax,
  * LayerNormalization, Dropout, Identity, Flatten/Reshape that keep rows 2-D, BatchNormalization (inference
  * mode) right after a Gemm or MatMul, folded into its weights, Gather as an embedding
  * lookup of the integer model input, Add of two earlier values (residual connections, with layers on
  * one path or on both: a projection shortcut imports as a {@link Sequential.Builder#branch branch}),
  * Mul of two (a gate; Mul(x, x) is the square) and Concat of results along the features (axis 1);
  * Slice and Split of features; a BatchNormalization that does not directly follow a Gemm/MatMul, and
- * Add, Sub, Mul, Div by constants after the first layer, as scale-shift layers;
+ * Add, Sub, Mul, Div by constants after the first layer, as scale-shift layers (folded into the
+ * Gemm/MatMul right before them when its result feeds nothing else);
  * nodes whose results never reach the output are dropped; Constant
  * nodes, and GELU (below opset 20) and LayerNorm (below opset 17) as PyTorch's exporter decomposes
  * them into elementwise ops, are fused back first (see {@link OnnxFusion}). Graphs run
@@ -65,7 +67,7 @@ public final class OnnxModels {
     private static final long BATCH = Long.MIN_VALUE;
 
     // Named in the error for any other op.
-    private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Mul of two results, Concat of results (axis 1), Relu, LeakyRelu, PRelu (one slope), Elu, Selu, "
+    private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Mul of two results, Concat of results (axis 1), Relu, LeakyRelu, PRelu (one slope, or one per feature), Elu, Selu, "
             + "Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), [0, b] or [-b, b], Gelu, Sigmoid, Tanh, Exp, Log, "
             + "Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, Flatten, Reshape, Gather, Slice and "
             + "Split of features, BatchNormalization, Add, Sub, Mul and Div by constants, Constant, and GELU and LayerNorm as PyTorch decomposes them for "
@@ -173,6 +175,10 @@ public final class OnnxModels {
                     n = NodeProto.newBuilder().setName(node).setOpType("Add").addInput(scaled).addInput(i + ".beta").addOutput(out);
                     break;
                 }
+                case PRELU: // slopes [features], broadcast over the batch
+                    g.addInitializer(floats(i + ".weight", l.weight()));
+                    n.setOpType("PRelu").addInput(i + ".weight");
+                    break;
                 case LAYER_NORM:
                     g.addInitializer(floats(i + ".gamma", l.gamma()));
                     g.addInitializer(floats(i + ".beta", l.beta()));
@@ -554,6 +560,10 @@ public final class OnnxModels {
                 Pending last = layers.get(layers.size() - 1);
                 boolean merge = last.kind.equals("scaleshift") && valueOf.get(cur) == layers.size()
                         && dataReaders.getOrDefault(cur, 0) == 1;
+                // Right after a Gemm/MatMul (with its bias, no activation) whose result feeds nothing else:
+                // folded into its weights and bias, as a batch norm there is.
+                boolean intoDense = last.kind.equals("dense") && last.activation == Activation.IDENTITY
+                        && valueOf.get(cur) == layers.size() && readers.getOrDefault(cur, 0) == 1;
                 double[][] a = new double[2][(int) width];
                 for (int j = 0; j < width; j++) {
                     a[0][j] = merge ? last.gamma[j] : 1.0;
@@ -561,7 +571,9 @@ public final class OnnxModels {
                 }
                 preprocess(a, n, op, midNorm ? 0 : 1 - constAt, new long[] {BATCH, width}, inits, name);
                 Pending ss = scaleShift(a, width, name, op);
-                if (merge) {
+                if (intoDense) {
+                    foldOutput(last, a, name, op);
+                } else if (merge) {
                     last.gamma = ss.gamma;
                     last.beta = ss.beta;
                 } else {
@@ -932,10 +944,25 @@ public final class OnnxModels {
                     for (long d : sd) {
                         count *= d;
                     }
-                    if (count != 1) {
-                        throw unsupported(op, name, "a slope per feature (" + count + " slopes; Kiln takes one shared slope)");
+                    if (count == 1) {
+                        activation(p, Activation.LEAKY_RELU, floatData(slope, sd, name, op)[0], op, name);
+                        break;
                     }
-                    activation(p, Activation.LEAKY_RELU, floatData(slope, sd, name, op)[0], op, name);
+                    // One slope per feature (nn.PReLU(num_parameters=features)): [features] or [1, features],
+                    // broadcast over the rows' batch dimension.
+                    boolean perFeature = (sd.length == 1 && sd[0] == width) || (sd.length == 2 && sd[0] == 1 && sd[1] == width);
+                    if (!perFeature) {
+                        throw unsupported(op, name, "slopes of shape " + java.util.Arrays.toString(sd) + " (Kiln takes one slope, or one "
+                                + "per feature: [" + width + "] or [1, " + width + "])");
+                    }
+                    float[] a = floatData(slope, sd, name, op);
+                    for (int j = 0; j < a.length; j++) {
+                        if (!Float.isFinite(a[j])) {
+                            throw unsupported(op, name, "slope " + j + " is " + a[j] + " (slopes must be finite)");
+                        }
+                    }
+                    p.kind = "prelu";
+                    p.weight = a;
                     break;
                 }
                 case "Elu":
@@ -1126,6 +1153,7 @@ public final class OnnxModels {
                 case "logsoftmax": b.logSoftmax(); break;
                 case "layernorm": b.layerNorm(p.eps); break;
                 case "scaleshift": b.scaleShift(); break;
+                case "prelu": b.prelu(); break;
                 case "pool": b.pool(p.pooling, p.positions); break;
                 case "dropout": b.dropout(p.alpha); break;
                 case "embedding": b.embedding(p.vocab, p.out / features, Init.ZEROS, 0); break;
@@ -1150,6 +1178,8 @@ public final class OnnxModels {
                 Sequential.Layer l = model.layers().get(i);
                 if (p.kind.equals("embedding")) {
                     params.put(i + ".weight", Tensor.of(p.weight, p.vocab, p.out / features));
+                } else if (p.kind.equals("prelu")) {
+                    params.put(i + ".weight", Tensor.of(p.weight, p.out));
                 } else if (p.weight != null) {
                     params.put(i + ".weight", Tensor.of(p.weight, l.inFeatures(), l.outFeatures()));
                     params.put(i + ".bias", Tensor.of(p.bias != null ? p.bias : new float[(int) p.out], p.out));
@@ -1757,10 +1787,6 @@ public final class OnnxModels {
         return out;
     }
 
-    /**
-     * Folds the input preprocessing x * s + t into the first dense layer: W'[i][j] = s_i W[i][j],
-     * b'_j = b_j + sum_i t_i W[i][j], in double precision.
-     */
     /** The attributes of a BatchNormalization in inference mode ({@code norm}), or of an elementwise op (none). */
     private static void checkAffineAttrs(NodeProto n, String op, String name, boolean norm) {
         if (!norm) {
@@ -1791,6 +1817,10 @@ public final class OnnxModels {
         return p;
     }
 
+    /**
+     * Folds the input preprocessing x * s + t into the first dense layer: W'[i][j] = s_i W[i][j],
+     * b'_j = b_j + sum_i t_i W[i][j], in double precision.
+     */
     private static void foldInput(Pending p, double[][] a, String name, String op) {
         int in = a[0].length, out = (int) p.out;
         double[] shift = new double[out];
@@ -1819,6 +1849,42 @@ public final class OnnxModels {
         }
         p.bias = b;
         p.shiftOnly = !hadBias;
+    }
+
+    /**
+     * Folds a scale-shift y * s + t of a dense layer's output y into that layer: W'[i][j] = W[i][j] s_j,
+     * b'_j = b_j s_j + t_j, in double precision; a layer without a bias keeps none when t is 0.
+     */
+    private static void foldOutput(Pending p, double[][] a, String name, String op) {
+        int out = (int) p.out, in = p.weight.length / out;
+        float[] w = p.weight.clone();
+        for (int i = 0; i < in; i++) {
+            for (int j = 0; j < out; j++) {
+                w[i * out + j] = (float) (w[i * out + j] * a[0][j]);
+            }
+        }
+        boolean shifts = p.bias != null;
+        for (int j = 0; j < out && !shifts; j++) {
+            shifts = a[1][j] != 0;
+        }
+        float[] b = shifts ? new float[out] : null;
+        for (int j = 0; shifts && j < out; j++) {
+            b[j] = (float) ((p.bias == null ? 0 : p.bias[j]) * a[0][j] + a[1][j]);
+        }
+        for (float v : w) {
+            if (!Float.isFinite(v)) {
+                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + "): folding it into the weights of the "
+                        + "layer before overflows float");
+            }
+        }
+        for (int j = 0; shifts && j < out; j++) {
+            if (!Float.isFinite(b[j])) {
+                throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + "): folding it into the bias of the "
+                        + "layer before overflows float");
+            }
+        }
+        p.weight = w;
+        p.bias = b;
     }
 
     /** d[start:end] with ONNX's rules: negative bounds count from the end, then both are clamped. */

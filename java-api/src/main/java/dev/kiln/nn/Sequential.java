@@ -29,7 +29,7 @@ public final class Sequential implements AutoCloseable {
     /** One layer and its parameters (null where the layer has none). */
     public static final class Layer {
         public enum Kind { DENSE, ACTIVATION, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, DROPOUT, EMBEDDING, RESIDUAL, BRANCH, MULTIPLY,
-            CONCAT, SLICE, SCALE_SHIFT, POOL }
+            CONCAT, SLICE, SCALE_SHIFT, POOL, PRELU }
 
         final Kind kind;
         final long in;
@@ -95,7 +95,10 @@ public final class Sequential implements AutoCloseable {
             return kind == Kind.EMBEDDING ? weight.size(0) : 0;
         }
 
-        /** Dense: [in, out] weights (row-major: y = x W + b); embedding: the [vocab, dim] table. */
+        /**
+         * Dense: [in, out] weights (row-major: y = x W + b); embedding: the [vocab, dim] table;
+         * PReLU: the [features] slopes.
+         */
         public Tensor weight() {
             return weight;
         }
@@ -178,7 +181,7 @@ public final class Sequential implements AutoCloseable {
 
     /**
      * The parameters by name: {@code "<layer index>.weight"}, {@code ".bias"} (Dense, weight
-     * [in, out]), {@code ".weight"} (embedding table [vocab, dim]), {@code ".gamma"}, {@code ".beta"}
+     * [in, out]), {@code ".weight"} (embedding table [vocab, dim]; PReLU slopes [features]), {@code ".gamma"}, {@code ".beta"}
      * (layer norm, scale-shift). The tensors are the model's own
      * (not copies): write them with {@link dev.kiln.io.SafeTensors#write}.
      */
@@ -238,7 +241,8 @@ public final class Sequential implements AutoCloseable {
      * this model, whose layers must line up with the torch modules one to one (an activation or
      * dropout is a module in both): a Linear's {@code "<prefix><i>.weight"} [out, in] (transposed
      * here) and {@code ".bias"} (zeros when the Linear has none), a LayerNorm's {@code ".weight"}
-     * and {@code ".bias"} (ones and zeros without them), an Embedding's {@code ".weight"}. F16 and
+     * and {@code ".bias"} (ones and zeros without them), an Embedding's {@code ".weight"}, a PReLU's
+     * {@code ".weight"} (one slope per feature, or [1]: one for all). F16 and
      * BF16 tensors are converted to F32. Every entry under the prefix must be taken by a layer and
      * every weight found, with the right shape; otherwise nothing is changed and the exception names
      * the entry.
@@ -278,6 +282,19 @@ public final class Sequential implements AutoCloseable {
                     case EMBEDDING:
                         mine.put(i + ".weight", torchTensor(stateDict, w, true, used, made));
                         break;
+                    case PRELU: { // nn.PReLU(features): [features]; nn.PReLU(): [1], one slope for every feature
+                        Tensor t = torchTensor(stateDict, w, true, used, made);
+                        if (t.rank() != 1 || (t.size(0) != l.out && t.size(0) != 1)) {
+                            throw new IllegalArgumentException("loadPyTorchStateDict: '" + w + "' is " + java.util.Arrays.toString(t.shape())
+                                    + " but layer " + i + " is PReLU over " + l.out + " features: PyTorch's weight is [" + l.out
+                                    + "] or [1]");
+                        }
+                        if (t.size(0) == 1 && l.out != 1) {
+                            t = filled(made, l.out, t.getFloat(0));
+                        }
+                        mine.put(i + ".weight", t);
+                        break;
+                    }
                     case SCALE_SHIFT:
                         throw new IllegalArgumentException("loadPyTorchStateDict: layer " + i + " is a scale-shift, which no "
                                 + "torch module is (set its gamma and beta with loadParameters)");
@@ -354,6 +371,7 @@ public final class Sequential implements AutoCloseable {
                 case DROPOUT: b.append("dropout(").append(l.alpha).append(')'); break;
                 case LAYER_NORM: b.append("layer_norm"); break;
                 case SCALE_SHIFT: b.append("scale_shift"); break;
+                case PRELU: b.append("prelu"); break;
                 case POOL: b.append(l.pooling.name().toLowerCase(java.util.Locale.ROOT)).append("_pool(").append(l.in / l.out)
                         .append(')'); break;
                 case RESIDUAL: b.append("+ value ").append(l.from); break;
@@ -689,6 +707,18 @@ public final class Sequential implements AutoCloseable {
             Tensor g = Tensor.zeros(DType.F32, features).fill(1);
             Tensor b = Tensor.zeros(DType.F32, features);
             layers.add(new Layer(Layer.Kind.SCALE_SHIFT, features, features, null, null, g, b, null, 0, 0));
+            return this;
+        }
+
+        /**
+         * PReLU with a slope per feature, trained: x where x > 0, else x * slope (PyTorch's
+         * {@code nn.PReLU(num_parameters=features)}); every slope starts at 0.25, as PyTorch's (set
+         * them through the layer's {@link Layer#weight()}). A fixed slope shared by every feature
+         * is {@link #leakyRelu(float)}.
+         */
+        public Builder prelu() {
+            Tensor a = Tensor.zeros(DType.F32, features).fill(0.25f);
+            layers.add(new Layer(Layer.Kind.PRELU, features, features, a, null, null, null, null, 0, 0));
             return this;
         }
 

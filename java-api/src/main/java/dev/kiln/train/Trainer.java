@@ -162,6 +162,11 @@ public final class Trainer implements AutoCloseable {
                     params.add(l.beta());
                     trainerLayers++;
                     break;
+                case PRELU:
+                    withAddresses(l.weight(), l.weight(), (a, unused) -> Native.check(KilnNative.trainerAddPRelu(handle, a)));
+                    params.add(l.weight());
+                    trainerLayers++;
+                    break;
                 case LAYER_NORM:
                     withAddresses(l.gamma(), l.beta(), (g, bt) ->
                             Native.check(KilnNative.trainerAddLayerNorm(handle, g, bt, l.eps())));

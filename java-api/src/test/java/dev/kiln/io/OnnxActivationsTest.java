@@ -26,7 +26,7 @@ import org.junit.jupiter.api.Test;
 /**
  * SiLU, ELU, Softplus, SELU and Mish: the ops against double-precision formulas, export and import
  * round trips, the forms PyTorch's exporter writes (x * Sigmoid(x); Softplus, Tanh, Mul below opset
- * 18; PRelu with one slope; Clip to [0, inf)), and what is refused.
+ * 18; PRelu with one slope, and with one per feature; Clip to [0, inf)), and what is refused.
  */
 class OnnxActivationsTest {
     static double softplus(double x) {
@@ -155,6 +155,39 @@ class OnnxActivationsTest {
                 .addAttribute(f1("max", 1f)))), Activation.HARDTANH, 1f); // nn.Hardtanh, opset 9 attributes
     }
 
+    /** nn.PReLU(8) as PyTorch exports it (slopes [8]; [1, 8] as another exporter may write them): a PReLU layer. */
+    @Test
+    void preluWithASlopePerFeatureImportsAsAPReluLayer() {
+        float[] slopes = {0.25f, -0.5f, 1.5f, 0f, 0.1f, 2f, -1f, 0.3f};
+        for (long[] shape : new long[][] {{8}, {1, 8}}) {
+            ModelProto f = file(13, g -> g.addInitializer(init("slope", slopes, shape))
+                    .addNode(node("PRelu", "/1/PRelu", "a", "h", "slope")));
+            try (Sequential got = OnnxModels.fromBytes(f.toByteArray());
+                    Tensor x = Tensor.zeros(DType.F32, 4, 6).fillNormal(0, 2, 5)) {
+                assertEquals("Sequential[6 -> dense 8 -> prelu -> dense 3]", got.toString());
+                assertArrayEquals(slopes, got.layers().get(1).weight().toFloatArray());
+                float[] xv = x.toFloatArray(), y = run(got, x);
+                for (int r = 0; r < 4; r++) {
+                    double[] a = new double[8];
+                    for (int j = 0; j < 8; j++) {
+                        double h = B1[j];
+                        for (int k = 0; k < 6; k++) {
+                            h += xv[r * 6 + k] * (double) W1[j * 6 + k];
+                        }
+                        a[j] = h > 0 ? h : h * slopes[j];
+                    }
+                    for (int j = 0; j < 3; j++) {
+                        double want = B2[j];
+                        for (int k = 0; k < 8; k++) {
+                            want += a[k] * W2[j * 8 + k];
+                        }
+                        assertEquals(want, y[r * 3 + j], 1e-5 * Math.max(1, Math.abs(want)));
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void whatKilnCannotRunIsRefusedByName() {
         assertEquals("bounded_relu: the bound is 0.0: must be > 0",
@@ -164,8 +197,16 @@ class OnnxActivationsTest {
         assertEquals("onnx: unsupported bounds [-1.0, 2.0] (Kiln imports Clip to [0, inf), [0, b] and [-b, b]) in op Clip at "
                 + "node '/1/Clip'", refusal(file(13, g -> g.addInitializer(init("lo", new float[] {-1f}))
                         .addInitializer(init("hi", new float[] {2f})).addNode(node("Clip", "/1/Clip", "a", "h", "lo", "hi")))));
-        assertEquals("onnx: unsupported a slope per feature (8 slopes; Kiln takes one shared slope) in op PRelu at node '/1/PRelu'",
-                refusal(file(13, g -> g.addInitializer(init("slope", new float[8], 8)).addNode(node("PRelu", "/1/PRelu", "a", "h", "slope")))));
+        assertEquals("onnx: unsupported slopes of shape [5] (Kiln takes one slope, or one per feature: [8] or [1, 8]) in op PRelu "
+                + "at node '/1/PRelu'", refusal(file(13, g -> g.addInitializer(init("slope", new float[5], 5))
+                        .addNode(node("PRelu", "/1/PRelu", "a", "h", "slope")))));
+        assertEquals("onnx: unsupported slopes of shape [8, 1] (Kiln takes one slope, or one per feature: [8] or [1, 8]) in op PRelu "
+                + "at node '/1/PRelu'", refusal(file(13, g -> g.addInitializer(init("slope", new float[8], 8, 1))
+                        .addNode(node("PRelu", "/1/PRelu", "a", "h", "slope")))));
+        float[] nan = new float[8];
+        nan[3] = Float.NaN;
+        assertEquals("onnx: unsupported slope 3 is NaN (slopes must be finite) in op PRelu at node '/1/PRelu'",
+                refusal(file(13, g -> g.addInitializer(init("slope", nan, 8)).addNode(node("PRelu", "/1/PRelu", "a", "h", "slope")))));
         assertTrue(refusal(file(13, g -> g.addNode(node("Selu", "/1/Selu", "a", "h").addAttribute(f1("alpha", 2f)))))
                 .startsWith("onnx: unsupported alpha or gamma other than SELU's"));
         assertEquals("onnx: unsupported op Silu outside Kiln's fusion (write x * Sigmoid(x)) in op Silu at node '/1/Silu'",

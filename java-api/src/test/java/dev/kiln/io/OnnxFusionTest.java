@@ -327,6 +327,51 @@ class OnnxFusionTest {
         }
     }
 
+    /**
+     * Mul, Sub, Div and Add by constants right after a Gemm (or a MatMul without bias) whose result
+     * feeds nothing else fold into its weights and bias, in double, as a batch norm there does.
+     */
+    @Test
+    void constantsRightAfterAGemmFoldIntoIt() {
+        AttributeProto transB = AttributeProto.newBuilder().setName("transB").setType(AttributeProto.AttributeType.INT).setI(1).build();
+        float[] k = {2f, -0.5f, 3f, 0.25f}, c = {0.1f, -0.2f, 0.3f, 0f}, d = {4f, 0.5f, -2f, 1f};
+        float[] w1t = new float[6 * 4]; // W1^T: [6, 4] for the MatMul
+        for (int i = 0; i < 6; i++) {
+            for (int j = 0; j < 4; j++) {
+                w1t[i * 4 + j] = W1[j * 6 + i];
+            }
+        }
+        for (boolean gemm : new boolean[] {true, false}) {
+            GraphProto.Builder g = GraphProto.newBuilder().setName("consts").addInitializer(floats("w", W1, 4, 6))
+                    .addInitializer(floats("wt", w1t, 6, 4)).addInitializer(floats("b", B1, 4))
+                    .addInitializer(floats("k", k, 4)).addInitializer(floats("c", c, 1, 4)).addInitializer(floats("d", d, 4))
+                    .addInput(io("x", 6)).addOutput(io("y", 4));
+            if (gemm) {
+                g.addNode(node("/0/Gemm", "Gemm", "h0", "x", "w", "b").toBuilder().addAttribute(transB));
+            } else { // MatMul, then the scaling, then the bias Add: x W k + b ...
+                g.addNode(node("/0/MatMul", "MatMul", "h0", "x", "wt"));
+            }
+            g.addNode(node("/1/Mul", "Mul", "h1", "h0", "k"));
+            if (!gemm) {
+                g.addNode(node("/1/Add", "Add", "h1b", "h1", "b"));
+            }
+            g.addNode(node("/2/Sub", "Sub", "h2", gemm ? "h1" : "h1b", "c")).addNode(node("/3/Div", "Div", "h3", "h2", "d"))
+                    .addNode(node("/4/Relu", "Relu", "y", "h3"));
+            try (Sequential m = OnnxModels.fromBytes(model(g, 13)); Tensor x = Tensor.zeros(DType.F32, 3, 6).fillNormal(0, 1, 5)) {
+                assertEquals("Sequential[6 -> dense 4 -> relu]", m.toString());
+                float[] xs = x.toFloatArray(), got = run(m, x);
+                for (int r = 0; r < 3; r++) {
+                    for (int j = 0; j < 4; j++) {
+                        double h = firstGemm(xs, r, j) - B1[j]; // x W^T
+                        double lin = gemm ? (h + B1[j]) * k[j] : h * k[j] + B1[j];
+                        double want = Math.max(0, (lin - c[j]) / d[j]);
+                        assertEquals(want, got[r * 4 + j], 1e-5 * (1 + Math.abs(want)), "row " + r + " feature " + j);
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void constantNodesActAsInitializers() {
         // A Reshape whose shape comes from a Constant node (value_ints), and a Constant whose name an

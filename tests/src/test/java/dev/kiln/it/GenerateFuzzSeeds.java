@@ -35,10 +35,11 @@ public final class GenerateFuzzSeeds {
             Files.write(dir.resolve("onnx-embedding"), prefixed(0, OnnxModels.toBytes(e)));
             Files.write(dir.resolve("safetensors"), prefixed(1, SafeTensors.toBytes(m.parameters(), Map.of("k", "v"))));
         }
-        // A projection shortcut: layers on both paths of the residual (a branch from the input).
+        // A projection shortcut: layers on both paths of the residual (a branch from the input), then a
+        // PReLU with a slope per feature.
         Sequential.Builder p = Sequential.builder(4).dense(5, Init.HE, 6).gelu().dense(3, Init.HE, 7);
         int main = p.mark();
-        p.branch(0).dense(3, Init.XAVIER, 8).residual(main);
+        p.branch(0).dense(3, Init.XAVIER, 8).residual(main).prelu();
         try (Sequential m = p.build()) {
             Files.write(dir.resolve("onnx-branch"), prefixed(0, OnnxModels.toBytes(m)));
         }

@@ -175,6 +175,9 @@ public final class KilnNative {
     public static native int planAddScaleShift(@Cast("kiln_plan*") long plan, @Cast("const float*") long scale,
             @Cast("const float*") long shift);
 
+    @Name("kiln_plan_add_prelu")
+    public static native int planAddPRelu(@Cast("kiln_plan*") long plan, @Cast("const float*") long slope);
+
     @Name("kiln_plan_add_pool")
     public static native int planAddPool(@Cast("kiln_plan*") long plan, int mode, long positions);
 
@@ -258,6 +261,9 @@ public final class KilnNative {
     @Name("kiln_trainer_add_scale_shift")
     public static native int trainerAddScaleShift(@Cast("kiln_trainer*") long t, @Cast("const float*") long scale,
             @Cast("const float*") long shift);
+
+    @Name("kiln_trainer_add_prelu")
+    public static native int trainerAddPRelu(@Cast("kiln_trainer*") long t, @Cast("const float*") long slope);
 
     @Name("kiln_trainer_add_pool")
     public static native int trainerAddPool(@Cast("kiln_trainer*") long t, int mode, long positions);
