@@ -16,7 +16,9 @@ import java.util.Objects;
  * A {@link Sequential} model as a {@link KilnFile}: its parameters as tensors (named as
  * {@link Sequential#parameters()}) and its structure in the metadata key {@code kiln.model} (JSON:
  * input features and one entry per layer; float settings stored as their exact IEEE bits). Other
- * metadata is the caller's.
+ * metadata is the caller's. Loading checks every layer's tensors against the structure (present,
+ * F32, the shape the structure gives them) before allocating the layer, so a file cannot make Kiln
+ * allocate more than the data it holds.
  */
 public final class ModelFile {
     public static final String STRUCTURE_KEY = "kiln.model";
@@ -75,6 +77,19 @@ public final class ModelFile {
         }
     }
 
+    /** The file holds an F32 tensor {@code name} of exactly {@code shape}. */
+    private static void needs(TensorSet set, String name, long... shape) {
+        Tensor t = set.tensors().get(name);
+        if (t == null) {
+            throw new IllegalArgumentException("the structure needs a tensor '" + name + "' " + java.util.Arrays.toString(shape)
+                    + ", which the file does not hold");
+        }
+        if (t.dtype() != dev.kiln.tensor.DType.F32 || !java.util.Arrays.equals(t.shape(), shape)) {
+            throw new IllegalArgumentException("the structure needs '" + name + "' to be F32" + java.util.Arrays.toString(shape)
+                    + " but the file holds " + t.dtype() + java.util.Arrays.toString(t.shape()));
+        }
+    }
+
     /** Builds the model a {@link KilnFile}'s tensors and structure describe (parameters copied). */
     public static Sequential fromTensors(TensorSet set) {
         String json = set.metadata().get(STRUCTURE_KEY);
@@ -89,7 +104,8 @@ public final class ModelFile {
         Sequential.Builder b = Sequential.builder(in);
         Sequential model;
         try {
-            for (Object o : ls) {
+            for (int i = 0; i < ls.size(); i++) {
+                Object o = ls.get(i);
                 if (!(o instanceof Map<?, ?> l) || !(l.get("kind") instanceof String kind) || !(l.get("out") instanceof Long out)
                         || !(l.get("alpha") instanceof Long alpha) || !(l.get("eps") instanceof Long eps)
                         || !(l.get("from") instanceof Long from) || !(l.get("vocab") instanceof Long vocab)
@@ -97,7 +113,30 @@ public final class ModelFile {
                     throw new IllegalArgumentException("kiln file: invalid layer in the model structure");
                 }
                 float a = Float.intBitsToFloat(alpha.intValue());
-                switch (Sequential.Layer.Kind.valueOf(kind)) {
+                Sequential.Layer.Kind k = Sequential.Layer.Kind.valueOf(kind);
+                long cur = b.currentFeatures();
+                // A layer's parameters must be in the file, with the shapes the structure gives them,
+                // before the builder allocates them: a structure naming huge layers over a small file
+                // would otherwise allocate (and zero) gigabytes before loadParameters refused it.
+                switch (k) {
+                    case DENSE -> {
+                        needs(set, i + ".weight", cur, out);
+                        needs(set, i + ".bias", out);
+                    }
+                    case EMBEDDING -> {
+                        if (in < 1 || out % in != 0) {
+                            throw new IllegalArgumentException("an embedding of " + out + " features over " + in + " positions");
+                        }
+                        needs(set, i + ".weight", vocab, out / in);
+                    }
+                    case LAYER_NORM, SCALE_SHIFT -> {
+                        needs(set, i + ".gamma", cur);
+                        needs(set, i + ".beta", cur);
+                    }
+                    case PRELU -> needs(set, i + ".weight", cur);
+                    default -> { }
+                }
+                switch (k) {
                     case DENSE -> b.dense(out, Init.ZEROS, 0);
                     case ACTIVATION -> b.activation(Activation.valueOf(act), a);
                     case SOFTMAX -> b.softmax();

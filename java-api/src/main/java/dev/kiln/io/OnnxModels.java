@@ -518,7 +518,7 @@ public final class OnnxModels {
                 }
                 long[] vd = dimsOf.getOrDefault(cur, new long[] {BATCH, width});
                 if (affine == null) {
-                    affine = new double[2][(int) width];
+                    affine = new double[2][(int) constantWidth(width, name, op)];
                     java.util.Arrays.fill(affine[0], 1.0);
                 }
                 preprocess(affine, n, op, xi, vd, inits, name);
@@ -564,7 +564,7 @@ public final class OnnxModels {
                 // folded into its weights and bias, as a batch norm there is.
                 boolean intoDense = last.kind.equals("dense") && last.activation == Activation.IDENTITY
                         && valueOf.get(cur) == layers.size() && readers.getOrDefault(cur, 0) == 1;
-                double[][] a = new double[2][(int) width];
+                double[][] a = new double[2][(int) constantWidth(width, name, op)];
                 for (int j = 0; j < width; j++) {
                     a[0][j] = merge ? last.gamma[j] : 1.0;
                     a[1][j] = merge ? last.beta[j] : 0.0;
@@ -1030,9 +1030,8 @@ public final class OnnxModels {
                     p.eps = floatAttr(n, "epsilon", 1e-5f);
                     // No scale (OnnxFusion's LayerNorm without one; PyTorch 1.13 writes '' at opset 17): ones.
                     boolean scaled = n.getInputCount() > 1 && !n.getInput(1).isEmpty();
-                    if (!scaled && width > (1 << 24)) { // (with a scale, its data bounds the width)
-                        throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") normalizes " + width
-                                + " features: too many");
+                    if (!scaled) { // (with a scale, its data bounds the width)
+                        constantWidth(width, name, op);
                     }
                     p.gamma = scaled ? vector(initializer(inits, n, 1, name, op), width, name, op) : ones(width);
                     p.beta = n.getInputCount() > 2 && !n.getInput(2).isEmpty() ? vector(initializer(inits, n, 2, name, op), width, name, op) : new float[(int) width];
@@ -1797,6 +1796,23 @@ public final class OnnxModels {
         if (intAttr(n, "training_mode", 0) != 0) {
             throw unsupported(op, name, "training_mode = 1 (Kiln imports inference graphs)");
         }
+    }
+
+    /**
+     * The most features that parameters made from scalars may span (a scale-shift from {@code x / 255}
+     * or {@code h * 0.5}, a layer norm without a scale): 2^24. Other parameters come from the file's
+     * data, which bounds them; these do not, and a tiny file declaring an input of 2^31 features
+     * would otherwise make the importer allocate gigabytes.
+     */
+    static final long MAX_CONSTANT_FEATURES = 1L << 24;
+
+    /** {@code width}, checked against {@link #MAX_CONSTANT_FEATURES} for parameters made from constants at the node. */
+    private static long constantWidth(long width, String name, String op) {
+        if (width > MAX_CONSTANT_FEATURES) {
+            throw new IllegalArgumentException("onnx: node '" + name + "' (" + op + ") applies constants to " + width
+                    + " features: too many (Kiln builds parameters from constants for at most " + MAX_CONSTANT_FEATURES + ")");
+        }
+        return width;
     }
 
     /** A scale-shift layer x * a[0] + a[1], its values checked as floats. */

@@ -183,6 +183,48 @@ class KilnFileTest {
         assertTrue(refused(hugeHeader).contains("header length"));
     }
 
+    /**
+     * A crafted structure (valid checksums) whose layers are far larger than the file's tensors is
+     * refused before anything is allocated: before, a 200-byte file declaring a 1000 x 2,000,000
+     * dense layer made the loader allocate and zero 8 GB, then refuse it for the missing tensor.
+     */
+    @Test
+    void structuresLargerThanTheFileAreRefusedBeforeAllocating() {
+        String layer = "{\"kind\":\"%s\",\"out\":%d,\"activation\":\"IDENTITY\",\"alpha\":0,\"eps\":0,\"from\":-1,\"vocab\":%d}";
+        String[][] cases = {
+            {"{\"input\":1000,\"layers\":[" + String.format(layer, "DENSE", 2_000_000, 0) + "]}",
+                "the structure needs a tensor '0.weight' [1000, 2000000], which the file does not hold"},
+            {"{\"input\":4,\"layers\":[" + String.format(layer, "EMBEDDING", 4_000_000_000L, 3_000_000_000L) + "]}",
+                "the structure needs a tensor '0.weight' [3000000000, 1000000000], which the file does not hold"},
+            {"{\"input\":100000000,\"layers\":[" + String.format(layer, "LAYER_NORM", 100_000_000, 0) + "]}",
+                "the structure needs a tensor '0.gamma' [100000000], which the file does not hold"},
+            {"{\"input\":300000000,\"layers\":[" + String.format(layer, "PRELU", 300_000_000, 0) + "]}",
+                "the structure needs a tensor '0.weight' [300000000], which the file does not hold"},
+        };
+        long before = NativeMemory.settledBytesInUse();
+        for (String[] c : cases) {
+            byte[] f = KilnFile.toBytes(Map.of(), Map.of(ModelFile.STRUCTURE_KEY, c[0]));
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ModelFile.fromBytes(f).close());
+            assertEquals("kiln file: invalid model structure (" + c[1] + ")", e.getMessage());
+        }
+        // The tensors present but of other shapes or dtypes: named too.
+        try (Tensor w = Tensor.zeros(DType.F32, 3, 4); Tensor b = Tensor.zeros(DType.F32, 4); Tensor b16 = Tensor.zeros(DType.BF16, 4)) {
+            String dense = "{\"input\":2,\"layers\":[" + String.format(layer, "DENSE", 4, 0) + "]}";
+            byte[] f = KilnFile.toBytes(Map.of("0.weight", w, "0.bias", b), Map.of(ModelFile.STRUCTURE_KEY, dense));
+            assertEquals("kiln file: invalid model structure (the structure needs '0.weight' to be F32[2, 4] but the file holds "
+                    + "F32[3, 4])", assertThrows(IllegalArgumentException.class, () -> ModelFile.fromBytes(f).close()).getMessage());
+            String dense3 = dense.replace("\"input\":2", "\"input\":3");
+            byte[] g = KilnFile.toBytes(Map.of("0.weight", w, "0.bias", b16), Map.of(ModelFile.STRUCTURE_KEY, dense3));
+            assertEquals("kiln file: invalid model structure (the structure needs '0.bias' to be F32[4] but the file holds "
+                    + "BF16[4])", assertThrows(IllegalArgumentException.class, () -> ModelFile.fromBytes(g).close()).getMessage());
+            byte[] ok = KilnFile.toBytes(Map.of("0.weight", w, "0.bias", b), Map.of(ModelFile.STRUCTURE_KEY, dense3));
+            try (dev.kiln.nn.Sequential m = ModelFile.fromBytes(ok)) {
+                assertEquals("Sequential[3 -> dense 4]", m.toString());
+            }
+        }
+        assertEquals(before, dev.kiln.Kiln.memoryStats().bytesInUse(), "no native memory left behind");
+    }
+
     @Test
     void everyFlippedBitOfTheHeaderIsCaughtAndVersion1FilesStillRead() {
         byte[] good = small();

@@ -153,6 +153,17 @@ class OnnxPreprocessingTest {
                 .addNode(node("Sub", "/Sub", "pre", "x", "c"))))).contains("it must broadcast over the batch"));
         assertTrue(refusal(model(13, flattenAfter(g -> g.addInitializer(init("c", new float[2], 2))
                 .addNode(node("Sub", "/Sub", "pre", "x", "c"))))).contains("that does not broadcast to the model input"));
+        // Parameters built from scalars span the width: a tiny file declaring 2^30 features is refused
+        // by name, not answered with gigabytes of allocation (an OutOfMemoryError before).
+        String tooMany = " applies constants to 1073741824 features: too many (Kiln builds parameters from constants for at "
+                + "most 16777216)";
+        assertEquals("onnx: node '/Sub' (Sub)" + tooMany, refusal(model(13, io("x", 0, 1L << 30),
+                g -> g.addInitializer(init("k", new float[] {2f})).addNode(node("Sub", "/Sub", "rows", "x", "k")))));
+        assertEquals("onnx: node '/Mul' (Mul)" + tooMany, refusal(model(13, io("x", 0, 1L << 30),
+                g -> g.addInitializer(init("k", new float[] {2f})).addNode(node("Relu", "/R", "r", "x"))
+                        .addNode(node("Mul", "/Mul", "rows", "r", "k")))));
+        assertEquals("onnx: node '/LN' (LayerNormalization)" + tooMany, refusal(model(17, io("x", 0, 1L << 30),
+                g -> g.addNode(node("LayerNormalization", "/LN", "rows", "x")))));
         // x / c folds; c / x is not affine: refused as the op it is.
         assertTrue(refusal(model(13, flattenAfter(g -> g.addInitializer(init("c", new float[] {2f}))
                 .addNode(node("Div", "/Div", "pre", "c", "x"))))).startsWith("onnx: unsupported an op on the input's [batch, 3, 4]"
