@@ -8,6 +8,9 @@
 // hidden layers' activation (default relu);
 // with `shuffle` each batch is first gathered from a random permutation (kiln_gather_rows), as the
 // Java Trainer does, instead of read in place, and the gather's median time is printed too.
+// BENCH_MODEL=resnorm trains a pre-norm residual MLP instead: 784 -> dense 256 -> act, then two
+// blocks h + dense(act(dense(layer_norm(h)))) of width 256 (hidden 512), then dense 10: the
+// non-GEMM layers (layer norm, residual adds) under load.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -69,13 +72,36 @@ int main(int argc, char** argv) {
     for (int32_t& v : y) v = int32_t(rng() % 10);
     kiln_trainer* t;
     check(kiln_trainer_create(784, batch, &t), "create");
-    for (int l = 0; l < 3; ++l) {
-        std::vector<float> w(size_t(dims[l] * dims[l + 1]));
-        const float s = std::sqrt(2.0f / float(dims[l]));
+    auto dense = [&](int64_t in, int64_t out) {
+        std::vector<float> w(size_t(in * out));
+        const float s = std::sqrt(2.0f / float(in));
         for (float& v : w) v = nd(rng) * s;
-        std::vector<float> b(size_t(dims[l + 1]), 0.0f);
-        check(kiln_trainer_add_dense(t, dims[l + 1], w.data(), b.data()), "dense");
-        if (l < 2) check(kiln_trainer_add_activation(t, act, act_alpha), "activation");
+        std::vector<float> b(size_t(out), 0.0f);
+        check(kiln_trainer_add_dense(t, out, w.data(), b.data()), "dense");
+    };
+    const char* model = std::getenv("BENCH_MODEL");
+    if (model != nullptr && std::string(model) == "resnorm") {
+        dense(784, 256);
+        check(kiln_trainer_add_activation(t, act, act_alpha), "activation");
+        int64_t layers = 2;  // value ids: the output of layer i is value i + 1
+        for (int block = 0; block < 2; ++block) {
+            const int64_t skip = layers;
+            check(kiln_trainer_add_layer_norm(t, nullptr, nullptr, 1e-5f), "layer norm");
+            dense(256, 512);
+            check(kiln_trainer_add_activation(t, act, act_alpha), "activation");
+            dense(512, 256);
+            check(kiln_trainer_add_residual(t, skip), "residual");
+            layers += 5;
+        }
+        dense(256, 10);
+    } else if (model != nullptr && std::string(model) != "mlp") {
+        std::fprintf(stderr, "BENCH_MODEL=%s: unknown (mlp, resnorm)\n", model);
+        return 2;
+    } else {
+        for (int l = 0; l < 3; ++l) {
+            dense(dims[l], dims[l + 1]);
+            if (l < 2) check(kiln_trainer_add_activation(t, act, act_alpha), "activation");
+        }
     }
     check(kiln_trainer_set_loss(t, KILN_LOSS_SOFTMAX_CROSS_ENTROPY, 0, nullptr), "loss");
     kiln_optimizer o{};
