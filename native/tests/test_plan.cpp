@@ -422,6 +422,29 @@ TEST(Plan, PReluMatchesLoopsAndRefusesNonFinite) {
     kiln_plan_destroy(p);
 }
 
+TEST(Plan, L2NormalizeMatchesLoops) {
+    // Rows: a plain one, one under eps (divided by eps), a zero row, a NaN row.
+    const float x[8] = {3, -4, 1e-7f, 0, 0, 0, NAN, 1};
+    kiln_plan* p;
+    ASSERT_EQ(kiln_plan_create(2, 4, &p), KILN_OK);
+    EXPECT_EQ(kiln_plan_add_l2_normalize(p, -1e-12f), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("eps is -1e-12: must be finite and >= 0"), std::string::npos)
+        << kiln_last_error();
+    EXPECT_EQ(kiln_plan_add_l2_normalize(p, INFINITY), KILN_ERR_INVALID_ARGUMENT);
+    ASSERT_EQ(kiln_plan_add_l2_normalize(p, 1e-6f), KILN_OK);
+    ASSERT_EQ(kiln_plan_compile(p), KILN_OK);
+    float y[8];
+    ASSERT_EQ(kiln_plan_run(p, 4, x, y, nullptr, 0), KILN_OK) << kiln_last_error();
+    EXPECT_FLOAT_EQ(y[0], 0.6f);
+    EXPECT_FLOAT_EQ(y[1], -0.8f);
+    EXPECT_FLOAT_EQ(y[2], 1e-7f / 1e-6f);  // norm 1e-7 under eps
+    EXPECT_EQ(y[3], 0.0f);
+    EXPECT_EQ(y[4], 0.0f);
+    EXPECT_EQ(y[5], 0.0f);
+    EXPECT_TRUE(std::isnan(y[6]) && std::isnan(y[7]));
+    kiln_plan_destroy(p);
+}
+
 // A bag of embeddings: ids -> embedding (3 positions x 2) -> mean, sum or max over positions.
 TEST(Plan, PoolingOverPositions) {
     const float table[4 * 2] = {1, -1, 2, 0.5f, -3, 4, 0, NAN};

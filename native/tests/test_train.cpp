@@ -15,10 +15,10 @@
 namespace {
 
 struct Spec {
-    enum K { Dense, Act, LN, Softmax, Residual, Branch, Multiply, Concat, Slice, Scale, Pool, PRelu } k;
+    enum K { Dense, Act, LN, Softmax, Residual, Branch, Multiply, Concat, Slice, Scale, Pool, PRelu, L2 } k;
     int64_t out = 0;      // Dense; Slice: end; Pool: positions
     int32_t act = 0;      // Act; Pool: mode
-    float alpha = 0;
+    float alpha = 0;      // Act; L2: eps
     int32_t log = 0;      // Softmax
     int64_t from = 0;     // Residual, Branch, Multiply, Concat; Slice: begin
     bool bias = true;
@@ -145,6 +145,14 @@ struct Ref {
                     for (size_t j = 0; j < a.size(); ++j) y.push_back(a[j] > 0 ? a[j] : a[j] * sl[j % size_t(width)]);
                     break;
                 }
+                case Spec::L2:
+                    for (int64_t r = 0; r < batch; ++r) {
+                        double ss = 0;
+                        for (int64_t j = 0; j < width; ++j) ss += a[size_t(r * width + j)] * a[size_t(r * width + j)];
+                        const double d = std::max(std::sqrt(ss), double(s.alpha));
+                        for (int64_t j = 0; j < width; ++j) y.push_back(a[size_t(r * width + j)] / d);
+                    }
+                    break;
             }
             vals.push_back(std::move(y));
             widths.push_back(width);
@@ -252,6 +260,9 @@ kiln_trainer* build(const Case& c, Ref& ref, std::mt19937& rng) {
                 ref.params.emplace_back(b.begin(), b.end());
                 break;
             }
+            case Spec::L2:
+                EXPECT_EQ(kiln_trainer_add_l2_normalize(t, s.alpha), KILN_OK) << kiln_last_error();
+                break;
             case Spec::PRelu: {
                 std::vector<float> sl(static_cast<size_t>(width));
                 for (float& v : sl) v = 0.25f + nd(rng);
@@ -490,6 +501,46 @@ TEST(Train, GradientsPRelu) {
     std::vector<float> slope(2);
     EXPECT_EQ(kiln_trainer_param(t, 0, 0, slope.data(), 2), KILN_OK) << kiln_last_error();
     EXPECT_EQ(slope[0], 0.25f);  // PyTorch's initial slope
+    kiln_trainer_destroy(t);
+}
+
+// L2 normalization of rows (an embedding model's end), read by a residual too; and rows whose norm
+// is under eps (divided by eps: the gradient is gy / eps).
+TEST(Train, GradientsL2Normalize) {
+    Case c{5, 4,
+           {S{S::Dense, 6}, S{S::L2, 0, 0, 1e-12f}, S{S::Dense, 6}, S{S::Residual, 0, 0, 0, 0, 2},
+            S{S::L2, 0, 0, 1e-12f}, S{S::Dense, 3}},
+           KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+    gradient_check(c, 81);
+    Case small{5, 4, {S{S::Dense, 6}, S{S::L2, 0, 0, 1e3f}, S{S::Dense, 3}}, KILN_LOSS_MSE};  // every norm under eps
+    gradient_check(small, 82);
+    kiln_trainer* t;
+    ASSERT_EQ(kiln_trainer_create(2, 2, &t), KILN_OK);
+    EXPECT_EQ(kiln_trainer_add_l2_normalize(t, -1.0f), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_add_l2_normalize(t, NAN), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_add_l2_normalize(t, 0.0f), KILN_OK);
+    kiln_trainer_destroy(t);
+}
+
+// A row whose norm is under eps is divided by eps: its gradient is gy / eps, exactly.
+TEST(Train, L2NormalizeUnderEpsDividesTheGradientByEps) {
+    kiln_trainer* t;
+    ASSERT_EQ(kiln_trainer_create(2, 1, &t), KILN_OK);
+    const float w[4] = {1, 0, 0, 1};  // identity: h = x
+    ASSERT_EQ(kiln_trainer_add_dense(t, 2, w, nullptr), KILN_OK);
+    ASSERT_EQ(kiln_trainer_add_l2_normalize(t, 2.0f), KILN_OK);  // |x| = 0.5 < 2: y = x / 2
+    ASSERT_EQ(kiln_trainer_set_loss(t, KILN_LOSS_MSE, 1.0f, nullptr), KILN_OK);
+    ASSERT_EQ(kiln_trainer_compile(t), KILN_OK) << kiln_last_error();
+    const float x[2] = {0.3f, 0.4f}, target[2] = {1.0f, -1.0f};
+    double loss = 0;
+    ASSERT_EQ(kiln_trainer_step(t, 1, x, target, nullptr, 0.0f, &loss, nullptr), KILN_OK) << kiln_last_error();
+    // loss = mean((x / 2 - t)^2); dL/dy = (y - t); dL/dh = that / 2; dL/dW[k][j] = x_k dL/dh_j.
+    const double y0 = 0.15, y1 = 0.2, g0 = (y0 - 1.0) / 2, g1 = (y1 + 1.0) / 2;
+    EXPECT_NEAR(loss, ((y0 - 1.0) * (y0 - 1.0) + (y1 + 1.0) * (y1 + 1.0)) / 2, 1e-6);
+    float gw[4];
+    ASSERT_EQ(kiln_trainer_param(t, 0, 2, gw, 4), KILN_OK);
+    const double want[4] = {0.3 * g0, 0.3 * g1, 0.4 * g0, 0.4 * g1};
+    for (int i = 0; i < 4; ++i) EXPECT_NEAR(gw[i], want[i], 1e-6) << i;
     kiln_trainer_destroy(t);
 }
 

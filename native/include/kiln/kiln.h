@@ -408,6 +408,9 @@ KILN_API kiln_status kiln_plan_add_scale_shift(kiln_plan* plan, const float* sca
  *  copied; NULL means 0.25 each, PyTorch's initial value; non-finite slopes are refused), as
  *  torch's nn.PReLU(num_parameters=features). */
 KILN_API kiln_status kiln_plan_add_prelu(kiln_plan* plan, const float* slope);
+/** L2 normalization of each row: y = x / max(||x||_2, eps) (eps finite, >= 0; torch's
+ *  F.normalize(x, dim=1) uses 1e-12), as embedding models end. */
+KILN_API kiln_status kiln_plan_add_l2_normalize(kiln_plan* plan, float eps);
 /** Pooling over positions: the current value's features are `positions` vectors of width /
  *  positions, one after the other (an embedding's output), and this layer outputs their mean
  *  (mode KILN_POOL_MEAN), sum (KILN_POOL_SUM) or elementwise maximum (KILN_POOL_MAX): a bag of
@@ -502,6 +505,8 @@ KILN_API kiln_status kiln_trainer_add_slice(kiln_trainer* t, int64_t begin, int6
 KILN_API kiln_status kiln_trainer_add_scale_shift(kiln_trainer* t, const float* scale, const float* shift);
 /** PReLU with a slope per feature, trained (as kiln_plan_add_prelu; copied, NULL means 0.25). */
 KILN_API kiln_status kiln_trainer_add_prelu(kiln_trainer* t, const float* slope);
+/** L2 normalization of each row (as kiln_plan_add_l2_normalize). */
+KILN_API kiln_status kiln_trainer_add_l2_normalize(kiln_trainer* t, float eps);
 /** Pooling over positions (as kiln_plan_add_pool); a maximum's gradient goes to the first position
  *  holding it. */
 KILN_API kiln_status kiln_trainer_add_pool(kiln_trainer* t, int32_t mode, int64_t positions);

@@ -101,6 +101,13 @@ inline kiln_status check_prelu(const char* fn, int64_t n, const float* slope) {
     return KILN_OK;
 }
 
+// An L2 normalization's eps: finite and >= 0.
+inline kiln_status check_l2_eps(const char* fn, float eps) {
+    if (!(eps >= 0.0f) || std::isinf(eps))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: eps is %g: must be finite and >= 0", fn, double(eps));
+    return KILN_OK;
+}
+
 // Every value but the last one (n layers: values 1..n) is read by a later layer. `branch(i)`: layer
 // i is a branch (it reads nothing itself); `from(i)`: the earlier value layer i joins or branches
 // to, -1 for none. Called before compile changes anything.

@@ -55,4 +55,19 @@ inline void prelu_rows(int64_t rows, int64_t n, const float* x, const float* slo
     }
 }
 
+// y = x / max(||x||_2, eps) row by row, as torch's F.normalize (the sum of squares in double; a
+// row holding a NaN or an infinity gives NaNs). norm (may be null): each row's ||x||_2.
+inline void l2_normalize_rows(int64_t rows, int64_t n, float eps, const float* x, float* y, float* norm) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * n;
+        float* yr = y + r * n;
+        double s = 0;
+        for (int64_t j = 0; j < n; ++j) s += double(xr[j]) * double(xr[j]);
+        const float nr = float(std::sqrt(s));
+        const float d = nr > eps || std::isnan(nr) ? nr : eps;
+        for (int64_t j = 0; j < n; ++j) yr[j] = xr[j] / d;
+        if (norm != nullptr) norm[r] = nr;
+    }
+}
+
 }  // namespace kiln

@@ -24,7 +24,7 @@
 
 namespace {
 
-enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift, Pool, PRelu };
+enum class Kind { Dense, Activation, Softmax, LayerNorm, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift, Pool, PRelu, L2Norm };
 
 struct Layer {
     Kind kind;
@@ -220,6 +220,17 @@ extern "C" KILN_API kiln_status kiln_plan_add_prelu(kiln_plan* plan, const float
     if (kiln_status st = kiln_alloc(n * int64_t(sizeof(float)), &a)) return st;
     l.gamma = static_cast<float*>(a);
     for (int64_t j = 0; j < n; ++j) l.gamma[j] = slope != nullptr ? slope[j] : 0.25f;
+    return push(plan, std::move(l));
+}
+
+extern "C" KILN_API kiln_status kiln_plan_add_l2_normalize(kiln_plan* plan, float eps) {
+    static const char* fn = "kiln_plan_add_l2_normalize";
+    if (kiln_status st = check_open(fn, plan)) return st;
+    if (kiln_status st = kiln::check_l2_eps(fn, eps)) return st;
+    Layer l;
+    l.kind = Kind::L2Norm;
+    l.in = l.out = plan->features;
+    l.eps = eps;
     return push(plan, std::move(l));
 }
 
@@ -514,6 +525,9 @@ extern "C" KILN_API kiln_status kiln_plan_run(const kiln_plan* plan, int64_t bat
                 break;
             case Kind::PRelu:
                 kiln::prelu_rows(batch, l.in, src, l.gamma, dst);
+                break;
+            case Kind::L2Norm:
+                kiln::l2_normalize_rows(batch, l.in, l.eps, src, dst, nullptr);
                 break;
             case Kind::Branch:
                 break;  // never reached: a branch is an alias

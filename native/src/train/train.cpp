@@ -33,7 +33,7 @@ using kiln::fail;
 
 namespace {
 
-enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift, Pool, PRelu };
+enum class Kind { Dense, Act, Dropout, LayerNorm, Softmax, Residual, Embedding, Branch, Multiply, Concat, Slice, ScaleShift, Pool, PRelu, L2Norm };
 
 struct TLayer {
     Kind kind;
@@ -41,7 +41,7 @@ struct TLayer {
     int32_t act = KILN_UNARY_IDENTITY;  // Act; for Dense the fused activation
     float alpha = 0;
     float p = 0;                        // dropout
-    float eps = 0;                      // layer norm
+    float eps = 0;                      // layer norm, L2 normalization
     int32_t log_softmax = 0;
     int64_t from = 0;                   // residual, multiply, concat, branch (never a branch's value:
                                         // resolved when added)
@@ -52,7 +52,7 @@ struct TLayer {
                                         // PReLU slopes in w)
     bool fused = false;                 // Act folded into the Dense before it
     float* mask = nullptr;              // dropout multipliers, max_batch x in
-    float* mean = nullptr;              // layer norm stats, max_batch
+    float* mean = nullptr;              // layer norm stats, max_batch (L2 normalization: the norms)
     float* rstd = nullptr;
 };
 
@@ -304,6 +304,17 @@ extern "C" KILN_API kiln_status kiln_trainer_add_prelu(kiln_trainer* t, const fl
     l.kind = Kind::PRelu;
     l.in = l.out = t->features;
     if (kiln_status st = add_param(t, l.in, slope, 0.25f, false, &l.w)) return st;
+    return push(t, l);
+}
+
+extern "C" KILN_API kiln_status kiln_trainer_add_l2_normalize(kiln_trainer* t, float eps) {
+    static const char* fn = "kiln_trainer_add_l2_normalize";
+    if (kiln_status st = check_open(fn, t)) return st;
+    if (kiln_status st = kiln::check_l2_eps(fn, eps)) return st;
+    TLayer l;
+    l.kind = Kind::L2Norm;
+    l.in = l.out = t->features;
+    l.eps = eps;
     return push(t, l);
 }
 
@@ -568,6 +579,7 @@ extern "C" KILN_API kiln_status kiln_trainer_compile(kiln_trainer* t) {
             l.mean = alloc_floats(t->max_batch, &st);
             if (st == KILN_OK) l.rstd = alloc_floats(t->max_batch, &st);
         }
+        if (st == KILN_OK && l.kind == Kind::L2Norm) l.mean = alloc_floats(t->max_batch, &st);
     }
     // value 0's gradient is never needed; a residual from value 0 accumulates nothing.
     if (st == KILN_OK) t->row_weight = alloc_floats(t->max_batch, &st);
@@ -656,6 +668,9 @@ kiln_status forward(kiln_trainer* t, int64_t batch, const void* x, bool training
                 break;
             case Kind::PRelu:
                 kiln::prelu_rows(batch, l.in, src, t->params[size_t(l.w)].value, dst);
+                break;
+            case Kind::L2Norm:
+                kiln::l2_normalize_rows(batch, l.in, l.eps, src, dst, l.mean);
                 break;
             case Kind::Branch:
                 break;
@@ -1058,6 +1073,24 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
                         ga[j] += pos ? 0.0f : gr * xv;
                         if (gx != nullptr) put(gx, r * l.in + j, pos ? gr : gr * a[j], acc);
                     }
+                break;
+            }
+            case Kind::L2Norm: {  // y = x / d, d = max(|x|, eps): gx = (gy - y (y . gy)) / |x| past eps, else gy / eps
+                if (!need_dx) break;
+                bool acc;
+                float* gx = emit_target(vin, &acc);
+                const float* y = t->act[vout];
+                for (int64_t r = 0; r < batch; ++r) {
+                    const float* yr = y + r * l.in;
+                    const float* gr = gy + r * l.in;
+                    const float nr = l.mean[r];
+                    const bool past = nr > l.eps || std::isnan(nr);
+                    double dot = 0;
+                    if (past)
+                        for (int64_t j = 0; j < l.in; ++j) dot += double(yr[j]) * double(gr[j]);
+                    const float d = past ? nr : l.eps, k = float(dot);
+                    for (int64_t j = 0; j < l.in; ++j) put(gx, r * l.in + j, (gr[j] - yr[j] * k) / d, acc);
+                }
                 break;
             }
             case Kind::Branch:

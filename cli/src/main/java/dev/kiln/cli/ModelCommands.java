@@ -75,7 +75,12 @@ final class ModelCommands {
         return s;
     }
 
-    static String lower(Enum<?> e) {
+    /** A float setting as the decimal it was written as (1e-5, not 9.999999747378752E-6). */
+    static double exact(float f) {
+        return Double.parseDouble(Float.toString(f));
+    }
+
+        static String lower(Enum<?> e) {
         return e.name().toLowerCase(Locale.ROOT);
     }
 
@@ -108,14 +113,15 @@ final class ModelCommands {
                         case ACTIVATION:
                             d.put("activation", lower(l.activation()));
                             if (l.activation().takesAlpha()) {
-                                d.put("alpha", (double) l.activationAlpha());
+                                d.put("alpha", exact(l.activationAlpha()));
                             }
                             break;
                         case DROPOUT:
-                            d.put("p", (double) l.activationAlpha());
+                            d.put("p", exact(l.activationAlpha()));
                             break;
                         case LAYER_NORM:
-                            d.put("eps", (double) l.eps());
+                        case L2_NORMALIZE:
+                            d.put("eps", exact(l.eps()));
                             break;
                         case RESIDUAL:
                         case BRANCH:
@@ -181,7 +187,7 @@ final class ModelCommands {
                             extra.append(' ').append(k).append('=').append(v);
                         }
                     });
-                    out.println(String.format("  %3d  %-11s %6d -> %-6d%s", d.get("index"), d.get("kind"), d.get("in"),
+                    out.println(String.format("  %3d  %-12s %6d -> %-6d%s", d.get("index"), d.get("kind"), d.get("in"),
                             d.get("out"), extra).stripTrailing());
                 }
                 return 0;

@@ -88,6 +88,9 @@ public final class InferenceSession implements AutoCloseable {
                     case SCALE_SHIFT:
                         withTensors(l.gamma(), l.beta(), (g, b) -> Native.check(KilnNative.planAddScaleShift(p, g, b)));
                         break;
+                    case L2_NORMALIZE:
+                        Native.check(KilnNative.planAddL2Normalize(p, l.eps()));
+                        break;
                     case PRELU:
                         withTensors(l.weight(), l.weight(), (a, unused) -> Native.check(KilnNative.planAddPRelu(p, a)));
                         break;

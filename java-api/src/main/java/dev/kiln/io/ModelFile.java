@@ -144,6 +144,7 @@ public final class ModelFile {
                     case LAYER_NORM -> b.layerNorm(Float.intBitsToFloat(eps.intValue()));
                     case SCALE_SHIFT -> b.scaleShift();
                     case PRELU -> b.prelu();
+                    case L2_NORMALIZE -> b.l2Normalize(Float.intBitsToFloat(eps.intValue()));
                     case POOL -> {
                         if (!(l.get("pool") instanceof String mode) || out < 1) {
                             throw new IllegalArgumentException("a pooling layer without its mode ('pool')");

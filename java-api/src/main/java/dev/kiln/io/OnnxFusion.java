@@ -27,7 +27,10 @@ import java.util.Set;
  *       them) becomes one LayerNormalization node;</li>
  *   <li>SiLU (swish) as every exporter writes it, {@code x * Sigmoid(x)}, becomes one node of op
  *       {@link #SILU} in domain {@link #DOMAIN} (ONNX has no such op), and Mish below opset 18,
- *       {@code x * Tanh(Softplus(x))}, one Mish node.</li>
+ *       {@code x * Tanh(Softplus(x))}, one Mish node;</li>
+ *   <li>an L2 normalization of rows as PyTorch writes {@code F.normalize(x, dim=1)}, ReduceL2 over
+ *       the last axis (kept), Clip with a min eps (or Max with eps, as Kiln exports it), an optional
+ *       Expand back to x's shape, Div of x by it, becomes one node of op {@link #L2_NORMALIZE}.</li>
  * </ul>
  * A pattern is fused only when each value inside it feeds nothing but the next node of the pattern
  * and is not a graph output, and its constants have the values the formula needs; anything else is
@@ -36,6 +39,8 @@ import java.util.Set;
 final class OnnxFusion {
     /** The domain and op of the fused SiLU node, which only this class makes. */
     static final String DOMAIN = "dev.kiln.fused", SILU = "Silu";
+    /** The fused op of an L2 normalization x / max(||x||, eps), attribute epsilon (in {@link #DOMAIN}). */
+    static final String L2_NORMALIZE = "L2Normalize";
     private final List<NodeProto> nodes;
     private final boolean[] removed;
     private final Map<String, TensorProto> inits;
@@ -105,6 +110,9 @@ final class OnnxFusion {
             }
             if (!f.removed[i]) {
                 f.trySiluOrMish(i);
+            }
+            if (!f.removed[i]) {
+                f.tryL2Normalize(i);
             }
         }
         if (constants.isEmpty() && f.added.isEmpty()) {
@@ -385,7 +393,67 @@ final class OnnxFusion {
         replace(parts, ln.build());
     }
 
-    /** ReduceMean over the last axis (of rows: -1 or 1) keeping it, axes as attribute or input. */
+    // ---- L2 normalization ------------------------------------------------------------------------
+
+    /** ReduceL2(x) over the last axis, kept; Clip(min eps) or Max(eps); [Expand to Shape(x)]; Div(x, that). */
+    private void tryL2Normalize(int i) {
+        NodeProto norm = nodes.get(i);
+        if (!norm.getOpType().equals("ReduceL2") || !isOnnxDomain(norm) || norm.getOutputCount() != 1
+                || norm.getInputCount() < 1 || !lastAxisMean(norm)) {
+            return;
+        }
+        String x = norm.getInput(0);
+        List<Integer> parts = new ArrayList<>(List.of(i));
+        String n = norm.getOutput(0);
+        Float eps = null;
+        Integer floor = only(n, "Clip");
+        if (floor != null) {
+            NodeProto c = nodes.get(floor);
+            boolean noMax = c.getInputCount() < 3 || c.getInput(2).isEmpty();
+            if (c.getInputCount() >= 2 && !c.getInput(1).isEmpty() && c.getAttributeCount() == 0 && noMax) {
+                eps = scalar(c.getInput(1)); // opset 11+: min as an input
+            } else if (c.getInputCount() == 1 && c.getAttributeCount() == 1 && c.getAttribute(0).getName().equals("min")) {
+                eps = c.getAttribute(0).getF(); // below opset 11: min as an attribute
+            }
+        } else {
+            floor = only(n, "Max");
+            if (floor != null && binary(nodes.get(floor)) && nodes.get(floor).getAttributeCount() == 0) {
+                String o = other(nodes.get(floor), n);
+                eps = o == null ? null : scalar(o);
+            }
+        }
+        if (eps == null || !(eps >= 0) || Float.isInfinite(eps)) {
+            return;
+        }
+        parts.add(floor);
+        String den = nodes.get(floor).getOutput(0);
+        Integer expand = only(den, "Expand");
+        if (expand != null) { // expand_as(x): back to x's shape, computed by a Shape of x
+            NodeProto e = nodes.get(expand);
+            Integer shape = e.getInputCount() == 2 && e.getInput(0).equals(den) ? producerOf(e.getInput(1)) : null;
+            if (shape == null || !nodes.get(shape).getOpType().equals("Shape") || nodes.get(shape).getInputCount() != 1
+                    || !nodes.get(shape).getInput(0).equals(x) || nodes.get(shape).getAttributeCount() != 0) {
+                return;
+            }
+            parts.add(expand);
+            den = e.getOutput(0);
+        }
+        Integer div = only(den, "Div");
+        if (div == null || !binary(nodes.get(div)) || !nodes.get(div).getInput(0).equals(x)
+                || !nodes.get(div).getInput(1).equals(den)) {
+            return;
+        }
+        parts.add(div);
+        replace(parts, NodeProto.newBuilder().setOpType(L2_NORMALIZE).setDomain(DOMAIN)
+                .setName(norm.getName() + " (L2 normalization, fused)").addInput(x).addOutput(nodes.get(div).getOutput(0))
+                .addAttribute(AttributeProto.newBuilder().setName("epsilon").setType(AttributeProto.AttributeType.FLOAT).setF(eps))
+                .build());
+    }
+
+    /**
+     * ReduceMean (or another reduction) over the last axis (of rows: -1 or 1) keeping it, axes as
+     * attribute or input.
+     */
     private boolean lastAxisMean(NodeProto n) {
         long keep = 1;
         List<Long> axes = null;

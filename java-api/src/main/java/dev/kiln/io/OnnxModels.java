@@ -69,7 +69,8 @@ public final class OnnxModels {
     // Named in the error for any other op.
     private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Mul of two results, Concat of results (axis 1), Relu, LeakyRelu, PRelu (one slope, or one per feature), Elu, Selu, "
             + "Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), [0, b] or [-b, b], Gelu, Sigmoid, Tanh, Exp, Log, "
-            + "Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, Flatten, Reshape, Gather, Slice and "
+            + "Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, LpNormalization (p = 2), F.normalize's ReduceL2, Clip, "
+            + "Expand and Div, Dropout, Identity, Flatten, Reshape, Gather, Slice and "
             + "Split of features, BatchNormalization, Add, Sub, Mul and Div by constants, Constant, and GELU and LayerNorm as PyTorch decomposes them for "
             + "older opsets";
 
@@ -173,6 +174,18 @@ public final class OnnxModels {
                     g.addNode(NodeProto.newBuilder().setName(node + "_mul").setOpType("Mul").addInput(cur).addInput(i + ".gamma")
                             .addOutput(scaled));
                     n = NodeProto.newBuilder().setName(node).setOpType("Add").addInput(scaled).addInput(i + ".beta").addOutput(out);
+                    break;
+                }
+                case L2_NORMALIZE: { // x / Max(ReduceL2(x, axis 1, keepdims), eps)
+                    g.addInitializer(int64s(i + ".axes", 1));
+                    g.addInitializer(TensorProto.newBuilder().setName(i + ".eps").setDataType(TensorProto.DataType.FLOAT_VALUE)
+                            .addFloatData(l.eps()));
+                    String norm = "t" + i + "_norm", den = "t" + i + "_den";
+                    g.addNode(NodeProto.newBuilder().setName(node + "_norm").setOpType("ReduceL2").addInput(cur).addInput(i + ".axes")
+                            .addOutput(norm).addAttribute(intAttr("keepdims", 1)));
+                    g.addNode(NodeProto.newBuilder().setName(node + "_max").setOpType("Max").addInput(norm).addInput(i + ".eps")
+                            .addOutput(den));
+                    n.setOpType("Div").addInput(den);
                     break;
                 }
                 case PRELU: // slopes [features], broadcast over the batch
@@ -458,8 +471,9 @@ public final class OnnxModels {
 
         /** Checks, shape computations, the embedding, preprocessing, scale-shifts, pooling; true when the node is done. */
         boolean prelude(NodeProto n, String op, String name) {
-            boolean fusedSilu = n.getDomain().equals(OnnxFusion.DOMAIN) && op.equals(OnnxFusion.SILU);
-            if (!n.getDomain().isEmpty() && !n.getDomain().equals("ai.onnx") && !fusedSilu) {
+            boolean fused = n.getDomain().equals(OnnxFusion.DOMAIN) && (op.equals(OnnxFusion.SILU)
+                    || op.equals(OnnxFusion.L2_NORMALIZE));
+            if (!n.getDomain().isEmpty() && !n.getDomain().equals("ai.onnx") && !fused) {
                 throw unsupported(op, name, "domain '" + n.getDomain() + "'");
             }
             if (n.getOutputCount() < 1) {
@@ -1011,6 +1025,27 @@ public final class OnnxModels {
                     activation(p, approx.equals("tanh") ? Activation.GELU_TANH : Activation.GELU, 0f, op, name);
                     break;
                 }
+                case "LpNormalization": { // x / ||x||_p along the features; p = 2 only (no eps: a zero row gives NaN)
+                    checkAttrs(n, name, "axis", "p");
+                    long axis = intAttr(n, "axis", -1), pn = intAttr(n, "p", 2);
+                    if (axis != -1 && axis != 1) {
+                        throw unsupported(op, name, "axis = " + axis + " (rows are 2-D: the axis must be -1 or 1)");
+                    }
+                    if (pn != 2) {
+                        throw unsupported(op, name, "p = " + pn + " (Kiln normalizes by the L2 norm, p = 2)");
+                    }
+                    p.kind = "l2normalize";
+                    p.eps = 0f;
+                    break;
+                }
+                case OnnxFusion.L2_NORMALIZE: // x / max(ReduceL2(x), eps) as PyTorch writes F.normalize (fused)
+                    if (!n.getDomain().equals(OnnxFusion.DOMAIN)) {
+                        throw new IllegalArgumentException("onnx: unsupported op " + op + " at node '" + name
+                                + "' (Kiln imports " + IMPORTED_OPS + ")");
+                    }
+                    p.kind = "l2normalize";
+                    p.eps = floatAttr(n, "epsilon", 0f);
+                    break;
                 case "Softmax": case "LogSoftmax": {
                     checkAttrs(n, name, "axis");
                     long axis = intAttr(n, "axis", -1);
@@ -1153,6 +1188,7 @@ public final class OnnxModels {
                 case "layernorm": b.layerNorm(p.eps); break;
                 case "scaleshift": b.scaleShift(); break;
                 case "prelu": b.prelu(); break;
+                case "l2normalize": b.l2Normalize(p.eps); break;
                 case "pool": b.pool(p.pooling, p.positions); break;
                 case "dropout": b.dropout(p.alpha); break;
                 case "embedding": b.embedding(p.vocab, p.out / features, Init.ZEROS, 0); break;

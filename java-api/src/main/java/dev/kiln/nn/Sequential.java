@@ -29,7 +29,7 @@ public final class Sequential implements AutoCloseable {
     /** One layer and its parameters (null where the layer has none). */
     public static final class Layer {
         public enum Kind { DENSE, ACTIVATION, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, DROPOUT, EMBEDDING, RESIDUAL, BRANCH, MULTIPLY,
-            CONCAT, SLICE, SCALE_SHIFT, POOL, PRELU }
+            CONCAT, SLICE, SCALE_SHIFT, POOL, PRELU, L2_NORMALIZE }
 
         final Kind kind;
         final long in;
@@ -372,6 +372,7 @@ public final class Sequential implements AutoCloseable {
                 case LAYER_NORM: b.append("layer_norm"); break;
                 case SCALE_SHIFT: b.append("scale_shift"); break;
                 case PRELU: b.append("prelu"); break;
+                case L2_NORMALIZE: b.append("l2_normalize"); break;
                 case POOL: b.append(l.pooling.name().toLowerCase(java.util.Locale.ROOT)).append("_pool(").append(l.in / l.out)
                         .append(')'); break;
                 case RESIDUAL: b.append("+ value ").append(l.from); break;
@@ -720,6 +721,24 @@ public final class Sequential implements AutoCloseable {
             Tensor a = Tensor.zeros(DType.F32, features).fill(0.25f);
             layers.add(new Layer(Layer.Kind.PRELU, features, features, a, null, null, null, null, 0, 0));
             return this;
+        }
+
+        /**
+         * L2 normalization of each row: x / max(||x||, eps), as torch's {@code F.normalize(x, dim=1)}
+         * (whose eps is 1e-12): the unit-length vectors an embedding model ends with, compared by
+         * their dot products. Trained through (it has no parameters).
+         */
+        public Builder l2Normalize(float eps) {
+            if (!(eps >= 0) || Float.isInfinite(eps)) {
+                throw new IllegalArgumentException("l2Normalize: eps is " + eps + ": must be finite and >= 0");
+            }
+            layers.add(new Layer(Layer.Kind.L2_NORMALIZE, features, features, null, null, null, null, null, 0, eps));
+            return this;
+        }
+
+        /** {@link #l2Normalize(float)} with eps 1e-12, PyTorch's. */
+        public Builder l2Normalize() {
+            return l2Normalize(1e-12f);
         }
 
         /** Dropout with drop probability p: the identity at inference (it acts only in training). */

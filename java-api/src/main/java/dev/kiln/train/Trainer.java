@@ -162,6 +162,10 @@ public final class Trainer implements AutoCloseable {
                     params.add(l.beta());
                     trainerLayers++;
                     break;
+                case L2_NORMALIZE:
+                    Native.check(KilnNative.trainerAddL2Normalize(handle, l.eps()));
+                    trainerLayers++;
+                    break;
                 case PRELU:
                     withAddresses(l.weight(), l.weight(), (a, unused) -> Native.check(KilnNative.trainerAddPRelu(handle, a)));
                     params.add(l.weight());

@@ -372,6 +372,73 @@ class OnnxFusionTest {
         }
     }
 
+    /**
+     * F.normalize(x W1^T + B1, dim=1) as torch 1.13 writes it (ReduceL2 kept; Clip with min eps as an
+     * attribute below opset 11, as an input from 11; Expand to Shape(h); Div), Kiln's own Max form, and
+     * LpNormalization (no eps) import as one L2 normalization; what differs is left to be refused.
+     */
+    @Test
+    void fNormalizeImportsAsAnL2Normalization() {
+        AttributeProto transB = AttributeProto.newBuilder().setName("transB").setType(AttributeProto.AttributeType.INT).setI(1).build();
+        AttributeProto keep = AttributeProto.newBuilder().setName("keepdims").setType(AttributeProto.AttributeType.INT).setI(1).build();
+        AttributeProto min = AttributeProto.newBuilder().setName("min").setType(AttributeProto.AttributeType.FLOAT).setF(1e-12f).build();
+        java.util.function.IntFunction<GraphProto.Builder> base = form -> {
+            GraphProto.Builder g = GraphProto.newBuilder().setName("normalize").addInitializer(floats("w", W1, 4, 6))
+                    .addInitializer(floats("b", B1, 4)).addInput(io("x", 6)).addOutput(io("y", 4))
+                    .addNode(node("/0/Gemm", "Gemm", "h", "x", "w", "b").toBuilder().addAttribute(transB))
+                    .addNode(node("/ReduceL2", "ReduceL2", "n", "h").toBuilder().addAttribute(ints("axes", form == 3 ? -1 : 1))
+                            .addAttribute(keep));
+            switch (form) {
+                case 0 -> g.addNode(node("/Clip", "Clip", "c", "n").toBuilder().addAttribute(min)); // opset 9
+                case 1, 3 -> g.addNode(constant("eps", 1e-12f)).addNode(node("/Clip", "Clip", "c", "n", "eps", "")); // 11+
+                default -> g.addNode(constant("eps", 1e-12f)).addNode(node("/Max", "Max", "c", "n", "eps")); // Kiln's
+            }
+            if (form == 2) {
+                return g.addNode(node("/Div", "Div", "y", "h", "c"));
+            }
+            return g.addNode(node("/Shape", "Shape", "s", "h")).addNode(node("/Expand", "Expand", "e", "c", "s"))
+                    .addNode(node("/Div", "Div", "y", "h", "e"));
+        };
+        try (Tensor x = Tensor.zeros(DType.F32, 3, 6).fillNormal(0, 1, 5)) {
+            float[] xs = x.toFloatArray();
+            for (int form = 0; form < 5; form++) {
+                byte[] file = form == 4
+                        ? model(GraphProto.newBuilder().setName("lp").addInitializer(floats("w", W1, 4, 6)).addInitializer(floats("b", B1, 4))
+                                .addInput(io("x", 6)).addOutput(io("y", 4))
+                                .addNode(node("/0/Gemm", "Gemm", "h", "x", "w", "b").toBuilder().addAttribute(transB))
+                                .addNode(node("/Lp", "LpNormalization", "y", "h").toBuilder().addAttribute(AttributeProto.newBuilder()
+                                        .setName("axis").setType(AttributeProto.AttributeType.INT).setI(-1))), 13)
+                        : model(base.apply(form), form == 0 ? 9 : 13);
+                try (Sequential m = OnnxModels.fromBytes(file)) {
+                    assertEquals("Sequential[6 -> dense 4 -> l2_normalize]", m.toString(), "form " + form);
+                    assertEquals(form == 4 ? 0f : 1e-12f, m.layers().get(1).eps());
+                    float[] got = run(m, x);
+                    for (int r = 0; r < 3; r++) {
+                        double norm = 0;
+                        for (int j = 0; j < 4; j++) {
+                            norm += firstGemm(xs, r, j) * firstGemm(xs, r, j);
+                        }
+                        for (int j = 0; j < 4; j++) {
+                            assertEquals(firstGemm(xs, r, j) / Math.sqrt(norm), got[r * 4 + j], 1e-6, "form " + form);
+                        }
+                    }
+                }
+            }
+            // A Clip with a max too is not F.normalize: left as it is, the ReduceL2 is refused by name.
+            GraphProto.Builder capped = base.apply(1);
+            capped.addNode(constant("cap", 5f)).setNode(capped.getNodeList().indexOf(capped.getNodeList().stream()
+                    .filter(n -> n.getOpType().equals("Clip")).findFirst().orElseThrow()), node("/Clip", "Clip", "c", "n", "eps", "cap"));
+            assertTrue(refusal(model(capped, 13)).startsWith("onnx: unsupported op ReduceL2 at node '/ReduceL2'"));
+            GraphProto.Builder l1 = GraphProto.newBuilder().setName("lp1").addInitializer(floats("w", W1, 4, 6))
+                    .addInitializer(floats("b", B1, 4)).addInput(io("x", 6)).addOutput(io("y", 4))
+                    .addNode(node("/0/Gemm", "Gemm", "h", "x", "w", "b").toBuilder().addAttribute(transB))
+                    .addNode(node("/Lp", "LpNormalization", "y", "h").toBuilder().addAttribute(
+                            AttributeProto.newBuilder().setName("p").setType(AttributeProto.AttributeType.INT).setI(1)));
+            assertEquals("onnx: unsupported p = 1 (Kiln normalizes by the L2 norm, p = 2) in op LpNormalization at node '/Lp'",
+                    refusal(model(l1, 13)));
+        }
+    }
+
     @Test
     void constantNodesActAsInitializers() {
         // A Reshape whose shape comes from a Constant node (value_ints), and a Constant whose name an

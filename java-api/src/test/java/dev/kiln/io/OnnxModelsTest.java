@@ -151,7 +151,8 @@ class OnnxModelsTest {
         conv.getGraphBuilder().getNodeBuilder(2).setOpType("Conv");
         assertEquals("onnx: unsupported op Conv at node 'act' (Kiln imports Gemm, MatMul, Add, Mul of two results, Concat of results (axis 1), Relu, LeakyRelu, "
                 + "PRelu (one slope, or one per feature), Elu, Selu, Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), [0, b] or [-b, b], Gelu, "
-                + "Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, Dropout, Identity, "
+                + "Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, LpNormalization (p = 2), "
+                + "F.normalize's ReduceL2, Clip, Expand and Div, Dropout, Identity, "
                 + "Flatten, Reshape, Gather, Slice and Split of features, BatchNormalization, Add, Sub, Mul and Div by constants, "
                 + "Constant, and GELU and LayerNorm as PyTorch decomposes them for older opsets)",
                 assertThrows(IllegalArgumentException.class, () -> OnnxModels.fromBytes(conv.build().toByteArray())).getMessage());

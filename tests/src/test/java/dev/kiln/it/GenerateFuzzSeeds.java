@@ -64,10 +64,11 @@ public final class GenerateFuzzSeeds {
         try (Sequential m = bag.build()) {
             Files.write(dir.resolve("onnx-bag"), prefixed(0, OnnxModels.toBytes(m)));
         }
-        // A Kiln model file: a residual block with a layer norm, a scale-shift and a PReLU.
+        // A Kiln model file: a residual block with a layer norm, a scale-shift and a PReLU, then an L2
+        // normalization.
         Sequential.Builder k = Sequential.builder(3).dense(4, Init.HE, 14);
         int kr = k.mark();
-        k.layerNorm(1e-5f).prelu().residual(kr).scaleShift().dense(2, Init.XAVIER, 15).softmax();
+        k.layerNorm(1e-5f).prelu().residual(kr).scaleShift().dense(2, Init.XAVIER, 15).l2Normalize();
         try (Sequential m = k.build()) {
             Files.write(dir.resolve("kiln-model"), prefixed(2, dev.kiln.io.ModelFile.toBytes(m, Map.of("k", "v"))));
         }

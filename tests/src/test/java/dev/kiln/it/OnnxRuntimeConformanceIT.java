@@ -89,7 +89,7 @@ class OnnxRuntimeConformanceIT {
                 continue;
             }
             b.dense(1 + r.nextInt(80), r.nextBoolean() ? Init.HE : Init.XAVIER, seed * 10L + d);
-            switch (r.nextInt(9)) {
+            switch (r.nextInt(10)) {
                 case 0: b.relu(); break;
                 case 1: b.gelu(); break;
                 case 2: b.tanh(); break;
@@ -98,6 +98,7 @@ class OnnxRuntimeConformanceIT {
                 case 5: b.layerNorm(1e-5f); break;
                 case 6: b.scaleShift(); break;
                 case 7: b.prelu(); break;
+                case 8: b.l2Normalize(); break;
                 default: b.dropout(0.3); break;
             }
         }
@@ -123,7 +124,7 @@ class OnnxRuntimeConformanceIT {
     void kilnEqualsOnnxRuntimeOnRandomModels() throws Exception {
         OrtEnvironment env = OrtEnvironment.getEnvironment();
         Random r = new Random(20261129);
-        int embeddings = 0, residuals = 0, branches = 0, gates = 0, concats = 0, slices = 0, scales = 0, pools = 0, prelus = 0;
+        int embeddings = 0, residuals = 0, branches = 0, gates = 0, concats = 0, slices = 0, scales = 0, pools = 0, prelus = 0, norms = 0;
         for (int seed = 0; seed < 50; seed++) {
             try (Sequential m = randomModel(r, seed); InferenceSession kiln = m.compile(16)) {
                 int batch = 1 + r.nextInt(16);
@@ -137,6 +138,7 @@ class OnnxRuntimeConformanceIT {
                 scales += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.SCALE_SHIFT) ? 1 : 0;
                 pools += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.POOL) ? 1 : 0;
                 prelus += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.PRELU) ? 1 : 0;
+                norms += m.layers().stream().anyMatch(l -> l.kind() == Sequential.Layer.Kind.L2_NORMALIZE) ? 1 : 0;
                 int cols = (int) m.inputFeatures();
                 int[] idv = new int[batch * cols];
                 if (ids) {
@@ -181,9 +183,9 @@ class OnnxRuntimeConformanceIT {
         }
         // The random draw must really have exercised each feature.
         org.junit.jupiter.api.Assertions.assertTrue(embeddings >= 3 && residuals >= 5 && branches >= 3 && gates >= 3
-                && concats >= 2 && slices >= 2 && scales >= 3 && pools >= 2 && prelus >= 3, embeddings + " embedding models, " + residuals + " residual models, " + branches
+                && concats >= 2 && slices >= 2 && scales >= 3 && pools >= 2 && prelus >= 3 && norms >= 3, embeddings + " embedding models, " + residuals + " residual models, " + branches
                 + " with branches, " + gates + " with gates, " + concats + " with concatenations, " + slices + " with slices, " + scales + " with scale-shifts, " + pools + " with pooling, "
-                + prelus + " with PReLUs");
+                + prelus + " with PReLUs, " + norms + " with L2 normalizations");
     }
 
     /** Each activation Kiln exports, between two dense layers, on inputs spread over [-9, 9]. */

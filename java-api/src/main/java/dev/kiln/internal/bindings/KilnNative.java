@@ -178,6 +178,9 @@ public final class KilnNative {
     @Name("kiln_plan_add_prelu")
     public static native int planAddPRelu(@Cast("kiln_plan*") long plan, @Cast("const float*") long slope);
 
+    @Name("kiln_plan_add_l2_normalize")
+    public static native int planAddL2Normalize(@Cast("kiln_plan*") long plan, float eps);
+
     @Name("kiln_plan_add_pool")
     public static native int planAddPool(@Cast("kiln_plan*") long plan, int mode, long positions);
 
@@ -264,6 +267,9 @@ public final class KilnNative {
 
     @Name("kiln_trainer_add_prelu")
     public static native int trainerAddPRelu(@Cast("kiln_trainer*") long t, @Cast("const float*") long slope);
+
+    @Name("kiln_trainer_add_l2_normalize")
+    public static native int trainerAddL2Normalize(@Cast("kiln_trainer*") long t, float eps);
 
     @Name("kiln_trainer_add_pool")
     public static native int trainerAddPool(@Cast("kiln_trainer*") long t, int mode, long positions);
