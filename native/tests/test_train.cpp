@@ -747,6 +747,69 @@ TEST(Train, UpdateKernelsMatchTheReference) {
     }
 }
 
+// Frozen parameters (fine-tuning a head): not updated, gradients read as zeros; the others get the
+// same gradients as without freezing (the gradient still flows through a frozen layer).
+TEST(Train, FrozenParametersStayAndTheOthersTrainAsBefore) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0.0f, 0.5f);
+    std::vector<float> w1(5 * 6), b1(6), g(6, 1.0f), be(6, 0.0f), w2(6 * 3), b2(3);
+    for (auto* v : {&w1, &b1, &w2, &b2})
+        for (float& e : *v) e = nd(rng);
+    std::vector<float> x(4 * 5), y(4 * 3);
+    for (float& e : x) e = nd(rng);
+    for (float& e : y) e = nd(rng);
+    kiln_optimizer adam{KILN_OPT_ADAM, 0, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.01f, 0.0f};  // with weight decay
+    auto make = [&]() {
+        kiln_trainer* t = nullptr;
+        EXPECT_EQ(kiln_trainer_create(5, 4, &t), KILN_OK);
+        EXPECT_EQ(kiln_trainer_add_dense(t, 6, w1.data(), b1.data()), KILN_OK);  // params 0, 1
+        EXPECT_EQ(kiln_trainer_add_activation(t, KILN_UNARY_TANH, 0.0f), KILN_OK);
+        EXPECT_EQ(kiln_trainer_add_layer_norm(t, g.data(), be.data(), 1e-5f), KILN_OK);  // params 2, 3
+        EXPECT_EQ(kiln_trainer_add_dense(t, 3, w2.data(), b2.data()), KILN_OK);  // params 4, 5
+        EXPECT_EQ(kiln_trainer_set_loss(t, KILN_LOSS_MSE, 1.0f, nullptr), KILN_OK);
+        EXPECT_EQ(kiln_trainer_set_optimizer(t, &adam), KILN_OK);
+        return t;
+    };
+    kiln_trainer* frozen = make();
+    kiln_trainer* free = make();
+    EXPECT_EQ(kiln_trainer_freeze(frozen, 0, 1), KILN_OK);  // before compile
+    ASSERT_EQ(kiln_trainer_compile(frozen), KILN_OK);
+    ASSERT_EQ(kiln_trainer_compile(free), KILN_OK);
+    EXPECT_EQ(kiln_trainer_freeze(frozen, 2, 1), KILN_OK);  // and after
+    EXPECT_EQ(kiln_trainer_freeze(frozen, 6, 1), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_freeze(frozen, -1, 1), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_freeze(frozen, 1, 2), KILN_ERR_INVALID_ARGUMENT);
+    double lf = 0, lu = 0;
+    ASSERT_EQ(kiln_trainer_step(frozen, 4, x.data(), y.data(), nullptr, 0.05f, &lf, nullptr), KILN_OK) << kiln_last_error();
+    ASSERT_EQ(kiln_trainer_step(free, 4, x.data(), y.data(), nullptr, 0.05f, &lu, nullptr), KILN_OK) << kiln_last_error();
+    EXPECT_EQ(lf, lu);  // the same forward pass
+    const int64_t sizes[6] = {30, 6, 6, 6, 18, 3};
+    for (int64_t p = 0; p < 6; ++p) {
+        std::vector<float> gf(size_t(sizes[p])), gu(size_t(sizes[p])), vf(size_t(sizes[p]));
+        ASSERT_EQ(kiln_trainer_param(frozen, p, 2, gf.data(), sizes[p]), KILN_OK);
+        ASSERT_EQ(kiln_trainer_param(free, p, 2, gu.data(), sizes[p]), KILN_OK);
+        ASSERT_EQ(kiln_trainer_param(frozen, p, 0, vf.data(), sizes[p]), KILN_OK);
+        const std::vector<float>& init = p == 0 ? w1 : p == 1 ? b1 : p == 2 ? g : p == 3 ? be : p == 4 ? w2 : b2;
+        for (size_t i = 0; i < gf.size(); ++i) {
+            if (p == 0 || p == 2) {
+                EXPECT_EQ(gf[i], 0.0f) << p << " " << i;     // not computed
+                EXPECT_EQ(vf[i], init[i]) << p << " " << i;  // not updated, not decayed
+            } else {
+                EXPECT_EQ(gf[i], gu[i]) << p << " " << i;    // as without freezing
+                EXPECT_NE(vf[i], init[i]) << p << " " << i;
+            }
+        }
+    }
+    // Thawed, it trains again.
+    EXPECT_EQ(kiln_trainer_freeze(frozen, 0, 0), KILN_OK);
+    ASSERT_EQ(kiln_trainer_step(frozen, 4, x.data(), y.data(), nullptr, 0.05f, &lf, nullptr), KILN_OK);
+    std::vector<float> v0(30);
+    ASSERT_EQ(kiln_trainer_param(frozen, 0, 0, v0.data(), 30), KILN_OK);
+    EXPECT_NE(v0, w1);
+    kiln_trainer_destroy(frozen);
+    kiln_trainer_destroy(free);
+}
+
 TEST(Train, ClippingScalesTheGradientToTheNorm) {
     const float w0[2] = {1.0f, -2.0f}, x[2] = {3.0f, 4.0f}, y = 0.0f;
     kiln_trainer* t;

@@ -542,6 +542,11 @@ KILN_API kiln_status kiln_trainer_param_count(const kiln_trainer* t, int64_t* co
 KILN_API kiln_status kiln_trainer_param(kiln_trainer* t, int64_t i, int32_t into_trainer, float* data, int64_t n);
 /** Element count and owning layer of parameter i. */
 KILN_API kiln_status kiln_trainer_param_info(const kiln_trainer* t, int64_t i, int64_t* n, int64_t* layer);
+/** Freezes parameter i (frozen = 1) or thaws it (0), before or after compile: a frozen parameter is
+ *  not updated (its optimizer moments stay as they are, no weight decay) and its gradient is not
+ *  computed (it reads as zeros and counts nothing toward clipping); gradients still flow through its
+ *  layer to the layers before it. A frozen Dense layer skips its weight-gradient GEMM. */
+KILN_API kiln_status kiln_trainer_freeze(kiln_trainer* t, int64_t i, int32_t frozen);
 /** Whole trainer state (parameters, optimizer moments, step count) as bytes, for checkpoints. */
 KILN_API kiln_status kiln_trainer_state_bytes(const kiln_trainer* t, int64_t* bytes);
 KILN_API kiln_status kiln_trainer_save_state(const kiln_trainer* t, void* dst, int64_t bytes);

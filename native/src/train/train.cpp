@@ -64,6 +64,7 @@ struct Param {
     int64_t n = 0;
     int64_t layer = 0;
     bool weight = false;  // L2 and decoupled decay apply to Dense weights only
+    bool frozen = false;  // not updated; its gradient is not computed (reads as zeros)
 };
 
 float* alloc_floats(int64_t n, kiln_status* st) {
@@ -860,10 +861,11 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
             case Kind::Dense: {
                 const float* x = t->act[vin];
                 const float* y = t->act[vout];
-                dense_activation_and_bias_grad(l, batch, y, gy, l.b >= 0 ? t->params[size_t(l.b)].grad : nullptr,
-                                               tk);
+                const bool bias = l.b >= 0 && !t->params[size_t(l.b)].frozen;
+                dense_activation_and_bias_grad(l, batch, y, gy, bias ? t->params[size_t(l.b)].grad : nullptr, tk);
                 Param& w = t->params[size_t(l.w)];
-                st = kiln_sgemm(1, 0, l.in, l.out, batch, 1.0f, x, l.in, gy, l.out, 0.0f, w.grad, l.out, nullptr);
+                if (!w.frozen)  // a frozen layer still passes the gradient on to the layers before it
+                    st = kiln_sgemm(1, 0, l.in, l.out, batch, 1.0f, x, l.in, gy, l.out, 0.0f, w.grad, l.out, nullptr);
                 if (st == KILN_OK && need_dx) {
                     bool acc;
                     float* gx = emit_target(vin, &acc);
@@ -949,6 +951,7 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
             case Kind::Embedding: {  // scatter-add the rows' gradients into the table's
                 const int32_t* ids = reinterpret_cast<const int32_t*>(t->act[vin]);
                 Param& tp = t->params[size_t(l.w)];
+                if (tp.frozen) break;
                 const int64_t dim = l.out / l.in;
                 std::memset(tp.grad, 0, size_t(tp.n) * sizeof(float));
                 for (int64_t j = 0; j < n; ++j) {
@@ -1171,6 +1174,9 @@ extern "C" KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch
                     "%s: the loss is %g at step %lld (NaN or Inf in the data, or the run diverged): nothing was "
                     "updated", fn, mean, (long long)t->steps);
     if (kiln_status st = backward(t, batch)) return st;
+    for (Param& p : t->params)  // (layer norms, scale-shifts, PReLUs compute theirs with the input gradient)
+        if (p.frozen && !p.weight && t->layers[size_t(p.layer)].kind != Kind::Embedding && t->layers[size_t(p.layer)].kind != Kind::Dense)
+            std::memset(p.grad, 0, size_t(p.n) * sizeof(float));
 
     // The step updates nothing unless every gradient is finite. With clipping, the global norm
     // settles that. Without, a bound does, at a fraction of the reads: a Dense weight gradient
@@ -1214,6 +1220,7 @@ extern "C" KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch
     a.inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(double(o.beta2), step)));
     const kiln::train::UpdateFn update = tk.update;
     for (Param& p : t->params) {
+        if (p.frozen) continue;
         kiln::train::UpdateArgs pa = a;
         pa.l2 = p.weight ? o.l2 : 0.0f;
         pa.decay = p.weight ? lr * o.weight_decay : 0.0f;
@@ -1270,6 +1277,19 @@ extern "C" KILN_API kiln_status kiln_trainer_param_info(const kiln_trainer* t, i
                     t->params.size());
     if (n) *n = t->params[size_t(i)].n;
     if (layer) *layer = t->params[size_t(i)].layer;
+    return KILN_OK;
+}
+
+extern "C" KILN_API kiln_status kiln_trainer_freeze(kiln_trainer* t, int64_t i, int32_t frozen) {
+    static const char* fn = "kiln_trainer_freeze";
+    if (t == nullptr) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: trainer is NULL", fn);
+    if (i < 0 || i >= int64_t(t->params.size()))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: index %lld: the trainer has %zu parameters", fn, (long long)i,
+                    t->params.size());
+    if (frozen != 0 && frozen != 1) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: frozen is %d: must be 0 or 1", fn, frozen);
+    Param& p = t->params[size_t(i)];
+    p.frozen = frozen == 1;
+    if (p.frozen) std::memset(p.grad, 0, size_t(p.n) * sizeof(float));
     return KILN_OK;
 }
 

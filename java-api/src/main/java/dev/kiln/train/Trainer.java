@@ -58,6 +58,7 @@ public final class Trainer implements AutoCloseable {
     private final boolean restoreBest;
     private final long checkpointEvery;
     private final Path checkpointPath;
+    private final java.util.Set<Integer> frozenLayers;
     private final Tensor scratch; // bytes 0 loss (double), 8 loss sum, 16 weight sum, 24 correct, 32 steps (int64)
     private final ByteBuffer scratchView;
     // One thread at a time, and a close() that never frees memory under a call in flight: the
@@ -93,6 +94,7 @@ public final class Trainer implements AutoCloseable {
         this.restoreBest = b.restoreBest;
         this.checkpointEvery = b.checkpointEvery;
         this.checkpointPath = b.checkpointPath;
+        this.frozenLayers = java.util.Set.copyOf(b.frozen);
         Native.ensureLoaded();
         long[] out = new long[1];
         Native.check(KilnNative.trainerCreate(model.inputFeatures(), batchSize, out));
@@ -127,6 +129,7 @@ public final class Trainer implements AutoCloseable {
         for (int i = 0; i < layers.size(); i++) {
             Sequential.Layer l = layers.get(i);
             boolean last = i == layers.size() - 1;
+            int paramsBefore = params.size();
             switch (l.kind()) {
                 case DENSE:
                     withAddresses(l.weight(), l.bias(), (w, bias) ->
@@ -213,6 +216,11 @@ public final class Trainer implements AutoCloseable {
             }
             value[i + 1] = trainerLayers;
             width = l.outFeatures();
+            if (frozenLayers.contains(i)) { // the native parameters this layer just added
+                for (int k = paramsBefore; k < params.size(); k++) {
+                    Native.check(KilnNative.trainerFreeze(handle, k, 1));
+                }
+            }
         }
         if (loss.classWeights != null) {
             if (loss.classWeights.length != width) {
@@ -756,6 +764,7 @@ public final class Trainer implements AutoCloseable {
         private boolean restoreBest;
         private long checkpointEvery;
         private Path checkpointPath;
+        private final java.util.Set<Integer> frozen = new java.util.TreeSet<>();
 
         private Builder(Sequential model) {
             this.model = Objects.requireNonNull(model, "model");
@@ -781,6 +790,31 @@ public final class Trainer implements AutoCloseable {
                 throw new IllegalArgumentException("batch size is " + batchSize + ": must be >= 1");
             }
             this.batchSize = batchSize;
+            return this;
+        }
+
+        /**
+         * Freezes the parameters of these layers (indices into {@link Sequential#layers()}): they are
+         * not updated and keep their values bit for bit (optimizer moments and weight decay alike),
+         * their gradients are not computed (a frozen dense layer skips its weight-gradient product),
+         * and the gradient still flows through them to the layers before. For fine-tuning: train a
+         * new head on an imported model, or everything but its embedding. A layer without parameters
+         * (an activation, a residual) is refused by name.
+         */
+        public Builder freeze(int... layers) {
+            Objects.requireNonNull(layers, "layers");
+            List<Sequential.Layer> all = model.layers();
+            for (int i : layers) {
+                if (i < 0 || i >= all.size()) {
+                    throw new IllegalArgumentException("freeze: layer " + i + ": the model has layers 0.." + (all.size() - 1));
+                }
+                Sequential.Layer l = all.get(i);
+                if (l.weight() == null && l.gamma() == null) {
+                    throw new IllegalArgumentException("freeze: layer " + i + " (" + l.kind().name().toLowerCase(java.util.Locale.ROOT)
+                            + ") has no parameters");
+                }
+                frozen.add(i);
+            }
             return this;
         }
 

@@ -74,6 +74,29 @@ public final class GenerateFuzzSeeds {
         }
         Files.write(dir.resolve("onnx-torch-decomposed"), prefixed(0, torchLike()));
         Files.write(dir.resolve("onnx-torch-view"), prefixed(0, torchView()));
+        Files.write(dir.resolve("onnx-torch-normalize"), prefixed(0, torchNormalize()));
+    }
+
+    /**
+     * A Gemm, nn.PReLU(3) (slopes [3]) and F.normalize(h, dim=1) as torch 1.13 writes it at opset 13:
+     * ReduceL2 (kept), Clip with the eps as a Constant input, Expand to Shape(h), Div.
+     */
+    private static byte[] torchNormalize() {
+        GraphProto.Builder g = GraphProto.newBuilder().setName("torch-normalize").addInput(io("x", 4)).addOutput(io("y", 3))
+                .addInitializer(floats("w", 0.1f, 3, 4)).addInitializer(floats("b", 0.2f, 3)).addInitializer(floats("slope", 0.25f, 3));
+        g.addNode(node("/fc/Gemm", "Gemm", "g", "x", "w", "b").toBuilder().addAttribute(AttributeProto.newBuilder()
+                .setName("transB").setType(AttributeProto.AttributeType.INT).setI(1)));
+        g.addNode(node("/act/PRelu", "PRelu", "h", "g", "slope"));
+        g.addNode(node("/ReduceL2", "ReduceL2", "n", "h").toBuilder().addAttribute(AttributeProto.newBuilder()
+                .setName("axes").setType(AttributeProto.AttributeType.INTS).addInts(1)).addAttribute(AttributeProto.newBuilder()
+                .setName("keepdims").setType(AttributeProto.AttributeType.INT).setI(1)));
+        g.addNode(constant("eps", 1e-12f));
+        g.addNode(node("/Clip", "Clip", "c", "n", "eps", ""));
+        g.addNode(node("/Shape", "Shape", "s", "h"));
+        g.addNode(node("/Expand", "Expand", "e", "c", "s"));
+        g.addNode(node("/Div", "Div", "y", "h", "e"));
+        return ModelProto.newBuilder().setIrVersion(7).addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(13))
+                .setGraph(g).build().toByteArray();
     }
 
     /**

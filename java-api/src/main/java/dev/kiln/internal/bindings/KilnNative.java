@@ -271,6 +271,9 @@ public final class KilnNative {
     @Name("kiln_trainer_add_l2_normalize")
     public static native int trainerAddL2Normalize(@Cast("kiln_trainer*") long t, float eps);
 
+    @Name("kiln_trainer_freeze")
+    public static native int trainerFreeze(@Cast("kiln_trainer*") long t, long param, int frozen);
+
     @Name("kiln_trainer_add_pool")
     public static native int trainerAddPool(@Cast("kiln_trainer*") long t, int mode, long positions);
 
