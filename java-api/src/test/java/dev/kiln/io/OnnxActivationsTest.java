@@ -166,24 +166,7 @@ class OnnxActivationsTest {
                     Tensor x = Tensor.zeros(DType.F32, 4, 6).fillNormal(0, 2, 5)) {
                 assertEquals("Sequential[6 -> dense 8 -> prelu -> dense 3]", got.toString());
                 assertArrayEquals(slopes, got.layers().get(1).weight().toFloatArray());
-                float[] xv = x.toFloatArray(), y = run(got, x);
-                for (int r = 0; r < 4; r++) {
-                    double[] a = new double[8];
-                    for (int j = 0; j < 8; j++) {
-                        double h = B1[j];
-                        for (int k = 0; k < 6; k++) {
-                            h += xv[r * 6 + k] * (double) W1[j * 6 + k];
-                        }
-                        a[j] = h > 0 ? h : h * slopes[j];
-                    }
-                    for (int j = 0; j < 3; j++) {
-                        double want = B2[j];
-                        for (int k = 0; k < 8; k++) {
-                            want += a[k] * W2[j * 8 + k];
-                        }
-                        assertEquals(want, y[r * 3 + j], 1e-5 * Math.max(1, Math.abs(want)));
-                    }
-                }
+                matchesTheFormula(got, x, (j, h) -> h > 0 ? h : h * slopes[j]);
             }
         }
     }
@@ -219,24 +202,33 @@ class OnnxActivationsTest {
                 Tensor x = Tensor.zeros(DType.F32, 4, 6).fillNormal(0, 2, 5)) {
             assertEquals("Sequential[6 -> dense 8 -> sigmoid -> * value 1 -> + value 2 -> dense 3]",
                     got.toString());
-            float[] xv = x.toFloatArray(), y = run(got, x);
-            for (int r = 0; r < 4; r++) {
-                double[] a = new double[8];
-                for (int j = 0; j < 8; j++) {
-                    double h = B1[j];
-                    for (int k = 0; k < 6; k++) {
-                        h += xv[r * 6 + k] * (double) W1[j * 6 + k];
-                    }
-                    double sg = 1 / (1 + Math.exp(-h));
-                    a[j] = h * sg + sg;
+            matchesTheFormula(got, x, (j, h) -> h / (1 + Math.exp(-h)) + 1 / (1 + Math.exp(-h)));
+        }
+    }
+
+    /** Feature j of the hidden layer, h = x W1^T + B1, through the function between the two Gemms. */
+    private interface Hidden {
+        double apply(int j, double h);
+    }
+
+    /** The model's outputs on x [rows, 6] equal W2 f(x W1^T + B1) + B2 computed in double. */
+    private static void matchesTheFormula(Sequential got, Tensor x, Hidden f) {
+        float[] xv = x.toFloatArray(), y = run(got, x);
+        for (int r = 0; r < x.size(0); r++) {
+            double[] a = new double[8];
+            for (int j = 0; j < 8; j++) {
+                double h = B1[j];
+                for (int k = 0; k < 6; k++) {
+                    h += xv[r * 6 + k] * (double) W1[j * 6 + k];
                 }
-                for (int j = 0; j < 3; j++) {
-                    double want = B2[j];
-                    for (int k = 0; k < 8; k++) {
-                        want += a[k] * W2[j * 8 + k];
-                    }
-                    assertEquals(want, y[r * 3 + j], 1e-5 * Math.max(1, Math.abs(want)));
+                a[j] = f.apply(j, h);
+            }
+            for (int j = 0; j < 3; j++) {
+                double want = B2[j];
+                for (int k = 0; k < 8; k++) {
+                    want += a[k] * W2[j * 8 + k];
                 }
+                assertEquals(want, y[(int) (r * 3 + j)], 1e-5 * Math.max(1, Math.abs(want)));
             }
         }
     }
