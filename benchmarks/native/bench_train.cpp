@@ -11,6 +11,8 @@
 // BENCH_MODEL=resnorm trains a pre-norm residual MLP instead: 784 -> dense 256 -> act, then two
 // blocks h + dense(act(dense(layer_norm(h)))) of width 256 (hidden 512), then dense 10: the
 // non-GEMM layers (layer norm, residual adds) under load.
+// BENCH_FREEZE=N freezes the first N parameters (kiln_trainer_freeze; 2: the first dense layer's
+// weight and bias), as when fine-tuning the layers after them.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -111,6 +113,8 @@ int main(int argc, char** argv) {
     o.eps = 1e-8f;
     check(kiln_trainer_set_optimizer(t, &o), "optimizer");
     check(kiln_trainer_compile(t), "compile");
+    if (const char* f = std::getenv("BENCH_FREEZE"))
+        for (int64_t i = 0; i < std::atoll(f); ++i) check(kiln_trainer_freeze(t, i, 1), "freeze");
     std::vector<int32_t> perm(static_cast<size_t>(rows));
     std::iota(perm.begin(), perm.end(), 0);
     std::shuffle(perm.begin(), perm.end(), rng);
