@@ -55,15 +55,25 @@ inline void prelu_rows(int64_t rows, int64_t n, const float* x, const float* slo
     }
 }
 
+// Sum of a[j] * b[j] in double over four interleaved partial sums: with one chain of dependent
+// adds, the L2 normalization of 256 rows of 512 features took 154-158 us on Zen 3 (a plan of that
+// layer alone, median of 2000 runs), 65 us with four.
+inline double dot_double(int64_t n, const float* a, const float* b) {
+    double s[4] = {0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (int k = 0; k < 4; ++k) s[k] += double(a[j + k]) * double(b[j + k]);
+    for (; j < n; ++j) s[0] += double(a[j]) * double(b[j]);
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 // y = x / max(||x||_2, eps) row by row, as torch's F.normalize (the sum of squares in double; a
 // row holding a NaN or an infinity gives NaNs). norm (may be null): each row's ||x||_2.
 inline void l2_normalize_rows(int64_t rows, int64_t n, float eps, const float* x, float* y, float* norm) {
     for (int64_t r = 0; r < rows; ++r) {
         const float* xr = x + r * n;
         float* yr = y + r * n;
-        double s = 0;
-        for (int64_t j = 0; j < n; ++j) s += double(xr[j]) * double(xr[j]);
-        const float nr = float(std::sqrt(s));
+        const float nr = float(std::sqrt(dot_double(n, xr, xr)));
         const float d = nr > eps || std::isnan(nr) ? nr : eps;
         for (int64_t j = 0; j < n; ++j) yr[j] = xr[j] / d;
         if (norm != nullptr) norm[r] = nr;

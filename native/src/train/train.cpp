@@ -1088,10 +1088,7 @@ kiln_status backward(kiln_trainer* t, int64_t batch) {
                     const float* gr = gy + r * l.in;
                     const float nr = l.mean[r];
                     const bool past = nr > l.eps || std::isnan(nr);
-                    double dot = 0;
-                    if (past)
-                        for (int64_t j = 0; j < l.in; ++j) dot += double(yr[j]) * double(gr[j]);
-                    const float d = past ? nr : l.eps, k = float(dot);
+                    const float d = past ? nr : l.eps, k = past ? float(kiln::dot_double(l.in, yr, gr)) : 0.0f;
                     for (int64_t j = 0; j < l.in; ++j) put(gx, r * l.in + j, (gr[j] - yr[j] * k) / d, acc);
                 }
                 break;
