@@ -1171,9 +1171,12 @@ extern "C" KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch
                     "%s: the loss is %g at step %lld (NaN or Inf in the data, or the run diverged): nothing was "
                     "updated", fn, mean, (long long)t->steps);
     if (kiln_status st = backward(t, batch)) return st;
-    for (Param& p : t->params)  // (layer norms, scale-shifts, PReLUs compute theirs with the input gradient)
-        if (p.frozen && !p.weight && t->layers[size_t(p.layer)].kind != Kind::Embedding && t->layers[size_t(p.layer)].kind != Kind::Dense)
-            std::memset(p.grad, 0, size_t(p.n) * sizeof(float));
+    // Frozen Dense and embedding parameters skip their gradients in backward; layer norms,
+    // scale-shifts and PReLUs compute theirs with the input gradient: zeroed here.
+    for (Param& p : t->params) {
+        const Kind k = t->layers[size_t(p.layer)].kind;
+        if (p.frozen && k != Kind::Dense && k != Kind::Embedding) std::memset(p.grad, 0, size_t(p.n) * sizeof(float));
+    }
 
     // The step updates nothing unless every gradient is finite. With clipping, the global norm
     // settles that. Without, a bound does, at a fraction of the reads: a Dense weight gradient

@@ -315,7 +315,7 @@ final class OnnxFusion {
     private void tryLayerNorm(int i) {
         NodeProto mean = nodes.get(i);
         if (!mean.getOpType().equals("ReduceMean") || !isOnnxDomain(mean) || mean.getOutputCount() != 1
-                || !lastAxisMean(mean)) {
+                || !lastAxisKept(mean)) {
             return;
         }
         String x = mean.getInput(0);
@@ -343,7 +343,7 @@ final class OnnxFusion {
             return;
         }
         Integer var = only(nodes.get(pow).getOutput(0), "ReduceMean");
-        if (var == null || !lastAxisMean(nodes.get(var))) {
+        if (var == null || !lastAxisKept(nodes.get(var))) {
             return;
         }
         Integer addEps = only(nodes.get(var).getOutput(0), "Add");
@@ -399,7 +399,7 @@ final class OnnxFusion {
     private void tryL2Normalize(int i) {
         NodeProto norm = nodes.get(i);
         if (!norm.getOpType().equals("ReduceL2") || !isOnnxDomain(norm) || norm.getOutputCount() != 1
-                || norm.getInputCount() < 1 || !lastAxisMean(norm)) {
+                || norm.getInputCount() < 1 || !lastAxisKept(norm)) {
             return;
         }
         String x = norm.getInput(0);
@@ -450,11 +450,8 @@ final class OnnxFusion {
                 .build());
     }
 
-    /**
-     * ReduceMean (or another reduction) over the last axis (of rows: -1 or 1) keeping it, axes as
-     * attribute or input.
-     */
-    private boolean lastAxisMean(NodeProto n) {
+    /** A reduction (ReduceMean, ReduceL2) over the last axis (of rows: -1 or 1) keeping it, axes as attribute or input. */
+    private boolean lastAxisKept(NodeProto n) {
         long keep = 1;
         List<Long> axes = null;
         for (AttributeProto a : n.getAttributeList()) {
