@@ -12,13 +12,21 @@ round: a slow round is interference, not the library. All rounds are kept in the
 Accuracy row (`mlp-fmnist b128 accuracy`): test accuracy after 10 epochs, mean of 3 seeds, Kiln at
 2 threads, PyTorch in its best batch-128 setting.
 
-Writes benchmarks/results/training.json and the training table of docs/performance.md.
-Usage: bench.py ROOT COMMAND [--quick] [--machine BENCH_GEMM_JSON]
+Writes benchmarks/results/training.json and the training table of docs/performance.md; with
+--as NAME, benchmarks/results/NAME.json and a "## NAME" table instead (another machine's record
+beside the suite's own, e.g. training-avx2 on a CPU without AVX-512).
+Usage: bench.py ROOT COMMAND [--quick] [--machine BENCH_GEMM_JSON] [--as NAME]
 """
 import datetime, json, os, re, statistics, subprocess, sys
 
 root, command = sys.argv[1], sys.argv[2]
 quick = "--quick" in sys.argv[3:]
+name = "training"
+if "--as" in sys.argv[3:]:
+    i = sys.argv.index("--as")
+    if i + 1 >= len(sys.argv) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", sys.argv[i + 1]):
+        sys.exit("bench.py: --as needs a name of a-z, 0-9 and -")
+    name = sys.argv[i + 1]
 speed_epochs = 2 if quick else 4
 acc_epochs = 2 if quick else 10
 seeds = [1] if quick else [1, 2, 3]
@@ -128,9 +136,9 @@ out = {"suite": "training", "date": date, "command": command, "machine": machine
        "flop_per_sample": FLOP_PER_SAMPLE, "rows": rows}
 os.makedirs(os.path.join(root, "benchmarks", "results"), exist_ok=True)
 if not quick:
-    json.dump(out, open(os.path.join(root, "benchmarks", "results", "training.json"), "w"), indent=2)
+    json.dump(out, open(os.path.join(root, "benchmarks", "results", name + ".json"), "w"), indent=2)
 
-lines = ["## training", "",
+lines = ["## " + name, "",
          f"Command: `{command}` — {date}, {cpu}, {os.cpu_count()} cores, PyTorch {torch.__version__} (Debian).",
          "Fashion-MNIST, MLP 784-256-128-10 (ReLU), He-normal init and zero biases, Adam lr 1e-3, reshuffled each "
          "epoch. samples/s: training loop only, median of epochs 2..%d, best of %d interleaved rounds per "
@@ -154,5 +162,5 @@ for r in rows:
 section = "\n".join(lines) + "\n"
 print(section)
 if not quick:
-    perfdoc.replace_section(root, "training", section)
-    print("wrote benchmarks/results/training.json and the training table in docs/performance.md")
+    perfdoc.replace_section(root, name, section)
+    print(f"wrote benchmarks/results/{name}.json and the {name} table in docs/performance.md")
