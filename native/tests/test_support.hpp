@@ -38,6 +38,8 @@ inline double ref_activation(int op, double alpha, double x) {
         case KILN_UNARY_MISH: return x * std::tanh(std::log1p(std::exp(x)));
         case KILN_UNARY_BOUNDED_RELU: return std::min(std::max(x, 0.0), alpha);
         case KILN_UNARY_HARDTANH: return std::min(std::max(x, -alpha), alpha);
+        case KILN_UNARY_HARD_SIGMOID: return std::min(std::max(alpha * x + 0.5, 0.0), 1.0);
+        case KILN_UNARY_HARD_SWISH: return x * std::min(std::max(x + 3, 0.0), 6.0) / 6;
         default: return NAN;
     }
 }

@@ -348,9 +348,10 @@ TEST(Train, GradientsDenseActivationsCrossEntropy) {
 }
 
 TEST(Train, GradientsClippedActivations) {
-    for (int32_t a : {KILN_UNARY_BOUNDED_RELU, KILN_UNARY_HARDTANH}) {
+    for (int32_t a : {KILN_UNARY_BOUNDED_RELU, KILN_UNARY_HARDTANH, KILN_UNARY_HARD_SIGMOID, KILN_UNARY_HARD_SWISH}) {
         SCOPED_TRACE(a);
-        Case c{7, 5, {S{S::Dense, 9}, S{S::Act, 0, a, 1.0f}, S{S::Dense, 4}}, KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
+        const float alpha = a == KILN_UNARY_HARD_SIGMOID ? 0.5f : 1.0f;  // hard sigmoid: linear on (-1, 1)
+        Case c{7, 5, {S{S::Dense, 9}, S{S::Act, 0, a, alpha}, S{S::Dense, 4}}, KILN_LOSS_SOFTMAX_CROSS_ENTROPY};
         gradient_check(c, 40 + uint32_t(a));
     }
 }
@@ -361,6 +362,8 @@ TEST(Train, ActivationParametersAreChecked) {
     EXPECT_EQ(kiln_trainer_add_activation(t, KILN_UNARY_BOUNDED_RELU, 0.0f), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_NE(std::string(kiln_last_error()).find("must be > 0"), std::string::npos) << kiln_last_error();
     EXPECT_EQ(kiln_trainer_add_activation(t, KILN_UNARY_HARDTANH, -1.0f), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(kiln_trainer_add_activation(t, KILN_UNARY_HARD_SIGMOID, 0.0f), KILN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_last_error()).find("slope (alpha) of HARD_SIGMOID"), std::string::npos) << kiln_last_error();
     EXPECT_EQ(kiln_trainer_add_activation(t, KILN_UNARY_ELU, NAN), KILN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(kiln_trainer_add_activation(t, KILN_UNARY_EXP, 0.0f), KILN_ERR_INVALID_ARGUMENT);  // not trainable
     EXPECT_EQ(kiln_trainer_add_activation(t, KILN_UNARY_BOUNDED_RELU, 6.0f), KILN_OK);
@@ -668,8 +671,10 @@ TEST(Train, VectorActivationGradientsMatchFiniteDifferences) {
         if (level > best) break;
         const kiln::train::Kernels& k = kiln::train::kernels_for(kiln_isa(level));
         for (int32_t act : {KILN_UNARY_GELU, KILN_UNARY_GELU_TANH, KILN_UNARY_SILU, KILN_UNARY_ELU, KILN_UNARY_SELU,
-                            KILN_UNARY_SOFTPLUS, KILN_UNARY_MISH, KILN_UNARY_BOUNDED_RELU, KILN_UNARY_HARDTANH}) {
-            const float alpha = act == KILN_UNARY_ELU ? 0.7f : act == KILN_UNARY_BOUNDED_RELU ? 6.0f : 1.5f;
+                            KILN_UNARY_SOFTPLUS, KILN_UNARY_MISH, KILN_UNARY_BOUNDED_RELU, KILN_UNARY_HARDTANH,
+                            KILN_UNARY_HARD_SIGMOID, KILN_UNARY_HARD_SWISH}) {
+            const float alpha = act == KILN_UNARY_ELU ? 0.7f : act == KILN_UNARY_BOUNDED_RELU ? 6.0f
+                              : act == KILN_UNARY_HARD_SIGMOID ? 1.0f / 6.0f : 1.5f;
             for (int64_t n : {1, 7, 9, 1001}) {
                 SCOPED_TRACE("isa " + std::to_string(level) + " act " + std::to_string(act) + " n " + std::to_string(n));
                 auto x = kiln_test::random_floats(size_t(n), uint32_t(act * 7 + n), -12.0f, 12.0f);
@@ -680,7 +685,7 @@ TEST(Train, VectorActivationGradientsMatchFiniteDifferences) {
                     for (int64_t i = 0; i < n; ++i) {
                         const double xi = x[size_t(i)], h = 1e-4;
                         bool kink = false;
-                        for (double at : {0.0, double(alpha), -double(alpha)}) kink |= std::fabs(xi - at) < 1e-3;
+                        for (double at : {0.0, double(alpha), -double(alpha), 3.0, -3.0}) kink |= std::fabs(xi - at) < 1e-3;
                         if (kink) continue;
                         const double d = (Ref::act(act, alpha, xi + h) - Ref::act(act, alpha, xi - h)) / (2 * h);
                         const double want = gy[size_t(i)] * d + (acc ? 0.25 : 0.0);

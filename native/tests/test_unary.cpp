@@ -24,6 +24,8 @@ double tolerance(int op, double want) {
         case KILN_UNARY_SOFTPLUS:
         case KILN_UNARY_SELU:
         case KILN_UNARY_MISH: return 2e-6 * std::fabs(want) + 1e-30;
+        case KILN_UNARY_HARD_SIGMOID: return 1.2e-7 * std::fabs(want) + 1.5e-7;  // alpha x + 1/2 cancels near 0
+        case KILN_UNARY_HARD_SWISH: return 4e-7 * std::fabs(want) + 1e-30;        // x (x + 3) / 6: three roundings
         default: return 1.2e-7 * std::fabs(want) + 1e-30;
     }
 }

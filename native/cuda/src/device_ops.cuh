@@ -29,6 +29,8 @@ __device__ __forceinline__ float unary_op(int op, float alpha, float x) {
         case KILN_UNARY_MISH: return x * tanhf(x > 0.f ? x + log1pf(expf(-x)) : log1pf(expf(x)));
         case KILN_UNARY_BOUNDED_RELU: return x < 0.f ? 0.f : (x > alpha ? alpha : x);
         case KILN_UNARY_HARDTANH: return x < -alpha ? -alpha : (x > alpha ? alpha : x);
+        case KILN_UNARY_HARD_SIGMOID: return fminf(fmaxf(fmaf(alpha, x, 0.5f), 0.f), 1.f);
+        case KILN_UNARY_HARD_SWISH: return x * fminf(fmaxf(x + 3.f, 0.f), 6.f) / 6.f;
         default: return x;
     }
 }

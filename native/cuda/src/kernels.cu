@@ -345,6 +345,8 @@ extern "C" KILN_API kiln_status kiln_cuda_unary_f32(int32_t op, float alpha, int
         case KILN_UNARY_MISH: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_MISH>{alpha}); break;
         case KILN_UNARY_BOUNDED_RELU: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_BOUNDED_RELU>{alpha}); break;
         case KILN_UNARY_HARDTANH: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_HARDTANH>{alpha}); break;
+        case KILN_UNARY_HARD_SIGMOID: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_HARD_SIGMOID>{alpha}); break;
+        case KILN_UNARY_HARD_SWISH: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_HARD_SWISH>{alpha}); break;
         default: launch_map2(n, a, nullptr, out, UnaryF<KILN_UNARY_IDENTITY>{alpha}); break;
     }
     KILN_CUDA_LAUNCHED(fn);

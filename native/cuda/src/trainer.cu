@@ -56,6 +56,11 @@ __device__ __forceinline__ float act_grad(int act, float alpha, float z, float g
         }
         case KILN_UNARY_BOUNDED_RELU: return z > 0.f && z < alpha ? g : 0.f;
         case KILN_UNARY_HARDTANH: return z > -alpha && z < alpha ? g : 0.f;
+        case KILN_UNARY_HARD_SIGMOID: {
+            const float v = fmaf(alpha, z, 0.5f);
+            return v > 0.f && v < 1.f ? alpha * g : 0.f;
+        }
+        case KILN_UNARY_HARD_SWISH: return z < -3.f ? 0.f : (z <= 3.f ? g * (z / 3.f + 0.5f) : g);
         default: return g;
     }
 }
@@ -199,11 +204,12 @@ extern "C" KILN_API kiln_status kiln_cuda_trainer_add_activation(kiln_cuda_train
         case KILN_UNARY_IDENTITY: case KILN_UNARY_RELU: case KILN_UNARY_LEAKY_RELU: case KILN_UNARY_GELU:
         case KILN_UNARY_GELU_TANH: case KILN_UNARY_SIGMOID: case KILN_UNARY_TANH: case KILN_UNARY_SILU:
         case KILN_UNARY_ELU: case KILN_UNARY_SOFTPLUS: case KILN_UNARY_SELU: case KILN_UNARY_MISH:
-        case KILN_UNARY_BOUNDED_RELU: case KILN_UNARY_HARDTANH: break;
+        case KILN_UNARY_BOUNDED_RELU: case KILN_UNARY_HARDTANH: case KILN_UNARY_HARD_SIGMOID:
+        case KILN_UNARY_HARD_SWISH: break;
         default:
             return fail(KILN_ERR_INVALID_ARGUMENT, "%s: activation %d cannot be trained (IDENTITY, RELU, "
-                        "LEAKY_RELU, GELU, GELU_TANH, SIGMOID, TANH, SILU, ELU, SOFTPLUS, SELU, MISH, BOUNDED_RELU or "
-                        "HARDTANH)", fn, activation);
+                        "LEAKY_RELU, GELU, GELU_TANH, SIGMOID, TANH, SILU, ELU, SOFTPLUS, SELU, MISH, BOUNDED_RELU, "
+                        "HARDTANH, HARD_SIGMOID or HARD_SWISH)", fn, activation);
     }
     if (!std::isfinite(alpha)) return fail(KILN_ERR_INVALID_ARGUMENT, "%s: alpha is not finite", fn);
     Layer l;

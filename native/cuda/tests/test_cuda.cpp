@@ -116,7 +116,8 @@ TEST_F(Cuda, ElementwiseMatchesCpu) {
         for (int op : {KILN_UNARY_RELU, KILN_UNARY_LEAKY_RELU, KILN_UNARY_GELU, KILN_UNARY_SIGMOID, KILN_UNARY_TANH,
                        KILN_UNARY_EXP, KILN_UNARY_NEG, KILN_UNARY_ABS, KILN_UNARY_SQUARE, KILN_UNARY_GELU_TANH,
                        KILN_UNARY_SILU, KILN_UNARY_ELU, KILN_UNARY_SOFTPLUS, KILN_UNARY_SELU, KILN_UNARY_MISH,
-                       KILN_UNARY_BOUNDED_RELU, KILN_UNARY_HARDTANH}) {
+                       KILN_UNARY_BOUNDED_RELU, KILN_UNARY_HARDTANH, KILN_UNARY_HARD_SIGMOID,
+                       KILN_UNARY_HARD_SWISH}) {
             Dev out = poisoned(size_t(n));
             ASSERT_EQ(kiln_cuda_unary_f32(op, 0.1f, n, da.f(), out.f()), KILN_OK) << kiln_cuda_last_error();
             std::vector<float> want(static_cast<size_t>(n));

@@ -202,10 +202,12 @@ typedef enum kiln_unary_op {
     KILN_UNARY_SELU = 16,      /* 1.0507009873554805 (x > 0 ? x : 1.6732632423543772 (exp(x) - 1)) */
     KILN_UNARY_MISH = 17,      /* x tanh(softplus(x)) */
     KILN_UNARY_BOUNDED_RELU = 18, /* min(max(x, 0), alpha): ReLU6 with alpha 6 */
-    KILN_UNARY_HARDTANH = 19   /* min(max(x, -alpha), alpha) */
+    KILN_UNARY_HARDTANH = 19,  /* min(max(x, -alpha), alpha) */
+    KILN_UNARY_HARD_SIGMOID = 20, /* min(max(alpha x + 0.5, 0), 1): alpha 1/6 is PyTorch's Hardsigmoid */
+    KILN_UNARY_HARD_SWISH = 21    /* x min(max(x + 3, 0), 6) / 6 (PyTorch's Hardswish) */
 } kiln_unary_op;
 /** The last kiln_unary_op. */
-#define KILN_UNARY_LAST KILN_UNARY_HARDTANH
+#define KILN_UNARY_LAST KILN_UNARY_HARD_SWISH
 
 /** out = op(a) elementwise; `alpha` is LeakyReLU's negative slope (ignored by other ops).
  *  Vector versions agree with the scalar definitions to about 2e-6 relative (documented per op in
@@ -481,7 +483,7 @@ KILN_API kiln_status kiln_trainer_create(int64_t input_features, int64_t max_bat
 KILN_API kiln_status kiln_trainer_add_dense(kiln_trainer* t, int64_t out_features, const float* weight,
                                             const float* bias);
 /** RELU, LEAKY_RELU (alpha), GELU, GELU_TANH, SIGMOID, TANH, SILU, ELU (alpha), SOFTPLUS, SELU, MISH, BOUNDED_RELU
- *  (alpha), HARDTANH (alpha) or IDENTITY. */
+ *  (alpha), HARDTANH (alpha), HARD_SIGMOID (alpha), HARD_SWISH or IDENTITY. */
 KILN_API kiln_status kiln_trainer_add_activation(kiln_trainer* t, int32_t activation, float alpha);
 /** Inverted dropout with drop probability p in [0, 1): the identity in evaluation. */
 KILN_API kiln_status kiln_trainer_add_dropout(kiln_trainer* t, float p);

@@ -39,6 +39,9 @@ inline kiln_status check_activation(const char* fn, int32_t activation, float al
     if ((activation == KILN_UNARY_BOUNDED_RELU || activation == KILN_UNARY_HARDTANH) && !(alpha > 0))
         return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the bound (alpha) of BOUNDED_RELU or HARDTANH is %g: must be > 0", fn,
                     double(alpha));
+    if (activation == KILN_UNARY_HARD_SIGMOID && !(alpha > 0))
+        return fail(KILN_ERR_INVALID_ARGUMENT, "%s: the slope (alpha) of HARD_SIGMOID is %g: must be > 0", fn,
+                    double(alpha));
     return KILN_OK;
 }
 

@@ -78,7 +78,8 @@ bool trainable_activation(int32_t a) {
     return a == KILN_UNARY_IDENTITY || a == KILN_UNARY_RELU || a == KILN_UNARY_LEAKY_RELU ||
            a == KILN_UNARY_GELU || a == KILN_UNARY_GELU_TANH || a == KILN_UNARY_SIGMOID || a == KILN_UNARY_TANH ||
            a == KILN_UNARY_SILU || a == KILN_UNARY_ELU || a == KILN_UNARY_SOFTPLUS || a == KILN_UNARY_SELU ||
-           a == KILN_UNARY_MISH || a == KILN_UNARY_BOUNDED_RELU || a == KILN_UNARY_HARDTANH;
+           a == KILN_UNARY_MISH || a == KILN_UNARY_BOUNDED_RELU || a == KILN_UNARY_HARDTANH ||
+           a == KILN_UNARY_HARD_SIGMOID || a == KILN_UNARY_HARD_SWISH;
 }
 
 // Derivative computable from the output alone (so the pre-activation need not be kept).
@@ -202,6 +203,12 @@ inline float act_backward(int32_t a, float alpha, float x, float y, float gy) {
         }
         case KILN_UNARY_BOUNDED_RELU: return x > 0 && x < alpha ? gy : 0.0f;
         case KILN_UNARY_HARDTANH: return x > -alpha && x < alpha ? gy : 0.0f;
+        case KILN_UNARY_HARD_SIGMOID: {
+            const float v = alpha * x + 0.5f;
+            return v > 0.0f && v < 1.0f ? alpha * gy : 0.0f;
+        }
+        // PyTorch's hardswish_backward: 0 below -3, x / 3 + 1/2 up to 3, 1 above
+        case KILN_UNARY_HARD_SWISH: return x < -3.0f ? 0.0f : (x <= 3.0f ? gy * (x / 3.0f + 0.5f) : gy);
         default: return gy;
     }
 }
@@ -249,7 +256,8 @@ extern "C" KILN_API kiln_status kiln_trainer_add_activation(kiln_trainer* t, int
     if (!trainable_activation(activation))
         return fail(KILN_ERR_INVALID_ARGUMENT,
                     "%s: activation %d cannot be trained: use IDENTITY, RELU, LEAKY_RELU, GELU, GELU_TANH, SIGMOID, "
-                    "TANH, SILU, ELU, SOFTPLUS, SELU, MISH, BOUNDED_RELU or HARDTANH", fn, activation);
+                    "TANH, SILU, ELU, SOFTPLUS, SELU, MISH, BOUNDED_RELU, HARDTANH, HARD_SIGMOID or HARD_SWISH", fn,
+                    activation);
     if (kiln_status st = kiln::check_activation(fn, activation, alpha)) return st;  // alpha finite, bounds > 0
     TLayer l;
     l.kind = Kind::Act;

@@ -48,7 +48,7 @@ bool act_bias_grad_avx2(int32_t act, float alpha, int64_t rows, int64_t cols, co
 bool act_bias_grad_avx512(int32_t act, float alpha, int64_t rows, int64_t cols, const float* y, float* g, float* gb);
 
 // A standalone activation's input gradient for the functions whose derivative needs the input x
-// (GELU, GELU_TANH, SILU, ELU, SELU, SOFTPLUS, MISH, BOUNDED_RELU, HARDTANH): gx = gy * act'(x),
+// (GELU, GELU_TANH, SILU, ELU, SELU, SOFTPLUS, MISH, BOUNDED_RELU, HARDTANH, HARD_SIGMOID, HARD_SWISH): gx = gy * act'(x),
 // or gx += that when acc, over n elements, in float with vector exp/erf (within about 1e-6 of the
 // double-precision scalar derivative). Returns false, doing nothing, for other activations and
 // for the reference level (train.cpp then runs the scalar double-precision loop). The AVX-512

@@ -232,6 +232,14 @@ inline __m256 dact(__m256 x, float alpha) {
     } else if constexpr (ACT == KILN_UNARY_BOUNDED_RELU || ACT == KILN_UNARY_HARDTANH) {
         const __m256 lo = ACT == KILN_UNARY_HARDTANH ? _mm256_set1_ps(-alpha) : zero, hi = _mm256_set1_ps(alpha);
         return _mm256_and_ps(one, _mm256_and_ps(_mm256_cmp_ps(x, lo, _CMP_GT_OQ), _mm256_cmp_ps(x, hi, _CMP_LT_OQ)));
+    } else if constexpr (ACT == KILN_UNARY_HARD_SIGMOID) {
+        const __m256 v = _mm256_fmadd_ps(_mm256_set1_ps(alpha), x, _mm256_set1_ps(0.5f));
+        return _mm256_and_ps(_mm256_set1_ps(alpha), _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GT_OQ),
+                                                                 _mm256_cmp_ps(v, one, _CMP_LT_OQ)));
+    } else if constexpr (ACT == KILN_UNARY_HARD_SWISH) {
+        const __m256 mid = _mm256_fmadd_ps(x, _mm256_set1_ps(1.0f / 3.0f), _mm256_set1_ps(0.5f));
+        const __m256 d = _mm256_blendv_ps(mid, one, _mm256_cmp_ps(x, _mm256_set1_ps(3.0f), _CMP_GT_OQ));
+        return _mm256_and_ps(d, _mm256_cmp_ps(x, _mm256_set1_ps(-3.0f), _CMP_GE_OQ));
     } else {
         return one;
     }
@@ -266,6 +274,8 @@ bool act_grad_x_avx2(int32_t act, float alpha, int64_t n, const float* x, const 
         case KILN_UNARY_MISH: grad_x<KILN_UNARY_MISH>(alpha, n, x, gy, gx, acc); return true;
         case KILN_UNARY_BOUNDED_RELU: grad_x<KILN_UNARY_BOUNDED_RELU>(alpha, n, x, gy, gx, acc); return true;
         case KILN_UNARY_HARDTANH: grad_x<KILN_UNARY_HARDTANH>(alpha, n, x, gy, gx, acc); return true;
+        case KILN_UNARY_HARD_SIGMOID: grad_x<KILN_UNARY_HARD_SIGMOID>(alpha, n, x, gy, gx, acc); return true;
+        case KILN_UNARY_HARD_SWISH: grad_x<KILN_UNARY_HARD_SWISH>(alpha, n, x, gy, gx, acc); return true;
         default: return false;
     }
 }

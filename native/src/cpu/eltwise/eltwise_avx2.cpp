@@ -185,6 +185,13 @@ inline __m256 unary_vec(__m256 x, float alpha) {
         return _mm256_min_ps(_mm256_set1_ps(alpha), _mm256_max_ps(_mm256_setzero_ps(), x));
     if constexpr (OP == KILN_UNARY_HARDTANH)
         return _mm256_min_ps(_mm256_set1_ps(alpha), _mm256_max_ps(_mm256_set1_ps(-alpha), x));
+    if constexpr (OP == KILN_UNARY_HARD_SIGMOID)
+        return _mm256_min_ps(_mm256_set1_ps(1.0f),
+                             _mm256_max_ps(_mm256_setzero_ps(), _mm256_fmadd_ps(_mm256_set1_ps(alpha), x, _mm256_set1_ps(0.5f))));
+    if constexpr (OP == KILN_UNARY_HARD_SWISH) {
+        const __m256 r6 = _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(_mm256_setzero_ps(), _mm256_add_ps(x, _mm256_set1_ps(3.0f))));
+        return _mm256_div_ps(_mm256_mul_ps(x, r6), _mm256_set1_ps(6.0f));
+    }
     return x;
 }
 
@@ -219,6 +226,8 @@ void unary_avx2(int op, const float* a, float* out, int64_t n, float alpha) {
         case KILN_UNARY_SOFTPLUS: return unary_op<KILN_UNARY_SOFTPLUS>(a, out, n, alpha);
         case KILN_UNARY_BOUNDED_RELU: return unary_op<KILN_UNARY_BOUNDED_RELU>(a, out, n, alpha);
         case KILN_UNARY_HARDTANH: return unary_op<KILN_UNARY_HARDTANH>(a, out, n, alpha);
+        case KILN_UNARY_HARD_SIGMOID: return unary_op<KILN_UNARY_HARD_SIGMOID>(a, out, n, alpha);
+        case KILN_UNARY_HARD_SWISH: return unary_op<KILN_UNARY_HARD_SWISH>(a, out, n, alpha);
         default:
             for (int64_t i = 0; i < n; ++i) out[i] = unary_scalar(op, a[i], alpha);
     }

@@ -185,6 +185,13 @@ inline __m512 unary_vec(__m512 x, float alpha) {
         return _mm512_min_ps(_mm512_set1_ps(alpha), _mm512_max_ps(_mm512_setzero_ps(), x));
     if constexpr (OP == KILN_UNARY_HARDTANH)
         return _mm512_min_ps(_mm512_set1_ps(alpha), _mm512_max_ps(_mm512_set1_ps(-alpha), x));
+    if constexpr (OP == KILN_UNARY_HARD_SIGMOID)
+        return _mm512_min_ps(_mm512_set1_ps(1.0f),
+                             _mm512_max_ps(_mm512_setzero_ps(), _mm512_fmadd_ps(_mm512_set1_ps(alpha), x, _mm512_set1_ps(0.5f))));
+    if constexpr (OP == KILN_UNARY_HARD_SWISH) {
+        const __m512 r6 = _mm512_min_ps(_mm512_set1_ps(6.0f), _mm512_max_ps(_mm512_setzero_ps(), _mm512_add_ps(x, _mm512_set1_ps(3.0f))));
+        return _mm512_div_ps(_mm512_mul_ps(x, r6), _mm512_set1_ps(6.0f));
+    }
     return x;
 }
 
@@ -222,6 +229,8 @@ void unary_avx512(int op, const float* a, float* out, int64_t n, float alpha) {
         case KILN_UNARY_MISH: return unary_op<KILN_UNARY_MISH>(a, out, n, alpha);
         case KILN_UNARY_BOUNDED_RELU: return unary_op<KILN_UNARY_BOUNDED_RELU>(a, out, n, alpha);
         case KILN_UNARY_HARDTANH: return unary_op<KILN_UNARY_HARDTANH>(a, out, n, alpha);
+        case KILN_UNARY_HARD_SIGMOID: return unary_op<KILN_UNARY_HARD_SIGMOID>(a, out, n, alpha);
+        case KILN_UNARY_HARD_SWISH: return unary_op<KILN_UNARY_HARD_SWISH>(a, out, n, alpha);
         case KILN_UNARY_LOG:
         case KILN_UNARY_SOFTPLUS:  // the AVX2 versions (vmath256::log; no 512-bit log yet)
             return unary_avx2(op, a, out, n, alpha);

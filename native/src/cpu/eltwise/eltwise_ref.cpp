@@ -91,6 +91,14 @@ float unary_scalar(int op, float x, float alpha) {
         }
         case KILN_UNARY_BOUNDED_RELU: return x < 0.0f ? 0.0f : (x > alpha ? alpha : x);
         case KILN_UNARY_HARDTANH: return x < -alpha ? -alpha : (x > alpha ? alpha : x);
+        case KILN_UNARY_HARD_SIGMOID: {
+            const float v = alpha * x + 0.5f;
+            return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+        }
+        case KILN_UNARY_HARD_SWISH: {
+            const float v = x + 3.0f;
+            return x * (v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v)) / 6.0f;
+        }
         default: return x;
     }
 }

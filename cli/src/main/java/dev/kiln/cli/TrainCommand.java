@@ -51,8 +51,8 @@ final class TrainCommand implements Callable<Integer> {
     List<Integer> hidden;
 
     @Option(names = "--activation", defaultValue = "relu", description = "Activation of the hidden layers: relu, "
-            + "leaky_relu, gelu, gelu_tanh, sigmoid, tanh, silu, elu, softplus, selu, mish, bounded_relu (ReLU6) or "
-            + "hardtanh, with PyTorch's default alpha (default: ${DEFAULT-VALUE}).")
+            + "leaky_relu, gelu, gelu_tanh, sigmoid, tanh, silu, elu, softplus, selu, mish, bounded_relu (ReLU6), "
+            + "hardtanh, hard_sigmoid or hard_swish, with PyTorch's default alpha (default: ${DEFAULT-VALUE}).")
     String activation;
 
     @Option(names = "--seed", defaultValue = "42", description = "Seed of initialization, shuffling and dropout (default: ${DEFAULT-VALUE}).")
@@ -127,9 +127,9 @@ final class TrainCommand implements Callable<Integer> {
             act = null;
         }
         if (act == null || !java.util.Set.of("RELU", "LEAKY_RELU", "GELU", "GELU_TANH", "SIGMOID", "TANH", "SILU", "ELU",
-                "SOFTPLUS", "SELU", "MISH", "BOUNDED_RELU", "HARDTANH").contains(act.name())) {
+                "SOFTPLUS", "SELU", "MISH", "BOUNDED_RELU", "HARDTANH", "HARD_SIGMOID", "HARD_SWISH").contains(act.name())) {
             throw usage("--activation is '" + activation + "': use relu, leaky_relu, gelu, gelu_tanh, sigmoid, tanh, silu, "
-                    + "elu, softplus, selu, mish, bounded_relu or hardtanh");
+                    + "elu, softplus, selu, mish, bounded_relu, hardtanh, hard_sigmoid or hard_swish");
         }
         if (hidden.stream().anyMatch(h -> h < 1)) {
             throw usage("--hidden widths must be >= 1");

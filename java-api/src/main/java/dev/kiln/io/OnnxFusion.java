@@ -26,8 +26,9 @@ import java.util.Set;
  *       ReduceMean, Add eps, Sqrt, Div, then Mul by the scale and Add of the bias when the layer has
  *       them) becomes one LayerNormalization node;</li>
  *   <li>SiLU (swish) as every exporter writes it, {@code x * Sigmoid(x)}, becomes one node of op
- *       {@link #SILU} in domain {@link #DOMAIN} (ONNX has no such op), and Mish below opset 18,
- *       {@code x * Tanh(Softplus(x))}, one Mish node;</li>
+ *       {@link #SILU} in domain {@link #DOMAIN} (ONNX has no such op), Mish below opset 18,
+ *       {@code x * Tanh(Softplus(x))}, one Mish node, and hardswish below opset 14,
+ *       {@code x * HardSigmoid(x)} with PyTorch's alpha 1/6 and beta 1/2, one HardSwish node;</li>
  *   <li>an L2 normalization of rows as PyTorch writes {@code F.normalize(x, dim=1)}, ReduceL2 over
  *       the last axis (kept), Clip with a min eps (or Max with eps, as Kiln exports it), an optional
  *       Expand back to x's shape, Div of x by it, becomes one node of op {@link #L2_NORMALIZE}.</li>
@@ -276,18 +277,18 @@ final class OnnxFusion {
 
     // ---- SiLU and Mish ---------------------------------------------------------------------------
 
-    /** Sigmoid(x) or Tanh(Softplus(x)), then a Mul of that by x (either order). */
+    /** Sigmoid(x), Tanh(Softplus(x)) or HardSigmoid(x) (alpha 1/6, beta 1/2), then a Mul of that by x (either order). */
     private void trySiluOrMish(int i) {
         NodeProto first = nodes.get(i);
-        boolean silu = first.getOpType().equals("Sigmoid");
-        if (!(silu || first.getOpType().equals("Softplus")) || !isOnnxDomain(first) || first.getInputCount() != 1
-                || first.getOutputCount() != 1 || first.getAttributeCount() != 0) {
+        boolean silu = first.getOpType().equals("Sigmoid"), hard = first.getOpType().equals("HardSigmoid");
+        if (!(silu || hard || first.getOpType().equals("Softplus")) || !isOnnxDomain(first) || first.getInputCount() != 1
+                || first.getOutputCount() != 1 || (hard ? !torchHardSigmoid(first) : first.getAttributeCount() != 0)) {
             return;
         }
         String x = first.getInput(0);
         List<Integer> parts = new ArrayList<>(List.of(i));
         String gate = first.getOutput(0);
-        if (!silu) {
+        if (!silu && !hard) {
             Integer tanh = only(gate, "Tanh");
             if (tanh == null || nodes.get(tanh).getAttributeCount() != 0) {
                 return;
@@ -300,14 +301,30 @@ final class OnnxFusion {
             return;
         }
         parts.add(mul);
-        NodeProto.Builder fused = NodeProto.newBuilder().setName(first.getName() + (silu ? " (SiLU, fused)" : " (Mish, fused)"))
+        NodeProto.Builder fused = NodeProto.newBuilder().setName(first.getName() + (silu ? " (SiLU, fused)"
+                        : hard ? " (HardSwish, fused)" : " (Mish, fused)"))
                 .addInput(x).addOutput(nodes.get(mul).getOutput(0));
         if (silu) {
             fused.setOpType(SILU).setDomain(DOMAIN);
         } else {
-            fused.setOpType("Mish");
+            fused.setOpType(hard ? "HardSwish" : "Mish");
         }
         replace(parts, fused.build());
+    }
+
+    /** A HardSigmoid with PyTorch's alpha 1/6 and beta 1/2 (the default or written), nothing else. */
+    private static boolean torchHardSigmoid(NodeProto n) {
+        float alpha = Float.NaN, beta = 0.5f;
+        for (AttributeProto a : n.getAttributeList()) {
+            if (a.getName().equals("alpha") && a.getType() == AttributeProto.AttributeType.FLOAT) {
+                alpha = a.getF();
+            } else if (a.getName().equals("beta") && a.getType() == AttributeProto.AttributeType.FLOAT) {
+                beta = a.getF();
+            } else {
+                return false;
+            }
+        }
+        return alpha == 1f / 6f && beta == 0.5f;
     }
 
     // ---- LayerNorm -----------------------------------------------------------------------------

@@ -68,7 +68,8 @@ public final class OnnxModels {
 
     // Named in the error for any other op.
     private static final String IMPORTED_OPS = "Gemm, MatMul, Add, Mul of two results, Concat of results (axis 1), Relu, LeakyRelu, PRelu (one slope, or one per feature), Elu, Selu, "
-            + "Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), [0, b] or [-b, b], Gelu, Sigmoid, Tanh, Exp, Log, "
+            + "Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), [0, b] or [-b, b], HardSigmoid (beta 0.5), HardSwish "
+            + "(or x * HardSigmoid(x)), Gelu, Sigmoid, Tanh, Exp, Log, "
             + "Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, LpNormalization (p = 2), F.normalize's ReduceL2, Clip, "
             + "Expand and Div, Dropout, Identity, Flatten, Reshape, Gather, Slice and "
             + "Split of features, BatchNormalization, Add, Sub, Mul and Div by constants, Constant, and GELU and LayerNorm as PyTorch decomposes them for "
@@ -239,6 +240,9 @@ public final class OnnxModels {
             case SOFTPLUS: n.setOpType("Softplus"); break;
             case SELU: n.setOpType("Selu"); break;
             case MISH: n.setOpType("Mish"); break;
+            case HARD_SIGMOID: n.setOpType("HardSigmoid").addAttribute(floatAttr("alpha", alpha))
+                    .addAttribute(floatAttr("beta", 0.5f)); break;
+            case HARD_SWISH: n.setOpType("HardSwish"); break; // opset 14 on
             default: throw new AssertionError(f);
         }
     }
@@ -1016,6 +1020,22 @@ public final class OnnxModels {
                     }
                     break;
                 }
+                case "HardSigmoid": { // min(max(alpha x + beta, 0), 1); PyTorch writes alpha 1/6
+                    checkAttrs(n, name, "alpha", "beta");
+                    float alpha = floatAttr(n, "alpha", 0.2f), beta = floatAttr(n, "beta", 0.5f);
+                    if (beta != 0.5f) {
+                        throw unsupported(op, name, "beta = " + beta + " (Kiln's hard sigmoid is centred: beta 0.5)");
+                    }
+                    if (!(alpha > 0) || !Float.isFinite(alpha)) {
+                        throw unsupported(op, name, "alpha = " + alpha + " (the slope must be finite and > 0)");
+                    }
+                    activation(p, Activation.HARD_SIGMOID, alpha, op, name);
+                    break;
+                }
+                case "HardSwish": // x * HardSigmoid(x) with alpha 1/6 (fused by OnnxFusion below opset 14)
+                    checkAttrs(n, name);
+                    activation(p, Activation.HARD_SWISH, 0f, op, name);
+                    break;
                 case "Gelu": {
                     checkAttrs(n, name, "approximate");
                     String approx = stringAttr(n, "approximate", "none");

@@ -596,7 +596,10 @@ public final class Sequential implements AutoCloseable {
             return activation(f, Objects.requireNonNull(f, "activation").defaultAlpha());
         }
 
-        /** The function with alpha: LEAKY_RELU's slope, ELU's scale, the bound of BOUNDED_RELU and HARDTANH. */
+        /**
+     * The function with alpha: LEAKY_RELU's slope, ELU's scale, the bound of BOUNDED_RELU and HARDTANH,
+     * the slope of HARD_SIGMOID.
+     */
         public Builder activation(Activation f, float alpha) {
             Objects.requireNonNull(f, "activation");
             f.checkAlpha(alpha);
@@ -654,6 +657,21 @@ public final class Sequential implements AutoCloseable {
         /** min(max(x, -bound), bound); PyTorch's nn.Hardtanh() has bound 1. */
         public Builder hardtanh(float bound) {
             return activation(Activation.HARDTANH, bound);
+        }
+
+        /** PyTorch's nn.Hardsigmoid: min(max(x / 6 + 1/2, 0), 1). */
+        public Builder hardSigmoid() {
+            return activation(Activation.HARD_SIGMOID, Activation.HARD_SIGMOID.defaultAlpha());
+        }
+
+        /** min(max(slope x + 1/2, 0), 1), slope > 0 (ONNX's HardSigmoid default: 0.2). */
+        public Builder hardSigmoid(float slope) {
+            return activation(Activation.HARD_SIGMOID, slope);
+        }
+
+        /** PyTorch's nn.Hardswish: x min(max(x + 3, 0), 6) / 6. */
+        public Builder hardSwish() {
+            return activation(Activation.HARD_SWISH);
         }
 
         public Builder softmax() {

@@ -40,7 +40,10 @@ public final class Epilogue {
         return withActivation(activation, Objects.requireNonNull(activation, "activation").defaultAlpha());
     }
 
-    /** The function with alpha: LEAKY_RELU's slope, ELU's scale, the bound of BOUNDED_RELU and HARDTANH. */
+    /**
+     * The function with alpha: LEAKY_RELU's slope, ELU's scale, the bound of BOUNDED_RELU and HARDTANH,
+     * the slope of HARD_SIGMOID.
+     */
     public Epilogue withActivation(Activation activation, float alpha) {
         Objects.requireNonNull(activation, "activation").checkAlpha(alpha);
         return new Epilogue(bias, activation, alpha, residual);

@@ -451,7 +451,7 @@ public final class Ops {
 
     /**
      * out = f(a) elementwise; {@code alpha} is LeakyReLU's negative slope, ELU's scale, the bound of
-     * BOUNDED_RELU and HARDTANH (> 0).
+     * BOUNDED_RELU and HARDTANH (> 0), the slope of HARD_SIGMOID (> 0).
      */
     public static void unary(Activation f, float alpha, Tensor a, Tensor out) {
         Objects.requireNonNull(f, "f");

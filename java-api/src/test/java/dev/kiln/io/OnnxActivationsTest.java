@@ -24,9 +24,10 @@ import java.util.function.DoubleUnaryOperator;
 import org.junit.jupiter.api.Test;
 
 /**
- * SiLU, ELU, Softplus, SELU and Mish: the ops against double-precision formulas, export and import
- * round trips, the forms PyTorch's exporter writes (x * Sigmoid(x); Softplus, Tanh, Mul below opset
- * 18; PRelu with one slope, and with one per feature; Clip to [0, inf)), and what is refused.
+ * SiLU, ELU, Softplus, SELU, Mish, ReLU6, hardtanh, hard sigmoid and hardswish: the ops against
+ * double-precision formulas, export and import round trips, the forms PyTorch's exporter writes
+ * (x * Sigmoid(x); Softplus, Tanh, Mul below opset 18; x * HardSigmoid(x) below opset 14; PRelu with
+ * one slope, and with one per feature; Clip to [0, inf)), and what is refused.
  */
 class OnnxActivationsTest {
     static double softplus(double x) {
@@ -43,6 +44,10 @@ class OnnxActivationsTest {
             {Activation.MISH, 0f, (DoubleUnaryOperator) x -> x * Math.tanh(softplus(x))},
             {Activation.BOUNDED_RELU, 6f, (DoubleUnaryOperator) x -> Math.min(Math.max(x, 0), 6)},
             {Activation.HARDTANH, 2f, (DoubleUnaryOperator) x -> Math.min(Math.max(x, -2), 2)},
+            // alpha x + 1/2 cancels near the lower kink: an absolute bound of a float's rounding at 1/2
+            {Activation.HARD_SIGMOID, 1f / 6f, (DoubleUnaryOperator) x -> Math.min(Math.max(x * (1f / 6f) + 0.5, 0), 1), 1.5e-7},
+            {Activation.HARD_SIGMOID, 0.2f, (DoubleUnaryOperator) x -> Math.min(Math.max(x * 0.2f + 0.5, 0), 1), 1.5e-7},
+            {Activation.HARD_SWISH, 0f, (DoubleUnaryOperator) x -> x * Math.min(Math.max(x + 3, 0), 6) / 6},
         };
         try (Tensor x = Tensor.zeros(DType.F32, 1001).fillUniform(-15, 15, 1); Tensor y = Tensor.zeros(DType.F32, 1001)) {
             float[] xs = x.toFloatArray();
@@ -51,7 +56,8 @@ class OnnxActivationsTest {
                 float[] ys = y.toFloatArray();
                 for (int i = 0; i < xs.length; i++) {
                     double want = ((DoubleUnaryOperator) c[2]).applyAsDouble(xs[i]);
-                    assertEquals(want, ys[i], 2e-6 * Math.abs(want) + 1e-30, c[0] + " at " + xs[i]);
+                    double abs = c.length > 3 ? (double) c[3] : 1e-30;
+                    assertEquals(want, ys[i], 2e-6 * Math.abs(want) + abs, c[0] + " at " + xs[i]);
                 }
             }
         }
@@ -60,12 +66,12 @@ class OnnxActivationsTest {
     @Test
     void exportThenImportIsExact() {
         for (Activation a : new Activation[] {Activation.SILU, Activation.ELU, Activation.SOFTPLUS, Activation.SELU, Activation.MISH,
-                Activation.BOUNDED_RELU, Activation.HARDTANH}) {
+                Activation.BOUNDED_RELU, Activation.HARDTANH, Activation.HARD_SIGMOID, Activation.HARD_SWISH}) {
             try (Sequential m = Sequential.builder(6).dense(8, Init.HE, 1).activation(a, 0.7f).dense(3, Init.XAVIER, 2).build();
                     Sequential back = OnnxModels.fromBytes(OnnxModels.toBytes(m));
                     Tensor x = Tensor.zeros(DType.F32, 5, 6).fillNormal(0, 2, 3)) {
                 assertEquals(a, back.layers().get(1).activation());
-                boolean hasAlpha = a == Activation.ELU || a == Activation.BOUNDED_RELU || a == Activation.HARDTANH;
+                boolean hasAlpha = a.takesAlpha();
                 assertEquals(hasAlpha ? 0.7f : 0f, back.layers().get(1).activationAlpha(), a.name());
                 assertArrayEquals(run(m, x), run(back, x), a.name());
             }
@@ -153,6 +159,28 @@ class OnnxActivationsTest {
                 .addNode(node("Clip", "/1/Clip", "a", "h", "lo", "hi"))), Activation.BOUNDED_RELU, 6f); // nn.ReLU6
         importsAs(file(9, g -> g.addNode(node("Clip", "/1/Clip", "a", "h").addAttribute(f1("min", -1f))
                 .addAttribute(f1("max", 1f)))), Activation.HARDTANH, 1f); // nn.Hardtanh, opset 9 attributes
+        // nn.Hardsigmoid (alpha 1/6 written), and ONNX's default alpha 0.2
+        importsAs(file(9, g -> g.addNode(node("HardSigmoid", "/1/HardSigmoid", "a", "h").addAttribute(f1("alpha", 1f / 6f)))),
+                Activation.HARD_SIGMOID, 1f / 6f);
+        importsAs(file(13, g -> g.addNode(node("HardSigmoid", "/1/HardSigmoid", "a", "h"))), Activation.HARD_SIGMOID, 0.2f);
+        // nn.Hardswish: HardSwish from opset 14, x * HardSigmoid(x) (alpha 1/6) below it, either order
+        importsAs(file(14, g -> g.addNode(node("HardSwish", "/1/HardSwish", "a", "h"))), Activation.HARD_SWISH, 0f);
+        importsAs(file(13, g -> g.addNode(node("HardSigmoid", "/1/HardSigmoid", "s", "h").addAttribute(f1("alpha", 1f / 6f)))
+                .addNode(node("Mul", "/1/Mul", "a", "h", "s"))), Activation.HARD_SWISH, 0f);
+        importsAs(file(9, g -> g.addNode(node("HardSigmoid", "/1/HardSigmoid", "s", "h").addAttribute(f1("alpha", 1f / 6f))
+                .addAttribute(f1("beta", 0.5f))).addNode(node("Mul", "/1/Mul", "a", "s", "h"))), Activation.HARD_SWISH, 0f);
+    }
+
+    /** x * HardSigmoid(x) with another slope is no hardswish: it imports as what it is, a gate. */
+    @Test
+    void aHardSigmoidGateOfAnotherSlopeStaysAGate() {
+        ModelProto f = file(13, g -> g.addNode(node("HardSigmoid", "/1/HardSigmoid", "s", "h").addAttribute(f1("alpha", 0.2f)))
+                .addNode(node("Mul", "/1/Mul", "a", "h", "s")));
+        try (Sequential got = OnnxModels.fromBytes(f.toByteArray());
+                Tensor x = Tensor.zeros(DType.F32, 4, 6).fillNormal(0, 2, 5)) {
+            assertEquals("Sequential[6 -> dense 8 -> hard_sigmoid(0.2) -> * value 1 -> dense 3]", got.toString());
+            matchesTheFormula(got, x, (j, h) -> h * Math.min(Math.max(0.2f * h + 0.5, 0), 1));
+        }
     }
 
     /** nn.PReLU(8) as PyTorch exports it (slopes [8]; [1, 8] as another exporter may write them): a PReLU layer. */
@@ -177,6 +205,14 @@ class OnnxActivationsTest {
                 assertThrows(IllegalArgumentException.class, () -> Sequential.builder(2).boundedRelu(0)).getMessage());
         assertEquals("hardtanh: the bound is -1.0: must be > 0",
                 assertThrows(IllegalArgumentException.class, () -> Sequential.builder(2).hardtanh(-1)).getMessage());
+        assertEquals("hard_sigmoid: the slope is 0.0: must be > 0",
+                assertThrows(IllegalArgumentException.class, () -> Sequential.builder(2).hardSigmoid(0)).getMessage());
+        assertEquals("onnx: unsupported beta = 0.25 (Kiln's hard sigmoid is centred: beta 0.5) in op HardSigmoid at node "
+                + "'/1/HardSigmoid'", refusal(file(13, g -> g.addNode(node("HardSigmoid", "/1/HardSigmoid", "a", "h")
+                        .addAttribute(f1("beta", 0.25f))))));
+        assertEquals("onnx: unsupported alpha = -0.5 (the slope must be finite and > 0) in op HardSigmoid at node "
+                + "'/1/HardSigmoid'", refusal(file(13, g -> g.addNode(node("HardSigmoid", "/1/HardSigmoid", "a", "h")
+                        .addAttribute(f1("alpha", -0.5f))))));
         assertEquals("onnx: unsupported bounds [-1.0, 2.0] (Kiln imports Clip to [0, inf), [0, b] and [-b, b]) in op Clip at "
                 + "node '/1/Clip'", refusal(file(13, g -> g.addInitializer(init("lo", new float[] {-1f}))
                         .addInitializer(init("hi", new float[] {2f})).addNode(node("Clip", "/1/Clip", "a", "h", "lo", "hi")))));

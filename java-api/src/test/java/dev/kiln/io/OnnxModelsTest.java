@@ -150,7 +150,8 @@ class OnnxModelsTest {
         ModelProto.Builder conv = handBuilt(w, b, w2, b2);
         conv.getGraphBuilder().getNodeBuilder(2).setOpType("Conv");
         assertEquals("onnx: unsupported op Conv at node 'act' (Kiln imports Gemm, MatMul, Add, Mul of two results, Concat of results (axis 1), Relu, LeakyRelu, "
-                + "PRelu (one slope, or one per feature), Elu, Selu, Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), [0, b] or [-b, b], Gelu, "
+                + "PRelu (one slope, or one per feature), Elu, Selu, Softplus, Mish, x * Sigmoid(x) (SiLU), Clip to [0, inf), [0, b] or [-b, b], "
+                + "HardSigmoid (beta 0.5), HardSwish (or x * HardSigmoid(x)), Gelu, "
                 + "Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Softmax, LogSoftmax, LayerNormalization, LpNormalization (p = 2), "
                 + "F.normalize's ReduceL2, Clip, Expand and Div, Dropout, Identity, "
                 + "Flatten, Reshape, Gather, Slice and Split of features, BatchNormalization, Add, Sub, Mul and Div by constants, "

@@ -33,6 +33,8 @@ class MatmulTest {
             case SELU: return 1.0507009873554805 * (x > 0 ? x : 1.6732632423543772 * Math.expm1(x));
             case MISH: return x * Math.tanh(sp);
             case BOUNDED_RELU: case HARDTANH: return Math.min(Math.max(x, f == Activation.HARDTANH ? -a : 0), a);
+            case HARD_SIGMOID: return Math.min(Math.max(a * x + 0.5, 0), 1);
+            case HARD_SWISH: return x * Math.min(Math.max(x + 3, 0), 6) / 6;
             default: return x;
         }
     }
@@ -125,7 +127,8 @@ class MatmulTest {
         Random r = new Random(SEED + 2);
         for (Activation f : new Activation[] {Activation.IDENTITY, Activation.RELU, Activation.LEAKY_RELU, Activation.SIGMOID,
                 Activation.TANH, Activation.GELU, Activation.GELU_TANH, Activation.SILU, Activation.ELU, Activation.SOFTPLUS,
-                Activation.SELU, Activation.MISH, Activation.BOUNDED_RELU, Activation.HARDTANH}) {
+                Activation.SELU, Activation.MISH, Activation.BOUNDED_RELU, Activation.HARDTANH, Activation.HARD_SIGMOID,
+                Activation.HARD_SWISH}) {
             try (Tensor a = random(r, 9, 40); Tensor b = random(r, 40, 70); Tensor bias = random(r, 1, 70);
                     Tensor res = random(r, 9, 70); Tensor out = Tensor.zeros(DType.F32, 9, 70);
                     PackedMatrix pb = PackedMatrix.pack(b)) {

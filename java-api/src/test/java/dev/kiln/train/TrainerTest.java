@@ -123,9 +123,11 @@ class TrainerTest {
     void theNewerActivationsTrainToo() { // (their gradients are checked in native/tests/test_train.cpp)
         for (dev.kiln.tensor.Activation a : new dev.kiln.tensor.Activation[] {dev.kiln.tensor.Activation.SILU,
                 dev.kiln.tensor.Activation.ELU, dev.kiln.tensor.Activation.SOFTPLUS, dev.kiln.tensor.Activation.SELU,
-                dev.kiln.tensor.Activation.MISH, dev.kiln.tensor.Activation.BOUNDED_RELU, dev.kiln.tensor.Activation.HARDTANH}) {
+                dev.kiln.tensor.Activation.MISH, dev.kiln.tensor.Activation.BOUNDED_RELU, dev.kiln.tensor.Activation.HARDTANH,
+                dev.kiln.tensor.Activation.HARD_SIGMOID, dev.kiln.tensor.Activation.HARD_SWISH}) {
+            float alpha = a == dev.kiln.tensor.Activation.HARD_SIGMOID ? 1f / 6f : 1f;
             try (Dataset train = blobs(600, 1); Dataset test = blobs(300, 2);
-                    Sequential model = Sequential.builder(8).dense(16, Init.HE, 1).activation(a, 1f).dense(3, Init.XAVIER, 2)
+                    Sequential model = Sequential.builder(8).dense(16, Init.HE, 1).activation(a, alpha).dense(3, Init.XAVIER, 2)
                             .softmax().build();
                     Trainer t = Trainer.builder(model).optimizer(Optimizer.adam(1e-2)).batchSize(32).seed(3).build()) {
                 History h = t.fit(train, test, 6);

@@ -196,10 +196,12 @@ class OnnxRuntimeConformanceIT {
                 dev.kiln.tensor.Activation.GELU, dev.kiln.tensor.Activation.GELU_TANH, dev.kiln.tensor.Activation.SIGMOID,
                 dev.kiln.tensor.Activation.TANH, dev.kiln.tensor.Activation.SILU, dev.kiln.tensor.Activation.ELU,
                 dev.kiln.tensor.Activation.SOFTPLUS, dev.kiln.tensor.Activation.SELU, dev.kiln.tensor.Activation.MISH,
-                dev.kiln.tensor.Activation.BOUNDED_RELU, dev.kiln.tensor.Activation.HARDTANH};
+                dev.kiln.tensor.Activation.BOUNDED_RELU, dev.kiln.tensor.Activation.HARDTANH,
+                dev.kiln.tensor.Activation.HARD_SIGMOID, dev.kiln.tensor.Activation.HARD_SWISH};
         for (dev.kiln.tensor.Activation a : all) {
             float alpha = a == dev.kiln.tensor.Activation.ELU ? 0.7f : a == dev.kiln.tensor.Activation.LEAKY_RELU ? 0.1f
-                    : a == dev.kiln.tensor.Activation.BOUNDED_RELU ? 1.5f : a == dev.kiln.tensor.Activation.HARDTANH ? 0.8f : 0f;
+                    : a == dev.kiln.tensor.Activation.BOUNDED_RELU ? 1.5f : a == dev.kiln.tensor.Activation.HARDTANH ? 0.8f
+                    : a == dev.kiln.tensor.Activation.HARD_SIGMOID ? 0.25f : 0f;
             int batch = 9;
             try (Sequential m = Sequential.builder(10).dense(24, Init.HE, 1).activation(a, alpha).dense(4, Init.XAVIER, 2)
                     .build(); InferenceSession kiln = m.compile(batch);
