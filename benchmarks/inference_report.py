@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Turns the JMH JSON of InferenceVsOnnxRuntime into benchmarks/results/inference.json (the format of
-BENCHMARKS.md) and the inference table of docs/performance.md. Called by benchmarks/run inference."""
+BENCHMARKS.md) and the inference table of docs/performance.md. Called by benchmarks/run inference.
+Usage: inference_report.py RAW ROOT COMMAND [STREAM_JSON [NAME]]: NAME (default inference) names the
+record, benchmarks/results/NAME.json and the "## NAME" table (another machine's record beside the
+suite's own, e.g. inference-avx2)."""
 import datetime
 import json
 import os
@@ -8,6 +11,7 @@ import re
 import sys
 
 raw, root, command = sys.argv[1:4]
+name = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] else "inference"
 runs = json.load(open(raw))
 by = {}
 for r in runs:
@@ -85,7 +89,7 @@ cpu = perfdoc.cpu_name()
 date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 out = {"suite": "inference", "date": date, "command": command,
        "machine": {"cpu": cpu, "cores": os.cpu_count(), "jvm": "JMH SampleTime, 1 fork, -prof gc"}, "rows": rows}
-json.dump(out, open(os.path.join(root, "benchmarks", "results", "inference.json"), "w"), indent=2)
+json.dump(out, open(os.path.join(root, "benchmarks", "results", name + ".json"), "w"), indent=2)
 
 def fmt(v, metric):
     if v is None:
@@ -94,7 +98,7 @@ def fmt(v, metric):
         return f"{v:.3f}"
     return f"{v:,.0f}" if metric == "samples/s" else (f"{v:.2f}" if v < 100 else f"{v:,.0f}")
 
-lines = ["## inference", "",
+lines = ["## " + name, "",
          f"Command: `{command}` — {date}, {cpu}, {os.cpu_count()} cores. JMH SampleTime (1 fork; 2-thread results vary "
          "between forks) with -prof gc. Same weights on both sides: Kiln exports the model to ONNX and ONNX Runtime "
          "loads that file; outputs are checked equal before timing. `onnxruntime` = its fastest Java path (input tensor "
@@ -116,5 +120,5 @@ for r in rows:
         cells.append(f"{fmt(v, r['metric'])}" + (f" (x{ratio:.2f})" if ratio is not None else ""))
     lines.append(f"| {r['case']} | {r['threads']} | {r['metric']} | {fmt(r['kiln'], r['metric'])} | {cells[0]} | {cells[1]} |")
 section = "\n".join(lines) + "\n"
-perfdoc.replace_section(root, "inference", section)
-print("wrote benchmarks/results/inference.json and the inference table in docs/performance.md")
+perfdoc.replace_section(root, name, section)
+print(f"wrote benchmarks/results/{name}.json and the {name} table in docs/performance.md")
