@@ -95,6 +95,28 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, 
             c0[s][i] = _mm256_setzero_ps();
             c1[s][i] = _mm256_setzero_ps();
         }
+    // With a packed B, set s takes its own contiguous part of the panel's k range: S streams of
+    // lines in flight instead of one, as in ukernel_m1. In-process A/B (ab_gemm), Zen 3, 1 thread,
+    // GFLOP/s, consecutive k steps -> parts: 2x4096x4096 from DRAM 18.5 -> 23.0, 3x4096x4096 26.6 ->
+    // 33.7, 2x4096x1024 (L3) 28.6 -> 37.7; 2x784x512, 3x784x512, 32x784x512 unchanged (54, 81, 99).
+    constexpr bool kSplit = PackedB && S > 1;
+    const int64_t kAStep = AMode == kDirectACols ? lda : AMode == kDirectARows ? 1 : packed_a_stride(M, MR);
+    const int64_t part = kSplit ? kc / S : 0;
+    const float* as[S];
+    const float* bs[S];
+#pragma GCC unroll 4
+    for (int s = 0; s < S; ++s) as[s] = a + s * part * kAStep, bs[s] = b + s * part * NR;
+    auto split_step = [&](int s) __attribute__((always_inline)) {
+        const __m256 b0 = _mm256_load_ps(bs[s]), b1 = _mm256_load_ps(bs[s] + 8);
+#pragma GCC unroll 8
+        for (int i = 0; i < M; ++i) {
+            const __m256 ai = _mm256_broadcast_ss(AMode == kDirectARows ? as[s] + i * lda : as[s] + i);
+            c0[s][i] = _mm256_fmadd_ps(ai, b0, c0[s][i]);
+            c1[s][i] = _mm256_fmadd_ps(ai, b1, c1[s][i]);
+        }
+        as[s] += kAStep;
+        bs[s] += NR;
+    };
     // One k step into accumulator set s.
     auto step = [&](int s) __attribute__((always_inline)) {
         __m256 b0, b1;
@@ -121,9 +143,18 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, 
         b += PackedB ? NR : ldb;
     };
     int64_t k = 0;
-    for (; k + S <= kc; k += S)
+    if constexpr (kSplit) {
+        for (; k < part; ++k)
 #pragma GCC unroll 4
-        for (int s = 0; s < S; ++s) step(s);
+            for (int s = 0; s < S; ++s) split_step(s);
+        a = as[S - 1];
+        b = bs[S - 1];
+        k = S * part;
+    } else {
+        for (; k + S <= kc; k += S)
+#pragma GCC unroll 4
+            for (int s = 0; s < S; ++s) step(s);
+    }
     for (; k < kc; ++k) step(0);
     if constexpr (S > 1) {
 #pragma GCC unroll 8
@@ -158,37 +189,52 @@ void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int
         tile<M, AMode, false, false>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c, ep);
 }
 
-// One row: k unrolled by 4 into 8 chains, bound by streaming B. No software prefetch: as on AVX-512,
-// the hardware prefetcher does better. KILN_ISA=avx2, 1 thread, with -> without a prefetch 48 steps
-// ahead: packed 1x784x512 35.5 -> 39.1 GFLOP/s, GEMV from DRAM 27.5 -> 28.9 GB/s, mlp-small batch 1
-// 30.9 -> 28.3 us.
-void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
+// One row, bound by streaming B's panel (kc x 16 floats, contiguous): its k range is cut into S
+// parts read side by side, one k step of each per FMA pair (8 chains), so that S streams of lines
+// are in flight rather than one. No software prefetch: as on AVX-512, the hardware prefetcher does
+// better (KILN_ISA=avx2 on Zen 4, 1 thread, with -> without a prefetch 48 steps ahead: packed
+// 1x784x512 35.5 -> 39.1 GFLOP/s, GEMV from DRAM 27.5 -> 28.9 GB/s, mlp-small batch 1 30.9 -> 28.3 us).
+// One stream -> S = 2 -> S = 4 on Zen 3 (AVX2 only), ab_gemm in-process A/B, 1 thread, medians of
+// 9 and 15 rounds, GFLOP/s: 1x4096x4096 from DRAM 10.9 -> 13.4 -> 13.9 and 9.9 -> 12.1 -> 13.0
+// (21.8 -> 27.8 GB/s; oneDNN's packed matmul had 23.8 in the gemm-avx2 record), 1x4096x1024 from L3
+// 20.2 -> 25.5 -> 26.9, 1x784x512 26-30 -> 29-32 -> 28-31, 1x256x128 32 -> 33-34.
+template <int S>
+void ukernel_m1_streams(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
                 float beta, bool load_c, const TileEpilogue* ep) {
+    constexpr int U = 4 / S;  // k steps per stream per iteration: 8 accumulators in all
     __m256 s[8];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) s[i] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 4 <= kc; k += 4) {
+    const int64_t part = kc / S / U * U;
+    const float* ap[S];
+    const float* bp[S];
 #pragma GCC unroll 4
-        for (int u = 0; u < 4; ++u) {
-            const __m256 ai = _mm256_broadcast_ss(a + u);
-            s[2 * u] = _mm256_fmadd_ps(ai, _mm256_load_ps(b + u * NR), s[2 * u]);
-            s[2 * u + 1] = _mm256_fmadd_ps(ai, _mm256_load_ps(b + u * NR + 8), s[2 * u + 1]);
-        }
-        a += 4;
-        b += 4 * NR;
+    for (int q = 0; q < S; ++q) ap[q] = a + q * part, bp[q] = b + q * part * NR;
+    for (int64_t k = 0; k < part; k += U) {
+#pragma GCC unroll 4
+        for (int q = 0; q < S; ++q)
+#pragma GCC unroll 4
+            for (int u = 0; u < U; ++u) {
+                const __m256 ai = _mm256_broadcast_ss(ap[q] + k + u);
+                const int r = 2 * (q * U + u);
+                s[r] = _mm256_fmadd_ps(ai, _mm256_load_ps(bp[q] + (k + u) * NR), s[r]);
+                s[r + 1] = _mm256_fmadd_ps(ai, _mm256_load_ps(bp[q] + (k + u) * NR + 8), s[r + 1]);
+            }
     }
-    for (; k < kc; ++k) {
-        const __m256 ai = _mm256_broadcast_ss(a);
-        s[0] = _mm256_fmadd_ps(ai, _mm256_load_ps(b), s[0]);
-        s[1] = _mm256_fmadd_ps(ai, _mm256_load_ps(b + 8), s[1]);
-        a += 1;
-        b += NR;
+    for (int64_t k = S * part; k < kc; ++k) {
+        const __m256 ai = _mm256_broadcast_ss(a + k);
+        s[0] = _mm256_fmadd_ps(ai, _mm256_load_ps(b + k * NR), s[0]);
+        s[1] = _mm256_fmadd_ps(ai, _mm256_load_ps(b + k * NR + 8), s[1]);
     }
     const __m256 v0 = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[4], s[6]));
     const __m256 v1 = _mm256_add_ps(_mm256_add_ps(s[1], s[3]), _mm256_add_ps(s[5], s[7]));
     store_tile_row(c, v0, v1, nr, alpha, beta, load_c, ep, 0);
     (void)ldc;
+}
+
+void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
+                float beta, bool load_c, const TileEpilogue* ep) {
+    ukernel_m1_streams<4>(kc, a, b, c, ldc, nr, alpha, beta, load_c, ep);
 }
 
 }  // namespace
