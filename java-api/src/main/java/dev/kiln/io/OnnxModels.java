@@ -51,7 +51,8 @@ import java.util.Objects;
  * also accepts the [N, d1, ..., dk] tensor. Preprocessing of the input by constants (Sub, Add, Mul,
  * Div by a constant, an inference BatchNormalization: {@code x / 255}, {@code (x - mean) / std}) is
  * folded into the first Gemm/MatMul's weights and bias. An unsupported op, attribute or graph shape is refused with
- * IllegalArgumentException naming the op and the node.
+ * IllegalArgumentException naming the op and the node. Tensors kept in files beside the model (external data, as
+ * PyTorch writes models over 2 GiB) are read by {@link #load(Path)}.
  *
  * <p>Export writes opset 20 (Gelu), IR version 9, weights as initializers in raw little-endian
  * floats; the batch dimension is symbolic ("N").
@@ -287,8 +288,17 @@ public final class OnnxModels {
 
     // ---- import -----------------------------------------------------------------------------------
 
+    /**
+     * The model in an ONNX file. Tensors kept in files beside it (external data: keys location,
+     * offset, length, checksum) are read from the file's directory. Each location must be a relative
+     * path to a regular file inside that directory (no {@code ..}, no absolute path, no link out of
+     * it); each range must lie inside its file, hold exactly the tensor's bytes and not overlap
+     * another's; a SHA-1 checksum, when given, must match. Anything else is refused with
+     * IllegalArgumentException naming the tensor (NoSuchFileException for a missing file).
+     */
     public static Sequential load(Path file) throws IOException {
-        return fromBytes(Files.readAllBytes(file));
+        ModelProto m = OnnxExternalData.resolve(parse(Files.readAllBytes(file)), file);
+        return importModel(m);
     }
 
     /** One layer being imported, and its parameters (as float arrays with shapes). */
@@ -310,14 +320,30 @@ public final class OnnxModels {
         long positions;
     }
 
+    /**
+     * The model in ONNX bytes, which must hold all their tensors: a model that keeps some in files
+     * beside it (external data) is refused, naming the tensor; {@link #load(Path)} reads those.
+     */
     public static Sequential fromBytes(byte[] bytes) {
+        ModelProto m = parse(bytes);
+        String external = OnnxExternalData.firstExternal(m.getGraph());
+        if (external != null) {
+            throw new IllegalArgumentException("onnx: tensor '" + external + "' keeps its data in a file beside the model "
+                    + "(external data): load the model from its path (OnnxModels.load) so that Kiln can read it");
+        }
+        return importModel(m);
+    }
+
+    private static ModelProto parse(byte[] bytes) {
         Objects.requireNonNull(bytes, "bytes");
-        ModelProto m;
         try {
-            m = ModelProto.parseFrom(bytes);
+            return ModelProto.parseFrom(bytes);
         } catch (InvalidProtocolBufferException e) {
             throw new IllegalArgumentException("onnx: not a valid ONNX model (" + e.getMessage() + ")");
         }
+    }
+
+    private static Sequential importModel(ModelProto m) {
         if (!m.hasGraph()) {
             throw new IllegalArgumentException("onnx: the model has no graph");
         }
