@@ -33,6 +33,10 @@ import java.util.Map;
  * inside the model's directory (no {@code ..}, no absolute path, no link out of it), the range lies
  * inside the file and holds exactly the tensor's bytes (its dims times its element size), and the
  * ranges of one file do not overlap. Reading is therefore bounded by the files' sizes.
+ *
+ * <p>{@link #save} writes a model that way: every initializer's bytes in one file beside the model
+ * (its name + {@code .data}), 64-byte aligned, each with its SHA-1, so that a model file paired with
+ * another save's data file is refused rather than loaded with the wrong weights.
  */
 final class OnnxExternalData {
     private OnnxExternalData() {}
@@ -57,6 +61,65 @@ final class OnnxExternalData {
             }
         }
         return null;
+    }
+
+    /** The bytes of g's initializers kept in raw_data. */
+    static long rawBytes(GraphProto g) {
+        long n = 0;
+        for (TensorProto t : g.getInitializerList()) {
+            n += t.getRawData().size();
+        }
+        return n;
+    }
+
+    /**
+     * Writes m to file with every raw_data initializer moved into file + ".data" (written first;
+     * both fsynced and renamed into place).
+     */
+    static void save(ModelProto m, Path file) throws IOException {
+        Path name = file.getFileName();
+        if (name == null) {
+            throw new IllegalArgumentException("onnx: '" + file + "' names no file");
+        }
+        String location = name + ".data";
+        GraphProto.Builder g = m.getGraph().toBuilder();
+        List<ByteString> data = new ArrayList<>();
+        long offset = 0;
+        for (int i = 0; i < g.getInitializerCount(); i++) {
+            TensorProto t = g.getInitializer(i);
+            if (!t.hasRawData()) {
+                continue;
+            }
+            offset = (offset + 63) / 64 * 64;
+            ByteString raw = t.getRawData();
+            data.add(raw);
+            g.setInitializer(i, t.toBuilder().clearRawData().setDataLocation(TensorProto.DataLocation.EXTERNAL)
+                    .addExternalData(entry("location", location)).addExternalData(entry("offset", Long.toString(offset)))
+                    .addExternalData(entry("length", Integer.toString(raw.size())))
+                    .addExternalData(entry("checksum", sha1(raw.asReadOnlyByteBuffer()))));
+            offset += raw.size();
+        }
+        AtomicFiles.write(file.resolveSibling(location), ch -> {
+            long at = 0;
+            ByteBuffer zeros = ByteBuffer.allocate(64);
+            for (ByteString raw : data) {
+                zeros.clear().limit((int) ((64 - at % 64) % 64));
+                at += zeros.remaining();
+                while (zeros.hasRemaining()) {
+                    ch.write(zeros);
+                }
+                ByteBuffer b = raw.asReadOnlyByteBuffer();
+                at += b.remaining();
+                while (b.hasRemaining()) {
+                    ch.write(b);
+                }
+            }
+        });
+        AtomicFiles.write(file, m.toBuilder().setGraph(g).build().toByteArray());
+    }
+
+    private static StringStringEntryProto entry(String key, String value) {
+        return StringStringEntryProto.newBuilder().setKey(key).setValue(value).build();
     }
 
     /** m with every external tensor's data read into raw_data, from files beside modelFile. */
@@ -162,7 +225,8 @@ final class OnnxExternalData {
             if (checksum != null && !checksum.equalsIgnoreCase(sha1(data.duplicate()))) {
                 throw refuse(name, "does not match its SHA-1 checksum in '" + location + "' (modified or corrupt)");
             }
-            return t.toBuilder().clearExternalData().clearDataLocation().setRawData(ByteString.copyFrom(data)).build();
+            return t.toBuilder().clearExternalData().clearDataLocation()
+                    .setRawData(com.google.protobuf.UnsafeByteOperations.unsafeWrap(data)).build(); // data is not written again
         }
 
         /** The file a location names, refused unless it is a regular file inside the model's directory. */

@@ -80,12 +80,50 @@ public final class OnnxModels {
 
     // ---- export -----------------------------------------------------------------------------------
 
+    /** Models whose weights take more bytes than this are saved with their weights beside them. */
+    static final long EXTERNAL_ABOVE = 1L << 30;
+
+    /**
+     * Writes the model to an ONNX file (fsynced, then renamed into place). A model whose weights
+     * take over 1 GiB keeps them in a file beside it (ONNX external data, as
+     * {@link #saveWithExternalData} writes it): protobuf cannot hold one message over 2 GiB.
+     */
     public static void save(Sequential model, Path file) throws IOException {
         Objects.requireNonNull(file, "file");
-        AtomicFiles.write(file, toBytes(model));  // the directory is created if missing; fsynced, renamed
+        ModelProto m = toProto(model);
+        if (OnnxExternalData.rawBytes(m.getGraph()) > EXTERNAL_ABOVE) {
+            OnnxExternalData.save(m, file);
+        } else {
+            AtomicFiles.write(file, m.toByteArray());  // the directory is created if missing; fsynced, renamed
+        }
     }
 
+    /**
+     * Writes the model to an ONNX file with its weights in a second file beside it, named after it
+     * with {@code .data} appended (ONNX external data: each tensor at a 64-byte aligned offset, with
+     * its location, offset, length and SHA-1 checksum). The data file is written first, each file
+     * fsynced and renamed into place; {@link #load(Path)} reads them back, checking the checksums.
+     */
+    public static void saveWithExternalData(Sequential model, Path file) throws IOException {
+        Objects.requireNonNull(file, "file");
+        OnnxExternalData.save(toProto(model), file);
+    }
+
+    /**
+     * The model as ONNX bytes, weights included. Refused (IllegalArgumentException) where they
+     * would pass protobuf's 2 GiB limit: {@link #save} keeps such weights in a file beside the model.
+     */
     public static byte[] toBytes(Sequential model) {
+        ModelProto m = toProto(model);
+        long weights = OnnxExternalData.rawBytes(m.getGraph());
+        if (weights > Integer.MAX_VALUE - (64L << 20)) {
+            throw new IllegalArgumentException("onnx: the model's weights take " + weights + " bytes, more than one ONNX "
+                    + "message holds (2 GiB): save it with OnnxModels.save(model, path), which keeps them in a file beside it");
+        }
+        return m.toByteArray();
+    }
+
+    private static ModelProto toProto(Sequential model) {
         Objects.requireNonNull(model, "model");
         GraphProto.Builder g = GraphProto.newBuilder().setName("kiln");
         String cur = "input";
@@ -217,8 +255,7 @@ public final class OnnxModels {
                 model.inputDType() == dev.kiln.tensor.DType.I32 ? TensorProto.DataType.INT32_VALUE : TensorProto.DataType.FLOAT_VALUE));
         g.addOutput(valueInfo("output", model.outputFeatures(), TensorProto.DataType.FLOAT_VALUE));
         return ModelProto.newBuilder().setIrVersion(9).setProducerName("kiln").setProducerVersion(dev.kiln.Kiln.version())
-                .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(OPSET)).setGraph(g).build()
-                .toByteArray();
+                .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(OPSET)).setGraph(g).build();
     }
 
     private static void activationNode(NodeProto.Builder n, Activation f, float alpha, String input) {
@@ -265,13 +302,14 @@ public final class OnnxModels {
     }
 
     private static TensorProto floats(String name, Tensor t) {
-        float[] v = t.toFloatArray();
-        ByteBuffer b = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
-        for (float f : v) {
-            b.putFloat(f);
+        if (t.numel() > (Integer.MAX_VALUE - 8) / 4) {
+            throw new IllegalArgumentException("onnx: tensor '" + name + "' has " + t.numel() + " floats: one ONNX tensor "
+                    + "Kiln writes holds at most 2 GiB");
         }
+        ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(4 * t.numel())).order(ByteOrder.LITTLE_ENDIAN);
+        b.asFloatBuffer().put(t.isContiguous() ? t.floatView() : java.nio.FloatBuffer.wrap(t.toFloatArray()));
         TensorProto.Builder p = TensorProto.newBuilder().setName(name).setDataType(TensorProto.DataType.FLOAT_VALUE)
-                .setRawData(ByteString.copyFrom(b.array()));
+                .setRawData(com.google.protobuf.UnsafeByteOperations.unsafeWrap(b.array())); // b is not written again
         for (long d : t.shape()) {
             p.addDims(d);
         }

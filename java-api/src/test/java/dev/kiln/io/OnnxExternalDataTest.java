@@ -242,4 +242,38 @@ class OnnxExternalDataTest {
             }
         }
     }
+
+    @Test
+    void saveWithExternalDataWritesTheWeightsBesideTheModelAndLoadsBackExactly(@TempDir Path dir) throws Exception {
+        try (Sequential m = model(); Sequential other = Sequential.builder(6).dense(8, Init.HE, 7).relu()
+                .dense(3, Init.XAVIER, 8).softmax().build()) {
+            Path f = dir.resolve("out/m.onnx");
+            OnnxModels.saveWithExternalData(m, f);
+            ModelProto written = ModelProto.parseFrom(Files.readAllBytes(f));
+            assertEquals(0, OnnxExternalData.rawBytes(written.getGraph()), "no weights left inside");
+            assertTrue(Files.size(dir.resolve("out/m.onnx.data")) >= OnnxExternalData.rawBytes(exported(m).getGraph()));
+            try (Sequential back = OnnxModels.load(f)) {
+                assertEquals(m.toString(), back.toString());
+                assertArrayEquals(run(m), run(back));
+            }
+            // A small model saved plainly keeps its weights inside, no data file.
+            OnnxModels.save(m, dir.resolve("plain/m.onnx"));
+            assertTrue(Files.notExists(dir.resolve("plain/m.onnx.data")));
+            assertEquals(OnnxExternalData.rawBytes(exported(m).getGraph()),
+                    OnnxExternalData.rawBytes(ModelProto.parseFrom(Files.readAllBytes(dir.resolve("plain/m.onnx"))).getGraph()));
+            // The model file of one save with the data file of another (same shapes): refused by the checksums.
+            byte[] first = Files.readAllBytes(f);
+            OnnxModels.saveWithExternalData(other, f);
+            Files.write(f, first);
+            assertTrue(assertThrows(IllegalArgumentException.class, () -> OnnxModels.load(f)).getMessage()
+                    .contains("does not match its SHA-1 checksum in 'm.onnx.data'"));
+            // A flipped byte in the data file: refused the same way.
+            OnnxModels.saveWithExternalData(m, f);
+            byte[] data = Files.readAllBytes(dir.resolve("out/m.onnx.data"));
+            data[5] ^= 1;
+            Files.write(dir.resolve("out/m.onnx.data"), data);
+            assertTrue(assertThrows(IllegalArgumentException.class, () -> OnnxModels.load(f)).getMessage()
+                    .contains("does not match its SHA-1 checksum"));
+        }
+    }
 }

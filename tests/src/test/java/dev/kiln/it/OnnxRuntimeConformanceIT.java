@@ -223,6 +223,33 @@ class OnnxRuntimeConformanceIT {
         }
     }
 
+    /** Kiln's external-data layout (saveWithExternalData) is ONNX's: ONNX Runtime loads the file from its path. */
+    @Test
+    void externalDataKilnWritesIsReadByOnnxRuntime(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        OrtEnvironment env = OrtEnvironment.getEnvironment();
+        int batch = 6;
+        java.nio.file.Path f = dir.resolve("m.onnx");
+        try (Sequential m = Sequential.builder(12).dense(20, Init.HE, 1).gelu().layerNorm(1e-5f).dense(5, Init.XAVIER, 2)
+                .softmax().build(); InferenceSession kiln = m.compile(batch);
+                Tensor x = Tensor.zeros(DType.F32, batch, 12).fillUniform(-2, 2, 3);
+                Tensor y = Tensor.zeros(DType.F32, batch, 5)) {
+            OnnxModels.saveWithExternalData(m, f);
+            try (OrtSession.SessionOptions opts = new OrtSession.SessionOptions();
+                    OrtSession ort = env.createSession(f.toString(), opts);
+                    OnnxTensor in = OnnxTensor.createTensor(env, java.nio.FloatBuffer.wrap(x.toFloatArray()), new long[] {batch, 12});
+                    OrtSession.Result res = ort.run(Map.of("input", in))) {
+                kiln.run(x, y);
+                float[][] want = (float[][]) res.get(0).getValue();
+                float[] got = y.toFloatArray();
+                for (int i = 0; i < batch; i++) {
+                    for (int j = 0; j < 5; j++) {
+                        assertEquals(want[i][j], got[i * 5 + j], 1e-5 * Math.abs(want[i][j]) + 1e-6, "[" + i + "," + j + "]");
+                    }
+                }
+            }
+        }
+    }
+
     /**
      * Files laid out as PyTorch exports an image MLP, built here with the protobuf API: input
      * [N, 1, 4, 3], x.view(x.size(0), -1) as Shape/Gather/Unsqueeze/Concat/Reshape (Unsqueeze's axes an
