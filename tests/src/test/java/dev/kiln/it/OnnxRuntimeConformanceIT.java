@@ -29,6 +29,16 @@ import org.junit.jupiter.api.Test;
  * Kiln runs the model, and the outputs agree within 1e-5 relative (fp32).
  */
 class OnnxRuntimeConformanceIT {
+    /** ONNX Runtime's rows equal Kiln's (rows of want[0].length) within 1e-5 relative plus abs. */
+    static void assertClose(float[][] want, float[] got, double abs, String what) {
+        for (int i = 0; i < want.length; i++) {
+            for (int j = 0; j < want[i].length; j++) {
+                float w = want[i][j], g = got[i * want[i].length + j];
+                assertEquals(w, g, 1e-5 * Math.abs(w) + abs, what + " [" + i + "," + j + "]");
+            }
+        }
+    }
+
     /**
      * Random chains; from model 25 on, also an embedding first (token-id input), residual adds (a
      * square Dense block added back to its input, sometimes after its activation), projection
@@ -171,12 +181,7 @@ class OnnxRuntimeConformanceIT {
                             OrtSession.Result res = ort.run(Map.of("input", in))) {
                         float[][] want = (float[][]) res.get(0).getValue();
                         float[] got = y.toFloatArray();
-                        for (int i = 0; i < batch; i++) {
-                            for (int j = 0; j < want[i].length; j++) {
-                                float w = want[i][j], g = got[(int) (i * m.outputFeatures() + j)];
-                                assertEquals(w, g, 1e-5 * Math.abs(w) + 1e-5, "model " + seed + " [" + i + "," + j + "]");
-                            }
-                        }
+                        assertClose(want, got, 1e-5, "model " + seed);
                     }
                 }
             }
@@ -214,11 +219,7 @@ class OnnxRuntimeConformanceIT {
                 kiln.run(x, y);
                 float[][] want = (float[][]) res.get(0).getValue();
                 float[] got = y.toFloatArray();
-                for (int i = 0; i < batch; i++) {
-                    for (int j = 0; j < 4; j++) {
-                        assertEquals(want[i][j], got[i * 4 + j], 1e-5 * Math.abs(want[i][j]) + 1e-5, a + " [" + i + "," + j + "]");
-                    }
-                }
+                assertClose(want, got, 1e-5, a.toString());
             }
         }
     }
@@ -241,11 +242,7 @@ class OnnxRuntimeConformanceIT {
                 kiln.run(x, y);
                 float[][] want = (float[][]) res.get(0).getValue();
                 float[] got = y.toFloatArray();
-                for (int i = 0; i < batch; i++) {
-                    for (int j = 0; j < 5; j++) {
-                        assertEquals(want[i][j], got[i * 5 + j], 1e-5 * Math.abs(want[i][j]) + 1e-6, "[" + i + "," + j + "]");
-                    }
-                }
+                assertClose(want, got, 1e-6, "external data");
             }
         }
     }
@@ -276,11 +273,7 @@ class OnnxRuntimeConformanceIT {
                 kiln.run(x, y);
                 float[][] want = (float[][]) res.get(0).getValue();
                 float[] got = y.toFloatArray();
-                for (int i = 0; i < batch; i++) {
-                    for (int j = 0; j < 3; j++) {
-                        assertEquals(want[i][j], got[i * 3 + j], 1e-5 * Math.abs(want[i][j]) + 1e-6, "opset " + opset);
-                    }
-                }
+                assertClose(want, got, 1e-6, "opset " + opset);
             }
         }
     }
