@@ -98,28 +98,6 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, 
             c0[s][i] = _mm256_setzero_ps();
             c1[s][i] = _mm256_setzero_ps();
         }
-    // With a packed B, set s takes its own contiguous part of the panel's k range: S streams of
-    // lines in flight instead of one, as in ukernel_m1. In-process A/B (ab_gemm), Zen 3, 1 thread,
-    // GFLOP/s, consecutive k steps -> parts: 2x4096x4096 from DRAM 18.5 -> 23.0, 3x4096x4096 26.6 ->
-    // 33.7, 2x4096x1024 (L3) 28.6 -> 37.7; 2x784x512, 3x784x512, 32x784x512 unchanged (54, 81, 99).
-    constexpr bool kSplit = PackedB && S > 1;
-    const int64_t kAStep = AMode == kDirectACols ? lda : AMode == kDirectARows ? 1 : packed_a_stride(M, MR);
-    const int64_t part = kSplit ? kc / S : 0;
-    const float* as[S];
-    const float* bs[S];
-#pragma GCC unroll 4
-    for (int s = 0; s < S; ++s) as[s] = a + s * part * kAStep, bs[s] = b + s * part * NR;
-    auto split_step = [&](int s) __attribute__((always_inline)) {
-        const __m256 b0 = _mm256_load_ps(bs[s]), b1 = _mm256_load_ps(bs[s] + 8);
-#pragma GCC unroll 8
-        for (int i = 0; i < M; ++i) {
-            const __m256 ai = _mm256_broadcast_ss(AMode == kDirectARows ? as[s] + i * lda : as[s] + i);
-            c0[s][i] = _mm256_fmadd_ps(ai, b0, c0[s][i]);
-            c1[s][i] = _mm256_fmadd_ps(ai, b1, c1[s][i]);
-        }
-        as[s] += kAStep;
-        bs[s] += NR;
-    };
     // One k step into accumulator set s.
     auto step = [&](int s) __attribute__((always_inline)) {
         __m256 b0, b1;
@@ -146,33 +124,29 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, 
         b += PackedB ? NR : ldb;
     };
     int64_t k = 0;
-    if constexpr (PackedB && S == 1) {
-        // One set of accumulators (4 to 6 rows: enough FMA chains), two streams: the steps alternate
-        // between the two halves of the panel's k range. ab_gemm A/B, Zen 3, GFLOP/s, one stream ->
-        // two, 1 thread: 4x4096x4096 from DRAM 36.1 -> 45.0, 6x4096x4096 55.0 -> 72.1, 8x4096x4096 (6 +
-        // 2 rows) 44.4 -> 49.2; 2 threads: 6x4096x4096 79 -> 97; 32x4096x4096, 6x784x512 and
-        // 32x784x512 (B from L2/L3 after the first panel) unchanged.
+    if constexpr (PackedB && S <= 2) {
+        // Two streams: the steps alternate between the two halves of the panel's k range, the
+        // first half's into set 0, the second's into set S - 1 (the same set for 4-6 rows, which
+        // have FMA chains enough). In-process A/B (ab_gemm), Zen 3, GFLOP/s, one stream -> two: 1
+        // thread, 2x4096x4096 from DRAM 18.5 -> 23.0, 3x4096x4096 26.6 -> 33.7, 4x4096x4096 36.1 ->
+        // 45.0, 6x4096x4096 55.0 -> 72.1, 8x4096x4096 (6 + 2 rows) 44.4 -> 49.2, 2x4096x1024 (L3)
+        // 28.6 -> 37.7; 2 threads, 6x4096x4096 79 -> 97; unchanged where B comes from L2/L3 after the
+        // first panel (2x, 3x, 6x and 32x784x512, 32x4096x4096).
         const int64_t half = kc / 2;
-        const float* a2 = a + half * kAStep;
+        const int64_t a_step = AMode == kDirectACols ? lda : AMode == kDirectARows ? 1 : packed_a_stride(M, MR);
+        const float* a2 = a + half * a_step;
         const float* b2 = b + half * NR;
         for (; k < half; ++k) {
             step(0);
             std::swap(a, a2);
             std::swap(b, b2);
-            step(0);
+            step(S - 1);
             std::swap(a, a2);
             std::swap(b, b2);
         }
-        a = a2;
+        a = a2;  // the second half's end: the steps past 2 * half
         b = b2;
         k = 2 * half;
-    } else if constexpr (kSplit) {
-        for (; k < part; ++k)
-#pragma GCC unroll 4
-            for (int s = 0; s < S; ++s) split_step(s);
-        a = as[S - 1];
-        b = bs[S - 1];
-        k = S * part;
     } else {
         for (; k + S <= kc; k += S)
 #pragma GCC unroll 4
