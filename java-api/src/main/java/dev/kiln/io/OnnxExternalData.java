@@ -41,12 +41,7 @@ import java.util.Map;
 final class OnnxExternalData {
     private OnnxExternalData() {}
 
-    /** Whether any initializer or Constant tensor of the top graph keeps its data outside the model. */
-    static boolean uses(ModelProto m) {
-        return firstExternal(m.getGraph()) != null;
-    }
-
-    /** The name of the first external tensor of g, or null. */
+    /** The name of the first initializer or Constant tensor of g that keeps its data outside the model, or null. */
     static String firstExternal(GraphProto g) {
         for (TensorProto t : g.getInitializerList()) {
             if (t.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
@@ -124,7 +119,7 @@ final class OnnxExternalData {
 
     /** m with every external tensor's data read into raw_data, from files beside modelFile. */
     static ModelProto resolve(ModelProto m, Path modelFile) throws IOException {
-        if (!uses(m)) {
+        if (firstExternal(m.getGraph()) == null) {
             return m;
         }
         Path dir = modelFile.toAbsolutePath().getParent();
@@ -247,7 +242,7 @@ final class OnnxExternalData {
                 }
             }
             Path file = dir.resolve(rel).normalize();
-            if (!Files.exists(file, LinkOption.NOFOLLOW_LINKS) && !Files.exists(file)) {
+            if (!Files.exists(file, LinkOption.NOFOLLOW_LINKS)) {  // a dangling link exists: toRealPath below names it
                 throw new NoSuchFileException(file.toString(), null, "onnx: tensor '" + name
                         + "' keeps its data in '" + location + "', which is not beside the model");
             }
