@@ -245,8 +245,18 @@ void pack_b_avx2(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n,
     pack_b_rows<Vec8, NR>(b, ldb, j0, n, p0, kc, dst);
 }
 
+// kc x nc = 512 x 128: the B block (256 KiB) stays in half of a Zen 3 core's 512 KiB L2 while the
+// A panels stream beside it; at 256 x 512 it filled the whole L2 (Zen 4's is 1 MiB) and every row
+// panel re-read part of it from L3. ab_gemm in-process A/B on Zen 3 (AVX2 only), 1 thread, medians
+// of 11 rounds (best round), GFLOP/s, 256 x 512 -> 512 x 128: pre-packed B 32x4096x4096 66.9 (72.8)
+// -> 65.5 (79.4), 32x1024x4096 68.4 (75.3) -> 75.4 (83.4), 32x4096x1024 67.5 (72.3) -> 73.0 (82.8),
+// 256x1024x4096 83.9 (86.9) -> 91.7 (94.1), 1024^3 81.1 (84.4) -> 85.0 (90.2); B packed per call
+// 512^3 77.6 (86.9) -> 85.0 (89.4), 256x784x512 69.6 (87.4) -> 81.1 (90.0), 128x784x512 84.7 ->
+// 86.3; 1024^3, 1536^3, 2048^3 unchanged within the noise (15 rounds: 2048^3 76.6 (80.8) -> 75.0
+// (86.3)). 1024 x 64 measured alike, 768 x 96 and 384 x 160 in between. Direct products keep
+// blocks of up to 512 columns (direct_nc_max).
 const GemmKernels kGemmAvx2 = {
-    KILN_ISA_AVX2, "gemm_f32_avx2_6x16", MR, NR, /*kc=*/256, /*nc=*/512,
+    KILN_ISA_AVX2, "gemm_f32_avx2_6x16", MR, NR, /*kc=*/512, /*nc=*/128,
     {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, nullptr,
      nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
     {{nullptr, ukernel_direct<1, kDirectARows>, ukernel_direct<2, kDirectARows>, ukernel_direct<3, kDirectARows>,
@@ -277,6 +287,7 @@ const GemmKernels kGemmAvx2 = {
     // the tiles, 256 x 256 x n, 1 thread: n = 5 28, 6 34, 8 45, 9 51, 10 57, 12 69, 14 80, 15 86,
     // 16 113. Long K, B transposed, packed -> dots: 30x643x34 40 -> 88, 32x784x512 73 -> 99,
     // 200x512x100 82 -> 95, 1000x1000x100 86 -> 95; 256x784x512, 1024^3 unchanged.
-    /*narrow_dots_cols=*/cols_bits(5, 15), /*long_k_dots=*/true};
+    /*narrow_dots_cols=*/cols_bits(5, 15), /*long_k_dots=*/true, /*a_cols_any_k=*/false,
+    /*direct_nc_max=*/512};
 
 }  // namespace kiln

@@ -97,6 +97,9 @@ struct GemmKernels {
     bool long_k_dots = false;
     // Products with A transposed and B in place read them in place at any K (see a_cols_direct).
     bool a_cols_any_k = false;
+    // Most columns in a block of a direct product (0: nc). The packed path's nc is sized for B blocks
+    // of kc steps; the direct path's blocks are sized by direct_block_bytes up to this.
+    int64_t direct_nc_max = 0;
 };
 
 // Bits lo..hi of a GemmKernels::narrow_dots_cols.
