@@ -98,6 +98,15 @@ def fmt(v, metric):
         return f"{v:.3f}"
     return f"{v:,.0f}" if metric == "samples/s" else (f"{v:.2f}" if v < 100 else f"{v:,.0f}")
 
+# A core's L2 as this machine's kernel reports it (sysfs), for the text beside the L3-streaming limit.
+try:
+    with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
+        l2 = f.read().strip()
+    l2 = (l2[:-1] + " KiB" if l2.endswith("K") else l2[:-1] + " MiB" if l2.endswith("M") else l2) + " L2"
+    l2 = l2.replace("1024 KiB", "1 MiB").replace("2048 KiB", "2 MiB")
+except OSError:
+    l2 = "L2"
+
 lines = ["## " + name, "",
          f"Command: `{command}` — {date}, {cpu}, {os.cpu_count()} cores. JMH SampleTime (1 fork; 2-thread results vary "
          "between forks) with -prof gc. Same weights on both sides: Kiln exports the model to ONNX and ONNX Runtime "
@@ -107,7 +116,7 @@ lines = ["## " + name, "",
          + (f" Weight-streaming limit of mlp-wide (100.7 MB of fp32 weights) at the 1-thread STREAM read bandwidth "
             f"measured in this run ({stream_read} GB/s): the row `/ weight-streaming limit` is p50 over that time."
             if stream_read else "")
-         + (f" L3-streaming limit of mlp-small (2.1 MB of fp32 weights, more than a core's 1 MiB L2) at the L3 read "
+         + (f" L3-streaming limit of mlp-small (2.1 MB of fp32 weights, more than a core's {l2}) at the L3 read "
             f"bandwidth measured in this run ({', '.join(f'{v} GB/s at {t}T' for t, v in l3_read.items())}): the rows "
             "`/ L3-streaming limit` are p50 over that time (a forward that reads every weight from L3 cannot go below 1.0)."
             if l3_read else ""), "",
