@@ -102,9 +102,9 @@ def fmt(v, metric):
 try:
     with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
         l2 = f.read().strip()
-    l2 = (l2[:-1] + " KiB" if l2.endswith("K") else l2[:-1] + " MiB" if l2.endswith("M") else l2) + " L2"
-    l2 = l2.replace("1024 KiB", "1 MiB").replace("2048 KiB", "2 MiB")
-except OSError:
+    kib = int(l2[:-1]) * (1024 if l2.endswith("M") else 1) if l2[-1:] in ("K", "M") else None
+    l2 = (f"{kib // 1024} MiB" if kib and kib % 1024 == 0 else f"{kib} KiB" if kib else l2) + " L2"
+except (OSError, ValueError):
     l2 = "L2"
 
 lines = ["## " + name, "",

@@ -267,10 +267,13 @@ void direct_block(const Problem& p, int64_t i0, int64_t rows, int64_t pc, int64_
     }
 }
 
-// Columns per block of a direct product with kc steps: the table's nc, or fewer where its
-// direct_block_bytes says so (the block, kc x nc floats read by every row panel, stays in L2).
+// The most columns a direct block takes (GemmKernels::direct_nc_max, else nc).
+inline int64_t direct_max_cols(const GemmKernels& kn) { return kn.direct_nc_max > 0 ? kn.direct_nc_max : kn.nc; }
+
+// Columns per block of a direct product with kc steps: at most direct_max_cols, or fewer where the
+// table's direct_block_bytes says so (the block, kc x nc floats read by every row panel, stays in L2).
 int64_t direct_nc(const GemmKernels& kn, int64_t kc) {
-    const int64_t max_cols = kn.direct_nc_max > 0 ? kn.direct_nc_max : kn.nc;
+    const int64_t max_cols = direct_max_cols(kn);
     if (kn.direct_block_bytes == 0) return max_cols;
     const int64_t cols = kn.direct_block_bytes / (kc * int64_t(sizeof(float))) / kn.nr * kn.nr;
     return std::max<int64_t>(kn.nr, std::min<int64_t>(max_cols, cols));
@@ -288,8 +291,7 @@ kiln_status run_rows(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64
     // A stripe whose B block fits the budget is one block (no divisions on small calls).
     const int64_t cols = j1 - j0;
     const int64_t nc = !direct ? kn.nc
-                       : cols <= (kn.direct_nc_max > 0 ? kn.direct_nc_max : kn.nc) &&
-                               cols * kc * int64_t(sizeof(float)) <= kn.direct_block_bytes
+                       : cols <= direct_max_cols(kn) && cols * kc * int64_t(sizeof(float)) <= kn.direct_block_bytes
                            ? cols
                            : direct_nc(kn, kc);
     float* abuf = nullptr;
