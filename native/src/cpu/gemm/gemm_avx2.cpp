@@ -99,6 +99,8 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, 
             c1[s][i] = _mm256_setzero_ps();
         }
     // One k step into accumulator set s.
+    // A's pointer moves this far a k step (see AMode).
+    const int64_t a_step = AMode == kDirectACols ? lda : AMode == kDirectARows ? 1 : packed_a_stride(M, MR);
     auto step = [&](int s) __attribute__((always_inline)) {
         __m256 b0, b1;
         if constexpr (PackedB) {
@@ -120,7 +122,7 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, 
             c0[s][i] = _mm256_fmadd_ps(ai, b0, c0[s][i]);
             c1[s][i] = _mm256_fmadd_ps(ai, b1, c1[s][i]);
         }
-        a += AMode == kDirectACols ? lda : AMode == kDirectARows ? 1 : packed_a_stride(M, MR);
+        a += a_step;
         b += PackedB ? NR : ldb;
     };
     int64_t k = 0;
@@ -133,7 +135,6 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, 
         // 28.6 -> 37.7; 2 threads, 6x4096x4096 79 -> 97; unchanged where B comes from L2/L3 after the
         // first panel (2x, 3x, 6x and 32x784x512, 32x4096x4096).
         const int64_t half = kc / 2;
-        const int64_t a_step = AMode == kDirectACols ? lda : AMode == kDirectARows ? 1 : packed_a_stride(M, MR);
         const float* a2 = a + half * a_step;
         const float* b2 = b + half * NR;
         for (; k < half; ++k) {
@@ -196,7 +197,7 @@ void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int
 // (21.8 -> 27.8 GB/s; oneDNN's packed matmul had 23.8 in the gemm-avx2 record), 1x4096x1024 from L3
 // 20.2 -> 25.5 -> 26.9, 1x784x512 26-30 -> 29-32 -> 28-31, 1x256x128 32 -> 33-34.
 template <int S>
-void ukernel_m1_streams(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
+void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
                 float beta, bool load_c, const TileEpilogue* ep) {
     constexpr int U = 4 / S;  // k steps per stream per iteration: 8 accumulators in all
     __m256 s[8];
@@ -229,11 +230,6 @@ void ukernel_m1_streams(int64_t kc, const float* a, const float* b, float* c, in
     (void)ldc;
 }
 
-void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int nr, float alpha,
-                float beta, bool load_c, const TileEpilogue* ep) {
-    ukernel_m1_streams<4>(kc, a, b, c, ldc, nr, alpha, beta, load_c, ep);
-}
-
 }  // namespace
 
 void pack_b_avx2(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc, int nr,
@@ -257,7 +253,7 @@ void pack_b_avx2(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n,
 // blocks of up to 512 columns (direct_nc_max).
 const GemmKernels kGemmAvx2 = {
     KILN_ISA_AVX2, "gemm_f32_avx2_6x16", MR, NR, /*kc=*/512, /*nc=*/128,
-    {nullptr, ukernel_m1, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, nullptr,
+    {nullptr, ukernel_m1<4>, ukernel<2>, ukernel<3>, ukernel<4>, ukernel<5>, ukernel<6>, nullptr,
      nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
     {{nullptr, ukernel_direct<1, kDirectARows>, ukernel_direct<2, kDirectARows>, ukernel_direct<3, kDirectARows>,
       ukernel_direct<4, kDirectARows>, ukernel_direct<5, kDirectARows>, ukernel_direct<6, kDirectARows>},
