@@ -163,8 +163,8 @@ TEST(Gemm, DirectPathRulesAtTheirEdges) {
     });
 }
 
-// 1..4 rows times a plain B stream B's rows (stream kernels): column chunks (5000 columns at one
-// row, 1100 at four), odd K (a pass's remainder steps), A transposed, padding, alpha and beta,
+// 1..4 rows times a plain B stream B's rows (stream kernels; 5..12 rows in groups on AVX2): column
+// chunks (5000 columns at one row, 1100 at four), odd K (a pass's remainder steps), A transposed, padding, alpha and beta,
 // epilogues (applied after the chunk's store), narrow products computed transposed, B transposed
 // (dot products; 5-16 rows in groups of 4 over chunks of B), any thread count.
 TEST(Gemm, FewRowsStream) {
@@ -175,6 +175,11 @@ TEST(Gemm, FewRowsStream) {
             {0, 0, 1, 5000, 37, 1.0f, 0.0f, 0},    {1, 0, 2, 1100, 301, -0.5f, 0.25f, 3},
             {0, 0, 3, 1029, 130, 1.0f, 1.0f, 0},   {0, 0, 4, 1100, 515, 2.0f, 0.0f, 1},
             {1, 0, 4, 33, 1000, 1.0f, 0.0f, 0},    {0, 0, 2, 4100, 2, 1.0f, 0.5f, 0},
+            // 5-12 rows, B plain (AVX2): groups of up to 4 rows, each streaming B's column chunk;
+            // B's rows 4 KiB apart (n = 1024 unpadded, or 512 with K > 800) or 7-9 rows.
+            {0, 0, 5, 1024, 300, 1.0f, 0.0f, 0},   {1, 0, 8, 1024, 257, -0.5f, 0.25f, 0},
+            {0, 0, 12, 1024, 130, 1.0f, 1.0f, 0},  {0, 0, 7, 1100, 301, 1.0f, 0.0f, 0},
+            {0, 0, 9, 1200, 99, 2.0f, 0.0f, 1},    {1, 0, 11, 512, 900, 1.0f, 0.0f, 0},
             // Narrow products run as C^T = B^T A^T: here 3 rows of A^T (500 columns) streamed.
             {1, 0, 500, 3, 40, 1.0f, 0.5f, 0},     {1, 1, 600, 2, 50, 1.0f, 0.0f, 2},
             // B transposed: dot products of A's rows and B's rows (groups of rows of B and a
@@ -198,6 +203,7 @@ TEST(Gemm, FewRowsStream) {
         check_case({0, 1, 3, 1100, 300, 1.0f, 0.0f, 0}, 20, false, &ep);
         check_case({0, 1, 4, 1100, 300, 1.0f, 0.5f, 0}, 23, false, &ep);
         check_case({0, 1, 11, 1100, 300, 1.0f, 0.0f, 0}, 24, false, &ep);
+        check_case({0, 0, 8, 1100, 300, 1.0f, 0.5f, 0}, 25, false, &ep);
         if (HasFatalFailure()) return;
         // Columns split across threads give the same bits as one thread.
         const int64_t n = 2100, k = 333;

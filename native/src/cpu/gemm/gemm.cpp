@@ -371,9 +371,9 @@ constexpr int64_t kStreamAccFloats = 4096;
 // Below this much of B the direct tiles do as well (the stream path's zeroing and final pass over
 // its accumulators cost more than they save: 2x30x100 54 -> 40 GFLOP/s streamed).
 constexpr int64_t kStreamMinBFloats = 8192;
-// ... and, B not transposed, at least this many columns per row: narrower products leave the
-// stream kernels' accumulator passes short, and the direct tiles (B's rows close together) do
-// better. 1 thread, GFLOP/s, direct -> streamed: 4x512x64 99 -> 62, 2x1536x128 72 -> 67,
+// ... and, B not transposed, at least this many columns per row of a kernel (of a group, see
+// stream_group_rows): narrower products leave the stream kernels' accumulator passes short, and
+// the direct tiles (B's rows close together) do better. 1 thread, GFLOP/s, direct -> streamed: 4x512x64 99 -> 62, 2x1536x128 72 -> 67,
 // 2x512x256 52 -> 63, 1x512x128 29 -> 36, 4x1024x1024 43 -> 84.
 constexpr int64_t kStreamMinColsPerRow = 128;
 // B transposed, 5-16 rows: dot products in groups of rows beat packing B^T on every call. 1
@@ -381,6 +381,28 @@ constexpr int64_t kStreamMinColsPerRow = 128;
 // 12x784x512 72 -> 98 (46 -> 63), 16x784x512 76 -> 87 (43 -> 67), 7x1024x1024 48 -> 96; oneDNN's
 // sgemm 80-107 on these.
 constexpr int64_t kStreamTMaxRows = 16;
+// B not transposed, more rows than one stream kernel takes (up to the table's
+// stream_group_max_rows, where its direct tiles do worse): groups of rows, as even as can be, each
+// streaming the same column chunk, so each group reads B once. Chunks cut to keep K x chunk in L2
+// for the groups after the first (64-column chunks at K = 1024) ran slower than re-reading B from
+// L3 (1 thread, AVX2, GFLOP/s: 6x784x512 74 -> 48 against 63, 8x4096x4096 29 -> 16 against 29):
+// narrow chunks read B's rows in short pieces a stride apart. Rows per group: ceil(rows /
+// stream_max_rows) groups as even as can be (5 -> 3 + 2, 8 -> 4 + 4).
+inline int64_t stream_group_rows(const GemmKernels& kn, int64_t rows) {
+    if (kn.stream_max_rows <= 0 || rows <= kn.stream_max_rows) return rows;
+    const int64_t groups = (rows + kn.stream_max_rows - 1) / kn.stream_max_rows;
+    return (rows + groups - 1) / groups;
+}
+// Where groups take over from the direct tiles: B's rows aliasing in the caches (the direct path
+// would pack B on every call), or a second row panel of 3 rows or fewer. 1 thread, AVX2 (6-row
+// tiles), GFLOP/s, before -> groups: 5x1024x1024 33 -> 65, 6x1024x1024 60 -> 70, 8x1024x1024 50
+// -> 75, 12x1024x1024 58 -> 74, 7x784x512 58 -> 67, 8x784x512 61 -> 71, 9x784x512 52 -> 63,
+// 8x1024x1024 A transposed 23 -> 53; kept direct: 5x784x512 (67 vs 59 groups), 6x784x512, 10 to 12
+// rows unaliased (12x784x512 79 vs 70, 11x1000x1000 84 vs 67).
+inline bool stream_groups_pay(const Problem& p) {
+    const int64_t mr = p.kern->mr;
+    return p.m <= p.kern->stream_group_max_rows && (b_rows_alias(p.ldb, p.k) || (p.m > mr && p.m <= mr + mr / 2));
+}
 // With B transposed the dot kernels have no accumulator pass to pay for, and a small B still
 // beats packing it and A once K gives each sum enough steps (or the rows are a single group).
 // In-process A/B, 1 thread, GFLOP/s, packed -> dots: 6x43x24 28 -> 50, 4x32x64 34 -> 57,
@@ -494,20 +516,24 @@ kiln_status stream_block(const Problem& p, int64_t i0, int64_t i1, int64_t j0, i
         }
         return KILN_OK;
     }
-    const int64_t cols = std::max<int64_t>(64, kStreamAccFloats / rows / 16 * 16);
+    const int64_t group = stream_group_rows(kn, rows);
+    const int64_t cols = std::max<int64_t>(64, kStreamAccFloats / group / 16 * 16);
     const int64_t chunk = std::min(cols, j1 - j0);
     // + 1024 floats: room to place the accumulators in the page (stream_acc).
-    float* buf = t_pack_a.get(size_t(rows * stream_ld(chunk) + 1024));
+    float* buf = t_pack_a.get(size_t(group * stream_ld(chunk) + 1024));
     if (buf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for accumulators");
     const float* a = static_cast<const float*>(p.a);
     const float* b = static_cast<const float*>(p.b);
     const bool load_c = p.beta != 0.0f;
     for (int64_t jc = j0; jc < j1; jc += chunk) {
         const int64_t nc = std::min(chunk, j1 - jc);
-        float* acc = stream_acc(buf, b + jc, p.ldb, rows, stream_ld(nc));
-        const float* ap = p.ta ? a + i0 : a + i0 * p.lda;
-        kn.stream[rows](p.k, ap, p.lda, p.ta, b + jc, p.ldb, nc, acc, p.c + i0 * p.ldc + jc, p.ldc, p.alpha, p.beta,
-                        load_c);
+        for (int64_t r0 = 0; r0 < rows; r0 += group) {
+            const int64_t r = std::min(group, rows - r0);
+            float* acc = stream_acc(buf, b + jc, p.ldb, r, stream_ld(nc));
+            const float* ap = p.ta ? a + i0 + r0 : a + (i0 + r0) * p.lda;
+            kn.stream[r](p.k, ap, p.lda, p.ta, b + jc, p.ldb, nc, acc, p.c + (i0 + r0) * p.ldc + jc, p.ldc, p.alpha,
+                         p.beta, load_c);
+        }
         if (p.ep) apply_epilogue(p.ep, p.c + i0 * p.ldc + jc, p.ldc, int(rows), int(nc), i0, jc);
     }
     return KILN_OK;
@@ -583,13 +609,15 @@ kiln_status run(Problem& p) {
     // Up to the table's stream_max_rows rows with B in place (and not tiny): B's rows stream whole
     // (see stream_block); products that small gain nothing from packing B, read once either way.
     // With B transposed, up to kStreamTMaxRows rows (or more, K long enough) go through the dot
-    // kernels in groups of stream_max_rows (see stream_block).
-    const bool dot_rows = p.tb && (p.m <= kStreamTMaxRows || (p.kern->long_k_dots && long_k_for_dots(p)));
-    p.stream = !p.bf16 && p.packed_b == nullptr && (dot_rows || p.m <= p.kern->stream_max_rows) &&
+    // kernels in groups of stream_max_rows (see stream_block); without, up to the table's
+    // stream_group_max_rows rows where groups pay (stream_groups_pay).
+    const bool few_rows = p.tb ? p.m <= kStreamTMaxRows || (p.kern->long_k_dots && long_k_for_dots(p))
+                               : p.m <= p.kern->stream_max_rows || stream_groups_pay(p);
+    const int64_t kernel_rows = std::min<int64_t>(p.m, p.kern->stream_max_rows);
+    p.stream = !p.bf16 && p.packed_b == nullptr && few_rows &&
                (p.k * p.n >= kStreamMinBFloats || (p.tb && small_b_dots(p))) &&
-               (p.tb ? p.kern->stream_t[std::min<int64_t>(p.m, p.kern->stream_max_rows)]
-                     : p.kern->stream[p.m]) != nullptr &&
-               (p.tb || p.n >= kStreamMinColsPerRow * p.m);
+               (p.tb ? p.kern->stream_t[kernel_rows] : p.kern->stream[kernel_rows]) != nullptr &&
+               (p.tb || p.n >= kStreamMinColsPerRow * stream_group_rows(*p.kern, p.m));
     if (p.stream) p.direct = false;
     p.kc = ((p.m <= p.kern->mr || p.direct) && p.k <= 4096) ? p.k : block_k(p.k, p.kern->kc);
     p.fuse_ep = can_fuse(*p.kern, p.ep);

@@ -273,9 +273,13 @@ const GemmKernels kGemmAvx2 = {
     // panel. 1 thread, GFLOP/s, whole B -> 256 KiB blocks: 32x784x512 80 -> 98, 128x784x512 83 ->
     // 103, 32x784x256 97 -> 104 (384 KiB alike, 512 and 768 KiB in between).
     /*direct_block_bytes=*/256 * 1024,
-    // Few rows, B in place: M x U broadcasts of A in registers (16 ymm in all).
-    {nullptr, stream_rows<Vec8, 1, 4>, stream_rows<Vec8, 2, 4>, stream_rows<Vec8, 3, 2>,
-     stream_rows<Vec8, 4, 2>},
+    // Few rows, B in place: M x U broadcasts of A in registers (16 ymm in all). At 3 and 4 rows, U = 2
+    // left a pass one store per 2 FMAs (Zen 3 stores one ymm a cycle: half the FMA peak); U = 3 (12
+    // broadcasts, 3 rows of B, 1 accumulator: no spills) makes it 3 FMAs. In-process A/B, 1 thread,
+    // GFLOP/s, U = 2 -> 3: 4x1024x1024 56 -> 76, 4x784x512 56 -> 71, 4x512x512 54 -> 68, 3x1024x1024
+    // 54 -> 71, 3x784x512 52 -> 62 (U = 4 at 3 rows, 17 registers: within the noise of U = 3).
+    {nullptr, stream_rows<Vec8, 1, 4>, stream_rows<Vec8, 2, 4>, stream_rows<Vec8, 3, 3>,
+     stream_rows<Vec8, 4, 3>},
     // M x J accumulators in 16 ymm registers: 8 FMA chains or more.
     {nullptr, stream_rows_t<1, 8>, stream_rows_t<2, 4>, stream_rows_t<3, 2>, stream_rows_t<4, 2>},
     /*stream_max_rows=*/4,
@@ -284,6 +288,9 @@ const GemmKernels kGemmAvx2 = {
     // 16 113. Long K, B transposed, packed -> dots: 30x643x34 40 -> 88, 32x784x512 73 -> 99,
     // 200x512x100 82 -> 95, 1000x1000x100 86 -> 95; 256x784x512, 1024^3 unchanged.
     /*narrow_dots_cols=*/cols_bits(5, 15), /*long_k_dots=*/true, /*a_cols_any_k=*/false,
-    /*direct_nc_max=*/512};
+    /*direct_nc_max=*/512,
+    // 5-12 rows where the 6-row direct tiles do worse (B's rows aliasing, or a short second panel)
+    // stream B in groups of up to 4 rows (see stream_groups_pay in gemm.cpp).
+    /*stream_group_max_rows=*/12};
 
 }  // namespace kiln

@@ -100,6 +100,9 @@ struct GemmKernels {
     // Most columns in a block of a direct product (0: nc). The packed path's nc is sized for B blocks
     // of kc steps; the direct path's blocks are sized by direct_block_bytes up to this.
     int64_t direct_nc_max = 0;
+    // B not transposed and in place: products of up to this many rows (past stream_max_rows) stream
+    // B too, in groups of rows (0: only up to stream_max_rows; see stream_block in gemm.cpp).
+    int64_t stream_group_max_rows = 0;
 };
 
 // Bits lo..hi of a GemmKernels::narrow_dots_cols.
