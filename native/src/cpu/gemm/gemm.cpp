@@ -213,19 +213,20 @@ inline bool b_rows_alias(int64_t ldb, int64_t k) { return ldb % 1024 == 0 || (ld
 // packed panels whole (kc = K). GFLOP/s packed A -> direct A, 1 thread / 2 threads: 32x784x512
 // 102 -> 108 / 175 -> 198, 256x784x512 103 -> 110 / 179 -> 214.
 
-// The row panels of a direct product: mr rows each, except that with B in place a short last one
-// (at most a third of mr: a few rows that would re-read all of B, a row stride apart, for little
-// work) shares the last two panels' rows evenly: 15 rows on AVX-512 go 8 + 7, not 14 + 1. They
-// depend on the problem only, never on how the threads split it. (A pre-packed B, streamed
-// contiguously, keeps mr-row panels: the mlp-small plan at batch 32, 14 + 14 + 4 rows, took 310 us
-// against 312 as 14 + 9 + 9.) 1 thread, GFLOP/s, B in place, AVX-512: 15x784x512 76 -> 96,
-// 16x784x512 87 -> 101, 29x784x512 87 -> 99, 17x784x512 102 -> 109; KILN_ISA=avx2: 7x784x512 34 ->
-// 48, 32x784x256 104 -> 108. (A third of mr measured better than a half.)
+// The row panels of a direct product: mr rows each, except that a short last one (at most a third
+// of mr: a few rows that would re-read all of B for little work, in tiles too short to keep the
+// FMAs busy) shares the last two panels' rows evenly: 15 rows on AVX-512 go 8 + 7, not 14 + 1.
+// They depend on the problem only, never on how the threads split it. 1 thread, GFLOP/s, B in
+// place, AVX-512: 15x784x512 76 -> 96, 16x784x512 87 -> 101, 29x784x512 87 -> 99, 17x784x512 102
+// -> 109; KILN_ISA=avx2: 7x784x512 34 -> 48, 32x784x256 104 -> 108. (A third of mr measured better
+// than a half.) With a pre-packed B, in-process A/B on Zen 3 (AVX2, 6-row tiles): 8x784x512 92 ->
+// 95, 13x784x512 91 -> 98, 14x784x512 96 -> 99, 8x512x512 92 -> 97, 8x1024x4096 74 -> 77; on
+// AVX-512 the mlp-small plan at batch 32 (14 + 14 + 4 rows) took 312 us as 14 + 9 + 9 against 310.
 struct RowPanels {
     int64_t m, mr, count, merged_at = -1, first_of_two = 0;
     explicit RowPanels(const Problem& p) : m(p.m), mr(p.kern->mr), count((p.m + mr - 1) / mr) {
         const int64_t rem = m - (count - 1) * mr;
-        if (p.packed_b == nullptr && count >= 2 && rem * 3 <= mr) {
+        if (count >= 2 && rem * 3 <= mr) {
             merged_at = (count - 2) * mr;
             first_of_two = (mr + rem + 1) / 2;
         }
