@@ -79,8 +79,14 @@ void pack_a_f32_avx512(bool t, const void* s, int64_t ld, int64_t i0, int64_t m,
                        float* d) {
     pack_a_avx512(t, static_cast<const float*>(s), ld, i0, m, p0, kc, r, d);
 }
-// The A packer for a kernel table: vectorized for AVX-512's, else the generic one.
-PackFn pack_a_for(const GemmKernels* k) { return k->isa == KILN_ISA_AVX512 ? pack_a_f32_avx512 : pack_a_f32; }
+void pack_a_f32_avx2(bool t, const void* s, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc, int r,
+                     float* d) {
+    pack_a_avx2(t, static_cast<const float*>(s), ld, i0, m, p0, kc, r, d);
+}
+// The A packer for a kernel table: vectorized for AVX-512's and AVX2's, else the generic one.
+PackFn pack_a_for(const GemmKernels* k) {
+    return k->isa == KILN_ISA_AVX512 ? pack_a_f32_avx512 : k->isa == KILN_ISA_AVX2 ? pack_a_f32_avx2 : pack_a_f32;
+}
 void pack_b_f32(bool t, const void* s, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t kc, int r, float* d) {
     pack_b(t, static_cast<const float*>(s), ld, i0, m, p0, kc, r, d);
 }

@@ -4,6 +4,7 @@
 // few-row tiles read their B panel as 2 to 4 streams side by side (see tile and ukernel_m1).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "gemm_kernels.hpp"
@@ -230,15 +231,108 @@ void ukernel_m1(int64_t kc, const float* a, const float* b, float* c, int64_t ld
     (void)ldc;
 }
 
+// r[i] (row i of an 8 x 8 block) -> r[u] (its column u), in registers.
+__attribute__((always_inline)) inline void transpose8(__m256 (&r)[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// The first W floats of x at p (W in 2..8) by whole stores (no masked store: slow on AMD).
+template <int W>
+__attribute__((always_inline)) inline void store_first(float* p, __m256 x) {
+    static_assert(W >= 2 && W <= 8, "2..8 floats");
+    if constexpr (W == 8) {
+        _mm256_storeu_ps(p, x);
+    } else {
+        const __m128 lo = _mm256_castps256_ps128(x);
+        if constexpr (W >= 4) _mm_storeu_ps(p, lo);
+        if constexpr (W == 2 || W == 3) _mm_storel_pi(reinterpret_cast<__m64*>(p), lo);
+        if constexpr (W == 3) _mm_store_ss(p + 2, _mm_movehl_ps(lo, lo));
+        if constexpr (W > 4) {
+            const __m128 hi = _mm256_extractf128_ps(x, 1);
+            if constexpr (W == 5) _mm_store_ss(p + 4, hi);
+            if constexpr (W == 6 || W == 7) _mm_storel_pi(reinterpret_cast<__m64*>(p + 4), hi);
+            if constexpr (W == 7) _mm_store_ss(p + 6, _mm_movehl_ps(hi, hi));
+        }
+    }
+}
+
+// Rows [0, rows) of a row-major source (row i at src + i * ld), kc steps, written k-major: step k
+// at d + k * Stride + Off holds the W rows' floats (rows <= W <= 8; the lanes past `rows` zero). 8
+// steps at a time are loaded as 8 vectors (zeros past `rows`), transposed in registers and stored
+// as 8 steps of W floats; the last steps one float at a time.
+template <int W, int Stride>
+inline void rows_to_steps8(const float* src, int64_t ld, int rows, int64_t kc, float* d) {
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        __m256 r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) r[i] = i < W && i < rows ? _mm256_loadu_ps(src + i * ld + k) : _mm256_setzero_ps();
+        transpose8(r);
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; ++u) store_first<W>(d + (k + u) * Stride, r[u]);
+    }
+    for (; k < kc; ++k)
+        for (int i = 0; i < W; ++i) d[k * Stride + i] = i < rows ? src[i * ld + k] : 0.0f;
+}
+
 }  // namespace
+
+void pack_a_avx2(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int64_t p0, int64_t kc, int mr,
+                 float* dst) {
+    if (trans || mr != MR) {  // A transposed: each step's rows are contiguous (the generic copy)
+        pack_a(trans, a, lda, i0, m, p0, kc, mr, dst);
+        return;
+    }
+    for (int64_t ip = 0; ip < m; ip += MR) {
+        const int rows = int(std::min<int64_t>(MR, m - ip));
+        const float* s = a + (i0 + ip) * lda + p0;
+        float* d = dst + ip * kc;  // panel ip / MR starts at (ip / MR) * kc * MR
+        switch (rows) {  // dense steps of `rows` floats up to kCompactRows (packed_a_stride), else MR
+            case 1: pack_a(false, a, lda, i0 + ip, 1, p0, kc, mr, d); break;
+            case 2: rows_to_steps8<2, 2>(s, lda, rows, kc, d); break;
+            case 3: rows_to_steps8<3, 3>(s, lda, rows, kc, d); break;
+            case 4: rows_to_steps8<4, 4>(s, lda, rows, kc, d); break;
+            default: rows_to_steps8<MR, MR>(s, lda, rows, kc, d); break;
+        }
+    }
+}
 
 void pack_b_avx2(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc, int nr,
                  float* dst) {
-    if (trans || nr != NR || n < NR) {
+    if (nr != NR || n < NR) {
         pack_b(trans, b, ldb, j0, n, p0, kc, nr, dst);
         return;
     }
-    pack_b_rows<Vec8, NR>(b, ldb, j0, n, p0, kc, dst);
+    if (!trans) {
+        pack_b_rows<Vec8, NR>(b, ldb, j0, n, p0, kc, dst);
+        return;
+    }
+    // op(B) transposed: B's rows are the panel's columns, 8 at a time (each half of a panel) through
+    // the same register transposes; the columns past the last whole panel through pack_b.
+    const int64_t full = n / NR * NR;
+    for (int64_t jp = 0; jp < full; jp += NR)
+        for (int h = 0; h < 2; ++h)
+            rows_to_steps8<8, NR>(b + (j0 + jp + 8 * h) * ldb + p0, ldb, 8, kc, dst + jp * kc + 8 * h);
+    if (full < n) pack_b(true, b, ldb, j0 + full, n - full, p0, kc, NR, dst + full * kc);
 }
 
 // kc x nc = 512 x 128: the B block (256 KiB) stays in half of a Zen 3 core's 512 KiB L2 while the

@@ -146,8 +146,13 @@ void pack_b_avx512(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t 
 // dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols, by 16x16 register transposes
 // (gemm_avx512.cpp; AVX-512 only).
 void transpose_avx512(const float* src, int64_t ld_src, int64_t rows, int64_t cols, float* dst, int64_t ld_dst);
-// pack_b for the AVX2 kernels' 16-column panels, op(B) not transposed: vector copies with the source
-// rows prefetched (pack_b_rows in gemm_vec.hpp); the rest through pack_b.
+// pack_a for the AVX2 kernels' 6-row panels, op(A) not transposed: 8 steps of a panel's rows by
+// 8 x 8 register transposes (gemm_avx2.cpp); transposed through pack_a.
+void pack_a_avx2(bool trans, const float* a, int64_t lda, int64_t i0, int64_t m, int64_t p0, int64_t kc, int mr,
+                 float* dst);
+// pack_b for the AVX2 kernels' 16-column panels: op(B) not transposed by vector copies with the
+// source rows prefetched (pack_b_rows in gemm_vec.hpp), transposed by 8 x 8 register transposes;
+// columns past the last whole panel through pack_b.
 void pack_b_avx2(bool trans, const float* b, int64_t ldb, int64_t j0, int64_t n, int64_t p0, int64_t kc, int nr,
                  float* dst);
 
