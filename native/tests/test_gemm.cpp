@@ -120,6 +120,21 @@ TEST(Gemm, EverySizeOneToSeventyEveryTransposeEveryIsa) {
     });
 }
 
+// The packed path with row panels of every height (6-row panels on AVX2: 13..18 rows leave 1..6
+// in the last; 14-row ones on AVX-512: 29..34 rows), K not a multiple of the packers' 8 or 16 steps,
+// B's last panel partial, every transpose: the packers' register transposes and their narrow
+// stores (2..4-row panels dense, 5 rows padded to 6).
+TEST(Gemm, PackedPanelsOfEveryHeight) {
+    for_each_isa([&](int32_t) {
+        uint32_t seed = 70;
+        for (int64_t m : {13, 14, 15, 16, 17, 18, 29, 30, 31, 32, 33, 34})
+            for (int t = 0; t < 4; ++t) {
+                check_case({t & 1, t >> 1, m, 301, 333, 1.0f, 0.0f, 0}, seed++);
+                if (HasFatalFailure()) return;
+            }
+    });
+}
+
 TEST(Gemm, OddSizesUpTo1031AndThreads) {
     const Case cases[] = {
         {0, 0, 1031, 517, 263, 1.0f, 0.0f, 0}, {1, 0, 263, 1031, 129, 1.0f, 0.5f, 3},
