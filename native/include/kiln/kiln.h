@@ -362,8 +362,9 @@ KILN_API kiln_status kiln_gemm_bf16_packed(int32_t trans_a, int64_t m, float alp
  *     kiln_plan_add_dense(p, 10, w2, b2, KILN_UNARY_IDENTITY, 0);
  *     kiln_plan_add_softmax(p, 0);
  *     kiln_plan_compile(p);
- *     int64_t ws; kiln_plan_workspace_bytes(p, &ws);            // per concurrent caller
- *     kiln_plan_run(p, batch, x, y, workspace, ws);             // x: batch x 784, y: batch x 10
+ *     int64_t ws; kiln_plan_info(p, NULL, NULL, NULL, &ws);     // workspace bytes per caller
+ *     void* work;  kiln_alloc(ws, &work);                       // 64-byte aligned
+ *     kiln_plan_run(p, batch, x, y, work, ws);                  // x: batch x 784, y: batch x 10
  *
  * Layers copy (and pack) their parameters when added: the caller's arrays may be freed after.
  * A compiled plan is immutable and may run on many threads at once, each with its own workspace.
