@@ -1,4 +1,6 @@
 #include <atomic>
+#include <chrono>
+#include <vector>
 #include <thread>
 
 #include "core/threads.hpp"
@@ -48,6 +50,40 @@ TEST(Threads, NestedParallelForRunsInlineOnTheChunksThread) {
     });
     EXPECT_EQ(total.load(), 3 * 5000);
     EXPECT_EQ(foreign.load(), 0);
+    ASSERT_EQ(kiln_threads_set(before), KILN_OK);
+}
+
+// Chunks are claimed without a lock and the threads sleep only after spinning: jobs of every
+// chunk count, jobs after the workers have gone to sleep (idle past their spin), jobs whose other
+// chunks outlast the caller's spin (the caller sleeps until the last one ends), and several
+// callers at once; every index is run exactly once each time.
+TEST(Threads, EveryJobRunsEachIndexOnceAcrossSleepsAndWakes) {
+    int32_t before = 0;
+    ASSERT_EQ(kiln_threads_get(&before), KILN_OK);
+    for (int32_t pool : {2, 3, 8}) {
+        ASSERT_EQ(kiln_threads_set(pool), KILN_OK);
+        auto caller = [&](uint32_t seed, int64_t* wrong) {
+            uint32_t r = seed;
+            for (int rep = 0; rep < 400; ++rep) {
+                r = r * 1664525u + 1013904223u;
+                const int64_t n = 1 + (r >> 8) % 40, grain = 1 + (r >> 20) % 3;
+                std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+                const bool slow = rep % 50 == 7, idle = rep % 50 == 13;
+                kiln::parallel_for(n, grain, [&](int64_t b, int64_t e) {
+                    if (slow && b > 0) std::this_thread::sleep_for(std::chrono::microseconds(300));
+                    for (int64_t i = b; i < e; ++i) hits[size_t(i)].fetch_add(1);
+                });
+                for (int64_t i = 0; i < n; ++i) *wrong += hits[size_t(i)].load() != 1;
+                if (idle) std::this_thread::sleep_for(std::chrono::microseconds(500));
+            }
+        };
+        int64_t wrong[3] = {0, 0, 0};
+        caller(1, &wrong[0]);  // alone: the caller owns the pool on every job
+        std::thread t1(caller, 2u, &wrong[1]), t2(caller, 3u, &wrong[2]);
+        t1.join();
+        t2.join();
+        EXPECT_EQ(wrong[0] + wrong[1] + wrong[2], 0) << "pool of " << pool;
+    }
     ASSERT_EQ(kiln_threads_set(before), KILN_OK);
 }
 

@@ -34,6 +34,19 @@ int default_threads() {
     return std::max(1u, std::thread::hardware_concurrency());
 }
 
+// One job at a time (owner_mu_). A job's chunks are claimed lock-free: state_ holds the job's
+// generation, chunk count and next chunk, and a claim is a compare-and-swap on it, so a thread
+// never takes a chunk of a job that has ended. The job's function and bounds are written before
+// its state is published and read only after a successful claim; they are rewritten only once
+// every chunk of the job before has run (pending_ back at 0), so a claim reads its own job's.
+// The mutex and condition variables serve only threads that go to sleep: a worker after spinning
+// on state_ for a while, the caller after spinning on pending_. Each side announces its sleep in an
+// atomic (sleepers_, caller_waiting_) before checking its condition under the mutex, and the other
+// side reads that atomic after changing the condition (sequentially consistent on both), so a
+// wake-up is never lost and is sent only to a thread that sleeps. With the mutex taken for every
+// claim and completion, an empty 2-chunk job on 2 threads (Zen 3) took 0.50-0.79 us a call; now
+// 0.17-0.21 us. The mlp-small plan at batch 1 on 2 threads (two jobs a forward), 10 alternating
+// runs each: median p50 19.8 -> 18.8 us.
 class Pool {
 public:
     explicit Pool(int threads) : threads_(threads) {
@@ -42,8 +55,7 @@ public:
     ~Pool() {
         {
             std::lock_guard<std::mutex> lock(mu_);
-            stop_ = true;
-            stop_flag_ = true;
+            stop_.store(true);
         }
         wake_.notify_all();
         for (auto& t : workers_) t.join();
@@ -54,87 +66,86 @@ public:
     bool try_run(int64_t n, int64_t chunks, RangeFn fn, void* ctx) {
         std::unique_lock<std::mutex> owner(owner_mu_, std::try_to_lock);
         if (!owner.owns_lock()) return false;
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            fn_ = fn;
-            ctx_ = ctx;
-            n_ = n;
-            chunks_ = chunks;
-            next_ = 0;
-            pending_.store(chunks, std::memory_order_relaxed);
-            generation_.fetch_add(1, std::memory_order_release);
-            if (sleepers_ > 0) wake_.notify_all();
+        fn_ = fn;
+        ctx_ = ctx;
+        n_ = n;
+        pending_.store(chunks, std::memory_order_relaxed);
+        const uint64_t gen = (state_.load(std::memory_order_relaxed) >> kGenShift) + 1;
+        state_.store((gen << kGenShift) | (uint64_t(chunks) << kChunksShift));  // publishes the fields above
+        if (sleepers_.load() > 0) {
+            { std::lock_guard<std::mutex> lock(mu_); }
+            wake_.notify_all();
         }
         work();  // the caller takes chunks too
         // Spin briefly (the other chunks are usually nearly done), then sleep.
         for (int i = 0; i < kSpin && pending_.load(std::memory_order_acquire) != 0; ++i) _mm_pause();
-        std::unique_lock<std::mutex> lock(mu_);
-        done_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
-        fn_ = nullptr;
+        if (pending_.load(std::memory_order_acquire) != 0) {
+            std::unique_lock<std::mutex> lock(mu_);
+            caller_waiting_.store(true);
+            done_.wait(lock, [this] { return pending_.load() == 0; });
+            caller_waiting_.store(false);
+        }
         return true;
     }
 
 private:
-    // Takes and runs chunks of the current job until none is left.
-    void work() {
+    // generation (40 bits: 10^12 jobs before it wraps) << 24 | chunks << 12 | next chunk (chunks <=
+    // threads <= 1024 < 4096)
+    static constexpr int kGenShift = 24, kChunksShift = 12;
+    static constexpr uint64_t kField = 0xfff;
+
+    // Claims and runs chunks of the current job until none is left; returns the state that said so.
+    uint64_t work() {
+        uint64_t s = state_.load(std::memory_order_acquire);
         for (;;) {
-            int64_t c, chunks, n;
-            RangeFn fn;
-            void* ctx;
-            {
-                std::lock_guard<std::mutex> lock(mu_);
-                if (fn_ == nullptr || next_ >= chunks_) return;
-                c = next_++;
-                chunks = chunks_;
-                n = n_;
-                fn = fn_;
-                ctx = ctx_;
-            }
-            const int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+            const uint64_t next = s & kField, chunks = (s >> kChunksShift) & kField;
+            if (next >= chunks) return s;
+            if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+                continue;  // s reloaded: another thread claimed, or a new job began
+            const int64_t c = int64_t(next), n = n_;
+            const int64_t begin = n * c / int64_t(chunks), end = n * (c + 1) / int64_t(chunks);
             t_in_job = true;
-            fn(ctx, begin, end);
+            fn_(ctx_, begin, end);
             t_in_job = false;
-            if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-                std::lock_guard<std::mutex> lock(mu_);
+            if (pending_.fetch_sub(1) == 1 && caller_waiting_.load()) {
+                { std::lock_guard<std::mutex> lock(mu_); }
                 done_.notify_all();
             }
+            s = state_.load(std::memory_order_acquire);
         }
     }
 
-    // Workers spin on the generation counter for a short while after each job (jobs often come
-    // in bursts: one per layer), then sleep on the condition variable.
+    // Workers spin on the job state for a short while after each job (jobs often come in bursts:
+    // one per layer), then sleep on the condition variable.
     void worker_loop() {
-        uint64_t seen = 0;
+        uint64_t seen = 0;  // the state last worked on
         for (;;) {
-            for (int i = 0; i < kSpin && generation_.load(std::memory_order_acquire) == seen &&
-                            !stop_flag_.load(std::memory_order_relaxed);
-                 ++i)
+            for (int i = 0; i < kSpin && state_.load(std::memory_order_acquire) == seen && !stop_.load(); ++i)
                 _mm_pause();
-            {
+            if (state_.load(std::memory_order_acquire) == seen) {
                 std::unique_lock<std::mutex> lock(mu_);
-                ++sleepers_;
-                wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
-                --sleepers_;
-                if (stop_) return;
-                seen = generation_.load(std::memory_order_acquire);
+                sleepers_.fetch_add(1);
+                wake_.wait(lock, [&] { return stop_.load() || state_.load() != seen; });
+                sleepers_.fetch_sub(1);
             }
-            work();
+            if (stop_.load()) return;
+            seen = work();
         }
     }
 
     const int threads_;
     std::vector<std::thread> workers_;
     std::mutex owner_mu_;  // one job at a time
-    std::mutex mu_;
+    std::mutex mu_;        // only for sleeping and waking
     std::condition_variable wake_, done_;
     static constexpr int kSpin = 2000;  // pause is ~65 cycles on Zen 2+: ~40 us
-    bool stop_ = false;
-    std::atomic<bool> stop_flag_{false};
-    int sleepers_ = 0;
-    std::atomic<uint64_t> generation_{0};
+    std::atomic<bool> stop_{false};
+    std::atomic<int> sleepers_{0};
+    std::atomic<bool> caller_waiting_{false};
+    std::atomic<uint64_t> state_{0};  // see kGenShift
     RangeFn fn_ = nullptr;
     void* ctx_ = nullptr;
-    int64_t n_ = 0, chunks_ = 0, next_ = 0;
+    int64_t n_ = 0;
     std::atomic<int64_t> pending_{0};
 };
 
