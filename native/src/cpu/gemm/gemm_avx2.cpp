@@ -255,7 +255,7 @@ __attribute__((always_inline)) inline void transpose8(__m256 (&r)[8]) {
     r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-// The first W floats of x at p (W in 2..8) by whole stores (no masked store: slow on AMD).
+// The first W floats of x at p (W in 2..8), by plain stores of 8, 4, 2 and 1 floats.
 template <int W>
 __attribute__((always_inline)) inline void store_first(float* p, __m256 x) {
     static_assert(W >= 2 && W <= 8, "2..8 floats");
@@ -276,7 +276,7 @@ __attribute__((always_inline)) inline void store_first(float* p, __m256 x) {
 }
 
 // Rows [0, rows) of a row-major source (row i at src + i * ld), kc steps, written k-major: step k
-// at d + k * Stride + Off holds the W rows' floats (rows <= W <= 8; the lanes past `rows` zero). 8
+// at d + k * Stride holds the W rows' floats (rows <= W <= 8; the lanes past `rows` zero). 8
 // steps at a time are loaded as 8 vectors (zeros past `rows`), transposed in registers and stored
 // as 8 steps of W floats; the last steps one float at a time.
 template <int W, int Stride>
