@@ -72,10 +72,7 @@ public:
         pending_.store(chunks, std::memory_order_relaxed);
         const uint64_t gen = (state_.load(std::memory_order_relaxed) >> kGenShift) + 1;
         state_.store((gen << kGenShift) | (uint64_t(chunks) << kChunksShift));  // publishes the fields above
-        if (sleepers_.load() > 0) {
-            { std::lock_guard<std::mutex> lock(mu_); }
-            wake_.notify_all();
-        }
+        if (sleepers_.load() > 0) notify(wake_);
         work();  // the caller takes chunks too
         // Spin briefly (the other chunks are usually nearly done), then sleep.
         for (int i = 0; i < kSpin && pending_.load(std::memory_order_acquire) != 0; ++i) _mm_pause();
@@ -94,6 +91,14 @@ private:
     static constexpr int kGenShift = 24, kChunksShift = 12;
     static constexpr uint64_t kField = 0xfff;
 
+    // Wakes the threads sleeping on cv. Taking mu_ first orders this after a sleeper's check of its
+    // condition (made under mu_): it is either before the check, which then sees the change, or
+    // after the sleeper has started waiting.
+    void notify(std::condition_variable& cv) {
+        { std::lock_guard<std::mutex> lock(mu_); }
+        cv.notify_all();
+    }
+
     // Claims and runs chunks of the current job until none is left; returns the state that said so.
     uint64_t work() {
         uint64_t s = state_.load(std::memory_order_acquire);
@@ -107,10 +112,7 @@ private:
             t_in_job = true;
             fn_(ctx_, begin, end);
             t_in_job = false;
-            if (pending_.fetch_sub(1) == 1 && caller_waiting_.load()) {
-                { std::lock_guard<std::mutex> lock(mu_); }
-                done_.notify_all();
-            }
+            if (pending_.fetch_sub(1) == 1 && caller_waiting_.load()) notify(done_);
             s = state_.load(std::memory_order_acquire);
         }
     }
