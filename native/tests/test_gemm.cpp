@@ -179,9 +179,10 @@ TEST(Gemm, DirectPathRulesAtTheirEdges) {
 }
 
 // 1..4 rows times a plain B stream B's rows (stream kernels; 5..12 rows in groups on AVX2): column
-// chunks (5000 columns at one row, 1100 at four), odd K (a pass's remainder steps), A transposed, padding, alpha and beta,
-// epilogues (applied after the chunk's store), narrow products computed transposed, B transposed
-// (dot products; 5-16 rows in groups of 4 over chunks of B), any thread count.
+// chunks (5000 columns at one row, 1100 at four), odd K (a pass's remainder steps), A transposed,
+// padding, alpha and beta, epilogues (applied after the chunk's store), narrow products computed
+// transposed, B transposed (dot products; 5-16 rows in groups of 4 over chunks of B), any thread
+// count.
 TEST(Gemm, FewRowsStream) {
     auto bias = random_floats(5000, 31);
     auto residual = random_floats(size_t(16 * 1103), 32);

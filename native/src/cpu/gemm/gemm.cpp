@@ -380,8 +380,9 @@ constexpr int64_t kStreamAccFloats = 4096;
 constexpr int64_t kStreamMinBFloats = 8192;
 // ... and, B not transposed, at least this many columns per row of a kernel (of a group, see
 // stream_group_rows): narrower products leave the stream kernels' accumulator passes short, and
-// the direct tiles (B's rows close together) do better. 1 thread, GFLOP/s, direct -> streamed: 4x512x64 99 -> 62, 2x1536x128 72 -> 67,
-// 2x512x256 52 -> 63, 1x512x128 29 -> 36, 4x1024x1024 43 -> 84.
+// the direct tiles (B's rows close together) do better. 1 thread, GFLOP/s, direct -> streamed:
+// 4x512x64 99 -> 62, 2x1536x128 72 -> 67, 2x512x256 52 -> 63, 1x512x128 29 -> 36, 4x1024x1024 43
+// -> 84.
 constexpr int64_t kStreamMinColsPerRow = 128;
 // B transposed, 5-16 rows: dot products in groups of rows beat packing B^T on every call. 1
 // thread, GFLOP/s, AVX-512 (AVX2): 5x784x512 47 -> 83 (19 -> 56), 8x784x512 57 -> 95 (28 -> 64),
