@@ -1,0 +1,130 @@
+// In-process A/B of two or more libkiln builds on the training step (kiln_trainer_step), as
+// ab_gemm does for GEMMs: each build is loaded into its own link-map namespace (dlmopen) and the
+// builds take turns, round by round, so that the shared machine's slow and fast phases hit them
+// alike. The model is bench_train's: the Fashion-MNIST MLP 784-256-128-10 (ReLU, softmax
+// cross-entropy, Adam lr 1e-3), on random data of the same shape.
+//
+//   ab_train ROUNDS BATCH THREADS -- LIB...
+//
+// A round runs about 0.25 s of steps per build. Prints, per build, the median of the rounds'
+// samples/s and, in brackets, the best round.
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kiln/kiln.h"
+
+namespace {
+
+struct Lib {
+    std::string path;
+    decltype(&kiln_threads_set) threads_set;
+    decltype(&kiln_trainer_step) step;
+    decltype(&kiln_last_error) last_error;
+    kiln_trainer* t = nullptr;
+};
+
+template <class F>
+F symbol(void* h, const char* name) {
+    void* p = dlsym(h, name);
+    if (p == nullptr) {
+        std::fprintf(stderr, "ab_train: %s: %s\n", name, dlerror());
+        std::exit(2);
+    }
+    return reinterpret_cast<F>(p);
+}
+
+void check(kiln_status st, const Lib& l, const char* what) {
+    if (st != KILN_OK) {
+        std::fprintf(stderr, "ab_train: %s: %s failed: %s\n", l.path.c_str(), what, l.last_error());
+        std::exit(1);
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 6 || std::strcmp(argv[4], "--") != 0) {
+        std::fprintf(stderr, "usage: ab_train ROUNDS BATCH THREADS -- libkiln.so...\n");
+        return 2;
+    }
+    const int rounds = std::max(1, std::atoi(argv[1]));
+    const int64_t batch = std::max(1, std::atoi(argv[2]));
+    const int threads = std::max(1, std::atoi(argv[3]));
+    const int64_t dims[4] = {784, 256, 128, 10};
+    const int64_t rows = std::max<int64_t>(8192 / batch, 1) * batch;
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(rows * 784));
+    for (float& v : x) v = std::max(0.0f, nd(rng) * 0.3f + 0.3f);
+    std::vector<int32_t> y(static_cast<size_t>(rows));
+    for (int32_t& v : y) v = int32_t(rng() % 10);
+    std::vector<std::vector<float>> w(3), b(3);
+    for (int l = 0; l < 3; ++l) {
+        w[size_t(l)].resize(size_t(dims[l] * dims[l + 1]));
+        b[size_t(l)].assign(size_t(dims[l + 1]), 0.0f);
+        std::normal_distribution<float> he(0.0f, std::sqrt(2.0f / float(dims[l])));
+        for (float& v : w[size_t(l)]) v = he(rng);
+    }
+    std::vector<Lib> libs;
+    for (int i = 5; i < argc; ++i) {
+        void* h = dlmopen(LM_ID_NEWLM, argv[i], RTLD_NOW | RTLD_LOCAL);
+        if (h == nullptr) {
+            std::fprintf(stderr, "ab_train: %s\n", dlerror());
+            return 2;
+        }
+        Lib l{argv[i], symbol<decltype(&kiln_threads_set)>(h, "kiln_threads_set"),
+              symbol<decltype(&kiln_trainer_step)>(h, "kiln_trainer_step"),
+              symbol<decltype(&kiln_last_error)>(h, "kiln_last_error")};
+        check(l.threads_set(threads), l, "kiln_threads_set");
+        auto create = symbol<decltype(&kiln_trainer_create)>(h, "kiln_trainer_create");
+        auto dense = symbol<decltype(&kiln_trainer_add_dense)>(h, "kiln_trainer_add_dense");
+        auto act = symbol<decltype(&kiln_trainer_add_activation)>(h, "kiln_trainer_add_activation");
+        auto loss = symbol<decltype(&kiln_trainer_set_loss)>(h, "kiln_trainer_set_loss");
+        auto opt = symbol<decltype(&kiln_trainer_set_optimizer)>(h, "kiln_trainer_set_optimizer");
+        auto compile = symbol<decltype(&kiln_trainer_compile)>(h, "kiln_trainer_compile");
+        check(create(784, batch, &l.t), l, "kiln_trainer_create");
+        for (int d = 0; d < 3; ++d) {
+            check(dense(l.t, dims[d + 1], w[size_t(d)].data(), b[size_t(d)].data()), l, "kiln_trainer_add_dense");
+            if (d < 2) check(act(l.t, KILN_UNARY_RELU, 0.0f), l, "kiln_trainer_add_activation");
+        }
+        check(loss(l.t, KILN_LOSS_SOFTMAX_CROSS_ENTROPY, 0.0f, nullptr), l, "kiln_trainer_set_loss");
+        const kiln_optimizer o{KILN_OPT_ADAM, 0, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, 0.0f};
+        check(opt(l.t, &o), l, "kiln_trainer_set_optimizer");
+        check(compile(l.t), l, "kiln_trainer_compile");
+        libs.push_back(l);
+    }
+    // Steps a round: about 0.25 s at the first build's speed, measured on a warm-up.
+    int64_t at = 0;
+    auto run = [&](Lib& l, int64_t steps) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int64_t s = 0; s < steps; ++s) {
+            double lv;
+            check(l.step(l.t, batch, x.data() + at * 784, y.data() + at, nullptr, 1e-3f, &lv, nullptr), l,
+                  "kiln_trainer_step");
+            at = (at + batch) % rows;
+        }
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    for (Lib& l : libs) run(l, 20);
+    const double per_step = run(libs[0], 50) / 50;
+    const int64_t steps = std::max<int64_t>(5, int64_t(0.25 / per_step));
+    std::vector<std::vector<double>> rate(libs.size());
+    for (int r = 0; r < rounds; ++r)
+        for (size_t L = 0; L < libs.size(); ++L) rate[L].push_back(double(steps * batch) / run(libs[L], steps));
+    std::printf("batch %lld threads %d, %d rounds of %lld steps\n", (long long)batch, threads, rounds,
+                (long long)steps);
+    for (size_t L = 0; L < libs.size(); ++L) {
+        std::vector<double> v = rate[L];
+        std::sort(v.begin(), v.end());
+        std::printf("  %-40s %9.0f samples/s [best %9.0f]\n", libs[L].path.c_str(), v[v.size() / 2], v.back());
+    }
+    return 0;
+}
