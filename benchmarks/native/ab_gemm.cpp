@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "ab_common.hpp"
 #include "kiln/kiln.h"
 
 namespace {
@@ -41,18 +42,10 @@ struct Shape {
 
 template <class F>
 F symbol(void* h, const char* name) {
-    void* p = dlsym(h, name);
-    if (p == nullptr) {
-        std::fprintf(stderr, "ab_gemm: %s: %s\n", name, dlerror());
-        std::exit(2);
-    }
-    return reinterpret_cast<F>(p);
+    return ab::symbol<F>("ab_gemm", h, name);
 }
 
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
+using ab::median;
 
 }  // namespace
 

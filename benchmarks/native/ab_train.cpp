@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "ab_common.hpp"
 #include "kiln/kiln.h"
 
 namespace {
@@ -33,12 +34,7 @@ struct Lib {
 
 template <class F>
 F symbol(void* h, const char* name) {
-    void* p = dlsym(h, name);
-    if (p == nullptr) {
-        std::fprintf(stderr, "ab_train: %s: %s\n", name, dlerror());
-        std::exit(2);
-    }
-    return reinterpret_cast<F>(p);
+    return ab::symbol<F>("ab_train", h, name);
 }
 
 void check(kiln_status st, const Lib& l, const char* what) {
@@ -122,9 +118,8 @@ int main(int argc, char** argv) {
     std::printf("batch %lld threads %d, %d rounds of %lld steps\n", (long long)batch, threads, rounds,
                 (long long)steps);
     for (size_t L = 0; L < libs.size(); ++L) {
-        std::vector<double> v = rate[L];
-        std::sort(v.begin(), v.end());
-        std::printf("  %-40s %9.0f samples/s [best %9.0f]\n", libs[L].path.c_str(), v[v.size() / 2], v.back());
+        std::printf("  %-40s %9.0f samples/s [best %9.0f]\n", libs[L].path.c_str(), ab::median(rate[L]),
+                    *std::max_element(rate[L].begin(), rate[L].end()));
     }
     return 0;
 }

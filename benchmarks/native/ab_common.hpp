@@ -1,0 +1,31 @@
+// What the in-process A/B tools (ab_gemm, ab_train) share: symbols looked up in a build loaded
+// with dlmopen, and medians.
+#pragma once
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+namespace ab {
+
+// The symbol `name` of the build at handle h, as type F; exits with status 2 naming the tool when
+// the build lacks it.
+template <class F>
+F symbol(const char* tool, void* h, const char* name) {
+    void* p = dlsym(h, name);
+    if (p == nullptr) {
+        std::fprintf(stderr, "%s: %s: %s\n", tool, name, dlerror());
+        std::exit(2);
+    }
+    return reinterpret_cast<F>(p);
+}
+
+inline double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+}  // namespace ab
