@@ -168,6 +168,12 @@ TEST(Gemm, DirectPathRulesAtTheirEdges) {
         {1, 0, 64, 64, 4096, 1.0f, 0.0f, 0},   {1, 0, 29, 300, 1500, 1.0f, 0.5f, 3},
         {1, 0, 12, 512, 2048, 1.0f, 0.0f, 0},  {1, 0, 200, 100, 1300, 0.5f, 0.0f, 0},
         {1, 0, 40, 1024, 1024, 1.0f, 1.0f, 0},
+        // A small B (<= 64k floats) at any height: on AVX2 direct only with B's rows under 256
+        // floats apart (255 / 256 columns; padding past it) or all of B in L1 (8100 / 8400 floats).
+        {0, 0, 40, 255, 256, 1.0f, 0.0f, 0},   {0, 0, 40, 256, 256, 1.0f, 0.5f, 0},
+        {0, 0, 30, 200, 300, 1.0f, 0.0f, 60},  {0, 0, 50, 300, 27, 1.0f, 0.0f, 0},
+        {0, 0, 50, 300, 28, -1.0f, 1.0f, 0},   {0, 0, 64, 1024, 64, 1.0f, 0.0f, 0},
+        {1, 0, 64, 512, 128, 1.0f, 0.0f, 0},
     };
     for_each_isa([&](int32_t) {
         for (const Case& c : cases)

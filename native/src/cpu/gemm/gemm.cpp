@@ -188,7 +188,8 @@ constexpr int64_t kDirectMaxRowsBFloats = int64_t(1) << 20;
 // ... as do products of any height whose whole B fits in L2 (256 KiB): the B panels stay in L1/L2
 // and not packing A is what pays (a weight gradient x^T g with a batch-sized K). 1 thread:
 // 784x128x256 (A transposed) 104 -> 108, 4096x256x64 80 -> 105; wide B (1024x256x1024,
-// 2048x128x2048) is 7-10% slower direct, hence the size limit.
+// 2048x128x2048) is 7-10% slower direct, hence the size limit. A table can also limit how far
+// apart B's rows may be (small_b_direct_max_ldb: AVX2, see gemm_avx2.cpp).
 constexpr int64_t kDirectMaxBFloats = 65536;
 // Both rules also need a short K, and an unpacked B whose rows do not alias in the caches. A tile
 // reads K steps of A's rows in place: its panel (mr rows) should stay in L1, under
@@ -215,6 +216,12 @@ inline bool direct_k_fits(const Problem& p) {
 // 64x1024x1024 93 -> 47 and 128x4096x128 93 -> 61 at more panels.
 inline bool a_cols_direct(const Problem& p) { return p.m <= 2 * p.kern->mr || p.kern->a_cols_any_k; }
 inline bool b_rows_alias(int64_t ldb, int64_t k) { return ldb % 1024 == 0 || (ldb % 512 == 0 && k > 800); }
+// The small-B rule (kDirectMaxBFloats) holds for A as rows while B's rows are close enough for
+// the table, or B fits in L1 (32 KiB) however far apart its rows are; for A transposed always.
+inline bool small_b_rows_close(const Problem& p) {
+    return p.ta || p.kern->small_b_direct_max_ldb == 0 || p.ldb <= p.kern->small_b_direct_max_ldb ||
+           p.k * p.n <= 8192;
+}
 // With a pre-packed B (inference plans), 15..256 rows read A in place the same way and take the
 // packed panels whole (kc = K). GFLOP/s packed A -> direct A, 1 thread / 2 threads: 32x784x512
 // 102 -> 108 / 175 -> 198, 256x784x512 103 -> 110 / 179 -> 214.
@@ -611,7 +618,7 @@ kiln_status run(Problem& p) {
                                          (p.m <= p.kern->mr || (p.ta && a_cols_direct(p)) ||
                                           ((direct_k_fits(p) || p.m <= 2 * p.kern->mr) &&
                                            !b_rows_alias(p.ldb, p.k)))) ||
-                                            p.k * p.n <= kDirectMaxBFloats
+                                            (p.k * p.n <= kDirectMaxBFloats && small_b_rows_close(p))
                                       : p.m > p.kern->mr && p.m <= kDirectMaxRows &&
                                             p.k * p.n <= kDirectMaxRowsBFloats && direct_k_fits(p));
     // Up to the table's stream_max_rows rows with B in place (and not tiny): B's rows stream whole

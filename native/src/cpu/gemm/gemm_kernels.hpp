@@ -103,6 +103,10 @@ struct GemmKernels {
     // B not transposed and in place: products of up to this many rows (past stream_max_rows) stream
     // B too, in groups of rows (0: only up to stream_max_rows; see stream_block in gemm.cpp).
     int64_t stream_group_max_rows = 0;
+    // B in place and small (kDirectMaxBFloats in gemm.cpp), A not transposed: read in place at any
+    // height only while B's rows are at most this many floats apart or B fits in L1 (0: however
+    // far apart).
+    int64_t small_b_direct_max_ldb = 0;
 };
 
 // Bits lo..hi of a GemmKernels::narrow_dots_cols.
