@@ -388,15 +388,15 @@ const GemmKernels kGemmAvx2 = {
     /*stream_group_max_rows=*/12,
     // Small B (up to 256 KiB) in place at any height, A as rows, only with B's rows under 1 KiB
     // apart or all of B in L1: from 256 floats a row on, the direct tiles' strided reads of B from
-    // L2 lost to packing on Zen 3. In-process A/B, 1 thread, GFLOP/s, direct -> packed (medians of
-    // 7-9 rounds; several runs where the machine was noisy): 256x256x256 78 -> 91, 512x128x512
-    // 62-80 -> 67-91, 256x128x512 62-79 -> 68-90, 512x128x256 87 -> 91, 256x192x256 72 -> 81,
-    // 1024x64x1024 (rows 4 KiB apart) 47 -> 75; 2 threads: 256x256x256 117 -> 134, 512x128x512 105
-    // -> 145, 256x128x512 79 -> 101, 1024x64x1024 76 -> 139. Kept direct: 1024x256x64 (93 vs 83),
-    // 4096x256x64 (87 vs 78), 1024x1024x64 (90 vs 81), 512x256x128 (91 vs 86), 256x256x192 (94 vs
-    // 72-89), 128x256x128 (94 vs 89), 200x64x300 (91 vs 85). A transposed (weight gradients) stays
-    // direct: 784x32x256 (B in L1) 86 vs 78, 784x128x256 even over 6 runs (packed 63-87, direct
-    // 65-88).
+    // L2 lost to packing on Zen 3. In-process A/B, 1 thread, packed / direct, median ratio of 8-9
+    // runs (each the median of 5-9 rounds; the machine was noisy): 1024x64x1024 (rows 4 KiB apart)
+    // 1.3-1.6x (47 -> 75 GFLOP/s), 512x128x512 1.14 (range 1.03-1.29), 256x128x512 1.12
+    // (1.01-1.31), 256x256x256 1.05 (0.92-1.17), 512x128x256 87 -> 91, 256x192x256 72 -> 81; 2
+    // threads, one run: 256x256x256 117 -> 134, 512x128x512 105 -> 145, 256x128x512 79 -> 101,
+    // 1024x64x1024 76 -> 139. Kept direct: 1024x256x64 (93 vs 83), 4096x256x64 (87 vs 78),
+    // 1024x1024x64 (90 vs 81), 512x256x128 (91 vs 86), 256x256x192 (94 vs 72-89), 128x256x128 (94
+    // vs 89), 200x64x300 (91 vs 85). A transposed (weight gradients) stays direct: 784x32x256 (B in
+    // L1) 86 vs 78, 784x128x256 even over 6 runs (packed 63-87, direct 65-88).
     /*small_b_direct_max_ldb=*/255};
 
 }  // namespace kiln
