@@ -216,11 +216,13 @@ inline bool direct_k_fits(const Problem& p) {
 // 64x1024x1024 93 -> 47 and 128x4096x128 93 -> 61 at more panels.
 inline bool a_cols_direct(const Problem& p) { return p.m <= 2 * p.kern->mr || p.kern->a_cols_any_k; }
 inline bool b_rows_alias(int64_t ldb, int64_t k) { return ldb % 1024 == 0 || (ldb % 512 == 0 && k > 800); }
+// A B this small stays in L1 (32 KiB) however far apart its rows are.
+constexpr int64_t kL1BFloats = 8192;
 // The small-B rule (kDirectMaxBFloats) holds for A as rows while B's rows are close enough for
-// the table, or B fits in L1 (32 KiB) however far apart its rows are; for A transposed always.
+// the table, or B fits in L1; for A transposed always.
 inline bool small_b_rows_close(const Problem& p) {
     return p.ta || p.kern->small_b_direct_max_ldb == 0 || p.ldb <= p.kern->small_b_direct_max_ldb ||
-           p.k * p.n <= 8192;
+           p.k * p.n <= kL1BFloats;
 }
 // With a pre-packed B (inference plans), 15..256 rows read A in place the same way and take the
 // packed panels whole (kc = K). GFLOP/s packed A -> direct A, 1 thread / 2 threads: 32x784x512
