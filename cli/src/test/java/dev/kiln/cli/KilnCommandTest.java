@@ -372,7 +372,7 @@ class KilnCommandTest {
                 .replace("Softmax", "ConvTrn").getBytes(java.nio.charset.StandardCharsets.ISO_8859_1));
         r = run("inspect", conv.toString());
         assertEquals(1, r.code, r.out);
-        assertTrue(r.err.startsWith("kiln inspect: onnx: unsupported op ConvTrn at node"), r.err);
+        assertTrue(r.err.startsWith("kiln inspect: " + conv + ": unsupported op ConvTrn at node"), r.err); // names the file
         r = run("inspect", dir.resolve("m.pt").toString());
         assertEquals(2, r.code);
         assertTrue(r.err.contains("the name must end in .onnx or .kiln"), r.err);

@@ -65,9 +65,12 @@ public final class ModelFile {
         return meta;
     }
 
+    /** The model in a Kiln file; a refused file throws IllegalArgumentException whose message starts with the path. */
     public static Sequential load(Path file) throws IOException {
         try (TensorSet t = KilnFile.read(file)) {
             return fromTensors(t);
+        } catch (IllegalArgumentException e) {
+            throw FileErrors.naming(file, "kiln file", e);
         }
     }
 

@@ -332,11 +332,17 @@ public final class OnnxModels {
      * path to a regular file inside that directory (no {@code ..}, no absolute path, no link out of
      * it); each range must lie inside its file, hold exactly the tensor's bytes and not overlap
      * another's; a SHA-1 checksum, when given, must match. Anything else is refused with
-     * IllegalArgumentException naming the tensor (NoSuchFileException for a missing file).
+     * IllegalArgumentException naming the tensor (NoSuchFileException for a missing file). Every
+     * IllegalArgumentException of a load from a path starts with the path ({@code "m.onnx: unsupported
+     * op Erf at node '/2/Erf'"}) where {@link #fromBytes(byte[])} starts with {@code "onnx: "}.
      */
     public static Sequential load(Path file) throws IOException {
-        ModelProto m = OnnxExternalData.resolve(parse(Files.readAllBytes(file)), file);
-        return importModel(m);
+        try {
+            ModelProto m = OnnxExternalData.resolve(parse(Files.readAllBytes(file)), file);
+            return importModel(m);
+        } catch (IllegalArgumentException e) {
+            throw FileErrors.naming(file, "onnx", e);
+        }
     }
 
     /** One layer being imported, and its parameters (as float arrays with shapes). */

@@ -48,9 +48,20 @@ public final class SafeTensors {
         long end;
     }
 
-    /** Reads every tensor of a safetensors file into new native tensors. */
+    /**
+     * Reads every tensor of a safetensors file into new native tensors. A refused file throws
+     * IllegalArgumentException with a message that starts with the path.
+     */
     public static TensorSet read(Path file) throws IOException {
         Objects.requireNonNull(file, "file");
+        try {
+            return readFile(file);
+        } catch (IllegalArgumentException e) {
+            throw FileErrors.naming(file, "safetensors", e);
+        }
+    }
+
+    private static TensorSet readFile(Path file) throws IOException {
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
             long size = ch.size();
             ByteBuffer lenBuf = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
