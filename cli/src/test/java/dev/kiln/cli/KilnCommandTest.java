@@ -467,6 +467,13 @@ class KilnCommandTest {
         assertEquals(0, r.code, r.err);
         assertTrue(r.out.contains("\"threads\":1,"), r.out);
         assertEquals(before, dev.kiln.Kiln.threads(), "the pool size is put back");
+        assertTrue(r.err.isEmpty(), r.err);
+        int over = Runtime.getRuntime().availableProcessors() + 1; // runs, but says it is slower
+        r = run("bench", "--model", kiln.toString(), "--seconds", "0.1", "--warmup", "0", "--threads", String.valueOf(over), "--json");
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("\"threads\":" + over + ","), r.out);
+        assertTrue(r.err.startsWith("kiln bench: warning: --threads " + over + " is more than the "), r.err);
+        assertEquals(before, dev.kiln.Kiln.threads(), "the pool size is put back");
         assertEquals(2, run("bench", "--model", kiln.toString(), "--threads", "0").code);
         assertEquals(2, run("bench", "--model", kiln.toString(), "--seconds", "0").code);
         assertEquals(2, run("bench", "--model", kiln.toString(), "--batch", "-1").code);
