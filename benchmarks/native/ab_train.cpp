@@ -2,7 +2,10 @@
 // ab_gemm does for GEMMs: each build is loaded into its own link-map namespace (dlmopen) and the
 // builds take turns, round by round, so that the shared machine's slow and fast phases hit them
 // alike. The model is bench_train's: the Fashion-MNIST MLP 784-256-128-10 (ReLU, softmax
-// cross-entropy, Adam lr 1e-3), on random data of the same shape.
+// cross-entropy, Adam lr 1e-3), on random data of the same shape, or on Fashion-MNIST itself with
+// AB_DATA=DIR (the directory of train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz, read
+// through gzip -dc; pixels / 255). Real images matter where values do: their blank borders and dead
+// units leave gradients that are mostly zero, and Adam's moments decay through the subnormal range.
 //
 //   ab_train ROUNDS BATCH THREADS -- LIB...
 //
@@ -37,6 +40,31 @@ F symbol(void* h, const char* name) {
     return ab::symbol<F>("ab_train", h, name);
 }
 
+// The bytes of a gzipped IDX file after its header (magic 0x0000080N, N dimensions of 4 bytes),
+// and the count of items (the first dimension).
+std::vector<unsigned char> read_idx_gz(const std::string& path, int64_t* items) {
+    const std::string cmd = "gzip -dc '" + path + "'";
+    FILE* f = popen(cmd.c_str(), "r");
+    std::vector<unsigned char> all;
+    if (f != nullptr) {
+        unsigned char buf[1 << 16];
+        size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) all.insert(all.end(), buf, buf + n);
+        if (pclose(f) != 0) all.clear();
+    }
+    if (all.size() < 8 || all[0] != 0 || all[1] != 0 || all[2] != 8) {
+        std::fprintf(stderr, "ab_train: %s: not a gzipped IDX file of unsigned bytes\n", path.c_str());
+        std::exit(2);
+    }
+    const size_t dims = all[3], head = 4 + 4 * dims;
+    auto dim = [&](size_t d) {
+        const unsigned char* q = all.data() + 4 + 4 * d;
+        return int64_t(q[0]) << 24 | int64_t(q[1]) << 16 | int64_t(q[2]) << 8 | int64_t(q[3]);
+    };
+    *items = dim(0);
+    return std::vector<unsigned char>(all.begin() + std::min(head, all.size()), all.end());
+}
+
 void check(kiln_status st, const Lib& l, const char* what) {
     if (st != KILN_OK) {
         std::fprintf(stderr, "ab_train: %s: %s failed: %s\n", l.path.c_str(), what, l.last_error());
@@ -55,13 +83,30 @@ int main(int argc, char** argv) {
     const int64_t batch = std::max(1, std::atoi(argv[2]));
     const int threads = std::max(1, std::atoi(argv[3]));
     const int64_t dims[4] = {784, 256, 128, 10};
-    const int64_t rows = std::max<int64_t>(8192 / batch, 1) * batch;
+    int64_t rows = std::max<int64_t>(8192 / batch, 1) * batch;
     std::mt19937 rng(1);
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    std::vector<float> x(static_cast<size_t>(rows * 784));
-    for (float& v : x) v = std::max(0.0f, nd(rng) * 0.3f + 0.3f);
-    std::vector<int32_t> y(static_cast<size_t>(rows));
-    for (int32_t& v : y) v = int32_t(rng() % 10);
+    std::vector<float> x;
+    std::vector<int32_t> y;
+    if (const char* dir = std::getenv("AB_DATA")) {
+        int64_t n = 0, nl = 0;
+        const auto px = read_idx_gz(std::string(dir) + "/train-images-idx3-ubyte.gz", &n);
+        const auto lb = read_idx_gz(std::string(dir) + "/train-labels-idx1-ubyte.gz", &nl);
+        if (n != nl || n < batch || int64_t(px.size()) != n * 784 || int64_t(lb.size()) != n) {
+            std::fprintf(stderr, "ab_train: AB_DATA=%s: images and labels do not match (%lld, %lld)\n", dir,
+                         (long long)n, (long long)nl);
+            return 2;
+        }
+        rows = n / batch * batch;
+        x.resize(size_t(rows * 784));
+        for (size_t i = 0; i < x.size(); ++i) x[i] = float(px[i]) / 255.0f;
+        y.assign(lb.begin(), lb.begin() + rows);
+    } else {
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        x.resize(size_t(rows * 784));
+        for (float& v : x) v = std::max(0.0f, nd(rng) * 0.3f + 0.3f);
+        y.resize(size_t(rows));
+        for (int32_t& v : y) v = int32_t(rng() % 10);
+    }
     std::vector<std::vector<float>> w(3), b(3);
     for (int l = 0; l < 3; ++l) {
         w[size_t(l)].resize(size_t(dims[l] * dims[l + 1]));

@@ -8,6 +8,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
 #include "kiln/kiln.h"
 #include "test_support.hpp"
 #include "train/update.hpp"
@@ -750,6 +754,67 @@ TEST(Train, UpdateKernelsMatchTheReference) {
                     EXPECT_EQ(fast.max_abs(n, g.data()), INFINITY);
                 }
     }
+}
+
+// The update reads subnormal weights and moments as zero and writes no subnormal result (MXCSR DAZ
+// and FTZ, see SubnormalsAsZero in update.hpp), at every ISA level, and leaves the calling thread's
+// floating-point mode as it found it. Before: a moment decaying through the subnormal range made
+// the update pass twice as slow (Zen 3).
+TEST(Train, SubnormalWeightsAndMomentsAreFlushedAndTheModeIsRestored) {
+#if defined(__SSE__)
+    int32_t best;
+    ASSERT_EQ(kiln_isa_best(&best), KILN_OK);
+    const float tiny = 1e-39f;  // subnormal (FLT_MIN is 1.18e-38)
+    ASSERT_EQ(std::fpclassify(tiny), FP_SUBNORMAL);
+    for (int32_t isa : {int32_t(KILN_ISA_PORTABLE), int32_t(KILN_ISA_AVX2), int32_t(KILN_ISA_AVX512)}) {
+        if (isa > best) break;
+        ASSERT_EQ(kiln_isa_set(isa), KILN_OK);
+        for (unsigned caller : {0u, 0x8040u}) {  // the caller's own mode: default, or FTZ|DAZ already
+            SCOPED_TRACE("isa " + std::to_string(isa) + " caller mode " + std::to_string(caller));
+            // y = x0 w0 + x1 w1 + b, MSE against 0, x1 = 0: w1's gradient is exactly 0.
+            const float w[2] = {0.5f, tiny}, bias = 0.25f;
+            kiln_trainer* t;
+            ASSERT_EQ(kiln_trainer_create(2, 1, &t), KILN_OK);
+            ASSERT_EQ(kiln_trainer_add_dense(t, 1, w, &bias), KILN_OK);
+            ASSERT_EQ(kiln_trainer_set_loss(t, KILN_LOSS_MSE, 1.0f, nullptr), KILN_OK);
+            const kiln_optimizer o{KILN_OPT_ADAM, 0, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, 0.0f};
+            ASSERT_EQ(kiln_trainer_set_optimizer(t, &o), KILN_OK);
+            ASSERT_EQ(kiln_trainer_compile(t), KILN_OK);
+            // State: header (24 bytes), the two sizes, then per parameter value, m, v.
+            int64_t bytes;
+            ASSERT_EQ(kiln_trainer_state_bytes(t, &bytes), KILN_OK);
+            ASSERT_EQ(bytes, 24 + 16 + 4 * (3 * 2 + 3 * 1));
+            std::vector<char> state(static_cast<size_t>(bytes));
+            ASSERT_EQ(kiln_trainer_save_state(t, state.data(), bytes), KILN_OK);
+            float* weight = reinterpret_cast<float*>(state.data() + 40);  // value[2], m[2], v[2]
+            weight[3] = tiny, weight[5] = 2 * tiny;                       // w1's moments subnormal
+            weight[2] = 0.01f, weight[4] = 1e-4f;                         // w0's normal
+            ASSERT_EQ(kiln_trainer_load_state(t, state.data(), bytes), KILN_OK);
+            const unsigned before = (_mm_getcsr() & ~0x8040u) | caller;
+            _mm_setcsr(before);
+            const float x[2] = {1.0f, 0.0f}, target = 0.0f;
+            double loss;
+            ASSERT_EQ(kiln_trainer_step(t, 1, x, &target, nullptr, 1e-3f, &loss, nullptr), KILN_OK);
+            // The mode bits (6-15: DAZ, masks, rounding, FTZ); bits 0-5 are sticky exception flags.
+            EXPECT_EQ(_mm_getcsr() & ~0x3Fu, before & ~0x3Fu) << "the caller's floating-point mode is restored";
+            _mm_setcsr(before & ~0x8040u);
+            ASSERT_EQ(kiln_trainer_save_state(t, state.data(), bytes), KILN_OK);
+            weight = reinterpret_cast<float*>(state.data() + 40);
+            // Without the flush: m1 = 0.9 * 1e-39, v1 = 0.999 * 2e-39, w1 = 1e-39 - (a subnormal step).
+            EXPECT_EQ(weight[1], 0.0f) << "w1";
+            EXPECT_EQ(weight[3], 0.0f) << "m1";
+            EXPECT_EQ(weight[5], 0.0f) << "v1";
+            // w0 trains as usual: g = 2 * 0.75 = 1.5; m = 0.9 * 0.01 + 0.1 * 1.5.
+            EXPECT_NEAR(weight[2], 0.159f, 1e-6f);
+            EXPECT_NEAR(weight[4], 0.999 * 1e-4 + 0.001 * 2.25, 1e-7);
+            EXPECT_LT(weight[0], 0.5f);
+            kiln_trainer_destroy(t);
+        }
+    }
+    kiln_isa_set(best);
+#else
+    GTEST_SKIP() << "no MXCSR on this target";
+#endif
 }
 
 // Frozen parameters (fine-tuning a head): not updated, gradients read as zeros; the others get the

@@ -1233,6 +1233,7 @@ extern "C" KILN_API kiln_status kiln_trainer_step(kiln_trainer* t, int64_t batch
         pa.l2 = p.weight ? o.l2 : 0.0f;
         pa.decay = p.weight ? lr * o.weight_decay : 0.0f;
         kiln::parallel_for(p.n, 16384, [&](int64_t b, int64_t e) {
+            const kiln::train::SubnormalsAsZero flush;  // see update.hpp: subnormal moments ran at half speed
             update(pa, e - b, p.value + b, p.grad + b, p.m + b, p.v + b);
         });
     }

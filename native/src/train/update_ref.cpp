@@ -1,9 +1,22 @@
 // Portable optimizer updates: the reference the vector kernels are tested against.
 #include <cmath>
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
 #include "update.hpp"
 
 namespace kiln::train {
+
+#if defined(__SSE__)
+// MXCSR bit 15: flush to zero (FTZ); bit 6: denormals are zero (DAZ).
+SubnormalsAsZero::SubnormalsAsZero() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }
+SubnormalsAsZero::~SubnormalsAsZero() { _mm_setcsr(saved_); }
+#else
+SubnormalsAsZero::SubnormalsAsZero() : saved_(0) {}
+SubnormalsAsZero::~SubnormalsAsZero() = default;
+#endif
 
 void update_ref(const UpdateArgs& a, int64_t n, float* value, const float* grad, float* m, float* v) {
     for (int64_t i = 0; i < n; ++i) {
