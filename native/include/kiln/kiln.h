@@ -450,7 +450,9 @@ KILN_API kiln_status kiln_plan_destroy(kiln_plan* plan);
  *     kiln_trainer_step(t, batch, x, labels, NULL, 1e-3f, &loss);
  *
  * Parameters are copied in when layers are added and read back with kiln_trainer_param. A step is
- * deterministic for a fixed seed and thread count. A trainer is used by one thread at a time.
+ * deterministic for a fixed seed and thread count. A trainer is used by one thread at a time. The
+ * optimizer update reads subnormal floats as zero and writes none (the calling thread's
+ * floating-point mode is restored after).
  * ========================================================================================== */
 
 typedef struct kiln_trainer kiln_trainer;

@@ -11,7 +11,10 @@ package dev.kiln.train;
  * Optimizer.adam(1e-3).withL2(1e-4).withClipNorm(1); // L2 on weights, global-norm clipping
  * }</pre>
  *
- * L2 and weight decay apply to Dense weights only (not to biases or layer-norm parameters).
+ * L2 and weight decay apply to Dense weights only (not to biases or layer-norm parameters). The
+ * update reads subnormal values (below 1.2e-38: weights, gradients, moments) as zero and writes none:
+ * Adam's moments decay through that range wherever gradients are zero, where the CPU computes at
+ * half speed; values so small move no weight.
  */
 public final class Optimizer {
     public enum Kind { SGD, ADAM, ADAMW, RMSPROP }
