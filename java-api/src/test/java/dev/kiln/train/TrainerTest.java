@@ -42,6 +42,22 @@ class TrainerTest {
         return Sequential.builder(8).dense(16, Init.HE, 1).relu().dropout(dropout).dense(3, Init.XAVIER, 2).softmax().build();
     }
 
+    static volatile float smallestNormal = Float.MIN_NORMAL;
+
+    @Test
+    void theUpdatesSubnormalFlushLeavesTheJavaThreadsArithmeticAlone() {
+        // The native update runs with subnormals as zero (MXCSR DAZ|FTZ) and must give the calling
+        // thread its mode back: Java's float arithmetic keeps its subnormals after a fit.
+        try (Dataset train = blobs(200, 4); Sequential model = mlp(0.0);
+             Trainer t = Trainer.builder(model).optimizer(Optimizer.adam(1e-2)).batchSize(32).seed(3).build()) {
+            t.fit(train, null, 2);
+            float half = smallestNormal / 2;
+            assertEquals(Float.MIN_NORMAL / 2, half);
+            assertTrue(half != 0f && half < Float.MIN_NORMAL, "a subnormal: " + half);
+            assertEquals(Float.MIN_VALUE, smallestNormal * 0x1p-23f);
+        }
+    }
+
     @Test
     void learnsAndWritesTheWeightsBackIntoTheModel() {
         try (Dataset train = blobs(600, 1); Dataset test = blobs(300, 2); Sequential model = mlp(0.1)) {
