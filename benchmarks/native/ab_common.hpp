@@ -23,6 +23,15 @@ F symbol(const char* tool, void* h, const char* name) {
     return reinterpret_cast<F>(p);
 }
 
+// Exits with status 1, naming the tool, the build and the failed call, unless st is 0 (KILN_OK);
+// error is the build's kiln_last_error text.
+inline void check(const char* tool, int st, const char* build, const char* what, const char* error) {
+    if (st != 0) {
+        std::fprintf(stderr, "%s: %s: %s failed: %s\n", tool, build, what, error);
+        std::exit(1);
+    }
+}
+
 inline double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];

@@ -43,10 +43,7 @@ F symbol(void* h, const char* name) {
 }
 
 void check(kiln_status st, const Lib& l, const char* what) {
-    if (st != KILN_OK) {
-        std::fprintf(stderr, "ab_plan: %s: %s failed: %s\n", l.path.c_str(), what, l.last_error());
-        std::exit(1);
-    }
+    if (st != KILN_OK) ab::check("ab_plan", st, l.path.c_str(), what, l.last_error());
 }
 
 }  // namespace

@@ -66,10 +66,7 @@ std::vector<unsigned char> read_idx_gz(const std::string& path, int64_t* items) 
 }
 
 void check(kiln_status st, const Lib& l, const char* what) {
-    if (st != KILN_OK) {
-        std::fprintf(stderr, "ab_train: %s: %s failed: %s\n", l.path.c_str(), what, l.last_error());
-        std::exit(1);
-    }
+    if (st != KILN_OK) ab::check("ab_train", st, l.path.c_str(), what, l.last_error());
 }
 
 }  // namespace
