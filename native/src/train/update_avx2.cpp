@@ -140,26 +140,51 @@ float max_abs_avx2(int64_t n, const float* x) {
 
 // As act_bias_grad_ref, vectorized across columns (8 at a time, the bias sums held in a register
 // down the rows): every column is summed in row order, so the sums are the reference's bit for bit.
+namespace {
+
+// Columns [c0, c0 + 8 * V) over all rows (V strips of 8, or one masked strip when Full is false):
+// g = g * act'(y) in place and, per column, the sum of the rows in row order. V strips side by
+// side give V independent addition chains. Full strips use plain loads and stores: on Zen 3 a
+// masked store (vmaskmovps) costs several cycles where a plain one costs one; with masked
+// accesses for every strip the pass took 25 us for the 128 x 256 gradient of the Fashion-MNIST
+// MLP's first layer (batch 128), about 0.75 ns an element.
+template <int V, bool Full>
+inline void act_bias_strips(int32_t act, __m256 neg, int64_t rows, int64_t cols, int64_t c0, __m256i k,
+                            const float* y, float* g, float* gb) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 acc[V];
+#pragma GCC unroll 4
+    for (int s = 0; s < V; ++s) acc[s] = zero;
+    for (int64_t r = 0; r < rows; ++r) {
+#pragma GCC unroll 4
+        for (int s = 0; s < V; ++s) {
+            float* gr = g + r * cols + c0 + 8 * s;
+            __m256 v = load<Full>(k, gr);
+            if (act != KILN_UNARY_IDENTITY) {
+                const __m256 pos = _mm256_cmp_ps(load<Full>(k, y + r * cols + c0 + 8 * s), zero, _CMP_GT_OQ);
+                // y > 0 ? g : 0 (a NaN or Inf gradient under a zero output becomes +0), or alpha * g
+                v = act == KILN_UNARY_RELU ? _mm256_and_ps(pos, v) : _mm256_blendv_ps(_mm256_mul_ps(neg, v), v, pos);
+                store<Full>(gr, k, v);
+            }
+            acc[s] = _mm256_add_ps(acc[s], v);
+        }
+    }
+    if (gb != nullptr)
+#pragma GCC unroll 4
+        for (int s = 0; s < V; ++s) store<Full>(gb + c0 + 8 * s, k, acc[s]);
+}
+
+}  // namespace
+
 bool act_bias_grad_avx2(int32_t act, float alpha, int64_t rows, int64_t cols, const float* y, float* g, float* gb) {
     if (act != KILN_UNARY_IDENTITY && act != KILN_UNARY_RELU && act != KILN_UNARY_LEAKY_RELU) return false;
     if (act == KILN_UNARY_IDENTITY && gb == nullptr) return true;
-    const __m256 neg = _mm256_set1_ps(alpha), zero = _mm256_setzero_ps();
-    for (int64_t c0 = 0; c0 < cols; c0 += 8) {
-        const __m256i k = c0 + 8 <= cols ? _mm256_set1_epi32(-1) : lanes_below(cols - c0);
-        __m256 acc = zero;
-        for (int64_t r = 0; r < rows; ++r) {
-            float* gr = g + r * cols + c0;
-            __m256 v = _mm256_maskload_ps(gr, k);
-            if (act != KILN_UNARY_IDENTITY) {
-                const __m256 pos = _mm256_cmp_ps(_mm256_maskload_ps(y + r * cols + c0, k), zero, _CMP_GT_OQ);
-                // y > 0 ? g : 0 (a NaN or Inf gradient under a zero output becomes +0), or alpha * g
-                v = act == KILN_UNARY_RELU ? _mm256_and_ps(pos, v) : _mm256_blendv_ps(_mm256_mul_ps(neg, v), v, pos);
-                _mm256_maskstore_ps(gr, k, v);
-            }
-            acc = _mm256_add_ps(acc, v);
-        }
-        if (gb != nullptr) _mm256_maskstore_ps(gb + c0, k, acc);
-    }
+    const __m256 neg = _mm256_set1_ps(alpha);
+    const __m256i all = _mm256_set1_epi32(-1);
+    int64_t c0 = 0;
+    for (; c0 + 32 <= cols; c0 += 32) act_bias_strips<4, true>(act, neg, rows, cols, c0, all, y, g, gb);
+    for (; c0 + 8 <= cols; c0 += 8) act_bias_strips<1, true>(act, neg, rows, cols, c0, all, y, g, gb);
+    if (c0 < cols) act_bias_strips<1, false>(act, neg, rows, cols, c0, lanes_below(cols - c0), y, g, gb);
     return true;
 }
 
