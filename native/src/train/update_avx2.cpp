@@ -138,8 +138,6 @@ float max_abs_avx2(int64_t n, const float* x) {
     return m;
 }
 
-// As act_bias_grad_ref, vectorized across columns (8 at a time, the bias sums held in a register
-// down the rows): every column is summed in row order, so the sums are the reference's bit for bit.
 namespace {
 
 // Columns [c0, c0 + 8 * V) over all rows (V strips of 8, or one masked strip when Full is false):
@@ -176,6 +174,8 @@ inline void act_bias_strips(int32_t act, __m256 neg, int64_t rows, int64_t cols,
 
 }  // namespace
 
+// As act_bias_grad_ref, vectorized across columns (8 at a time, the bias sums held in a register
+// down the rows): every column is summed in row order, so the sums are the reference's bit for bit.
 bool act_bias_grad_avx2(int32_t act, float alpha, int64_t rows, int64_t cols, const float* y, float* g, float* gb) {
     if (act != KILN_UNARY_IDENTITY && act != KILN_UNARY_RELU && act != KILN_UNARY_LEAKY_RELU) return false;
     if (act == KILN_UNARY_IDENTITY && gb == nullptr) return true;
