@@ -1,5 +1,5 @@
-// What the in-process A/B tools (ab_gemm, ab_train) share: symbols looked up in a build loaded
-// with dlmopen, and medians.
+// What the in-process A/B tools (ab_gemm, ab_train, ab_plan) share: loading each build into a
+// namespace of its own (dlmopen), looking up its symbols, reporting a failed call, medians.
 #pragma once
 
 #include <dlfcn.h>
@@ -10,6 +10,18 @@
 #include <vector>
 
 namespace ab {
+
+// The build at path, loaded into a link-map namespace of its own (dlmopen), so that several
+// builds of libkiln live side by side in one process; exits with status 2 naming the tool when it
+// cannot be loaded.
+inline void* open(const char* tool, const char* path) {
+    void* h = dlmopen(LM_ID_NEWLM, path, RTLD_NOW | RTLD_LOCAL);
+    if (h == nullptr) {
+        std::fprintf(stderr, "%s: %s\n", tool, dlerror());
+        std::exit(2);
+    }
+    return h;
+}
 
 // The symbol `name` of the build at handle h, as type F; exits with status 2 naming the tool when
 // the build lacks it.

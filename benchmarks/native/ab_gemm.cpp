@@ -69,11 +69,7 @@ int main(int argc, char** argv) {
     const int threads = std::getenv("T") ? std::atoi(std::getenv("T")) : 1;
     std::vector<Lib> libs;
     for (++i; i < argc; ++i) {
-        void* h = dlmopen(LM_ID_NEWLM, argv[i], RTLD_NOW | RTLD_LOCAL);
-        if (h == nullptr) {
-            std::fprintf(stderr, "ab_gemm: %s\n", dlerror());
-            return 2;
-        }
+        void* h = ab::open("ab_gemm", argv[i]);
         Lib l{argv[i],
               symbol<decltype(&kiln_sgemm)>(h, "kiln_sgemm"),
               symbol<decltype(&kiln_sgemm_packed)>(h, "kiln_sgemm_packed"),

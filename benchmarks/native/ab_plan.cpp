@@ -81,11 +81,7 @@ int main(int argc, char** argv) {
 
     std::vector<Lib> libs;
     for (int i = 6; i < argc; ++i) {
-        void* h = dlmopen(LM_ID_NEWLM, argv[i], RTLD_NOW | RTLD_LOCAL);
-        if (h == nullptr) {
-            std::fprintf(stderr, "ab_plan: %s\n", dlerror());
-            return 2;
-        }
+        void* h = ab::open("ab_plan", argv[i]);
         Lib l{argv[i], symbol<decltype(&kiln_plan_run)>(h, "kiln_plan_run"),
               symbol<decltype(&kiln_last_error)>(h, "kiln_last_error")};
         check(symbol<decltype(&kiln_threads_set)>(h, "kiln_threads_set")(threads), l, "kiln_threads_set");

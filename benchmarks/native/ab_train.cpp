@@ -84,7 +84,8 @@ int main(int argc, char** argv) {
     std::mt19937 rng(1);
     std::vector<float> x;
     std::vector<int32_t> y;
-    if (const char* dir = std::getenv("AB_DATA")) {
+    const char* dir = std::getenv("AB_DATA");
+    if (dir != nullptr && *dir != '\0') {
         int64_t n = 0, nl = 0;
         const auto px = read_idx_gz(std::string(dir) + "/train-images-idx3-ubyte.gz", &n);
         const auto lb = read_idx_gz(std::string(dir) + "/train-labels-idx1-ubyte.gz", &nl);
@@ -113,11 +114,7 @@ int main(int argc, char** argv) {
     }
     std::vector<Lib> libs;
     for (int i = 5; i < argc; ++i) {
-        void* h = dlmopen(LM_ID_NEWLM, argv[i], RTLD_NOW | RTLD_LOCAL);
-        if (h == nullptr) {
-            std::fprintf(stderr, "ab_train: %s\n", dlerror());
-            return 2;
-        }
+        void* h = ab::open("ab_train", argv[i]);
         Lib l{argv[i], symbol<decltype(&kiln_threads_set)>(h, "kiln_threads_set"),
               symbol<decltype(&kiln_trainer_step)>(h, "kiln_trainer_step"),
               symbol<decltype(&kiln_last_error)>(h, "kiln_last_error")};
