@@ -460,6 +460,59 @@ TEST(Gemm, ResultDoesNotDependOnThreadCount) {
     kiln_threads_set(threads);
 }
 
+TEST(Gemm, BPackedPerCallIntoWholeKPanelsMatchesAPrePackedB) {
+    // More than one row panel and up to 256 rows with a short K (gemm.cpp, pack_b_direct): on AVX2
+    // B is packed per call into whole-K panels, a column block at a time, and read by the direct
+    // kernels as a pre-packed B is, so kiln_sgemm gives kiln_sgemm_packed's bits (the block-by-block
+    // packed path, k blocks of 512 steps, rounds differently at K > 512). Columns split (wide) and
+    // rows split (256x784x256 at 3 threads), B either way, partial panels, bias + ReLU, beta. (No
+    // width whose last few columns go to the dot kernels: column_tail in gemm.cpp.)
+    struct Shape {
+        int64_t m, k, n;
+        int32_t tb;
+    };
+    const Shape shapes[] = {{128, 784, 512, 0}, {256, 784, 256, 0}, {13, 784, 512, 0}, {100, 300, 200, 0},
+                            {64, 1024, 1024, 0}, {256, 128, 512, 0}, {50, 700, 151, 0}, {128, 256, 784, 1},
+                            {200, 500, 296, 1}, {250, 600, 247, 1}};
+    int32_t threads = 0;
+    kiln_threads_get(&threads);
+    for_each_isa([&](int32_t isa) {
+        for (const Shape& s : shapes) {
+            const int64_t ldb = s.tb ? s.k : s.n;
+            const auto a = random_floats(size_t(s.m * s.k), 5), b = random_floats(size_t(s.k * s.n), 6);
+            const auto c0 = random_floats(size_t(s.m * s.n), 7), bias = random_floats(size_t(s.n), 8);
+            kiln_packed_b* pb = nullptr;
+            ASSERT_EQ(kiln_sgemm_pack_b(s.tb, s.k, s.n, b.data(), ldb, &pb), KILN_OK) << kiln_last_error();
+            for (int with_ep = 0; with_ep < 2; ++with_ep) {
+                const kiln_epilogue ep{bias.data(), KILN_UNARY_RELU, 0.0f, nullptr, 0};
+                const kiln_epilogue* e = with_ep ? &ep : nullptr;
+                const float beta = with_ep ? 0.5f : 0.0f;
+                std::vector<float> pre = c0, one = c0;
+                kiln_threads_set(1);
+                ASSERT_EQ(kiln_sgemm_packed(0, s.m, 1.0f, a.data(), s.k, pb, beta, pre.data(), s.n, e), KILN_OK);
+                ASSERT_EQ(kiln_sgemm(0, s.tb, s.m, s.n, s.k, 1.0f, a.data(), s.k, b.data(), ldb, beta, one.data(),
+                                     s.n, e),
+                          KILN_OK);
+                if (isa == KILN_ISA_AVX2) {
+                    EXPECT_EQ(0, std::memcmp(pre.data(), one.data(), pre.size() * 4))
+                        << s.m << "x" << s.k << "x" << s.n << " tb " << s.tb << " epilogue " << with_ep;
+                }
+                for (int32_t t : {2, 3}) {
+                    std::vector<float> many = c0;
+                    kiln_threads_set(t);
+                    ASSERT_EQ(kiln_sgemm(0, s.tb, s.m, s.n, s.k, 1.0f, a.data(), s.k, b.data(), ldb, beta,
+                                         many.data(), s.n, e),
+                              KILN_OK);
+                    EXPECT_EQ(0, std::memcmp(one.data(), many.data(), one.size() * 4))
+                        << s.m << "x" << s.k << "x" << s.n << " tb " << s.tb << " threads " << t;
+                }
+            }
+            kiln_packed_b_destroy(pb);
+        }
+    });
+    kiln_threads_set(threads);
+}
+
 TEST(Gemm, LongKIsCutIntoEqualBlocks) {
     // K over the kernels' k block (768 steps on AVX-512, 256 elsewhere) is cut into equal blocks,
     // each a pass over C: packed products, products read in place (300 rows, small B), and few

@@ -16,7 +16,8 @@
 // Products with an unpacked, untransposed B and at most direct_max_rows rows (training steps, small
 // batches), or a B small enough for L2, pack nothing: the direct micro-kernels read A (either
 // layout) and B's rows in place with kc = K. Packing pays only when a B panel is reused by many row
-// panels.
+// panels. Where the table asks (pack_b_direct: AVX2), up to 256 rows with a short K pack only B,
+// into whole-K panels a column block at a time, and run the same direct kernels over them.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -136,6 +137,9 @@ struct Problem {
     bool stream = false;  // few rows, B in place streamed row by row (see stream_block)
     bool fuse_ep = false;  // the kernels apply ep as they store a tile (see tile_epilogue)
     int64_t kc = 0;
+    // B in place, packed per call into whole-K panels one column block at a time, which the direct
+    // kernels read (see pack_b_direct).
+    bool pack_b_direct = false;
 };
 
 inline int64_t units(const Problem& p, int64_t k) { return p.pairs ? (k + 1) / 2 : k; }
@@ -255,15 +259,16 @@ struct RowPanels {
     }
 };
 
-// Rows [i0, i0+rows) x columns [jc, jc+ncur) of C over steps [pc, pc+kcur), nothing packed: A and
-// B are read in place (B is the caller's rows, or a pre-packed B's panels: k-major, NR floats a step).
-void direct_block(const Problem& p, int64_t i0, int64_t rows, int64_t pc, int64_t kcur, int64_t jc, int64_t ncur,
-                  float beta, bool load_c, bool last) {
+// Rows [i0, i0+rows) x columns [jc, jc+ncur) of C over steps [pc, pc+kcur), A read in place. B is
+// the caller's rows (b_panels null), or whole-K panels (k-major, NR floats a step, p.k steps each):
+// `b_panels` is the one holding column jc (of a pre-packed B, or of B packed per block).
+void direct_block(const Problem& p, const float* b_panels, int64_t i0, int64_t rows, int64_t pc, int64_t kcur,
+                  int64_t jc, int64_t ncur, float beta, bool load_c, bool last) {
     const GemmKernels& kn = *p.kern;
     const int nr = kn.nr;
-    const bool pre = p.packed_b != nullptr;
+    const bool pre = b_panels != nullptr;
     const float* a = static_cast<const float*>(p.a);
-    const float* bb = pre ? p.packed_b + pc * nr : static_cast<const float*>(p.b) + pc * p.ldb + jc;
+    const float* bb = pre ? b_panels + pc * nr : static_cast<const float*>(p.b) + pc * p.ldb + jc;
     const int64_t ldb = pre ? nr : p.ldb;
     const RowPanels panels(p);
     for (int64_t ir = 0; ir < rows;) {
@@ -273,7 +278,7 @@ void direct_block(const Problem& p, int64_t i0, int64_t rows, int64_t pc, int64_
         for (int64_t jr = 0; jr < ncur; jr += nr) {
             const int ncol = int((ncur - jr) < nr ? (ncur - jr) : nr);
             float* cp = p.c + (i0 + ir) * p.ldc + jc + jr;
-            const float* bp = pre ? bb + ((jc + jr) / nr) * p.k * nr : bb + jr;
+            const float* bp = pre ? bb + (jr / nr) * p.k * nr : bb + jr;
             TileEpilogue te;
             const TileEpilogue* fused = tile_epilogue(p, last, i0 + ir, jc + jr, &te);
             uk(kcur, ap, p.lda, bp, ldb, cp, p.ldc, ncol, p.alpha, beta, load_c, fused);
@@ -317,7 +322,7 @@ kiln_status run_rows(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64
         if (abuf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for packing A");
     }
     float* bbuf = nullptr;
-    if (p.packed_b == nullptr && !direct) {
+    if (p.packed_b == nullptr && (!direct || p.pack_b_direct)) {
         bbuf = t_pack_b.get(size_t(((nc + nr - 1) / nr) * nr * units(p, kc)));
         if (bbuf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for packing B");
     }
@@ -338,7 +343,14 @@ kiln_status run_rows(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64
             const float* bblock;
             int64_t panel_stride;
             if (direct) {
-                direct_block(p, i0, rows, pc, kcur, jc, ncur, beta, load_c, last);
+                const float* panels = nullptr;
+                if (p.packed_b != nullptr) {
+                    panels = p.packed_b + (jc / nr) * p.k * nr;
+                } else if (p.pack_b_direct) {  // the block's whole-K panels, read by every row panel
+                    p.pack_b(p.tb, p.b, p.ldb, jc, ncur, 0, p.k, nr, bbuf);
+                    panels = bbuf;
+                }
+                direct_block(p, panels, i0, rows, pc, kcur, jc, ncur, beta, load_c, last);
                 continue;
             }
             if (p.packed_b != nullptr) {
@@ -636,6 +648,16 @@ kiln_status run(Problem& p) {
                (p.tb ? p.kern->stream_t[kernel_rows] : p.kern->stream[kernel_rows]) != nullptr &&
                (p.tb || p.n >= kStreamMinColsPerRow * stream_group_rows(*p.kern, p.m));
     if (p.stream) p.direct = false;
+    // Where a pre-packed B would go direct (more than one row panel, at most kDirectMaxRows rows,
+    // short K) and the table says so (pack_b_direct), a B in place is packed per call into whole-K
+    // panels, one column block at a time into the thread's B buffer, and the direct kernels read A
+    // in place against them: no A packing, no k blocks (no C reloads), and the same bits as
+    // kiln_sgemm_packed. Each thread packs only the column blocks of its stripe.
+    if (!p.direct && !p.stream && p.packed_b == nullptr && !p.bf16 && !p.ta && p.kern->pack_b_direct &&
+        p.m > p.kern->mr && p.m <= kDirectMaxRows && p.k * p.n <= kDirectMaxRowsBFloats && direct_k_fits(p)) {
+        p.direct = true;
+        p.pack_b_direct = true;
+    }
     p.kc = ((p.m <= p.kern->mr || p.direct) && p.k <= 4096) ? p.k : block_k(p.k, p.kern->kc);
     p.fuse_ep = can_fuse(*p.kern, p.ep);
     if (p.k == 0) {  // C = beta * C, then the epilogue

@@ -397,6 +397,17 @@ const GemmKernels kGemmAvx2 = {
     // 1024x1024x64 (90 vs 81), 512x256x128 (91 vs 86), 256x256x192 (94 vs 72-89), 128x256x128 (94
     // vs 89), 200x64x300 (91 vs 85). A transposed (weight gradients) stays direct: 784x32x256 (B in
     // L1) 86 vs 78, 784x128x256 even over 6 runs (packed 63-87, direct 65-88).
-    /*small_b_direct_max_ldb=*/255};
+    /*small_b_direct_max_ldb=*/255,
+    // More than one row panel, up to 256 rows, short K, B in place (not small): B packed per call
+    // into whole-K panels a column block at a time, A read in place, kc = K (pack_b_direct in
+    // gemm.cpp). Where each thread packed A and B block by block, a row-split thread packed all of B
+    // and a column-split one all of A for its share. In-process A/B on Zen 3, median of 9 rounds,
+    // GFLOP/s, block-packed -> whole-K panels, 2 threads: 128x784x512 151 -> 178, 256x784x512 158 ->
+    // 184, 128x784x256 101 -> 115, 32x784x256 125 -> 137, 13x784x512 84 -> 101, 64x2048x512 146 ->
+    // 159, 200x2000x500 151 -> 163, 100x300x200 148 -> 158, NT 128x256x784 167 -> 172; 1 thread:
+    // 128x784x256 89 -> 93, 256x784x512 92 -> 96, 64x512x512 84 -> 87, 16x784x512 and 24x784x512
+    // even (65 -> 63, 65 -> 64), 32x784x256 even. The Fashion-MNIST MLP's training step (ab_train,
+    // 11 rounds): batch 32 at 2 threads 113.8k -> 121.1k samples/s, batch 128 117.9k -> 122.0k.
+    /*pack_b_direct=*/true};
 
 }  // namespace kiln

@@ -107,6 +107,11 @@ struct GemmKernels {
     // height only while B's rows are at most this many floats apart or B fits in L1 (0: however
     // far apart).
     int64_t small_b_direct_max_ldb = 0;
+    // Products with a B in place that a pre-packed B would send down the direct path (more than mr
+    // and at most 256 rows, a short K) pack B per call into whole-K panels and run those direct
+    // kernels over them, A read in place, instead of packing A and B block by block (see
+    // pack_direct in gemm.cpp).
+    bool pack_b_direct = false;
 };
 
 // Bits lo..hi of a GemmKernels::narrow_dots_cols.
