@@ -261,9 +261,11 @@ struct RowPanels {
 
 // Rows [i0, i0+rows) x columns [jc, jc+ncur) of C over steps [pc, pc+kcur), A read in place. B is
 // the caller's rows (b_panels null), or whole-K panels (k-major, NR floats a step, p.k steps each):
-// `b_panels` is the one holding column jc (of a pre-packed B, or of B packed per block).
+// `b_panels` is the one holding column jc (of a pre-packed B, or of B packed per block). With
+// pack_out, b_panels are still to be written: the first row panel (mr rows, A as rows) reads B's
+// rows in place and packs them there as it goes (ukernel_direct_pack_b), the others read them.
 void direct_block(const Problem& p, const float* b_panels, int64_t i0, int64_t rows, int64_t pc, int64_t kcur,
-                  int64_t jc, int64_t ncur, float beta, bool load_c, bool last) {
+                  int64_t jc, int64_t ncur, float beta, bool load_c, bool last, float* pack_out = nullptr) {
     const GemmKernels& kn = *p.kern;
     const int nr = kn.nr;
     const bool pre = b_panels != nullptr;
@@ -281,7 +283,12 @@ void direct_block(const Problem& p, const float* b_panels, int64_t i0, int64_t r
             const float* bp = pre ? bb + (jr / nr) * p.k * nr : bb + jr;
             TileEpilogue te;
             const TileEpilogue* fused = tile_epilogue(p, last, i0 + ir, jc + jr, &te);
-            uk(kcur, ap, p.lda, bp, ldb, cp, p.ldc, ncol, p.alpha, beta, load_c, fused);
+            if (pack_out != nullptr && ir == 0)
+                kn.ukernel_direct_pack_b(kcur, ap, p.lda, static_cast<const float*>(p.b) + jc + jr, p.ldb,
+                                         pack_out + (jr / nr) * p.k * nr, cp, p.ldc, ncol, p.alpha, beta, load_c,
+                                         fused);
+            else
+                uk(kcur, ap, p.lda, bp, ldb, cp, p.ldc, ncol, p.alpha, beta, load_c, fused);
             if (last && p.ep && !fused) apply_epilogue(p.ep, cp, p.ldc, mcur, ncol, i0 + ir, jc + jr);
         }
         ir += mcur;
@@ -321,6 +328,10 @@ kiln_status run_rows(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64
         abuf = t_pack_a.get(size_t(row_panels * mr * units(p, kc)));
         if (abuf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for packing A");
     }
+    // A pack_b_direct stripe whose first row panel is a whole one (A as rows, B not transposed)
+    // packs each B block in that panel's tiles (ukernel_direct_pack_b) instead of a pass before.
+    const bool first_panel_packs = p.pack_b_direct && !p.ta && !p.tb && kn.ukernel_direct_pack_b != nullptr &&
+                                   std::min(RowPanels(p).end(i0), i1) - i0 == mr;
     float* bbuf = nullptr;
     if (p.packed_b == nullptr && (!direct || p.pack_b_direct)) {
         bbuf = t_pack_b.get(size_t(((nc + nr - 1) / nr) * nr * units(p, kc)));
@@ -344,13 +355,17 @@ kiln_status run_rows(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64
             int64_t panel_stride;
             if (direct) {
                 const float* panels = nullptr;
+                float* pack_out = nullptr;
                 if (p.packed_b != nullptr) {
                     panels = p.packed_b + (jc / nr) * p.k * nr;
                 } else if (p.pack_b_direct) {  // the block's whole-K panels, read by every row panel
-                    p.pack_b(p.tb, p.b, p.ldb, jc, ncur, 0, p.k, nr, bbuf);
                     panels = bbuf;
+                    if (first_panel_packs)
+                        pack_out = bbuf;
+                    else
+                        p.pack_b(p.tb, p.b, p.ldb, jc, ncur, 0, p.k, nr, bbuf);
                 }
-                direct_block(p, panels, i0, rows, pc, kcur, jc, ncur, beta, load_c, last);
+                direct_block(p, panels, i0, rows, pc, kcur, jc, ncur, beta, load_c, last, pack_out);
                 continue;
             }
             if (p.packed_b != nullptr) {

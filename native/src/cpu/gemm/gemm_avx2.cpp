@@ -77,9 +77,14 @@ __attribute__((always_inline)) inline void store_tile_row(float* c, __m256 v0, _
 // stack, ~11 cycles a step instead of 6. Parking alpha and beta in memory frees the register.
 // 1 thread, KILN_ISA=avx2 on this Zen 4 (whose 256-bit FMA peak equals its 512-bit one), GFLOP/s:
 // 1024^3 49 -> 104, 2048^3 49 -> 105.
-template <int M, int AMode, bool PackedB, bool Full>
+//
+// PackOut (B in place): each step's NR floats of B (zeros past nr) are also stored to bo, aligned,
+// NR floats a step: the tile packs B's whole-K panel as it reads it. Its steps run in k order, as
+// the direct tiles' over a packed panel (read as rows NR floats apart) do, so the sums agree.
+template <int M, int AMode, bool PackedB, bool Full, bool PackOut = false>
 void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int nr,
-          float alpha, float beta, bool load_c, const TileEpilogue* ep) {
+          float alpha, float beta, bool load_c, const TileEpilogue* ep, float* bo = nullptr) {
+    static_assert(!(PackOut && PackedB), "PackOut reads B in place");
     // Short tiles keep S k steps in flight in S sets of accumulators, summed after the loop: with
     // one set, 2 or 3 rows (4 or 6 FMA chains) are bound by the FMA latency (4 cycles, two pipes:
     // 8 chains needed). KILN_ISA=avx2, 1 thread, 32 x 784 x 512 with pre-packed weights (5 panels
@@ -113,6 +118,11 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, 
             b0 = Full ? _mm256_loadu_ps(b) : _mm256_maskload_ps(b, m0);
             b1 = Full ? _mm256_loadu_ps(b + 8) : _mm256_maskload_ps(b + 8, m1);
             _mm_prefetch(reinterpret_cast<const char*>(b + 4 * ldb), _MM_HINT_T0);
+            if constexpr (PackOut) {
+                _mm256_store_ps(bo, b0);
+                _mm256_store_ps(bo + 8, b1);
+                bo += NR;
+            }
         }
         // Loaded once per step: for short tiles GCC otherwise folds a load of B into every FMA
         // (M loads a vector instead of one), and 2 rows became bound by the loads.
@@ -186,6 +196,16 @@ void ukernel_direct(int64_t kc, const float* a, int64_t lda, const float* b, int
         tile<M, AMode, false, true>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c, ep);
     else
         tile<M, AMode, false, false>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c, ep);
+}
+
+// MR rows, A as rows, B's rows in place, each step of B also stored to b_out (see PackOut).
+void ukernel_direct_pack_b(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* b_out,
+                           float* c, int64_t ldc, int nr, float alpha, float beta, bool load_c,
+                           const TileEpilogue* ep) {
+    if (nr == NR)
+        tile<MR, kDirectARows, false, true, true>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c, ep, b_out);
+    else
+        tile<MR, kDirectARows, false, false, true>(kc, a, lda, b, ldb, c, ldc, nr, alpha, beta, load_c, ep, b_out);
 }
 
 // One row, bound by streaming B's panel (kc x 16 floats, contiguous): its k range is cut into S
@@ -408,6 +428,12 @@ const GemmKernels kGemmAvx2 = {
     // 128x784x256 89 -> 93, 256x784x512 92 -> 96, 64x512x512 84 -> 87, 16x784x512 and 24x784x512
     // even (65 -> 63, 65 -> 64), 32x784x256 even. The Fashion-MNIST MLP's training step (ab_train,
     // 11 rounds): batch 32 at 2 threads 113.8k -> 121.1k samples/s, batch 128 117.9k -> 122.0k.
-    /*pack_b_direct=*/true};
+    /*pack_b_direct=*/true,
+    // The first row panel of each such block packs B as its tiles read it (B's rows in place, one
+    // pass over B fewer): in-process A/B, median of 9-11 rounds, GFLOP/s, packing pass -> packed by
+    // the first panel, 1 thread: 32x784x256 76 -> 84, 16x784x512 67 -> 73, 64x512x512 89 -> 95,
+    // 128x784x256 94 -> 98, 256x784x512 94 either way; 2 threads (a slow phase): 16x784x512 88 ->
+    // 103, 32x784x256 102 -> 108, 128x784x512 117 -> 120, 256x784x512 even.
+    ukernel_direct_pack_b};
 
 }  // namespace kiln

@@ -50,6 +50,10 @@ using GemmUkernelDirect = void (*)(int64_t kc, const float* a, int64_t lda, cons
                                    float* c, int64_t ldc, int nr, float alpha, float beta, bool load_c,
                                    const TileEpilogue* ep);
 
+using GemmUkernelDirectPackB = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                                        float* b_out, float* c, int64_t ldc, int nr, float alpha, float beta,
+                                        bool load_c, const TileEpilogue* ep);
+
 constexpr int kMaxMr = 16;
 
 // Few rows times a B read in place (f32, not transposed), B's rows streamed whole (GEMV-like
@@ -112,6 +116,11 @@ struct GemmKernels {
     // kernels over them, A read in place, instead of packing A and B block by block (see
     // pack_direct in gemm.cpp).
     bool pack_b_direct = false;
+    // mr rows, A as rows, B's rows in place (f32, not transposed), each k step's NR floats of B also
+    // stored, zero-padded, to a whole-K panel, in the order the packed tiles read it so that their
+    // sums agree bit for bit: the first row panel of a pack_b_direct block packs B as it goes (null:
+    // B is packed first).
+    GemmUkernelDirectPackB ukernel_direct_pack_b = nullptr;
 };
 
 // Bits lo..hi of a GemmKernels::narrow_dots_cols.
