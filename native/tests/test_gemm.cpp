@@ -509,6 +509,14 @@ TEST(Gemm, BPackedPerCallIntoWholeKPanelsMatchesAPrePackedB) {
             }
             kiln_packed_b_destroy(pb);
         }
+        // Against the double reference: padded leading dimensions, alpha, beta (0: C is NaN and
+        // must not be read), B either way, a partial last panel, a short last row panel.
+        const Case cases[] = {{0, 0, 100, 200, 400, -0.75f, 0.0f, 3}, {0, 0, 43, 151, 700, 1.5f, 0.5f, 5},
+                              {0, 1, 200, 296, 500, 1.0f, -1.0f, 1}, {0, 0, 13, 520, 1000, 2.0f, 0.0f, 7}};
+        for (const Case& c : cases) {
+            check_case(c, 91);
+            if (::testing::Test::HasFatalFailure()) return;
+        }
     });
     kiln_threads_set(threads);
 }
