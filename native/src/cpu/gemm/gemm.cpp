@@ -667,7 +667,8 @@ kiln_status run(Problem& p) {
     // short K) and the table says so (pack_b_direct), a B in place is packed per call into whole-K
     // panels, one column block at a time into the thread's B buffer, and the direct kernels read A
     // in place against them: no A packing, no k blocks (no C reloads), and the same bits as
-    // kiln_sgemm_packed. Each thread packs only the column blocks of its stripe.
+    // kiln_sgemm_packed. Each thread packs the column blocks of its own stripe: its share of B when
+    // the threads split columns, all of B when they split rows.
     if (!p.direct && !p.stream && p.packed_b == nullptr && !p.bf16 && !p.ta && p.kern->pack_b_direct &&
         p.m > p.kern->mr && p.m <= kDirectMaxRows && p.k * p.n <= kDirectMaxRowsBFloats && direct_k_fits(p)) {
         p.direct = true;
