@@ -328,9 +328,9 @@ kiln_status run_rows(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64
         abuf = t_pack_a.get(size_t(row_panels * mr * units(p, kc)));
         if (abuf == nullptr) return fail(KILN_ERR_OUT_OF_MEMORY, "kiln_sgemm: no memory for packing A");
     }
-    // A pack_b_direct stripe whose first row panel is a whole one (A as rows, B not transposed)
-    // packs each B block in that panel's tiles (ukernel_direct_pack_b) instead of a pass before.
-    const bool first_panel_packs = p.pack_b_direct && !p.ta && !p.tb && kn.ukernel_direct_pack_b != nullptr &&
+    // A pack_b_direct stripe (A as rows) whose first row panel is a whole one packs each B block in
+    // that panel's tiles (ukernel_direct_pack_b) instead of a pass before, unless B is transposed.
+    const bool first_panel_packs = p.pack_b_direct && !p.tb && kn.ukernel_direct_pack_b != nullptr &&
                                    std::min(RowPanels(p).end(i0), i1) - i0 == mr;
     float* bbuf = nullptr;
     if (p.packed_b == nullptr && (!direct || p.pack_b_direct)) {

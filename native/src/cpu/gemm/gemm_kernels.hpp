@@ -117,9 +117,9 @@ struct GemmKernels {
     // pack_direct in gemm.cpp).
     bool pack_b_direct = false;
     // mr rows, A as rows, B's rows in place (f32, not transposed), each k step's NR floats of B also
-    // stored, zero-padded, to a whole-K panel, in the order the packed tiles read it so that their
-    // sums agree bit for bit: the first row panel of a pack_b_direct block packs B as it goes (null:
-    // B is packed first).
+    // stored, zero-padded, to a whole-K panel; its steps run in k order, as the direct tiles that
+    // read that panel afterwards do, so the sums agree bit for bit: the first row panel of a
+    // pack_b_direct block packs B as it goes (null: B is packed first).
     GemmUkernelDirectPackB ukernel_direct_pack_b = nullptr;
 };
 
